@@ -1,0 +1,3 @@
+from dogcat.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""An exported model (ONNX + JSON sidecar) → ONNX Runtime session → breed probabilities.
+
+Needs only numpy and onnxruntime: never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from dogcat import images
+
+SIDECAR_FORMAT = "dogcat-model/1"
+BUNDLED = "xception-120.onnx"
+
+
+class ModelError(Exception):
+    """A model file that cannot be used; the message names the file and the problem."""
+
+
+def sidecar_path(onnx_path: Path) -> Path:
+    return Path(onnx_path).with_suffix(".json")
+
+
+def bundled_path() -> Path:
+    return Path(str(resources.files("dogcat") / "models" / BUNDLED))
+
+
+@dataclass(frozen=True)
+class Guess:
+    label: str  # the class folder name, e.g. n02099601-golden_retriever
+    breed: str  # a human name, e.g. Golden Retriever
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "breed": self.breed, "confidence": round(self.confidence, 6)}
+
+
+class BreedModel:
+    def __init__(self, path: str | Path | None = None, providers: list[str] | None = None):
+        self.path = Path(path) if path else bundled_path()
+        if self.path.is_dir():
+            self.path = self.path / "model.onnx"
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file")
+        side = sidecar_path(self.path)
+        try:
+            self.card = json.loads(side.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{side}: the model's sidecar is missing (export writes it beside the .onnx)") from None
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{side}: not valid JSON ({e})") from None
+        if self.card.get("format") != SIDECAR_FORMAT:
+            raise ModelError(f"{side}: not a {SIDECAR_FORMAT} sidecar")
+        self.labels: list[str] = self.card["labels"]
+        self.breeds: list[str] = self.card["breeds"]
+        self.id: str = self.card["id"]
+        self.preprocessing = images.Preprocessing.from_dict(self.card["preprocessing"])
+        self._providers = providers
+        self._session = None
+
+    @property
+    def session(self):
+        """Created on first use: importing onnxruntime and loading the graph is most of a cold start."""
+        if self._session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            available = ort.get_available_providers()
+            wanted = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                                         if p in available]
+            try:
+                self._session = ort.InferenceSession(str(self.path), options, providers=wanted)
+            except Exception as e:  # onnxruntime raises its own exception types for a corrupt graph
+                raise ModelError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        return self._session
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """NHWC float32 pixels (0..255, as images.load_batch gives) → (N, n_breeds) probabilities."""
+        return self.session.run([self.card["output"]], {self.card["input"]: pixels})[0]
+
+    def top_k(self, probs: np.ndarray, k: int) -> list[Guess]:
+        order = np.argsort(-probs)[:k]
+        return [Guess(self.labels[i], self.breeds[i], float(probs[i])) for i in order]

@@ -1,0 +1,1 @@
+"""The Keras lab: the only package of dogcat that imports TensorFlow."""

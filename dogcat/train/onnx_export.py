@@ -1,0 +1,139 @@
+"""A run folder → ONNX model + JSON sidecar, checked against Keras on real photos before it is written.
+
+tf2onnx's ``from_keras`` breaks on Keras 3 models; ``from_function`` on a traced forward pass works for both
+Sequential and Functional models, so that is what we use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from dogcat import breeds, images
+from dogcat.model import SIDECAR_FORMAT, sidecar_path
+from dogcat.train import backbones, data, runs
+from dogcat.train.transfer import TransferConfig
+
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def full_model(run_dir: Path):
+    """Rebuild pixels → scaling → backbone → head from a run folder (the backbone from its weights).
+
+    Runs that trained the whole network (scratch, finetune) saved it as model.keras: that is loaded as is."""
+    import keras
+
+    run_dir = Path(run_dir)
+    cfg_dict = runs.read_json(run_dir / "config.json")
+    cfg = TransferConfig(**{k: v for k, v in cfg_dict.items() if k in TransferConfig.__dataclass_fields__})
+    prep = cfg.preprocessing()
+    if (run_dir / "model.keras").is_file():
+        _ = backbones.CaffeScaling  # registers the custom layer before loading
+        model = keras.models.load_model(run_dir / "model.keras", compile=False)
+        return model, cfg, cfg_dict["labels"]
+    extractor = backbones.build_feature_extractor(backbones.get(cfg.backbone), cfg.weights, prep.size[0], cfg.seed)
+    head = keras.models.load_model(run_dir / "head.keras", compile=False)
+    inputs = keras.Input((*prep.size, 3), name=INPUT_NAME)
+    outputs = head(extractor(inputs))
+    return keras.Model(inputs, outputs, name=f"dogcat_{cfg.backbone}"), cfg, cfg_dict["labels"]
+
+
+def check_parity(keras_probs: np.ndarray, ort_probs: np.ndarray, tolerance: float = 1e-4) -> float:
+    """Max |diff| ≤ tolerance, and the same top breed wherever Keras' top two are further apart than that."""
+    diff = float(np.abs(keras_probs - ort_probs).max())
+    if diff > tolerance:
+        raise ParityError(f"ONNX Runtime differs from Keras by {diff:.2e} (> {tolerance:.0e})")
+    ordered = np.sort(keras_probs, axis=1)
+    clear = (ordered[:, -1] - ordered[:, -2]) > tolerance
+    if np.any(keras_probs.argmax(1)[clear] != ort_probs.argmax(1)[clear]):
+        raise ParityError("ONNX Runtime and Keras pick a different top breed")
+    return diff
+
+
+def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity_images: int = 16,
+           opset: int = 17, say=print) -> Path:
+    """Write `out` (.onnx) and its sidecar (.json); returns the ONNX path."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    run_dir, out = Path(run_dir), Path(out)
+    if out.suffix != ".onnx":
+        out = out / "model.onnx"
+    model, cfg, labels = full_model(run_dir)
+    prep = cfg.preprocessing()
+
+    forward = tf.function(lambda x: model(x, training=False))
+    spec = (tf.TensorSpec((None, *prep.size, 3), tf.float32, name=INPUT_NAME),)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    say(f"converting {run_dir.name} to ONNX (opset {opset}) …")
+    tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
+    _rename_output(tmp)
+
+    # Parity on real validation photos, through the same image code inference uses.
+    split = data.Split.from_json((run_dir / "split.json").read_text())
+    root = Path(cfg.data_dir)
+    val_files = [root / label / n for label in labels for n in split.val[label][:1]]
+    val_files = (val_files * (1 + parity_images // max(1, len(val_files))))[:parity_images]
+    batch = images.load_batch(val_files, prep)
+    keras_probs = np.asarray(forward(tf.convert_to_tensor(batch)))
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    ort_probs = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+    try:
+        diff = check_parity(keras_probs, ort_probs)
+    except ParityError:
+        tmp.unlink()
+        raise
+    say(f"ONNX Runtime matches Keras on {len(batch)} validation photos (max |diff| {diff:.1e})")
+    tmp.replace(out)
+
+    metrics = runs.read_json(run_dir / "metrics.json")
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    name = name or f"{cfg.backbone}-{len(labels)}"
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "name": name,
+        "id": f"{name}@{digest[:12]}",
+        "sha256": digest,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "preprocessing": prep.to_dict(),
+        "labels": labels,
+        "breeds": [breeds.breed_name(label) for label in labels],
+        "metrics": {"train": metrics["train"], "val": metrics["val"]},
+        "parity": {"images": len(batch), "max_abs_diff": diff},
+        "training": {
+            "run": run_dir.name, "experiment": metrics["experiment"], "backbone": cfg.backbone,
+            "weights": backbones.weights_id(cfg.weights), "data": Path(cfg.data_dir).name,
+            "seed": cfg.seed, "val_fraction": cfg.val_fraction, "split": split.counts(),
+            "epochs_total": metrics["epochs_total"], "epochs_best": metrics["epochs_best"],
+        },
+    }
+    runs.write_json(sidecar_path(out), sidecar)
+    shutil.copy(run_dir / "split.json", out.with_suffix(".split.json"))
+    say(f"wrote {out} and {sidecar_path(out).name} ({out.stat().st_size / 1e6:.1f} MB)")
+    return out
+
+
+def _rename_output(path: Path) -> None:
+    """Give the graph's single output a stable name, whatever tf2onnx derived from the Keras layers."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    old = proto.graph.output[0].name
+    if old != OUTPUT_NAME:
+        for node in proto.graph.node:
+            node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
+        proto.graph.output[0].name = OUTPUT_NAME
+        onnx.save(proto, str(path))

@@ -1,0 +1,163 @@
+"""Transfer learning: a frozen ImageNet backbone, the study's head, trained on cached backbone features.
+
+The head learns on features the frozen backbone computed once (see features.py), which is mathematically the
+same as training backbone+head with the backbone frozen and no augmentation, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dogcat import images
+from dogcat.train import backbones, data, features, ledger, runs
+
+
+@dataclass
+class TransferConfig:
+    data_dir: str
+    backbone: str = "xception"
+    weights: str = "imagenet"
+    classes: list[str] | int | None = None  # None: all; N: the first N folders; or a list of names
+    image_size: int | None = None  # None: the backbone's own size
+    resize: str = "stretch"
+    seed: int = 42
+    val_fraction: float = 0.2
+    max_per_class: int | None = None
+    epochs: int = 50
+    patience: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    dense: list[int] = field(default_factory=lambda: [1024, 512])
+    dropout: float = 0.5
+    experiment: str = ""
+
+    def preprocessing(self) -> images.Preprocessing:
+        size = self.image_size or backbones.get(self.backbone).size
+        return images.Preprocessing(size=(size, size), resize=self.resize)
+
+
+def build_head(n_features: int, n_classes: int, dense: list[int], dropout: float):
+    """The study's head: Dense 1024 → Dropout → Dense 512 → Dropout → softmax."""
+    import keras
+
+    inputs = keras.Input((n_features,), name="features")
+    x = inputs
+    for i, units in enumerate(dense):
+        x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def _stack(feats: dict[str, np.ndarray], classes: list[data.ClassFolder], names: dict[str, list[str]]):
+    xs, ys = [], []
+    for index, c in enumerate(classes):
+        row = {f.name: i for i, f in enumerate(c.files)}
+        take = [row[n] for n in names[c.label]]
+        xs.append(feats[c.label][take])
+        ys.append(np.full(len(take), index, dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def topk_accuracy(probs: np.ndarray, y: np.ndarray, k: int) -> float:
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return float(np.mean([y[i] in top[i] for i in range(len(y))]))
+
+
+def metrics(probs: np.ndarray, y: np.ndarray) -> dict:
+    return {"n": int(len(y)), "top1": topk_accuracy(probs, y, 1), "top3": topk_accuracy(probs, y, 3),
+            "top5": topk_accuracy(probs, y, 5)}
+
+
+def run(cfg: TransferConfig, runs_dir: Path, console=None, progress_factory=None, key: str | None = None,
+        ledger_path: Path | None = None) -> Path:
+    """Train a head on cached features; write config, split, history, metrics and the head to a run folder.
+
+    Appends the run's row to the ledger (`ledger_path`, default ledger.jsonl beside `runs_dir`) as
+    `key` (default '<backbone> transfer'), the study row it reproduces."""
+    import keras
+
+    started = time.time()
+    bb = backbones.get(cfg.backbone)
+    prep = cfg.preprocessing()
+    classes = data.discover(cfg.data_dir, cfg.classes)
+    split = data.split(classes, cfg.seed, cfg.val_fraction, cfg.max_per_class)
+    experiment = cfg.experiment or f"{bb.name} transfer, {len(classes)} breeds"
+    run_dir = runs.new_run_dir(runs_dir, experiment)
+    runs.write_json(run_dir / "config.json", asdict(cfg) | {"experiment": experiment,
+                                                           "labels": [c.label for c in classes]})
+    (run_dir / "split.json").write_text(split.to_json())
+    say = console.print if console else print
+    say(f"run folder: {run_dir}")
+    say(f"{len(classes)} breeds, {split.counts()['train']} training / {split.counts()['val']} validation photos, "
+        f"seed {cfg.seed}")
+
+    # Only the photos in the split need features (max_per_class may leave some out).
+    wanted = [data.ClassFolder(c.label, tuple(f for f in c.files if f.name in set(split.train[c.label])
+                                              | set(split.val[c.label]))) for c in classes]
+    weights_id = backbones.weights_id(cfg.weights)
+    cache = None if weights_id == "random" else features.cache_dir(bb.name, weights_id, prep)
+    from_cache = cache is not None and all(
+        (cache / f"{c.label}-{c.fingerprint()[:16]}.npy").exists() for c in wanted)
+    t0 = time.time()
+    predict = backbones.compiled_predict(
+        backbones.build_feature_extractor(bb, cfg.weights, prep.size[0], cfg.seed))
+    if progress_factory:
+        with progress_factory(f"{bb.name} features") as advance:
+            feats = features.class_features(predict, wanted, prep, cache, progress=advance)
+    else:
+        feats = features.class_features(predict, wanted, prep, cache)
+    feature_seconds = time.time() - t0
+    say(f"features: {sum(len(c.files) for c in wanted)} photos in {feature_seconds:.0f} s"
+        + (f" (cache {cache})" if cache else " (not cached: random weights)"))
+
+    x_train, y_train = _stack(feats, wanted, split.train)
+    x_val, y_val = _stack(feats, wanted, split.val)
+    keras.utils.set_random_seed(cfg.seed)
+    head = build_head(x_train.shape[1], len(classes), cfg.dense, cfg.dropout)
+    head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                            restore_best_weights=True)
+
+    class EpochLine(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
+                f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}")
+
+    t1 = time.time()
+    hist = head.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs,
+                    batch_size=cfg.batch_size, callbacks=[stopper, EpochLine()], verbose=0, shuffle=True)
+    fit_seconds = time.time() - t1
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    head.save(run_dir / "head.keras")
+    result = {
+        "experiment": experiment,
+        "train": metrics(head.predict(x_train, verbose=0), y_train),
+        "val": metrics(head.predict(x_val, verbose=0), y_val),
+        "epochs_total": len(history["loss"]), "epochs_best": best_epoch,
+        "seconds_features": round(feature_seconds, 1), "seconds_fit": round(fit_seconds, 1),
+        "seconds_total": round(time.time() - started, 1), "machine": runs.machine(),
+    }
+    runs.write_json(run_dir / "history.json", history)
+    runs.write_json(run_dir / "metrics.json", result)
+    say(f"best epoch {best_epoch}/{result['epochs_total']}: val top-1 {result['val']['top1']:.4f}, "
+        f"top-3 {result['val']['top3']:.4f}; {result['seconds_total']:.0f} s in all")
+    features_note = ("features from cache" if from_cache else
+                     f"features extracted in {feature_seconds:.0f} s" + (" (random weights)" if cache is None else ""))
+    ledger.append(
+        ledger.path_for(runs_dir, ledger_path), experiment=experiment, key=key or f"{bb.name} transfer",
+        config=asdict(cfg) | {"weights": weights_id, "kind": "transfer"},
+        data=ledger.data_label(cfg.data_dir, len(classes), split.counts()), split_seed=cfg.seed,
+        val_accuracy=result["val"]["top1"], epochs_total=result["epochs_total"], epochs_best=best_epoch,
+        seconds=result["seconds_total"], run=run_dir.name, history=history,
+        budget=f"{prep.size[0]}px, up to {cfg.epochs} epochs (patience {cfg.patience}), {features_note}, "
+               f"{runs.hardware()}",
+        seconds_features=result["seconds_features"], seconds_fit=result["seconds_fit"])
+    return run_dir

@@ -1,0 +1,158 @@
+"""`dogcat classify` with a real exported model (the bundled one unless $DOGCAT_TEST_MODEL) on real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dogcat.classify import classify, expand
+from dogcat.model import BreedModel, ModelError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    return BreedModel(model_path)
+
+
+@pytest.fixture(scope="module")
+def val_split(model):
+    """The validation half of the split the model was trained on (shipped beside it)."""
+    return json.loads(model.path.with_suffix(".split.json").read_text())["val"]
+
+
+def dogcat(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "dogcat", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def test_validation_crops_of_many_breeds(model, val_split, crops):
+    labels = model.labels[:: max(1, len(model.labels) // 20)]  # ~20 breeds across the list
+    files = [(crops / label / name, label) for label in labels for name in val_split[label][:2]]
+    results = list(classify(model, [f for f, _ in files], k=3))
+    top1 = sum(r.top_k[0].label == label for r, (_, label) in zip(results, files)) / len(files)
+    top3 = sum(label in [g.label for g in r.top_k] for r, (_, label) in zip(results, files)) / len(files)
+    # The model card claims 0.92 / 0.98 on the whole split; a 40-photo sample must not fall far below.
+    assert top1 >= 0.85 and top3 >= 0.95, (top1, top3)
+
+
+def test_uncropped_photos(model, val_split, originals):
+    """Whole photos (dog small, off-centre), never seen in training: the crops of these are in the val split."""
+    files = []
+    for folder in sorted(originals.iterdir()):
+        names = [n for n in val_split.get(folder.name, []) if (folder / n).exists()][:6]
+        files += [(folder / n, folder.name) for n in names]
+    assert len(files) == 24
+    results = list(classify(model, [f for f, _ in files], k=3))
+    top1 = sum(r.top_k[0].label == label for r, (_, label) in zip(results, files)) / len(files)
+    assert top1 >= 0.75, top1
+
+
+def test_probabilities_are_a_distribution(model, crops):
+    import numpy as np
+
+    from dogcat import images
+
+    path = next((crops / model.labels[0]).iterdir())
+    probs = model.probabilities(images.load_batch([path], model.preprocessing))
+    assert probs.shape == (1, len(model.labels))
+    assert abs(float(probs.sum()) - 1) < 1e-4 and float(probs.min()) >= 0
+    assert np.all(np.diff([g.confidence for g in model.top_k(probs[0], 5)]) <= 0)
+
+
+def test_json_contract(crops, model):
+    photo = crops / "n02099601-golden_retriever" / "n02099601_1010.jpg"
+    done = dogcat("classify", "--json", "--top-k", "4", str(photo))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["path"] == str(photo)
+    assert record["label"] == "n02099601-golden_retriever" and record["breed"] == "Golden Retriever"
+    assert 0.5 < record["confidence"] <= 1
+    assert record["model"] == model.id and record["error"] is None
+    assert [set(g) for g in record["top_k"]] == [{"label", "breed", "confidence"}] * 4
+    assert record["top_k"][0] == {k: record[k] for k in ("label", "breed", "confidence")}
+    assert sum(g["confidence"] for g in record["top_k"]) <= 1.0001
+
+
+def test_folder_glob_and_errors(crops, tmp_path):
+    beagles = sorted((crops / "n02088364-beagle").iterdir())[:3]
+    for b in beagles:
+        (tmp_path / b.name).write_bytes(b.read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    done = dogcat("classify", "--json", str(tmp_path), str(tmp_path / "missing.jpg"))
+    assert done.returncode == 0, done.stderr  # some photos were classified
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert set(by_name) == {b.name for b in beagles} | {"broken.jpg", "missing.jpg"}
+    assert by_name["missing.jpg"]["error"] == "no such file or folder"
+    assert by_name["broken.jpg"]["label"] is None and "not an image" in by_name["broken.jpg"]["error"]
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("dogcat: error: ") for line in errors)
+    assert sum(by_name[b.name]["label"] == "n02088364-beagle" for b in beagles) >= 2
+
+    globbed = dogcat("classify", "--json", str(tmp_path / "n02088364_*.jpg"))
+    assert len(globbed.stdout.splitlines()) == 3
+
+
+def test_exit_code_when_nothing_could_be_classified(tmp_path):
+    (tmp_path / "notes.jpg").write_text("kennel card")
+    done = dogcat("classify", str(tmp_path / "notes.jpg"), str(tmp_path / "gone.jpg"))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 2 and "gone.jpg: no such file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_table_output(crops):
+    photo = crops / "n02110958-pug" / sorted(os.listdir(crops / "n02110958-pug"))[0]
+    done = dogcat("classify", str(photo))
+    assert done.returncode == 0 and "Pug" in done.stdout and "%" in done.stdout
+
+
+def test_bad_model_is_one_line_error(tmp_path, crops):
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"not onnx")
+    photo = next((crops / "n02088364-beagle").iterdir())
+    done = dogcat("classify", "--model", str(fake), str(photo))
+    assert done.returncode == 1 and "sidecar is missing" in done.stderr
+    (tmp_path / "model.json").write_text(json.dumps(json.loads(BreedModel().path.with_suffix(".json").read_text())))
+    done = dogcat("classify", "--model", str(fake), str(photo))
+    assert done.returncode == 1 and "ONNX Runtime cannot load it" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_classify_never_imports_tensorflow(crops):
+    photo = next((crops / "n02088364-beagle").iterdir())
+    code = ("import sys, runpy; sys.argv = ['dogcat', 'classify', sys.argv[1]]\n"
+            "try:\n    runpy.run_module('dogcat', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code, str(photo)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_expand_reports_patterns_that_match_nothing(tmp_path):
+    files, missing = expand([str(tmp_path / "*.jpg")])
+    assert files == [] and missing[0].error == "no file matches this pattern"
+
+
+def test_bundled_model_ships_in_the_package():
+    model = BreedModel()
+    assert model.path.is_file() and model.path.parent.name == "models"
+    assert len(model.labels) == 120
+    card = model.card
+    assert card["metrics"]["val"]["top1"] >= 0.92 and card["metrics"]["val"]["top3"] >= 0.98
+    assert (model.path.parent / "MODEL_CARD.md").is_file()
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelError, match="no such model file"):
+        BreedModel(tmp_path / "none.onnx")

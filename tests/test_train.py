@@ -1,0 +1,122 @@
+"""A small but real run of the lab: Stanford Dogs photos → Xception features → head → ONNX → ONNX Runtime.
+
+Small input (96 px), three breeds, a dozen photos each: it learns something real in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+import keras  # noqa: E402,F401  — fail loudly, not skip, when the train extra is missing
+
+from dogcat import images  # noqa: E402
+from dogcat.model import BreedModel  # noqa: E402
+from dogcat.train import onnx_export, runs, transfer  # noqa: E402
+from tests.conftest import DATA  # noqa: E402
+
+BREEDS = ["Chihuahua", "golden_retriever", "Saint_Bernard"]
+
+
+@pytest.fixture(scope="session")
+def xception_weights():
+    """The real ImageNet Xception backbone, built offline by the shared tool (cached in ~/.cache/dogcat)."""
+    tool = DATA.parent / "tools" / "offline_weights.py"
+    done = subprocess.run([sys.executable, str(tool), "xception"], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, xception_weights, crops):
+    cache = tmp_path_factory.mktemp("cache")
+    cfg = transfer.TransferConfig(data_dir=str(crops), weights=xception_weights, classes=BREEDS, image_size=96,
+                                  max_per_class=15, epochs=30, patience=30, seed=7)
+    import os
+
+    os.environ["DOGCAT_CACHE"] = str(cache)
+    run_dir = transfer.run(cfg, tmp_path_factory.mktemp("runs"))
+    return run_dir, cache
+
+
+def test_run_folder_records_everything(trained_run):
+    run_dir, cache = trained_run
+    for name in ("config.json", "split.json", "history.json", "metrics.json", "head.keras"):
+        assert (run_dir / name).is_file(), name
+    config = runs.read_json(run_dir / "config.json")
+    assert [label.split("-", 1)[1] for label in config["labels"]] == BREEDS
+    split = json.loads((run_dir / "split.json").read_text())
+    for label in config["labels"]:
+        assert len(split["train"][label]) == 12 and len(split["val"][label]) == 3
+        assert not set(split["train"][label]) & set(split["val"][label])
+    history = runs.read_json(run_dir / "history.json")
+    assert len(history["loss"]) == 30 and history["loss"][-1] < history["loss"][0]
+    metrics = runs.read_json(run_dir / "metrics.json")
+    # Real ImageNet features separate three very different breeds even at 96 px.
+    assert metrics["train"]["top1"] >= 0.9
+    assert metrics["val"]["top1"] >= 2 / 3
+    assert len(list(cache.rglob("*.npy"))) == 3  # one cached feature file per breed
+
+
+def test_split_is_reproducible_and_per_breed(crops):
+    from dogcat.train import data
+
+    classes = data.discover(crops, BREEDS)
+    a, b = data.split(classes, seed=3), data.split(classes, seed=3)
+    assert a.train == b.train and a.val == b.val
+    assert data.split(classes, seed=4).val != a.val
+    # Adding a breed leaves the others' split as it was.
+    more = data.split(data.discover(crops, BREEDS + ["beagle"]), seed=3)
+    assert all(more.val[c.label] == a.val[c.label] for c in classes)
+
+
+def test_cached_features_are_reused(trained_run, xception_weights, crops):
+    run_dir, cache = trained_run
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")}
+    cfg = transfer.TransferConfig(data_dir=str(crops), weights=xception_weights, classes=BREEDS, image_size=96,
+                                  max_per_class=15, epochs=1, seed=7)
+    again = transfer.run(cfg, run_dir.parent)
+    assert runs.read_json(again / "metrics.json")["seconds_features"] < 5
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")} == before
+
+
+def test_export_matches_keras_and_serves(trained_run, tmp_path, crops):
+    run_dir, _ = trained_run
+    onnx_path = onnx_export.export(run_dir, tmp_path / "tiny.onnx", parity_images=6)
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert card["input"] == "pixels" and card["output"] == "probabilities"
+    assert card["preprocessing"]["size"] == [96, 96] and card["preprocessing"]["resize"] == "stretch"
+    assert card["breeds"] == ["Chihuahua", "Golden Retriever", "Saint Bernard"]
+    assert card["parity"]["max_abs_diff"] <= 1e-4
+    assert card["metrics"]["val"] == runs.read_json(run_dir / "metrics.json")["val"]
+
+    # Served by ONNX Runtime through the inference code, it agrees with the Keras model on validation photos.
+    model = BreedModel(onnx_path)
+    split = json.loads((run_dir / "split.json").read_text())
+    files = [crops / label / name for label in card["labels"] for name in split["val"][label]]
+    batch = images.load_batch(files, model.preprocessing)
+    keras_model, _, _ = onnx_export.full_model(run_dir)
+    np.testing.assert_allclose(model.probabilities(batch), keras_model.predict(batch, verbose=0), atol=1e-4)
+
+
+def test_parity_check_rejects_a_wrong_model():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=8).astype(np.float32)
+    assert onnx_export.check_parity(probs, probs + 1e-6) <= 1e-4
+    with pytest.raises(onnx_export.ParityError, match="differs"):
+        onnx_export.check_parity(probs, probs + 1e-3)
+    swapped = probs.copy()
+    swapped[:, [0, 1]] = swapped[:, [1, 0]]
+    with pytest.raises(onnx_export.ParityError):
+        onnx_export.check_parity(probs, swapped)
+
+
+def test_train_cli_reports_bad_data_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "dogcat", "train", "transfer", "--data", str(tmp_path / "nope"),
+                           "--runs-dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "nope: no such data folder" in done.stderr and "Traceback" not in done.stderr
