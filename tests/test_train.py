@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,6 @@ import keras  # noqa: E402,F401  — fail loudly, not skip, when the train extra
 from dogcat import images  # noqa: E402
 from dogcat.model import BreedModel  # noqa: E402
 from dogcat.train import onnx_export, runs, transfer  # noqa: E402
-from tests.conftest import DATA  # noqa: E402
 
 BREEDS = ["Chihuahua", "golden_retriever", "Saint_Bernard"]
 
@@ -26,7 +26,7 @@ BREEDS = ["Chihuahua", "golden_retriever", "Saint_Bernard"]
 @pytest.fixture(scope="session")
 def xception_weights():
     """The real ImageNet Xception backbone, built offline by the shared tool (cached in ~/.cache/dogcat)."""
-    tool = DATA.parent / "tools" / "offline_weights.py"
+    tool = Path(__file__).resolve().parents[2] / "shared" / "tools" / "offline_weights.py"
     done = subprocess.run([sys.executable, str(tool), "xception"], capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
 

@@ -1,0 +1,359 @@
+"""Walk folders → hash, decode and classify the photos not yet catalogued → rows in the database, one committed
+transaction per batch.
+
+Re-running is cheap: a file whose path, size and mtime match its row (and whose content this model has already
+seen) is skipped without being opened; a file whose bytes are already catalogued under another name is
+recognised by its SHA-256 and recorded without being decoded or classified again. Killing a run loses at most
+the batch in flight; the next run picks up the rest. A bad file becomes a row with a one-line error.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dogcat import db, images
+from dogcat.classify import PHOTO_SUFFIXES
+from dogcat.model import BreedModel
+
+# Names that promise a photo: such a file becomes a row even when its content is not an image (with an error
+# saying so). Any other file is catalogued only when its first bytes are those of an image format.
+IMAGE_SUFFIXES = PHOTO_SUFFIXES | {".jpe", ".jfif", ".heic", ".heif", ".avif", ".jp2"}
+IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
+DEFAULT_BATCH = 32
+
+
+class CatalogError(Exception):
+    """The run cannot start (a folder that does not exist ...); the message is one line."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """A path found by the walk: a regular file (size, mtime) or one that cannot be read (error)."""
+
+    path: Path
+    key: str  # what the database records: the absolute path as text
+    size: int | None = None
+    mtime_ns: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Scan:
+    entries: list[Entry] = field(default_factory=list)
+    non_images: int = 0  # special files and broken links without a photo's name
+    links_skipped: int = 0  # symlinked folders not followed
+
+
+@dataclass
+class Summary:
+    model_id: str
+    files: int = 0  # paths looked at
+    new: int = 0  # photos classified by this model in this run
+    skipped: int = 0  # already catalogued, unchanged: not read again
+    duplicates: int = 0  # content already catalogued under another name: recorded, not classified again
+    errors: int = 0  # rows recorded with an error in this run
+    non_images: int = 0  # files skipped because they are not images (text, PDF, ...)
+    links_skipped: int = 0
+    batches: int = 0  # transactions committed
+    seconds: float = 0.0
+    breeds: Counter = field(default_factory=Counter)  # best breed of every photo seen in this run
+    error_files: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.new / self.seconds if self.seconds > 0 else 0.0
+
+
+def path_key(path: Path) -> str:
+    """The absolute path as text the database can store: bytes that are not UTF-8 are written as \\xNN."""
+    text = os.path.abspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 file name
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _reason(e: OSError) -> str:
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if e.errno == errno.ENOENT:
+        return "no such file (it disappeared during the run)"
+    if e.errno == errno.EISDIR:
+        return "is a directory, not an image"
+    if e.errno == errno.ELOOP:
+        return "too many levels of symbolic links"
+    return f"cannot read ({e.strerror or type(e).__name__})"
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: bool = False,
+         exclude: Iterable[str] = ()) -> Scan:
+    """List the files under ``roots`` in a stable order, each real folder once (so no symlink loop can
+    trap the walk); symlinked folders are followed only with ``follow_symlinks``. ``exclude``: absolute paths
+    to leave out silently (the catalog's own database files)."""
+    out = Scan()
+    seen: set[tuple[int, int]] = set()
+    exclude = set(exclude)
+
+    def add_file(p: Path, st: os.stat_result):
+        if exclude and os.path.abspath(p) in exclude:
+            return
+        if stat.S_ISREG(st.st_mode):
+            out.entries.append(Entry(p, path_key(p), st.st_size, st.st_mtime_ns))
+        elif _is_image_name(p):  # never open a pipe or a device: it could block forever
+            out.entries.append(Entry(p, path_key(p), error="not a regular file (a pipe, socket or device)"))
+        else:
+            out.non_images += 1
+
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            if not root.exists():
+                raise CatalogError(f"{root}: no such folder")
+            add_file(root, root.stat())
+            continue
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                st = folder.stat()
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                with os.scandir(folder) as it:
+                    children = sorted(it, key=lambda c: c.name)
+            except OSError as e:
+                out.entries.append(Entry(folder, path_key(folder), error=f"cannot list folder: {_reason(e)}"))
+                continue
+            subfolders = []
+            for child in children:
+                p = Path(child.path)
+                try:
+                    if child.is_symlink():
+                        try:
+                            st = p.stat()
+                        except OSError:
+                            if _is_image_name(p):
+                                out.entries.append(Entry(p, path_key(p), error="broken symbolic link"))
+                            else:
+                                out.non_images += 1
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            if not follow_symlinks:
+                                out.links_skipped += 1
+                                continue
+                            if _is_image_name(p):
+                                out.entries.append(Entry(p, path_key(p), error="is a directory, not an image"))
+                            if recursive:
+                                subfolders.append(p)
+                            continue
+                        add_file(p, st)
+                    elif child.is_dir(follow_symlinks=False):
+                        if _is_image_name(p):
+                            out.entries.append(Entry(p, path_key(p), error="is a directory, not an image"))
+                        if recursive:
+                            subfolders.append(p)
+                    else:
+                        add_file(p, child.stat(follow_symlinks=False))
+                except OSError as e:
+                    out.entries.append(Entry(p, path_key(p), error=_reason(e)))
+            stack.extend(reversed(subfolders))  # depth first, in name order
+    return out
+
+
+def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
+    """(bytes, or None when too large to hold; SHA-256; size) of a photo, or None when its first bytes show
+    it is not an image and its name does not claim to be one. Never blocks on a pipe."""
+    fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # it changed since the walk
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file")
+        head = f.read(images.SNIFF_BYTES)
+        if images.sniff(head) is None and not _is_image_name(entry.path):
+            return None
+        digest = hashlib.sha256(head)
+        if (entry.size or 0) <= IN_MEMORY_LIMIT:
+            rest = f.read()
+            digest.update(rest)
+            return head + rest, digest.hexdigest(), len(head) + len(rest)
+        size = len(head)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        return None, digest.hexdigest(), size
+
+
+def _write_batch(conn, model_row: dict | None, photo_rows: list[dict], prediction_rows: list[dict],
+                 file_rows: list[dict]):
+    """One batch, in one transaction (the caller's): a crash leaves either all of it or none."""
+    if model_row is not None:
+        db.insert_ignore(conn, db.models, [model_row])
+    db.insert_ignore(conn, db.photos, photo_rows)
+    db.insert_ignore(conn, db.predictions, prediction_rows)
+    db.upsert(conn, db.files, file_rows, keep=("catalogued_at",))
+
+
+class _Run:
+    def __init__(self, engine, model: BreedModel, top_k: int, summary: Summary):
+        self.engine, self.model, self.top_k, self.s = engine, model, top_k, summary
+        self.model_recorded = False
+
+    def _file_row(self, e: Entry, sha256: str | None, error: str | None, now: str) -> dict:
+        return {"path": e.key, "sha256": sha256, "size": e.size, "mtime_ns": e.mtime_ns,
+                "mtime": db.iso_from_ns(e.mtime_ns) if e.mtime_ns is not None else None, "error": error,
+                "catalogued_at": now, "updated_at": now}
+
+    def _error(self, e: Entry, error: str):
+        self.s.errors += 1
+        self.s.error_files.append((e.key, error))
+
+    def batch(self, entries: Sequence[Entry]):
+        s, model, now = self.s, self.model, db.now()
+        file_rows: list[dict] = []
+        photo_rows: list[dict] = []
+        prediction_rows: list[dict] = []
+
+        with db.reading(self.engine) as conn:
+            known = db.known_paths(conn, [e.key for e in entries if e.error is None], model.id)
+
+        hashed = []  # (entry, bytes or None, sha256, size)
+        for e in entries:
+            if e.error is not None:
+                file_rows.append(self._file_row(e, None, e.error, now))
+                self._error(e, e.error)
+                continue
+            k = known.get(e.key)
+            if (k is not None and k.sha256 and k.size == e.size and k.mtime_ns == e.mtime_ns
+                    and (k.photo_error or k.label)):
+                s.skipped += 1  # unchanged since this model saw it: not even opened
+                if k.breed:
+                    s.breeds[k.breed] += 1
+                continue
+            try:
+                read = _read(e)
+            except OSError as ex:
+                file_rows.append(self._file_row(e, None, _reason(ex), now))
+                self._error(e, _reason(ex))
+                continue
+            if read is None:
+                s.non_images += 1
+                continue
+            hashed.append((e, *read))
+
+        seen: dict[str, object] = {}
+        if hashed:
+            with db.reading(self.engine) as conn:
+                seen = db.known_photos(conn, [sha for _, _, sha, _ in hashed], model.id)
+
+        todo: dict[str, list[tuple[Entry, bytes | None, int]]] = {}  # sha256 → the entries holding it
+        for e, data, sha, size in hashed:
+            p = seen.get(sha)
+            if p is not None and (p.error or p.label):
+                file_rows.append(self._file_row(e, sha, None, now))
+                k = known.get(e.key)
+                if k is not None and k.sha256 == sha:
+                    s.skipped += 1  # touched, not changed
+                elif p.error:
+                    self._error(e, p.error)
+                else:
+                    s.duplicates += 1
+                if p.breed:
+                    s.breeds[p.breed] += 1
+                continue
+            todo.setdefault(sha, []).append((e, data, size))
+
+        decoded = []
+        for sha, holders in todo.items():
+            e, data, size = holders[0]
+            try:
+                d = images.decode(data if data is not None else e.path, model.preprocessing)
+            except images.ImageError as ex:
+                photo_rows.append({"sha256": sha, "size": size, "format": None, "width": None, "height": None,
+                                   "error": str(ex), "first_seen_at": now})
+                for h, _, _ in holders:
+                    file_rows.append(self._file_row(h, sha, None, now))
+                    self._error(h, str(ex))
+                continue
+            photo_rows.append({"sha256": sha, "size": size, "format": d.format, "width": d.width,
+                               "height": d.height, "error": None, "first_seen_at": now})
+            decoded.append((sha, d, holders))
+
+        if decoded:
+            probs = model.probabilities(np.stack([d.pixels for _, d, _ in decoded]))
+            for (sha, _, holders), row in zip(decoded, probs, strict=True):
+                guesses = model.top_k(row, self.top_k)
+                best = guesses[0]
+                prediction_rows.append({"sha256": sha, "model_id": model.id, "label": best.label,
+                                        "breed": best.breed, "confidence": round(float(best.confidence), 6),
+                                        "top_k": db.top_k_json([g.to_dict() for g in guesses]),
+                                        "catalogued_at": now})
+                for i, (h, _, _) in enumerate(holders):
+                    file_rows.append(self._file_row(h, sha, None, now))
+                    if i == 0:
+                        s.new += 1
+                    else:
+                        s.duplicates += 1  # the same bytes twice in this batch
+                    s.breeds[best.breed] += 1
+
+        if not (file_rows or photo_rows or prediction_rows):
+            return
+        model_row = None
+        if prediction_rows and not self.model_recorded:
+            card = model.card
+            model_row = {"id": model.id, "name": card.get("name"), "sha256": card.get("sha256"),
+                         "created": card.get("created"), "breeds": len(model.labels), "first_used_at": now}
+        with db.writing(self.engine) as conn:
+            _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows)
+        self.model_recorded = self.model_recorded or model_row is not None
+        s.batches += 1
+
+
+def _own_files(engine) -> set[str]:
+    """A SQLite catalog kept inside the folder it catalogs: its files are not photos, nor worth a count."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return set()
+    base = os.path.abspath(database)
+    return {base + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+
+
+def run(engine, roots: Sequence[str | Path], model: BreedModel, *, recursive: bool = True,
+        follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = 3,
+        progress: Callable[[int, int, int], None] | None = None) -> Summary:
+    """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`).
+
+    ``progress(files done, files in all, photos classified)`` is called after each batch. Raises CatalogError
+    when a root does not exist, SQLAlchemy errors when the database fails mid-run (committed batches stay).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    start = time.perf_counter()
+    found = scan(roots, recursive=recursive, follow_symlinks=follow_symlinks, exclude=_own_files(engine))
+    summary = Summary(model.id, files=len(found.entries), non_images=found.non_images,
+                      links_skipped=found.links_skipped)
+    worker = _Run(engine, model, top_k, summary)
+    total = len(found.entries)
+    if progress:
+        progress(0, total, 0)
+    for i in range(0, total, batch_size):
+        worker.batch(found.entries[i:i + batch_size])
+        summary.seconds = time.perf_counter() - start
+        if progress:
+            progress(min(i + batch_size, total), total, summary.new)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,381 @@
+"""The ``dogcat`` command line. Parses arguments and prints; the work happens in the modules it calls.
+
+Heavy modules (onnxruntime, sqlalchemy, tensorflow) are imported inside the commands that need them, so
+``dogcat --help`` is instant and inference never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dogcat import __version__
+from dogcat.console import err, error, fail, out
+
+app = typer.Typer(
+    help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
+    no_args_is_help=True, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        out.print(f"dogcat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+):
+    pass
+
+
+@app.command()
+def classify(
+    paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or quoted globs.",
+                                               show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to list per photo.")] = 3,
+    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
+                          ".json sidecar). Default: the model bundled with dogcat.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
+):
+    """Name the breed of the dog in each photo.
+
+    [b]Examples[/b]
+
+      dogcat classify examples/golden_retriever.jpg
+
+      dogcat classify intake/ --top-k 5 --json > breeds.jsonl
+
+    Exit code: 0 when every photo was classified, 1 when none could be (a missing or unreadable file is
+    reported on stderr, one line each, and as an object with an "error" key under --json), 2 on bad usage.
+    """
+    from dogcat.classify import classify as run_classify
+    from dogcat.classify import expand
+    from dogcat.model import BreedModel, ModelError
+
+    files, missing = expand(paths)
+    try:
+        model = BreedModel(model_path)
+        results = list(missing) + list(run_classify(model, files, top_k))
+    except ModelError as e:
+        fail(escape(str(e)))
+    errors = [r for r in results if r.error]
+    for r in errors:
+        error(escape(f"{r.path}: {r.error}"))
+    if as_json:
+        for r in results:
+            sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
+    else:
+        table = Table(show_edge=False, header_style="bold")
+        table.add_column("photo", overflow="fold")
+        table.add_column("breed")
+        table.add_column("confidence", justify="right")
+        if top_k > 1:
+            table.add_column("then", style="dim")
+        for r in results:
+            if r.error:
+                continue
+            best, rest = r.top_k[0], r.top_k[1:]
+            row = [r.path, best.breed, f"{best.confidence:.0%}"]
+            if top_k > 1:
+                row.append(", ".join(f"{g.breed} {g.confidence:.0%}" for g in rest))
+            table.add_row(*row)
+        if len(results) > len(errors):
+            out.print(table)
+    if len(errors) == len(results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Argument(help="Folders named by class label (<wnid>-<name>/*.jpg).")],
+    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model; default: bundled.",
+                                                    show_default=False)] = None,
+    part: Annotated[str | None, typer.Option(help="Only photos in this part of the model's own split: "
+                                                  "'train' or 'val'.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+):
+    """Top-1 / top-3 accuracy of a model on a labelled folder, through exactly the path classify uses.
+
+    [b]Example[/b]
+
+      dogcat evaluate ../shared/data/stanford-dogs-originals --part val
+    """
+    from rich.progress import Progress
+
+    from dogcat.evaluate import evaluate as run_evaluate
+    from dogcat.model import BreedModel, ModelError
+
+    if part not in (None, "train", "val"):
+        fail("--part must be 'train' or 'val'", 2)
+    if not data_dir.is_dir():
+        fail(escape(f"{data_dir}: no such folder"))
+    try:
+        model = BreedModel(model_path)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("evaluating", total=None)
+            result = run_evaluate(model, data_dir, part, on_batch=lambda n: bar.advance(task, n))
+    except (ModelError, FileNotFoundError) as e:
+        fail(escape(str(e)))
+    if as_json:
+        print(json.dumps({"model": model.id, "data": str(data_dir), "part": part, **result.to_dict()}))
+    else:
+        out.print(f"{model.id} on {data_dir} ({part or 'all'}): {result.n} photos, "
+                  f"top-1 {result.top1:.4f}, top-3 {result.top3:.4f}"
+                  + (f", {result.errors} unreadable" if result.errors else "")
+                  + (f", {len(result.skipped_labels)} folders not in the model" if result.skipped_labels else ""))
+    if result.n == 0:
+        raise typer.Exit(1)
+
+
+
+class _Rate:
+    """A progress column: photos classified per second so far (skipped files do not count)."""
+
+    def __new__(cls):
+        from rich.progress import ProgressColumn
+        from rich.text import Text
+
+        class RateColumn(ProgressColumn):
+            def render(self, task):
+                elapsed = task.finished_time or task.elapsed
+                images = task.fields.get("images", 0)
+                rate = f"{images / elapsed:.1f}" if elapsed and images else "–"
+                return Text(f"{rate} images/s", style="progress.data.speed")
+
+        return RateColumn()
+
+
+@app.command()
+def catalog(
+    folders: Annotated[list[Path], typer.Argument(help="Folders to catalog (a single photo also works).",
+                                                  show_default=False)],
+    db: Annotated[str, typer.Option("--db", help="A SQLite file, created if missing, or any SQLAlchemy URL "
+                                    "(postgresql://user@host/shelter).")] = "dogcat.db",
+    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
+                          ".json sidecar). Default: the model bundled with dogcat. A new model adds its "
+                          "predictions beside the old ones.", show_default=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to record per photo.")] = 3,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive",
+                                            help="Walk sub-folders too.")] = True,
+    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Walk into symlinked folders too "
+                               "(each real folder is still walked once, so a link loop is harmless).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Photos per model call and per "
+                          "committed transaction: a crash loses at most one batch.")] = 32,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary (for cron); "
+                                        "a run that cannot complete still prints its error.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file recorded with an error, "
+                                          "and show details of an unexpected failure.")] = False,
+):
+    """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, breed
+    guesses of the model, or the reason it could not be read.
+
+    Unchanged files are skipped without being read; a photo under a second name is known by its hash.
+
+    Each batch is committed as it completes: after a crash or Ctrl-C, run the same command again to finish.
+
+    Several runs may share one database at the same time.
+
+    [b]Examples[/b]
+
+      dogcat catalog ./intake --db shelter.db
+
+      dogcat catalog ./intake --db shelter.db --model new-model.onnx
+
+      dogcat catalog /srv/photos --db postgresql://dogcat@dbhost/shelter --quiet
+
+    [b]Exit codes[/b]
+
+      0  the run completed, files recorded with an error included (see: dogcat export --errors)
+
+      1  it could not run or finish: missing folder, bad --db, unusable model, database failure
+
+      2  bad usage;  130  interrupted (completed batches are saved)
+    """
+    from dogcat import catalog as cat
+    from dogcat import db as catdb
+    from dogcat.model import BreedModel, ModelError
+
+    missing = [f for f in folders if not f.exists() and not f.is_symlink()]
+    if missing:
+        fail(escape(f"{missing[0]}: no such folder"))
+    engine = None
+    try:
+        model = BreedModel(model_path)
+        engine = catdb.connect(db, create=True)
+        if quiet:
+            summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
+                              batch_size=batch_size, top_k=top_k)
+        else:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                          _Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                          console=err, transient=False) as bar:
+                task = bar.add_task("catalog", total=None, images=0)
+
+                def advance(done: int, total: int, images: int):
+                    bar.update(task, completed=done, total=total, images=images)
+
+                summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
+                                  batch_size=batch_size, top_k=top_k, progress=advance)
+    except (ModelError, cat.CatalogError, catdb.DatabaseError) as e:
+        fail(escape(str(e)))
+    except KeyboardInterrupt:
+        err.print("[yellow]dogcat: interrupted[/]: every completed batch is saved; run the same command again "
+                  "to finish.", highlight=False)
+        raise typer.Exit(130) from None
+    except Exception as e:  # a database failing mid-run (disk full ...), or a bug: never a bare traceback
+        if verbose:
+            err.print_exception()
+        from sqlalchemy.exc import SQLAlchemyError
+
+        what = f"database error: {catdb.one_line(e)}" if isinstance(e, SQLAlchemyError) else \
+            f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
+        fail(escape(f"{what}. Completed batches are saved; run the same command again to finish"
+                    + ("" if verbose else " (--verbose shows details)") + "."))
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+    if verbose:
+        for path, error in summary.error_files:
+            shown = path.replace("\n", "\\n").replace("\r", "\\r")  # one line per file, whatever its name
+            err.print(f"[red]error:[/] {escape(shown)}: {escape(error)}", highlight=False, markup=True)
+    if quiet:
+        return
+    _print_summary(summary, catdb.describe(catdb.url_for(db)))
+
+
+def _print_summary(s, database: str):
+    table = Table(title=f"catalog of {escape(database)}", title_justify="left", show_header=False, show_edge=False,
+                  box=None, pad_edge=False)
+    table.add_column(justify="right", style="bold")
+    table.add_column()
+    rate = f", {s.images_per_second:.1f} images/s" if s.new else ""
+    table.add_row(str(s.new), f"new (classified by {escape(s.model_id)}{rate})")
+    table.add_row(str(s.skipped), "skipped (already catalogued, unchanged)")
+    table.add_row(str(s.duplicates), "duplicates (a photo already catalogued, under another name)")
+    table.add_row(str(s.errors), "errors (recorded; see: dogcat export --errors)" if s.errors else "errors")
+    table.add_row(str(s.non_images), "not images (skipped)")
+    if s.links_skipped:
+        table.add_row(str(s.links_skipped), "symlinked folders not followed (--follow-symlinks)")
+    out.print(table)
+    if s.breeds:
+        breeds = Table(title="top breeds", title_justify="left", show_edge=False, header_style="bold")
+        breeds.add_column("breed")
+        breeds.add_column("photos", justify="right")
+        for name, n in s.breeds.most_common(5):
+            breeds.add_row(escape(name), str(n))
+        out.print(breeds)
+    out.print(f"[dim]{s.files} files in {s.seconds:.1f} s, {s.batches} batches committed[/]", highlight=False)
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@app.command()
+def export(
+    db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe) or jsonl (one "
+                                              "JSON object per line).")] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (replaced only "
+                      "once complete) instead of stdout.", show_default=False)] = None,
+    breed: Annotated[str | None, typer.Option("--breed", help="Only photos whose best guess is this breed, by "
+                     "name or label, any case: 'golden retriever', golden_retriever.", show_default=False)] = None,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0.0, max=1.0, help="Only "
+                              "photos whose best guess is at least this confident (0 to 1).",
+                              show_default=False)] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only files recorded with an error.")] = False,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id, as in "
+                        "the model column) instead of the newest.", show_default=False)] = None,
+):
+    """Write the catalog out, one record per catalogued file, the newest prediction for each photo.
+
+    Fields: path, sha256, size, mtime, width, height, format, label, breed, confidence, top_k, model, error,
+    catalogued_at, classified_at.
+
+    CSV quotes any odd file name, and defuses a cell that a spreadsheet would run as a formula.
+
+    [b]Examples[/b]
+
+      dogcat export --db shelter.db -o shelter.csv
+
+      dogcat export --db shelter.db --format jsonl --breed "golden retriever" --min-confidence 0.8
+
+      dogcat export --db shelter.db --errors
+
+    [b]Exit codes[/b]
+
+      0  the records were written (none matching the filters is not an error)
+
+      1  the database cannot be read, or the output cannot be written;  2  bad usage
+    """
+    import io
+    import os
+
+    from dogcat import db as catdb
+    from dogcat import export as exp
+
+    engine = None
+    tmp = None
+    try:
+        engine = catdb.connect(db, create=False)
+        rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors, model_id=model_id)
+        if output is None:
+            stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
+            try:
+                exp.write(rows, fmt.value, stream)
+                stream.flush()
+            finally:
+                stream.detach()
+        else:
+            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                exp.write(rows, fmt.value, f)
+            os.replace(tmp, output)
+            tmp = None
+    except catdb.DatabaseError as e:
+        fail(escape(str(e)))
+    except BrokenPipeError:  # `dogcat export | head`: the reader has gone, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as e:
+        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(e, SQLAlchemyError):
+            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
+        fail(escape(f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"))
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if engine is not None:
+            engine.dispose()
+
+def _add_train():
+    from dogcat.train.cli import app as train_app
+
+    app.add_typer(train_app, name="train")
+
+
+_add_train()
+
+
+def main():
+    app(prog_name="dogcat")

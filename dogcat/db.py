@@ -1,0 +1,346 @@
+"""The catalog database: SQLAlchemy Core tables, a schema version, and SQLite set up for several writers.
+
+Tables (``sqlite3 shelter.db .schema`` shows them; ``SELECT * FROM catalog`` is the export, one row a file):
+
+- ``photos``: one row per distinct content (SHA-256 of the bytes): size, format, upright width x height, and
+  the decode error when the bytes are not a usable picture.
+- ``files``: one row per path: the content it held when last seen (size, mtime), or an error when the file
+  could not be read at all (a directory named x.jpg, a broken link ...). Two names, one photo: two rows here.
+- ``predictions``: one row per (photo, model): best label and breed, confidence, top-k as JSON. A new model
+  adds rows; nothing is overwritten. ``models`` names the models.
+- ``schema_version``: one row per schema version applied, so later releases can migrate.
+
+Times are ISO 8601 text in UTC. SQLite runs in WAL mode with a long busy timeout, and every write transaction
+starts with ``BEGIN IMMEDIATE``: concurrent runs queue for the write lock instead of failing with
+"database is locked", and readers never wait.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+                        and_, create_engine, event, func, insert, inspect, select, text, update)
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from dogcat import __version__
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "dogcat.db"
+BUSY_TIMEOUT_S = 60.0
+_PARAMS_PER_QUERY = 500  # stay well under SQLite's limit on bound parameters
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", Text, nullable=False),
+    Column("dogcat", Text, nullable=False),  # the dogcat release that applied it
+)
+
+models = Table(
+    "models", metadata,
+    Column("id", Text, primary_key=True),  # name@sha256-prefix, from the model's sidecar
+    Column("name", Text),
+    Column("sha256", Text),
+    Column("created", Text),
+    Column("breeds", Integer),
+    Column("first_used_at", Text, nullable=False),
+)
+
+photos = Table(
+    "photos", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("format", Text),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("error", Text),  # set when the bytes cannot be decoded: then there is no prediction
+    Column("first_seen_at", Text, nullable=False),
+)
+
+files = Table(
+    "files", metadata,
+    Column("path", Text, primary_key=True),  # absolute; undecodable bytes in a name are written as \xNN
+    Column("sha256", String(64), ForeignKey("photos.sha256")),  # NULL when the file could not be read
+    Column("size", BigInteger),
+    Column("mtime_ns", BigInteger),  # exact, to tell an unchanged file without reading it
+    Column("mtime", Text),  # the same, for people
+    Column("error", Text),  # set when the file could not be read at all
+    Column("catalogued_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+Index("files_sha256", files.c.sha256)
+
+predictions = Table(
+    "predictions", metadata,
+    Column("sha256", String(64), ForeignKey("photos.sha256"), primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    Column("label", Text, nullable=False),
+    Column("breed", Text, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("top_k", Text, nullable=False),  # JSON: [{"label", "breed", "confidence"}, ...]
+    Column("catalogued_at", Text, nullable=False),
+)
+
+CATALOG_VIEW = "catalog"
+
+
+class DatabaseError(Exception):
+    """The database cannot be opened or used; the message says which and why, in one line."""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def iso_from_ns(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of a driver error, without SQLAlchemy's statement dump and background link."""
+    orig = getattr(e, "orig", None) or e
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return first.split(" [SQL:")[0].strip() or type(orig).__name__
+
+
+def url_for(db: str) -> URL:
+    """``--db``: a SQLAlchemy URL (has ``://``), else a path to a SQLite file."""
+    if "://" in db:
+        try:
+            return make_url(db)
+        except Exception:  # ArgumentError, ValueError ... for a malformed URL
+            raise DatabaseError(f"{db}: not a valid database URL (e.g. sqlite:///shelter.db, "
+                                "postgresql://user@host/db)") from None
+    return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
+
+
+def describe(url: URL) -> str:
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return url.database
+    return url.render_as_string(hide_password=True)
+
+
+def connect(db: str, *, create: bool = True) -> Engine:
+    """Open the catalog at ``db``; with ``create``, make or upgrade its schema, else require it to exist."""
+    url = url_for(db)
+    name = describe(url)
+    sqlite = url.get_backend_name() == "sqlite"
+    if sqlite and url.database not in (None, "", ":memory:") and not url.database.startswith("file:"):
+        path = Path(url.database)
+        if path.is_dir():
+            raise DatabaseError(f"{name}: is a folder, not a database file")
+        if not create and not path.exists():
+            raise DatabaseError(f"{name}: no such database file (dogcat catalog creates it)")
+        if create and not path.parent.is_dir():
+            raise DatabaseError(f"{name}: the folder {path.parent} does not exist")
+    try:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S} if sqlite else {})
+    except ImportError as e:
+        raise DatabaseError(f"{name}: the database driver is not installed ({e})") from None
+    except Exception as e:  # NoSuchModuleError for an unknown dialect, ArgumentError ...
+        raise DatabaseError(f"{name}: cannot use this database URL ({one_line(e)})") from None
+    if sqlite:
+        _setup_sqlite(engine, wal=create)
+    try:
+        ensure_schema(engine, create=create)
+    except DatabaseError as e:
+        engine.dispose()
+        raise DatabaseError(f"{name}: {e}") from None
+    except (SQLAlchemyError, OSError) as e:
+        engine.dispose()
+        raise DatabaseError(f"{name}: {one_line(e)}") from None
+    return engine
+
+
+def _setup_sqlite(engine: Engine, wal: bool):
+    ms = int(BUSY_TIMEOUT_S * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transaction control from the sqlite3 module (which never BEGINs before a SELECT and cannot
+        # BEGIN IMMEDIATE); the "begin" hook below emits BEGIN instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {ms}")
+        if wal:  # persistent in the file; readers then never block writers, nor writers readers
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # A deferred transaction that reads then writes can fail at once with SQLITE_BUSY when another
+        # process wrote in between (no busy wait is possible then); BEGIN IMMEDIATE takes the write lock
+        # first, waiting up to busy_timeout for it.
+        immediate = conn.get_execution_options().get("dogcat_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: committed when the block ends, rolled back if it raises."""
+    with engine.connect() as conn:
+        conn.execution_options(dogcat_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+# --- schema -------------------------------------------------------------------------------------------------
+
+# MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
+MIGRATIONS: dict[int, object] = {}
+
+
+def _version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(schema_version.name):
+        return None
+    return conn.scalar(select(func.max(schema_version.c.version))) or 0
+
+
+def ensure_schema(engine: Engine, create: bool = True) -> int:
+    with reading(engine) as conn:
+        version = _version(conn)
+    if version == SCHEMA_VERSION:
+        return version
+    if version is not None and version > SCHEMA_VERSION:
+        raise DatabaseError(f"written by a newer dogcat (schema version {version}; this dogcat {__version__} "
+                            f"knows up to {SCHEMA_VERSION}): upgrade dogcat")
+    if not create:
+        if version is None:
+            raise DatabaseError("not a dogcat catalog (it has no schema_version table)")
+        raise DatabaseError(f"schema version {version} is older than {SCHEMA_VERSION}: run dogcat catalog "
+                            "once to upgrade it")
+    with writing(engine) as conn:
+        if conn.dialect.name == "postgresql":  # serialise concurrent first runs
+            conn.execute(text("SELECT pg_advisory_xact_lock(2024061101)"))
+        version = _version(conn)  # again, under the write lock: another run may have just done it
+        if version is None:
+            metadata.create_all(conn)
+            compiled = catalog_select().compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            conn.execute(text(f"CREATE VIEW {CATALOG_VIEW} AS {compiled}"))
+            version = SCHEMA_VERSION
+            conn.execute(insert(schema_version).values(version=version, applied_at=now(),
+                                                       dogcat=__version__))
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](conn)  # type: ignore[operator]
+            version += 1
+            conn.execute(insert(schema_version).values(version=version, applied_at=now(),
+                                                       dogcat=__version__))
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA user_version = {version}")
+    return version
+
+
+# --- queries ------------------------------------------------------------------------------------------------
+
+def _chunks(items: Sequence, n: int = _PARAMS_PER_QUERY) -> Iterator[Sequence]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[str, object]:
+    """path → row(sha256, size, mtime_ns, error, photo_error, label, breed) for paths already in ``files``;
+    label/breed are this model's prediction, if any."""
+    pred = predictions.alias("p")
+    q = (select(files.c.path, files.c.sha256, files.c.size, files.c.mtime_ns, files.c.error,
+                photos.c.error.label("photo_error"), pred.c.label, pred.c.breed)
+         .select_from(files.outerjoin(photos, photos.c.sha256 == files.c.sha256)
+                      .outerjoin(pred, and_(pred.c.sha256 == files.c.sha256, pred.c.model_id == model_id))))
+    out = {}
+    for chunk in _chunks(list(paths)):
+        for row in conn.execute(q.where(files.c.path.in_(chunk))):
+            out[row.path] = row
+    return out
+
+
+def known_photos(conn: Connection, hashes: Iterable[str], model_id: str) -> dict[str, object]:
+    """sha256 → row(sha256, error, label, breed) for contents already in ``photos``."""
+    pred = predictions.alias("p")
+    q = (select(photos.c.sha256, photos.c.error, pred.c.label, pred.c.breed)
+         .select_from(photos.outerjoin(pred, and_(pred.c.sha256 == photos.c.sha256,
+                                                  pred.c.model_id == model_id))))
+    out = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        for row in conn.execute(q.where(photos.c.sha256.in_(chunk))):
+            out[row.sha256] = row
+    return out
+
+
+def _dialect_insert(conn: Connection):
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        return None
+    return dialect_insert
+
+
+def insert_ignore(conn: Connection, table: Table, rows: list[dict]):
+    """INSERT the rows, leaving alone any whose primary key is already there (another run wrote it)."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    dialect_insert = _dialect_insert(conn)
+    if dialect_insert is not None:
+        conn.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+        return
+    for row in rows:  # other databases: one savepoint per row
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(table), row)
+        except IntegrityError:
+            pass
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str] = ()):
+    """INSERT the rows, or UPDATE the existing row with the same primary key (except the ``keep`` columns)."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    changing = [c for c in rows[0] if c not in keys and c not in keep]
+    dialect_insert = _dialect_insert(conn)
+    if dialect_insert is not None:
+        stmt = dialect_insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in changing})
+        conn.execute(stmt, rows)
+        return
+    for row in rows:
+        where = and_(*(table.c[k] == row[k] for k in keys))
+        if conn.execute(update(table).where(where).values({c: row[c] for c in changing})).rowcount == 0:
+            conn.execute(insert(table), row)
+
+
+def catalog_select(model_id: str | None = None):
+    """One row per file with the newest prediction for its content (or ``model_id``'s): the export."""
+    rank = func.row_number().over(partition_by=predictions.c.sha256,
+                                  order_by=(predictions.c.catalogued_at.desc(), predictions.c.model_id.desc()))
+    newest = select(predictions, rank.label("rank"))
+    if model_id is not None:
+        newest = newest.where(predictions.c.model_id == model_id)
+    latest = newest.subquery("latest")
+    return (select(files.c.path, files.c.sha256, files.c.size, files.c.mtime, photos.c.width, photos.c.height,
+                   photos.c.format, latest.c.label, latest.c.breed, latest.c.confidence, latest.c.top_k,
+                   latest.c.model_id.label("model"), func.coalesce(files.c.error, photos.c.error).label("error"),
+                   files.c.catalogued_at, latest.c.catalogued_at.label("classified_at"))
+            .select_from(files.outerjoin(photos, photos.c.sha256 == files.c.sha256)
+                         .outerjoin(latest, and_(latest.c.sha256 == files.c.sha256, latest.c.rank == 1)))
+            .order_by(files.c.path))
+
+
+def top_k_json(guesses: list[dict]) -> str:
+    return json.dumps(guesses, ensure_ascii=False)
