@@ -1,0 +1,266 @@
+"""``dogcat train …``: the Keras lab. TensorFlow is imported inside each command, never at import time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+app = typer.Typer(help="Train, compare and export breed models (needs: pip install 'dogcat\\[train]').",
+                  no_args_is_help=True)
+from dogcat.console import err, fail
+
+DEFAULT_DATA = "../shared/data/stanford-dogs-crops-224"
+LedgerOption = Annotated[Path | None, typer.Option(
+    "--ledger", help="Results ledger to append to (default: ledger.jsonl beside --runs-dir, i.e. train/).")]
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # TensorFlow's C++ runtime prints start-up notices (oneDNN, "no CUDA drivers") straight to file
+    # descriptor 2, before any log level applies: silence that descriptor for the import only.
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    except ImportError:
+        os.dup2(saved, 2)
+        fail("training needs TensorFlow: pip install 'dogcat\\[train]'")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _progress(description: str):
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("photos"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(done, total):
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def _classes(value: str | None):
+    if value is None or value == "all":
+        return None
+    if value.isdigit():
+        return int(value)
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+@app.command()
+def transfer(
+    backbone: Annotated[str, typer.Option(help="xception, resnet50, vgg16, inceptionv3, mobilenetv2, "
+                                               "efficientnet-lite0.")] = "xception",
+    weights: Annotated[str, typer.Option(help="'imagenet' (Keras download), a weights file "
+                                              "(e.g. from offline_weights.py), or 'none' (random).")] = "imagenet",
+    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
+    classes: Annotated[str | None, typer.Option(help="'all', the first N folders, or names separated by commas.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 50,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val loss).")] = 10,
+    seed: int = 42,
+    val_fraction: float = 0.2,
+    max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
+    learning_rate: float = 1e-4,
+    dropout: float = 0.5,
+    experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    ledger_path: LedgerOption = None,
+):
+    """Frozen ImageNet backbone + the study's head (Dense 1024 → Dropout → Dense 512 → Dropout → softmax).
+
+    Backbone features are computed once per photo and cached under ~/.cache/dogcat (or $DOGCAT_CACHE).
+
+    [b]Example[/b] (offline: build the weights file first)
+
+      dogcat train transfer --backbone xception --weights $(python ../shared/tools/offline_weights.py xception)
+    """
+    _quiet_tensorflow()
+    from dogcat.train.transfer import TransferConfig, run
+
+    cfg = TransferConfig(data_dir=str(data_dir), backbone=backbone, weights=weights, classes=_classes(classes),
+                         image_size=image_size, seed=seed, val_fraction=val_fraction, max_per_class=max_per_class,
+                         epochs=epochs, patience=patience, learning_rate=learning_rate, dropout=dropout,
+                         experiment=experiment)
+    try:
+        run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    except Exception as e:
+        if weights != "imagenet" or "URL fetch failure" not in str(e):
+            raise
+        # Keras could not download the ImageNet weights (no internet here): record that the row was not run.
+        _not_run(runs_dir, ledger_path, f"{backbone} transfer", f"{backbone} transfer", str(data_dir), classes,
+                 seed, cfg, "not run here: ImageNet weights not available offline (Keras download failed)")
+        fail(escape(f"{backbone}: could not download the ImageNet weights ({' '.join(str(e).split())}); "
+                    "recorded as not run in the ledger"))
+    print(run_dir)
+
+
+def _not_run(runs_dir, ledger_path, experiment, key, data_dir, classes, seed, cfg, reason):
+    from dataclasses import asdict
+
+    from dogcat.train import data, ledger
+
+    found = data.discover(data_dir, _classes(classes))
+    split = data.split(found, seed, cfg.val_fraction, cfg.max_per_class)
+    ledger.append(ledger.path_for(runs_dir, ledger_path), experiment=f"{experiment}, {len(found)} breeds", key=key,
+                  status=reason, config=asdict(cfg) | {"kind": "transfer"},
+                  data=ledger.data_label(data_dir, len(found), split.counts()), split_seed=seed, val_accuracy=None,
+                  epochs_total=None, epochs_best=None, seconds=None, budget="")
+
+
+
+@app.command("export")
+def export_model(
+    run: Annotated[Path, typer.Argument(help="A run folder written by 'dogcat train transfer|scratch|finetune'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file (its .json sidecar goes beside it).")] = Path("model.onnx"),
+    name: Annotated[str | None, typer.Option(help="Model name for the sidecar (default: <backbone>-<classes>).")] = None,
+):
+    """Export a run to ONNX (tf2onnx) with its sidecar; fails unless ONNX Runtime matches Keras on real photos."""
+    _quiet_tensorflow()
+    from dogcat.train.onnx_export import ParityError, export
+
+    if not ((run / "head.keras").is_file() or (run / "model.keras").is_file()):
+        fail(escape(f"{run}: not a finished run folder (no head.keras or model.keras)"))
+    try:
+        export(run, out, name=name, say=err.print)
+    except ParityError as e:
+        fail(escape(f"{run}: {e}"))
+
+
+@app.command()
+def scratch(
+    arch: Annotated[str, typer.Option(help="vgg16 (built layer by layer) or resnet50 (keras.applications, random weights).")] = "vgg16",
+    augment: Annotated[bool, typer.Option(help="RandomFlip + RandomRotation + RandomZoom layers while training.")] = False,
+    batchnorm_dropout: Annotated[bool, typer.Option(help="BatchNorm after every convolution, Dropout 0.5 in the head.")] = False,
+    optimizer: Annotated[str, typer.Option(help="adam or rmsprop.")] = "adam",
+    learning_rate: float = 1e-3,
+    kernel_size: Annotated[int, typer.Option(help="3 or 5 (vgg16).")] = 3,
+    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
+    classes: Annotated[str, typer.Option(help="'all', the first N folders, or names separated by commas.")] = "10",
+    image_size: Annotated[int, typer.Option(min=32, help="Input side in pixels (the study: 224).")] = 224,
+    epochs: Annotated[int, typer.Option(min=1)] = 50,
+    patience: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: int = 32,
+    seed: int = 42,
+    val_fraction: float = 0.2,
+    max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
+    experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    ledger_path: LedgerOption = None,
+):
+    """A VGG16-style or ResNet50 network trained from scratch on the photos (the study's first rows).
+
+    [b]Example[/b] (the study's first row at a budget a laptop CPU can afford)
+
+      dogcat train scratch --arch vgg16 --image-size 64 --epochs 10 --patience 5
+    """
+    if optimizer not in ("adam", "rmsprop"):
+        fail("--optimizer must be adam or rmsprop")
+    if kernel_size not in (3, 5):
+        fail("--kernel-size must be 3 or 5")
+    _quiet_tensorflow()
+    from dogcat.train.scratch import ScratchConfig, run
+
+    cfg = ScratchConfig(data_dir=str(data_dir), backbone=arch.lower(), augment=augment,
+                        batchnorm_dropout=batchnorm_dropout, optimizer=optimizer, learning_rate=learning_rate,
+                        kernel_size=kernel_size, classes=_classes(classes), image_size=image_size, seed=seed,
+                        val_fraction=val_fraction, max_per_class=max_per_class, epochs=epochs, patience=patience,
+                        batch_size=batch_size, experiment=experiment)
+    try:
+        run_dir = run(cfg, runs_dir, console=err, ledger_path=ledger_path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    print(run_dir)
+
+
+@app.command()
+def tune(
+    backbone: Annotated[str, typer.Option(help="As for 'transfer'.")] = "xception",
+    weights: Annotated[str, typer.Option(help="As for 'transfer'.")] = "imagenet",
+    tuner: Annotated[str, typer.Option(help="hyperband, bayesian or random (keras-tuner).")] = "hyperband",
+    max_trials: Annotated[int, typer.Option(min=1, help="Trials for bayesian/random (hyperband sets its own).")] = 12,
+    final: Annotated[bool, typer.Option(help="Train the best settings as a transfer run afterwards.")] = True,
+    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
+    classes: Annotated[str, typer.Option(help="'all', the first N folders, or names separated by commas.")] = "10",
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs a trial trains (Hyperband's max_epochs).")] = 50,
+    patience: Annotated[int, typer.Option(min=1)] = 10,
+    seed: int = 42,
+    val_fraction: float = 0.2,
+    max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    ledger_path: LedgerOption = None,
+):
+    """Search the head's dropout (0.3-0.6) and learning rate (1e-2/1e-3/1e-4) on cached backbone features."""
+    _quiet_tensorflow()
+    from dogcat.train import tune as tuning
+    from dogcat.train.transfer import TransferConfig
+
+    cfg = TransferConfig(data_dir=str(data_dir), backbone=backbone, weights=weights, classes=_classes(classes),
+                         image_size=image_size, seed=seed, val_fraction=val_fraction, max_per_class=max_per_class,
+                         epochs=epochs, patience=patience)
+    try:
+        result = tuning.run(cfg, runs_dir, tuner=tuner, max_trials=max_trials, final=final, console=err,
+                            progress_factory=_progress, ledger_path=ledger_path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    if result.get("final_run"):
+        print(result["final_run"])
+
+
+@app.command()
+def finetune(
+    run: Annotated[Path, typer.Argument(help="A 'dogcat train transfer' run folder: its head at its best epoch.")],
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs to train on after the run's best epoch.")] = 10,
+    learning_rate: float = 1e-5,
+    patience: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: int = 32,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    ledger_path: LedgerOption = None,
+):
+    """Unfreeze every layer of a transfer run and train on at a low learning rate (the study's last row)."""
+    if not (run / "head.keras").is_file():
+        fail(escape(f"{run}: not a finished transfer run folder (no head.keras)"))
+    _quiet_tensorflow()
+    from dogcat.train import finetune as fine
+
+    try:
+        run_dir = fine.run(run, runs_dir, epochs=epochs, learning_rate=learning_rate, patience=patience,
+                           batch_size=batch_size, console=err, ledger_path=ledger_path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    print(run_dir)
+
+
+@app.command()
+def report(
+    ledger_path: Annotated[Path, typer.Option("--ledger", help="The results ledger.")] = Path("train/ledger.jsonl"),
+    plot: Annotated[Path | None, typer.Option(help="PNG of the validation curves ('' to skip).")] = Path("train/val_curves.png"),
+):
+    """Print the study's comparison table from the ledger and draw the validation curves."""
+    from dogcat.console import out
+    from dogcat.train import ledger, report as rep
+
+    rows = ledger.read(ledger_path)
+    if not rows:
+        fail(escape(f"{ledger_path}: no runs recorded yet"))
+    out.print(rep.table(rows))
+    if plot and str(plot):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            fail("the plot needs matplotlib: pip install 'dogcat\\[train]'")
+        err.print(f"wrote {rep.plot(rows, plot)}")
