@@ -39,6 +39,10 @@ def main_options(
     pass
 
 
+def _percent(p: float) -> str:
+    return "<1%" if p < 0.005 else f"{p:.0%}"
+
+
 @app.command()
 def classify(
     paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or quoted globs.",
@@ -77,7 +81,8 @@ def classify(
             sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
     else:
         table = Table(show_edge=False, header_style="bold")
-        table.add_column("photo", overflow="fold")
+        longest = max((len(r.path) for r in results), default=5)
+        table.add_column("photo", overflow="fold", min_width=min(longest, 48))
         table.add_column("breed")
         table.add_column("confidence", justify="right")
         if top_k > 1:
@@ -86,9 +91,9 @@ def classify(
             if r.error:
                 continue
             best, rest = r.top_k[0], r.top_k[1:]
-            row = [r.path, best.breed, f"{best.confidence:.0%}"]
+            row = [r.path, best.breed, _percent(best.confidence)]
             if top_k > 1:
-                row.append(", ".join(f"{g.breed} {g.confidence:.0%}" for g in rest))
+                row.append(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest))
             table.add_row(*row)
         if len(results) > len(errors):
             out.print(table)
