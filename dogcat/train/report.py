@@ -91,10 +91,11 @@ def plot(rows: list[dict], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    latest = {}  # the latest run of each study row (and of each other experiment), per number of breeds
+    latest = {}  # the latest run of each study row (or other experiment), per number of breeds and image size
     for row in rows:
         if row.get("history", {}).get("val_accuracy"):
-            latest[(row.get("key") or row["experiment"], row.get("data", "").split(" train")[0])] = row
+            size = row.get("budget", "").split(",")[0]
+            latest[(row.get("key") or row["experiment"], row.get("data", "").split(" train")[0], size)] = row
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 9), sharex=True)
     for row in latest.values():
         curve = row["history"]["val_accuracy"]
