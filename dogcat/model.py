@@ -16,6 +16,7 @@ from dogcat import images
 
 SIDECAR_FORMAT = "dogcat-model/1"
 BUNDLED = "xception-120.onnx"
+INFERENCE_CHUNK = 4  # photos per ONNX Runtime call
 
 
 class ModelError(Exception):
@@ -86,7 +87,12 @@ class BreedModel:
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """NHWC float32 pixels (0..255, as images.load_batch gives) → (N, n_breeds) probabilities."""
-        return self.session.run([self.card["output"]], {self.card["input"]: pixels})[0]
+        # ONNX Runtime's memory grows with the batch it is given (Xception at 299 px: ~2.9 GB resident for
+        # 32 photos) while CPU throughput does not (measured: 10.5 photos/s at 4, 9.1 at 16): feed it in chunks.
+        run = lambda chunk: self.session.run([self.card["output"]], {self.card["input"]: chunk})[0]  # noqa: E731
+        if len(pixels) <= INFERENCE_CHUNK:
+            return run(pixels)
+        return np.concatenate([run(pixels[i:i + INFERENCE_CHUNK]) for i in range(0, len(pixels), INFERENCE_CHUNK)])
 
     def top_k(self, probs: np.ndarray, k: int) -> list[Guess]:
         order = np.argsort(-probs)[:k]

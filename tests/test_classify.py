@@ -157,3 +157,17 @@ def test_bundled_model_ships_in_the_package():
 def test_missing_model_file(tmp_path):
     with pytest.raises(ModelError, match="no such model file"):
         BreedModel(tmp_path / "none.onnx")
+
+
+def test_chunked_inference_matches_one_photo_at_a_time(model, crops):
+    import numpy as np
+
+    from dogcat import images
+    from dogcat.model import INFERENCE_CHUNK
+
+    files = sorted((crops / "n02110958-pug").iterdir())[: INFERENCE_CHUNK + 2]  # more than one chunk
+    batch = images.load_batch(files, model.preprocessing)
+    together = model.probabilities(batch)
+    alone = np.concatenate([model.probabilities(batch[i:i + 1]) for i in range(len(files))])
+    assert together.shape == (len(files), len(model.labels))
+    np.testing.assert_allclose(together, alone, atol=1e-5)
