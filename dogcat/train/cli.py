@@ -246,6 +246,39 @@ def finetune(
 
 
 @app.command()
+def exitflow(
+    run: Annotated[Path, typer.Argument(help="A 'dogcat train transfer --backbone xception' run folder.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    learning_rate: float = 5e-5,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val loss).")] = 3,
+    batch_size: int = 32,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    ledger_path: LedgerOption = None,
+):
+    """Fine-tune Xception's last block (block 14) and the run's head, on cached block-13 activations.
+
+    Block-13 activations (10×10×1024 per photo, float16) are computed once and cached beside the features;
+    each epoch then costs block 14 + head only. The new run's model.keras is the whole network, ready for
+    'dogcat train export'.
+
+    [b]Example[/b]
+
+      dogcat train exitflow train/runs/<xception transfer run>
+    """
+    if not (run / "head.keras").is_file():
+        fail(escape(f"{run}: not a finished transfer run folder (no head.keras)"))
+    _quiet_tensorflow()
+    from dogcat.train import exitflow as ef
+
+    try:
+        run_dir = ef.run(run, runs_dir, epochs=epochs, learning_rate=learning_rate, patience=patience,
+                         batch_size=batch_size, console=err, progress_factory=_progress, ledger_path=ledger_path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    print(run_dir)
+
+
+@app.command()
 def report(
     ledger_path: Annotated[Path, typer.Option("--ledger", help="The results ledger.")] = Path("train/ledger.jsonl"),
     plot: Annotated[Path | None, typer.Option(help="PNG of the validation curves ('' to skip).")] = Path("train/val_curves.png"),
