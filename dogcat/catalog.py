@@ -15,6 +15,7 @@ import os
 import stat
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,12 +228,20 @@ class _Run:
                 "mtime": db.iso_from_ns(e.mtime_ns) if e.mtime_ns is not None else None, "error": error,
                 "catalogued_at": now, "updated_at": now}
 
-    def _error(self, e: Entry, error: str):
-        self.s.errors += 1
-        self.s.error_files.append((e.key, error))
+    @staticmethod
+    def _error(s: Summary, e: Entry, error: str):
+        s.errors += 1
+        s.error_files.append((e.key, error))
 
     def batch(self, entries: Sequence[Entry]):
-        s, model, now = self.s, self.model, db.now()
+        self.finish(self.prepare(entries))
+
+    def prepare(self, entries: Sequence[Entry]) -> tuple:
+        """Everything a batch needs before the models run: database lookups, reading, hashing, decoding.
+        Runs in a worker thread while the main thread classifies the previous batch (Pillow, hashlib and
+        ONNX Runtime release the GIL). Its counts go to a summary of its own, merged by finish()."""
+        model, now = self.model, db.now()
+        s = Summary(model.id)
         file_rows: list[dict] = []
         photo_rows: list[dict] = []
         prediction_rows: list[dict] = []
@@ -244,7 +253,7 @@ class _Run:
         for e in entries:
             if e.error is not None:
                 file_rows.append(self._file_row(e, None, e.error, now))
-                self._error(e, e.error)
+                self._error(s, e, e.error)
                 continue
             k = known.get(e.key)
             # A prediction without a status comes from a catalog made before statuses (schema 1): redo it.
@@ -257,7 +266,7 @@ class _Run:
                 read = _read(e)
             except OSError as ex:
                 file_rows.append(self._file_row(e, None, _reason(ex), now))
-                self._error(e, _reason(ex))
+                self._error(s, e, _reason(ex))
                 continue
             if read is None:
                 s.non_images += 1
@@ -278,7 +287,7 @@ class _Run:
                 if k is not None and k.sha256 == sha:
                     s.skipped += 1  # touched, not changed
                 elif p.error:
-                    self._error(e, p.error)
+                    self._error(s, e, p.error)
                 else:
                     s.duplicates += 1
                 _count(s, p.status, p.breed)
@@ -295,12 +304,22 @@ class _Run:
                                    "error": str(ex), "first_seen_at": now})
                 for h, _, _ in holders:
                     file_rows.append(self._file_row(h, sha, None, now))
-                    self._error(h, str(ex))
+                    self._error(s, h, str(ex))
                 continue
             photo_rows.append({"sha256": sha, "size": size, "format": d.format, "width": d.width,
                                "height": d.height, "error": None, "first_seen_at": now})
             decoded.append((sha, d, holders))
+        return now, file_rows, photo_rows, prediction_rows, decoded, s
 
+    def finish(self, prepared: tuple):
+        """Classify a prepared batch and commit it in one transaction."""
+        s, model = self.s, self.model
+        now, file_rows, photo_rows, prediction_rows, decoded, counted = prepared
+        for name in ("skipped", "duplicates", "errors", "non_images"):
+            setattr(s, name, getattr(s, name) + getattr(counted, name))
+        s.breeds.update(counted.breeds)
+        s.statuses.update(counted.statuses)
+        s.error_files += counted.error_files
         if decoded:
             verdicts = self.judge.judge([d.views for _, d, _ in decoded], self.top_k)
             detector_id = self.judge.detector.id if self.judge.detector else None
@@ -362,10 +381,18 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     total = len(found.entries)
     if progress:
         progress(0, total, 0)
-    for i in range(0, total, batch_size):
-        worker.batch(found.entries[i:i + batch_size])
-        summary.seconds = time.perf_counter() - start
-        if progress:
-            progress(min(i + batch_size, total), total, summary.new)
+    # A two-stage pipeline: batch i+1 is read, hashed and decoded in a worker thread while batch i is classified
+    # and committed. Only two batches are ever held, so memory stays flat however large the folder is.
+    starts = range(0, total, batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
+        pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
+        for i in starts:
+            prepared = pending.result()
+            nxt = i + batch_size
+            pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None
+            worker.finish(prepared)
+            summary.seconds = time.perf_counter() - start
+            if progress:
+                progress(min(i + batch_size, total), total, summary.new)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -47,6 +47,9 @@ NotDogOption = Annotated[float | None, typer.Option(
     "--not-dog-below", min=0.0, max=1.0, show_default=False,
     help="Call a photo 'not_a_dog' when the dog detector's dog probability is below this (default: the "
          "model's; 0 turns the dog check off).")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="auto (CUDA when onnxruntime-gpu can use it, else the CPU), cpu, or cuda (says so once "
+    "if CUDA is not available, then runs on the CPU).")]
 DetectorOption = Annotated[Path | None, typer.Option(
     "--detector", show_default=False, help="The dog detector (an exported ImageNet-1k model). Default: "
     "the one bundled with dogcat.")]
@@ -67,6 +70,7 @@ def classify(
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
+    device: DeviceOption = "auto",
 ):
     """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
 
@@ -90,8 +94,11 @@ def classify(
 
     files, missing = expand(paths)
     try:
-        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below)
+        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
         model = judge.model
+        if files:
+            for warning in judge.start():
+                error(escape(warning), kind="warning")
         results = list(missing) + list(run_classify(judge, files, top_k))
     except ModelError as e:
         fail(escape(str(e)))
@@ -261,6 +268,7 @@ def catalog(
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
+    device: DeviceOption = "auto",
 ):
     """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, status
     (dog / unsure / not_a_dog / error), breed guesses of the model, or the reason it could not be read.
@@ -297,7 +305,9 @@ def catalog(
         fail(escape(f"{missing[0]}: no such folder"))
     engine = None
     try:
-        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below)
+        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
+        for warning in model.start():
+            error(escape(warning), kind="warning")
         engine = catdb.connect(db, create=True)
         if quiet:
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
@@ -336,21 +346,21 @@ def catalog(
             engine.dispose()
 
     if verbose:
-        for path, error in summary.error_files:
+        for path, reason in summary.error_files:
             shown = path.replace("\n", "\\n").replace("\r", "\\r")  # one line per file, whatever its name
-            err.print(f"[red]error:[/] {escape(shown)}: {escape(error)}", highlight=False, markup=True)
+            err.print(f"[red]error:[/] {escape(shown)}: {escape(reason)}", highlight=False, markup=True)
     if quiet:
         return
-    _print_summary(summary, catdb.describe(catdb.url_for(db)))
+    _print_summary(summary, catdb.describe(catdb.url_for(db)), model.device)
 
 
-def _print_summary(s, database: str):
+def _print_summary(s, database: str, device: str):
     table = Table(title=f"catalog of {escape(database)}", title_justify="left", show_header=False, show_edge=False,
                   box=None, pad_edge=False)
     table.add_column(justify="right", style="bold")
     table.add_column()
     rate = f", {s.images_per_second:.1f} images/s" if s.new else ""
-    table.add_row(str(s.new), f"new (classified by {escape(s.model_id)}{rate})")
+    table.add_row(str(s.new), f"new (classified by {escape(s.model_id)} on the {device}{rate})")
     table.add_row(str(s.skipped), "skipped (already catalogued, unchanged)")
     table.add_row(str(s.duplicates), "duplicates (a photo already catalogued, under another name)")
     table.add_row(str(s.errors), "errors (recorded; see: dogcat export --errors)" if s.errors else "errors")

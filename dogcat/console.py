@@ -9,8 +9,9 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)  # soft_wrap: an error stays one line, however long the path
 
 
-def error(message: str) -> None:
-    err.print(f"[bold red]dogcat: error:[/] {message}", highlight=False, markup=True)
+def error(message: str, kind: str = "error") -> None:
+    colour = "red" if kind == "error" else "yellow"
+    err.print(f"[bold {colour}]dogcat: {kind}:[/] {message}", highlight=False, markup=True)
 
 
 def fail(message: str, code: int = 1):

@@ -18,6 +18,8 @@ SIDECAR_FORMAT = "dogcat-model/1"
 BUNDLED = "xception-120.onnx"
 BUNDLED_DETECTOR = "efficientnet-lite0-imagenet.onnx"
 INFERENCE_CHUNK = 4  # photos per ONNX Runtime call
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when onnxruntime-gpu can use it, else the CPU
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
 class ModelError(Exception):
@@ -48,7 +50,11 @@ class OnnxModel:
 
     kind = "breeds"  # the sidecar's "kind"; a sidecar without one is a breed model
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None):
+    def __init__(self, path: str | Path, device: str = "auto"):
+        if device not in DEVICES:
+            raise ModelError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+        self.device_asked = device
+        self.warning: str | None = None  # set when the device asked for could not be used
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / "model.onnx"
@@ -68,7 +74,6 @@ class OnnxModel:
         self.labels: list[str] = self.card["labels"]
         self.id: str = self.card["id"]
         self.preprocessing = images.Preprocessing.from_dict(self.card["preprocessing"])
-        self._providers = providers
         self._session = None
 
     @property
@@ -80,13 +85,24 @@ class OnnxModel:
             options = ort.SessionOptions()
             options.log_severity_level = 3
             available = ort.get_available_providers()
-            wanted = self._providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                                         if p in available]
+            cuda = self.device_asked != "cpu" and CUDA in available
+            if self.device_asked == "cuda" and not cuda:
+                self.warning = ("CUDA was asked for, but this onnxruntime has no CUDA provider (pip install "
+                                "onnxruntime-gpu instead of onnxruntime): running on the CPU")
+            wanted = [CUDA, CPU] if cuda else [CPU]
             try:
                 self._session = ort.InferenceSession(str(self.path), options, providers=wanted)
             except Exception as e:  # onnxruntime raises its own exception types for a corrupt graph
                 raise ModelError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+            # ONNX Runtime drops a provider that fails to start (no driver, missing CUDA libraries) silently.
+            if cuda and CUDA not in self._session.get_providers() and self.device_asked == "cuda":
+                self.warning = "CUDA was asked for, but ONNX Runtime could not start it here: running on the CPU"
         return self._session
+
+    @property
+    def device(self) -> str:
+        """Where it runs: 'CUDA' or 'CPU' (creates the session)."""
+        return "CUDA" if CUDA in self.session.get_providers() else "CPU"
 
     @property
     def providers(self) -> list[str]:
@@ -105,8 +121,8 @@ class OnnxModel:
 class BreedModel(OnnxModel):
     """Photos → probabilities over the breeds it was trained on."""
 
-    def __init__(self, path: str | Path | None = None, providers: list[str] | None = None):
-        super().__init__(path or bundled_path(), providers)
+    def __init__(self, path: str | Path | None = None, device: str = "auto"):
+        super().__init__(path or bundled_path(), device)
         self.breeds: list[str] = self.card["breeds"]
 
     def top_k(self, probs: np.ndarray, k: int) -> list[Guess]:
@@ -119,8 +135,8 @@ class DogDetector(OnnxModel):
 
     kind = "imagenet-1k"
 
-    def __init__(self, path: str | Path | None = None, providers: list[str] | None = None):
-        super().__init__(path or bundled_path(BUNDLED_DETECTOR), providers)
+    def __init__(self, path: str | Path | None = None, device: str = "auto"):
+        super().__init__(path or bundled_path(BUNDLED_DETECTOR), device)
         first, last = self.card["dog_classes"]
         self.dog_classes = slice(first, last + 1)
 

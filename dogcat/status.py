@@ -77,13 +77,28 @@ class Judge:
 
     @classmethod
     def load(cls, model_path: str | Path | None = None, detector_path: str | Path | None = None,
-             not_a_dog_below: float | None = None, unsure_below: float | None = None) -> Judge:
-        model = BreedModel(model_path)
+             not_a_dog_below: float | None = None, unsure_below: float | None = None,
+             device: str = "auto") -> Judge:
+        model = BreedModel(model_path, device)
         thresholds = Thresholds.for_model(model, not_a_dog_below, unsure_below)
         detector = None
         if thresholds.not_a_dog_below > 0:
-            detector = DogDetector(detector_path or _detector_beside(model))
+            detector = DogDetector(detector_path or _detector_beside(model), device)
         return cls(model, detector, thresholds)
+
+    def start(self) -> list[str]:
+        """Load the ONNX Runtime sessions now; returns the warnings to show once (a device that is missing)."""
+        warnings = []
+        for m in (self.model, self.detector):
+            if m is not None:
+                _ = m.session
+                if m.warning and m.warning not in warnings:
+                    warnings.append(m.warning)
+        return warnings
+
+    @property
+    def device(self) -> str:
+        return self.model.device
 
     @property
     def preprocessings(self):

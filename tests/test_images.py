@@ -120,3 +120,29 @@ def test_load_batch_names_the_bad_file(photo, tmp_path):
     bad.write_text("no")
     with pytest.raises(images.ImageError, match="bad.jpg: not an image"):
         images.load_batch([photo, bad], PREP)
+
+
+def test_resize_modes_on_a_real_uncropped_photo(originals):
+    """stretch squeezes the whole photo; letterbox keeps its aspect and pads with mid-grey; center-crop keeps
+    its aspect and cuts the longer side. One decode serves several model inputs."""
+    path = sorted((originals / "n02099601-golden_retriever").glob("*.jpg"))[0]
+    with Image.open(path) as im:
+        width, height = im.size
+    assert width != height
+    d = images.decode(path, *(images.Preprocessing((224, 224), resize=m) for m in images.RESIZE_MODES))
+    stretch, letterbox, crop = d.views
+    assert (d.width, d.height) == (width, height) and d.pixels is stretch
+    assert all(v.shape == (224, 224, 3) and v.dtype == np.float32 for v in d.views)
+    pad_rows = np.all(letterbox == images.PAD_VALUE, axis=(1, 2)) if width > height else \
+        np.all(letterbox == images.PAD_VALUE, axis=(0, 2))
+    expected_pad = 224 - round(224 * min(width, height) / max(width, height))
+    assert abs(int(pad_rows.sum()) - expected_pad) <= 1
+    assert not np.any(np.all(crop == images.PAD_VALUE, axis=(1, 2)))
+    assert not np.allclose(stretch, crop) and not np.allclose(stretch, letterbox)
+
+
+def test_resize_modes_agree_on_a_square_photo(photo):
+    """The training crops are square: every mode gives them the same pixels, so the mode can change at
+    serving time without touching what the model was trained on."""
+    views = images.decode(photo, *(images.Preprocessing((299, 299), resize=m) for m in images.RESIZE_MODES)).views
+    assert np.array_equal(views[0], views[1]) and np.array_equal(views[0], views[2])

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""dogcat's speed, measured on the same photos in one run: Keras, ONNX Runtime fp32 and int8, the shipped
+pipeline, `dogcat catalog` end to end, cold start, and memory on a large folder.
+
+    python benchmarks/run.py                       # 200 validation photos, every section that can run
+    python benchmarks/run.py --photos 400 --memory-photos 10000 --markdown >> benchmarks/RESULTS.md
+
+Each rate is photos per second (wall clock, after one warm-up batch), printed with its ratio to the pure
+inference rate of the same model and to the compute bound of this CPU: Xception at 299 px is 8.4 billion
+multiply-adds a photo, which on 2 cores bounds fp32 near 17 photos/s, and int8 (AVX-512 VNNI) about 4x that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dogcat import images  # noqa: E402
+from dogcat.model import BreedModel, DogDetector, bundled_path  # noqa: E402
+from dogcat.status import Judge  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "stanford-dogs-crops-224"
+BOUND_FP32 = 17.0  # photos/s: the issue's estimate for Xception-299 fp32 on these 2 cores
+BOUND_INT8 = 4 * BOUND_FP32
+
+
+def val_photos(model: BreedModel, n: int) -> list[Path]:
+    """n validation photos, spread over the breeds (never training photos: the same as the accuracy figures)."""
+    split = json.loads(model.path.with_suffix(".split.json").read_text())["val"]
+    labels = sorted(split)
+    out, i = [], 0
+    while len(out) < n:
+        label = labels[i % len(labels)]
+        names = sorted(split[label])
+        if i // len(labels) < len(names):
+            out.append(DATA / label / names[i // len(labels)])
+        i += 1
+    return out
+
+
+def rate(fn, batches: list, warmup: int = 1) -> float:
+    for b in batches[:warmup]:
+        fn(b)
+    n = sum(len(b) for b in batches)
+    t = time.perf_counter()
+    for b in batches:
+        fn(b)
+    return n / (time.perf_counter() - t)
+
+
+def chunks(x: np.ndarray, size: int) -> list[np.ndarray]:
+    return [x[i:i + size] for i in range(0, len(x), size)]
+
+
+def keras_rate(pixels: np.ndarray, batch: int) -> float | None:
+    """Keras `predict` on the same architecture (Xception-299 + the 1024/512 head); weights do not change speed."""
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras
+    except ImportError:
+        return None
+    base = keras.applications.Xception(include_top=False, weights=None, input_shape=pixels.shape[1:],
+                                       pooling="avg")
+    inputs = keras.Input(pixels.shape[1:])
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Dense(1024, activation="relu")(base(x))
+    x = keras.layers.Dense(512, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(120, activation="softmax")(x))
+    model.predict(pixels[:batch], batch_size=batch, verbose=0)
+    t = time.perf_counter()
+    model.predict(pixels, batch_size=batch, verbose=0)
+    return len(pixels) / (time.perf_counter() - t)
+
+
+class PeakRSS:
+    """Samples a process's resident memory every 0.2 s: peak, and the value at a few points of the run."""
+
+    def __init__(self, pid: int):
+        self.pid, self.samples, self._stop = pid, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.samples.append((time.perf_counter(), int(line.split()[1]) / 1024))
+            except OSError:
+                break
+            time.sleep(0.2)
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join()
+        return max((m for _, m in self.samples), default=0.0)
+
+
+def dogcat_cmd() -> list[str]:
+    return [sys.executable, "-m", "dogcat"]
+
+
+def catalog_run(folder: Path, db: Path, model: Path | None) -> tuple[float, float, list]:
+    """(wall seconds, peak MB, RSS samples) of `dogcat catalog folder --db db --quiet` in a fresh process."""
+    cmd = dogcat_cmd() + ["catalog", str(folder), "--db", str(db), "--quiet"] + (["--model", str(model)] if model else [])
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    watch = PeakRSS(proc.pid)
+    if proc.wait() != 0:
+        raise SystemExit(f"catalog failed: {' '.join(cmd)}")
+    seconds = time.perf_counter() - t
+    return seconds, watch.stop(), watch.samples
+
+
+def cold_start(photo: Path, model: Path | None, runs: int = 5) -> list[float]:
+    cmd = dogcat_cmd() + ["classify", str(photo)] + (["--model", str(model)] if model else [])
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import onnxruntime as ort
+
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()}, Python {platform.python_version()}, onnxruntime {ort.__version__}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=200, help="validation photos for the rate measurements")
+    ap.add_argument("--model", type=Path, default=None, help="the shipped breed model (default: bundled)")
+    ap.add_argument("--fp32", type=Path, default=ROOT / "models" / "xception-120.onnx",
+                    help="the fp32 breed model, to compare with the shipped one")
+    ap.add_argument("--batch", type=int, default=4, help="photos per ONNX Runtime call")
+    ap.add_argument("--memory-photos", type=int, default=0, help="also catalog this many distinct photos and "
+                    "report peak memory (10000 takes ~10 minutes)")
+    ap.add_argument("--no-keras", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown section for RESULTS.md")
+    args = ap.parse_args()
+
+    shipped = BreedModel(args.model)
+    detector = DogDetector()
+    photos = val_photos(shipped, args.photos)
+    prep, dprep = shipped.preprocessing, detector.preprocessing
+    t = time.perf_counter()
+    views = [images.decode(p, prep, dprep).views for p in photos]
+    decode_rate = len(photos) / (time.perf_counter() - t)
+    pixels = np.stack([v[0] for v in views])
+    dpixels = np.stack([v[1] for v in views])
+    rows = []  # (name, photos/s, note)
+
+    def add(name, r, note=""):
+        rows.append((name, r, note))
+        print(f"{name:<46} {r:7.2f} photos/s  {note}", flush=True)
+
+    print(f"{len(photos)} validation photos, batch {args.batch}, {machine()}", flush=True)
+    add("decode + orient + resize (both inputs), 1 thread", decode_rate)
+    keras = None if args.no_keras else keras_rate(pixels, 32)
+    if keras:
+        add("Keras predict, Xception-299 fp32 (batch 32)", keras)
+    fp32 = None
+    if args.fp32 and args.fp32.is_file() and args.fp32.resolve() != shipped.path.resolve():
+        m = BreedModel(args.fp32)
+        fp32 = rate(m.probabilities, chunks(pixels, args.batch))
+        add(f"ONNX Runtime fp32 ({m.id})", fp32)
+    ship = rate(shipped.probabilities, chunks(pixels, args.batch))
+    add(f"ONNX Runtime shipped ({shipped.id})", ship)
+    if fp32 is None:
+        fp32 = ship if "quantization" not in shipped.card else None
+    det = rate(detector.probabilities, chunks(dpixels, args.batch))
+    add(f"ONNX Runtime dog detector ({detector.id})", det)
+    judge = Judge(shipped, detector)
+    pure = rate(lambda b: judge.judge(b, 3), [list(zip(a, c)) for a, c in
+                                              zip(chunks(pixels, 32), chunks(dpixels, 32), strict=True)])
+    add("pure inference: breed model + detector", pure, "(the shipped pipeline without decode, hash, database)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "intake"
+        folder.mkdir()
+        for i, p in enumerate(photos):
+            shutil.copy(p, folder / f"{i:05d}-{p.name}")
+        seconds, peak, _ = catalog_run(folder, Path(tmp) / "bench.db", args.model)
+        # the process's own start-up (imports, sessions) is part of the wall time: measure it alone too
+        startup = statistics.median(cold_start(photos[0], args.model, runs=3))
+        cat_rate = len(photos) / seconds
+        cat_rate_steady = len(photos) / max(seconds - startup, 1e-9)
+        add("dogcat catalog end to end (new process)", cat_rate,
+            f"{seconds:.1f} s incl. start-up; peak {peak:.0f} MB")
+        add("dogcat catalog, start-up excluded", cat_rate_steady, f"(minus a {startup:.2f} s cold classify)")
+        t = time.perf_counter()
+        seconds2, _, _ = catalog_run(folder, Path(tmp) / "bench.db", args.model)
+        add("dogcat catalog re-run, nothing new", len(photos) / seconds2, f"{seconds2:.2f} s")
+
+    colds = cold_start(photos[0], args.model)
+    print(f"cold start, dogcat classify one photo: median {statistics.median(colds):.2f} s "
+          f"(runs: {', '.join(f'{c:.2f}' for c in colds)})", flush=True)
+
+    memory = None
+    if args.memory_photos:
+        pool = sorted(DATA.glob("*/*.jpg"))[:args.memory_photos]
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "intake"
+            folder.mkdir()
+            for i, p in enumerate(pool):
+                os.symlink(p, folder / f"{i:05d}-{p.name}")
+            seconds, peak, samples = catalog_run(folder, Path(tmp) / "big.db", args.model)
+        t0 = samples[0][0] if samples else 0
+        marks = [samples[int(len(samples) * f) - 1] for f in (0.1, 0.25, 0.5, 0.75, 1.0)] if samples else []
+        memory = (len(pool), seconds, peak, [(round(t - t0), round(m)) for t, m in marks])
+        print(f"catalog of {len(pool)} photos: {seconds:.0f} s ({len(pool) / seconds:.1f} photos/s), peak "
+              f"{peak:.0f} MB; RSS (s, MB) at 10/25/50/75/100 % of the run: {memory[3]}", flush=True)
+
+    print("\nratios")
+    ratios = [("catalog / pure inference", cat_rate / pure), ("catalog (start-up excluded) / pure inference",
+                                                               cat_rate_steady / pure)]
+    if keras:
+        ratios.append(("ONNX Runtime shipped / Keras predict", ship / keras))
+        if fp32:
+            ratios.append(("ONNX Runtime fp32 / Keras predict", fp32 / keras))
+    if fp32 and "quantization" in shipped.card:
+        ratios.append(("shipped int8 / fp32", ship / fp32))
+    bound = BOUND_INT8 if "quantization" in shipped.card else BOUND_FP32
+    ratios.append((f"shipped model / compute bound ({bound:.0f} photos/s)", ship / bound))
+    if fp32:
+        ratios.append((f"fp32 / compute bound ({BOUND_FP32:.0f} photos/s)", fp32 / BOUND_FP32))
+    for name, r in ratios:
+        print(f"{name:<46} {r:6.2f}")
+
+    if args.markdown:
+        print(f"\n### {time.strftime('%Y-%m-%d')}: `python benchmarks/run.py {' '.join(sys.argv[1:])}`\n")
+        print(f"Machine: {machine()}. {len(photos)} validation photos, ONNX Runtime batch {args.batch}.\n")
+        print("| what | photos/s | note |\n|---|---:|---|")
+        for name, r, note in rows:
+            print(f"| {name} | {r:.2f} | {note} |")
+        print(f"| cold start: `dogcat classify` one photo | | median {statistics.median(colds):.2f} s of "
+              f"{len(colds)} |")
+        if memory:
+            print(f"| catalog of {memory[0]} photos | {memory[0] / memory[1]:.2f} | peak {memory[2]:.0f} MB; "
+                  f"RSS (s, MB) at 10/25/50/75/100 %: {memory[3]} |")
+        print("\n| ratio | value |\n|---|---:|")
+        for name, r in ratios:
+            print(f"| {name} | {r:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
