@@ -290,13 +290,15 @@ def _print_summary(s, database: str):
 class ExportFormat(str, Enum):
     csv = "csv"
     jsonl = "jsonl"
+    asm3 = "asm3"
 
 
 @app.command()
 def export(
     db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe) or jsonl (one "
-                                              "JSON object per line).")] = ExportFormat.csv,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe), jsonl (one "
+                                              "JSON object per line) or asm3 (an Animal Shelter Manager import "
+                                              "file: one animal per dog photo).")] = ExportFormat.csv,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (replaced only "
                       "once complete) instead of stdout.", show_default=False)] = None,
     breed: Annotated[str | None, typer.Option("--breed", help="Only photos whose best guess is this breed, by "
@@ -307,6 +309,8 @@ def export(
     errors: Annotated[bool, typer.Option("--errors", help="Only files recorded with an error.")] = False,
     model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id, as in "
                         "the model column) instead of the newest.", show_default=False)] = None,
+    images: Annotated[bool, typer.Option("--images/--no-images", help="asm3: attach each photo (read again, "
+                      "at most 1024 pixels a side) as ANIMALIMAGE.")] = True,
 ):
     """Write the catalog out, one record per catalogued file, the newest prediction for each photo.
 
@@ -315,6 +319,10 @@ def export(
 
     CSV quotes any odd file name, and defuses a cell that a spreadsheet would run as a formula.
 
+    --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads: one dog per distinct photo
+    (ANIMALNAME from the file name, ANIMALBREED1/2 in ASM3's spelling, the confidence in ANIMALCOMMENTS, the
+    photo in ANIMALIMAGE). Photos that are no dog and files with errors are left out. See docs/asm3.md.
+
     [b]Examples[/b]
 
       dogcat export --db shelter.db -o shelter.csv
@@ -322,6 +330,8 @@ def export(
       dogcat export --db shelter.db --format jsonl --breed "golden retriever" --min-confidence 0.8
 
       dogcat export --db shelter.db --errors
+
+      dogcat export --db shelter.db --format asm3 -o asm3-import.csv
 
     [b]Exit codes[/b]
 
@@ -335,6 +345,8 @@ def export(
     from dogcat import db as catdb
     from dogcat import export as exp
 
+    if errors and fmt is ExportFormat.asm3:
+        fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
     engine = None
     tmp = None
     try:
@@ -343,14 +355,14 @@ def export(
         if output is None:
             stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
             try:
-                exp.write(rows, fmt.value, stream)
+                exp.write(rows, fmt.value, stream, images=images)
                 stream.flush()
             finally:
                 stream.detach()
         else:
             tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
             with open(tmp, "w", encoding="utf-8", newline="") as f:
-                exp.write(rows, fmt.value, f)
+                exp.write(rows, fmt.value, f, images=images)
             os.replace(tmp, output)
             tmp = None
     except catdb.DatabaseError as e:
