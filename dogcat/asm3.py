@@ -30,8 +30,9 @@ COLUMNS = ["ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALB
 ANIMAL_TYPE = "D (Dog)"  # ASM3's default animal types: "D (Dog)", "A (Stray Dog)", "U (Unwanted Cat)" ...
 SPECIES = "Dog"
 MIXED_BREED = "Mixed Breed"
-# A dog whose best breed guess is less sure than this goes out as a mix of its two best guesses.
-PUREBRED_CONFIDENCE = 0.5
+# A photo catalogued before photos had a status (schema 1) is judged as dogcat.status judges one without a
+# "decision" block in its model's sidecar: `unsure` (a possible mix) when its best guess is below this.
+PUREBRED_CONFIDENCE = 0.5  # dogcat.status.DEFAULT_UNSURE_BELOW (not imported: that loads the models' code)
 IMAGE_MAX_SIDE = 1024  # ANIMALIMAGE: big enough for ASM3's own scaling, small enough for a CSV row
 NOT_ANIMALS = ("not_a_dog", "error")  # statuses that create no animal
 
@@ -195,29 +196,40 @@ def _guesses(top_k: list[dict], start: int) -> str:
     return ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in top_k[start:])
 
 
+def status_of(record: dict) -> str:
+    """The record's status; for a catalog from before statuses, the one dogcat would give it today."""
+    if record.get("error"):
+        return "error"
+    if record.get("status"):
+        return record["status"]
+    top_k = record.get("top_k") or [{}]
+    confidence = top_k[0].get("confidence")
+    return "unsure" if confidence is not None and confidence < PUREBRED_CONFIDENCE else "dog"
+
+
 def animal(record: dict, also: Iterable[str] = ()) -> dict | None:
     """One export record (a photo, with its newest prediction and status) → an ASM3 row, or None when it is no
-    animal: status ``not_a_dog``, an error, or no prediction. ``also``: other paths holding the same photo."""
-    status = record.get("status") or ("error" if record.get("error") else "dog")
+    animal: ``not_a_dog``, an error, or no prediction. ``also``: other paths holding the same photo.
+
+    A ``dog`` is a purebred of its best guess (the same breed twice); an ``unsure`` photo (the breed model's
+    best guess is not sure enough) is a possible mix of its two best guesses."""
+    status = status_of(record)
     top_k = record.get("top_k") or []
-    if status in NOT_ANIMALS or record.get("error") or not top_k:
+    if status in NOT_ANIMALS or not top_k:
         return None
     best = top_k[0]
-    confidence = best.get("confidence")
-    unsure = status == "unsure"
-    mix = unsure or (confidence is not None and confidence < PUREBRED_CONFIDENCE and len(top_k) > 1)
+    mix = status == "unsure" and len(top_k) > 1
     breed1 = asm3_breed(best.get("label"))
-    breed2 = asm3_breed(top_k[1].get("label")) if mix and len(top_k) > 1 else breed1
+    breed2 = asm3_breed(top_k[1].get("label")) if mix else breed1
 
     notes = []
-    if unsure:
-        p = record.get("dog_probability")
-        notes.append("not sure this is a dog" + (f" (dog {_percent(p)})" if p is not None else ""))
     if mix:
         notes.append(f"mix? {_guesses(top_k, 0)}")
     else:
         then = _guesses(top_k, 1)
-        notes.append(f"{best['breed']} {_percent(confidence)}" + (f" (then {then})" if then else ""))
+        notes.append(f"{best['breed']} {_percent(best.get('confidence'))}" + (f" (then {then})" if then else ""))
+    if record.get("dog_probability") is not None:
+        notes.append(f"dog check {_percent(record['dog_probability'])}")
     where = f"photo {record['path']}"
     others = [p for p in also if p != record["path"]]
     if others:

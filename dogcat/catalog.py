@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from dogcat import db, images
 from dogcat.classify import PHOTO_SUFFIXES
 from dogcat.model import BreedModel
+from dogcat.status import Judge, Thresholds
 
 # Names that promise a photo: such a file becomes a row even when its content is not an image (with an error
 # saying so). Any other file is catalogued only when its first bytes are those of an image format.
@@ -66,7 +66,8 @@ class Summary:
     links_skipped: int = 0
     batches: int = 0  # transactions committed
     seconds: float = 0.0
-    breeds: Counter = field(default_factory=Counter)  # best breed of every photo seen in this run
+    breeds: Counter = field(default_factory=Counter)  # best breed of every dog (or unsure) photo seen in this run
+    statuses: Counter = field(default_factory=Counter)  # dog / unsure / not_a_dog of every photo seen
     error_files: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -204,13 +205,21 @@ def _write_batch(conn, model_row: dict | None, photo_rows: list[dict], predictio
     if model_row is not None:
         db.insert_ignore(conn, db.models, [model_row])
     db.insert_ignore(conn, db.photos, photo_rows)
-    db.insert_ignore(conn, db.predictions, prediction_rows)
+    # An upsert, not insert-or-ignore: a row from schema 1 (no status yet) gets its status now.
+    db.upsert(conn, db.predictions, prediction_rows)
     db.upsert(conn, db.files, file_rows, keep=("catalogued_at",))
 
 
+def _count(s: Summary, status: str | None, breed: str | None):
+    if status:
+        s.statuses[status] += 1
+    if breed and status != "not_a_dog":
+        s.breeds[breed] += 1
+
+
 class _Run:
-    def __init__(self, engine, model: BreedModel, top_k: int, summary: Summary):
-        self.engine, self.model, self.top_k, self.s = engine, model, top_k, summary
+    def __init__(self, engine, judge: Judge, top_k: int, summary: Summary):
+        self.engine, self.judge, self.model, self.top_k, self.s = engine, judge, judge.model, top_k, summary
         self.model_recorded = False
 
     def _file_row(self, e: Entry, sha256: str | None, error: str | None, now: str) -> dict:
@@ -238,11 +247,11 @@ class _Run:
                 self._error(e, e.error)
                 continue
             k = known.get(e.key)
+            # A prediction without a status comes from a catalog made before statuses (schema 1): redo it.
             if (k is not None and k.sha256 and k.size == e.size and k.mtime_ns == e.mtime_ns
-                    and (k.photo_error or k.label)):
+                    and (k.photo_error or (k.label and k.status))):
                 s.skipped += 1  # unchanged since this model saw it: not even opened
-                if k.breed:
-                    s.breeds[k.breed] += 1
+                _count(s, k.status, k.breed)
                 continue
             try:
                 read = _read(e)
@@ -263,7 +272,7 @@ class _Run:
         todo: dict[str, list[tuple[Entry, bytes | None, int]]] = {}  # sha256 → the entries holding it
         for e, data, sha, size in hashed:
             p = seen.get(sha)
-            if p is not None and (p.error or p.label):
+            if p is not None and (p.error or (p.label and p.status)):
                 file_rows.append(self._file_row(e, sha, None, now))
                 k = known.get(e.key)
                 if k is not None and k.sha256 == sha:
@@ -272,8 +281,7 @@ class _Run:
                     self._error(e, p.error)
                 else:
                     s.duplicates += 1
-                if p.breed:
-                    s.breeds[p.breed] += 1
+                _count(s, p.status, p.breed)
                 continue
             todo.setdefault(sha, []).append((e, data, size))
 
@@ -281,7 +289,7 @@ class _Run:
         for sha, holders in todo.items():
             e, data, size = holders[0]
             try:
-                d = images.decode(data if data is not None else e.path, model.preprocessing)
+                d = images.decode(data if data is not None else e.path, *self.judge.preprocessings)
             except images.ImageError as ex:
                 photo_rows.append({"sha256": sha, "size": size, "format": None, "width": None, "height": None,
                                    "error": str(ex), "first_seen_at": now})
@@ -294,21 +302,24 @@ class _Run:
             decoded.append((sha, d, holders))
 
         if decoded:
-            probs = model.probabilities(np.stack([d.pixels for _, d, _ in decoded]))
-            for (sha, _, holders), row in zip(decoded, probs, strict=True):
-                guesses = model.top_k(row, self.top_k)
-                best = guesses[0]
+            verdicts = self.judge.judge([d.views for _, d, _ in decoded], self.top_k)
+            detector_id = self.judge.detector.id if self.judge.detector else None
+            for (sha, _, holders), v in zip(decoded, verdicts, strict=True):
+                best = v.top_k[0]
                 prediction_rows.append({"sha256": sha, "model_id": model.id, "label": best.label,
                                         "breed": best.breed, "confidence": round(float(best.confidence), 6),
-                                        "top_k": db.top_k_json([g.to_dict() for g in guesses]),
-                                        "catalogued_at": now})
+                                        "top_k": db.top_k_json([g.to_dict() for g in v.top_k]),
+                                        "catalogued_at": now, "status": v.status,
+                                        "dog_probability": (round(v.dog_probability, 6)
+                                                            if v.dog_probability is not None else None),
+                                        "looks_like": v.looks_like, "detector_id": detector_id})
                 for i, (h, _, _) in enumerate(holders):
                     file_rows.append(self._file_row(h, sha, None, now))
                     if i == 0:
                         s.new += 1
                     else:
                         s.duplicates += 1  # the same bytes twice in this batch
-                    s.breeds[best.breed] += 1
+                    _count(s, v.status, best.breed)
 
         if not (file_rows or photo_rows or prediction_rows):
             return
@@ -332,7 +343,7 @@ def _own_files(engine) -> set[str]:
     return {base + suffix for suffix in ("", "-wal", "-shm", "-journal")}
 
 
-def run(engine, roots: Sequence[str | Path], model: BreedModel, *, recursive: bool = True,
+def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recursive: bool = True,
         follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = 3,
         progress: Callable[[int, int, int], None] | None = None) -> Summary:
     """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`).
@@ -342,11 +353,12 @@ def run(engine, roots: Sequence[str | Path], model: BreedModel, *, recursive: bo
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    judge = model if isinstance(model, Judge) else Judge(model, None, Thresholds(0.0, 0.0))
     start = time.perf_counter()
     found = scan(roots, recursive=recursive, follow_symlinks=follow_symlinks, exclude=_own_files(engine))
-    summary = Summary(model.id, files=len(found.entries), non_images=found.non_images,
+    summary = Summary(judge.model.id, files=len(found.entries), non_images=found.non_images,
                       links_skipped=found.links_skipped)
-    worker = _Run(engine, model, top_k, summary)
+    worker = _Run(engine, judge, top_k, summary)
     total = len(found.entries)
     if progress:
         progress(0, total, 0)

@@ -11,6 +11,7 @@ import numpy as np
 
 from dogcat import images
 from dogcat.model import BreedModel, Guess
+from dogcat.status import Judge, Thresholds, Verdict
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -18,14 +19,26 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 @dataclass
 class Result:
     path: str
-    top_k: list[Guess] = field(default_factory=list)
+    verdict: Verdict | None = None
     error: str | None = None
 
+    @property
+    def top_k(self) -> list[Guess]:
+        return self.verdict.top_k if self.verdict else []
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status if self.verdict else "error"
+
     def to_dict(self, model_id: str) -> dict:
-        best = self.top_k[0] if self.top_k else None
-        return {"path": self.path, "label": best.label if best else None, "breed": best.breed if best else None,
+        v = self.verdict
+        best = v.best if v else None
+        return {"path": self.path, "status": self.status, "label": best.label if best else None,
+                "breed": best.breed if best else None,
                 "confidence": round(best.confidence, 6) if best else None,
-                "top_k": [g.to_dict() for g in self.top_k], "model": model_id, "error": self.error}
+                "top_k": [g.to_dict() for g in self.top_k],
+                "dog_probability": round(v.dog_probability, 6) if v and v.dog_probability is not None else None,
+                "looks_like": v.looks_like if v else None, "model": model_id, "error": self.error}
 
 
 def expand(args: Iterable[str]) -> tuple[list[Path], list[Result]]:
@@ -49,21 +62,23 @@ def expand(args: Iterable[str]) -> tuple[list[Path], list[Result]]:
     return files, missing
 
 
-def classify(model: BreedModel, paths: Iterable[Path], k: int = 3, batch_size: int = 16) -> Iterator[Result]:
-    """Yield one Result per path, in order."""
-    pending: list[tuple[Path, np.ndarray]] = []
+def classify(judge: Judge | BreedModel, paths: Iterable[Path], k: int = 3, batch_size: int = 16) -> Iterator[Result]:
+    """Yield one Result per path, in order. A bare BreedModel judges breeds only (no dog check)."""
+    if isinstance(judge, BreedModel):
+        judge = Judge(judge, None, Thresholds(0.0, 0.0))
+    preps = judge.preprocessings
+    pending: list[tuple[Path, tuple]] = []
 
     def flush():
         if not pending:
             return
-        probs = model.probabilities(np.stack([px for _, px in pending]))
-        for (path, _), row in zip(pending, probs):
-            yield Result(str(path), model.top_k(row, k))
+        for (path, _), verdict in zip(pending, judge.judge([views for _, views in pending], k)):
+            yield Result(str(path), verdict)
         pending.clear()
 
     for path in paths:
         try:
-            pending.append((path, images.load(path, model.preprocessing)))
+            pending.append((path, images.decode(path, *preps).views))
         except images.ImageError as e:
             yield from flush()  # keep output in input order
             yield Result(str(path), error=str(e))

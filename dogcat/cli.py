@@ -39,6 +39,19 @@ def main_options(
     pass
 
 
+UnsureOption = Annotated[float | None, typer.Option(
+    "--unsure-below", min=0.0, max=1.0, show_default=False,
+    help="Call a photo 'unsure' when the top breed's confidence is below this (default: the model's, "
+         "chosen on validation photos).")]
+NotDogOption = Annotated[float | None, typer.Option(
+    "--not-dog-below", min=0.0, max=1.0, show_default=False,
+    help="Call a photo 'not_a_dog' when the dog detector's dog probability is below this (default: the "
+         "model's; 0 turns the dog check off).")]
+DetectorOption = Annotated[Path | None, typer.Option(
+    "--detector", show_default=False, help="The dog detector (an exported ImageNet-1k model). Default: "
+    "the one bundled with dogcat.")]
+
+
 def _percent(p: float) -> str:
     return "<1%" if p < 0.005 else f"{p:.0%}"
 
@@ -51,8 +64,15 @@ def classify(
     model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
                           ".json sidecar). Default: the model bundled with dogcat.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
+    unsure_below: UnsureOption = None,
+    not_dog_below: NotDogOption = None,
+    detector_path: DetectorOption = None,
 ):
-    """Name the breed of the dog in each photo.
+    """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
+
+    Each photo gets a status: [b]dog[/b] (a confident breed), [b]unsure[/b] (the top guesses, maybe a mix),
+    [b]not_a_dog[/b] (with what it looks like) or [b]error[/b]. The thresholds come with the model (see its
+    model card) and can be changed with --unsure-below and --not-dog-below.
 
     [b]Examples[/b]
 
@@ -65,12 +85,14 @@ def classify(
     """
     from dogcat.classify import classify as run_classify
     from dogcat.classify import expand
-    from dogcat.model import BreedModel, ModelError
+    from dogcat.model import ModelError
+    from dogcat.status import Judge
 
     files, missing = expand(paths)
     try:
-        model = BreedModel(model_path)
-        results = list(missing) + list(run_classify(model, files, top_k))
+        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below)
+        model = judge.model
+        results = list(missing) + list(run_classify(judge, files, top_k))
     except ModelError as e:
         fail(escape(str(e)))
     errors = [r for r in results if r.error]
@@ -83,17 +105,26 @@ def classify(
         table = Table(show_edge=False, header_style="bold")
         longest = max((len(r.path) for r in results), default=5)
         table.add_column("photo", overflow="fold", min_width=min(longest, 48))
+        table.add_column("status")
         table.add_column("breed")
         table.add_column("confidence", justify="right")
         if top_k > 1:
             table.add_column("then", style="dim")
+        styles = {"dog": "green", "unsure": "yellow", "not_a_dog": "magenta"}
         for r in results:
             if r.error:
                 continue
+            v = r.verdict
             best, rest = r.top_k[0], r.top_k[1:]
-            row = [r.path, best.breed, _percent(best.confidence)]
+            if v.status == "not_a_dog":
+                row = [r.path, v.status, v.summary(), f"dog {_percent(v.dog_probability)}"]
+            else:
+                row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), _percent(best.confidence)]
+            row[1] = f"[{styles[v.status]}]{row[1]}[/]"
+            row[0], row[2] = escape(row[0]), escape(row[2])
             if top_k > 1:
-                row.append(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest))
+                row.append(escape(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest))
+                           if v.status != "not_a_dog" else "")
             table.add_row(*row)
         if len(results) > len(errors):
             out.print(table)
@@ -103,42 +134,88 @@ def classify(
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[Path, typer.Argument(help="Folders named by class label (<wnid>-<name>/*.jpg).")],
+    data_dir: Annotated[Path, typer.Argument(help="Folders named by class label (<wnid>-<name>/*.jpg); with "
+                                                  "--not-dogs, any folder of photos without a dog.")],
     model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model; default: bundled.",
                                                     show_default=False)] = None,
-    part: Annotated[str | None, typer.Option(help="Only photos in this part of the model's own split: "
-                                                  "'train' or 'val'.")] = None,
+    part: Annotated[str | None, typer.Option(help="Only photos in this part of the model's own split: 'train', "
+                                                  "'val', or a half of val: 'val-tune' (where the thresholds "
+                                                  "were chosen) or 'val-holdout'.")] = None,
+    not_dogs: Annotated[bool, typer.Option("--not-dogs", help="The photos show no dog: report how many are "
+                                                             "flagged not_a_dog.")] = False,
+    resize: Annotated[str | None, typer.Option(help="Serve with this resize instead of the model's: stretch, "
+                                                    "letterbox or center-crop (to measure which is best).")] = None,
+    unsure_below: UnsureOption = None,
+    not_dog_below: NotDogOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ):
-    """Top-1 / top-3 accuracy of a model on a labelled folder, through exactly the path classify uses.
+    """Accuracy and statuses of a model on a labelled folder, through exactly the path classify uses.
 
-    [b]Example[/b]
+    Prints top-1 / top-3 of the breed model on every photo, how many photos each status took, and the
+    precision of the confident ('dog') answers.
 
-      dogcat evaluate ../shared/data/stanford-dogs-originals --part val
+    [b]Examples[/b]
+
+      dogcat evaluate ../shared/data/stanford-dogs-crops-224 --part val-holdout
+
+      dogcat evaluate ../shared/data/stanford-dogs-originals --part val --resize letterbox
+
+      dogcat evaluate ~/not-dogs --not-dogs
     """
+    import dataclasses
+
     from rich.progress import Progress
 
-    from dogcat.evaluate import evaluate as run_evaluate
-    from dogcat.model import BreedModel, ModelError
+    from dogcat import evaluate as ev
+    from dogcat.images import RESIZE_MODES
+    from dogcat.model import ModelError
+    from dogcat.status import Judge
 
-    if part not in (None, "train", "val"):
-        fail("--part must be 'train' or 'val'", 2)
+    if part not in (None, *ev.PARTS):
+        fail(f"--part must be one of {', '.join(ev.PARTS)}", 2)
+    if resize not in (None, *RESIZE_MODES):
+        fail(f"--resize must be one of {', '.join(RESIZE_MODES)}", 2)
     if not data_dir.is_dir():
         fail(escape(f"{data_dir}: no such folder"))
     try:
-        model = BreedModel(model_path)
+        judge = Judge.load(model_path, None, not_dog_below, unsure_below)
+        if resize:
+            judge.model.preprocessing = dataclasses.replace(judge.model.preprocessing, resize=resize)
+        model = judge.model
+        if not_dogs:
+            photos = ev.not_dog_photos(data_dir)
+            if not photos:
+                fail(escape(f"{data_dir}: no photos"))
+            result = ev.evaluate_not_dogs(judge, photos)
+            if as_json:
+                print(json.dumps({"model": model.id, "data": str(data_dir), "thresholds":
+                                  dataclasses.asdict(judge.thresholds), **result}))
+            else:
+                out.print(f"{model.id} on {escape(str(data_dir))}: {result['not_a_dog']} of {result['n']} photos "
+                          f"flagged not_a_dog ({result['share_not_a_dog']:.1%})")
+                for m in result["missed"]:
+                    out.print(escape(f"  missed: {m['path']} ({m['status']}, dog probability "
+                                     f"{m['dog_probability']:.3f})"))
+            raise typer.Exit(0 if result["n"] else 1)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("evaluating", total=None)
-            result = run_evaluate(model, data_dir, part, on_batch=lambda n: bar.advance(task, n))
+            result = ev.evaluate(judge, data_dir, part, on_batch=lambda n: bar.advance(task, n))
     except (ModelError, FileNotFoundError) as e:
         fail(escape(str(e)))
     if as_json:
-        print(json.dumps({"model": model.id, "data": str(data_dir), "part": part, **result.to_dict()}))
+        print(json.dumps({"model": model.id, "data": str(data_dir), "part": part,
+                          "resize": model.preprocessing.resize,
+                          "thresholds": dataclasses.asdict(judge.thresholds), **result.to_dict()}))
     else:
-        out.print(f"{model.id} on {data_dir} ({part or 'all'}): {result.n} photos, "
-                  f"top-1 {result.top1:.4f}, top-3 {result.top3:.4f}"
+        st = result.statuses
+        out.print(f"{model.id} on {escape(str(data_dir))} ({part or 'all'}, {model.preprocessing.resize}): "
+                  f"{result.n} photos, top-1 {result.top1:.4f}, top-3 {result.top3:.4f}"
                   + (f", {result.errors} unreadable" if result.errors else "")
                   + (f", {len(result.skipped_labels)} folders not in the model" if result.skipped_labels else ""))
+        if result.n:
+            out.print(f"statuses: dog {st['dog']}, unsure {st['unsure']}, not_a_dog {st['not_a_dog']} "
+                      f"({st['not_a_dog'] / result.n:.1%}); precision of 'dog' answers "
+                      + (f"{result.dog_precision:.4f}" if result.dog_precision is not None else "n/a"))
     if result.n == 0:
         raise typer.Exit(1)
 
@@ -181,9 +258,12 @@ def catalog(
                                         "a run that cannot complete still prints its error.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file recorded with an error, "
                                           "and show details of an unexpected failure.")] = False,
+    unsure_below: UnsureOption = None,
+    not_dog_below: NotDogOption = None,
+    detector_path: DetectorOption = None,
 ):
-    """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, breed
-    guesses of the model, or the reason it could not be read.
+    """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, status
+    (dog / unsure / not_a_dog / error), breed guesses of the model, or the reason it could not be read.
 
     Unchanged files are skipped without being read; a photo under a second name is known by its hash.
 
@@ -209,14 +289,15 @@ def catalog(
     """
     from dogcat import catalog as cat
     from dogcat import db as catdb
-    from dogcat.model import BreedModel, ModelError
+    from dogcat.model import ModelError
+    from dogcat.status import Judge
 
     missing = [f for f in folders if not f.exists() and not f.is_symlink()]
     if missing:
         fail(escape(f"{missing[0]}: no such folder"))
     engine = None
     try:
-        model = BreedModel(model_path)
+        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below)
         engine = catdb.connect(db, create=True)
         if quiet:
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
@@ -277,6 +358,9 @@ def _print_summary(s, database: str):
     if s.links_skipped:
         table.add_row(str(s.links_skipped), "symlinked folders not followed (--follow-symlinks)")
     out.print(table)
+    if s.statuses:
+        out.print("photos by status: " + ", ".join(f"{name} {s.statuses.get(name, 0)}"
+                                                   for name in ("dog", "unsure", "not_a_dog")), highlight=False)
     if s.breeds:
         breeds = Table(title="top breeds", title_justify="left", show_edge=False, header_style="bold")
         breeds.add_column("breed")
@@ -307,6 +391,8 @@ def export(
                               "photos whose best guess is at least this confident (0 to 1).",
                               show_default=False)] = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only files recorded with an error.")] = False,
+    status: Annotated[str | None, typer.Option("--status", help="Only files with this status: dog, unsure, "
+                                               "not_a_dog or error.", show_default=False)] = None,
     model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id, as in "
                         "the model column) instead of the newest.", show_default=False)] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="asm3: attach each photo (read again, "
@@ -331,6 +417,8 @@ def export(
 
       dogcat export --db shelter.db --errors
 
+      dogcat export --db shelter.db --status unsure
+
       dogcat export --db shelter.db --format asm3 -o asm3-import.csv
 
     [b]Exit codes[/b]
@@ -344,14 +432,18 @@ def export(
 
     from dogcat import db as catdb
     from dogcat import export as exp
+    from dogcat.status import STATUSES
 
+    if status is not None and status not in STATUSES:
+        fail(f"--status must be one of {', '.join(STATUSES)}", 2)
     if errors and fmt is ExportFormat.asm3:
         fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
     engine = None
     tmp = None
     try:
         engine = catdb.connect(db, create=False)
-        rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors, model_id=model_id)
+        rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors, model_id=model_id,
+                           status=status)
         if output is None:
             stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
             try:

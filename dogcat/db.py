@@ -6,8 +6,9 @@ Tables (``sqlite3 shelter.db .schema`` shows them; ``SELECT * FROM catalog`` is 
   the decode error when the bytes are not a usable picture.
 - ``files``: one row per path: the content it held when last seen (size, mtime), or an error when the file
   could not be read at all (a directory named x.jpg, a broken link ...). Two names, one photo: two rows here.
-- ``predictions``: one row per (photo, model): best label and breed, confidence, top-k as JSON. A new model
-  adds rows; nothing is overwritten. ``models`` names the models.
+- ``predictions``: one row per (photo, model): best label and breed, confidence, top-k as JSON, and the status
+  (dog / unsure / not_a_dog) with the dog detector's dog probability. A new model adds rows; nothing is
+  overwritten. ``models`` names the models.
 - ``schema_version``: one row per schema version applied, so later releases can migrate.
 
 Times are ISO 8601 text in UTC. SQLite runs in WAL mode with a long busy timeout, and every write transaction
@@ -24,13 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        and_, create_engine, event, func, insert, inspect, select, text, update)
+                        and_, case, null, create_engine, event, func, insert, inspect, select, text, update)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dogcat import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "dogcat.db"
 BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
@@ -88,6 +89,14 @@ predictions = Table(
     Column("confidence", Float, nullable=False),
     Column("top_k", Text, nullable=False),  # JSON: [{"label", "breed", "confidence"}, ...]
     Column("catalogued_at", Text, nullable=False),
+    # Schema 2: what dogcat concluded (dog / unsure / not_a_dog; NULL for rows from schema 1 until the next run
+    # fills it in), the dog detector's dog probability and, for not_a_dog, what the photo looks like.
+    # label/breed/confidence above stay the breed model's raw best guess; the catalog view hides them for
+    # not_a_dog.
+    Column("status", Text),
+    Column("dog_probability", Float),
+    Column("looks_like", Text),
+    Column("detector_id", Text),
 )
 
 CATALOG_VIEW = "catalog"
@@ -221,8 +230,21 @@ def reading(engine: Engine) -> Iterator[Connection]:
 
 # --- schema -------------------------------------------------------------------------------------------------
 
+def _create_view(conn: Connection):
+    compiled = catalog_select().compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    conn.execute(text(f"CREATE VIEW {CATALOG_VIEW} AS {compiled}"))
+
+
+def _to_2(conn: Connection):
+    """Statuses (issue 5): four nullable columns on predictions, and the view that shows them."""
+    for column in ("status TEXT", "dog_probability FLOAT", "looks_like TEXT", "detector_id TEXT"):
+        conn.execute(text(f"ALTER TABLE predictions ADD COLUMN {column}"))
+    conn.execute(text(f"DROP VIEW IF EXISTS {CATALOG_VIEW}"))
+    _create_view(conn)
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, object] = {}
+MIGRATIONS: dict[int, object] = {1: _to_2}
 
 
 def _version(conn: Connection) -> int | None:
@@ -250,8 +272,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> int:
         version = _version(conn)  # again, under the write lock: another run may have just done it
         if version is None:
             metadata.create_all(conn)
-            compiled = catalog_select().compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-            conn.execute(text(f"CREATE VIEW {CATALOG_VIEW} AS {compiled}"))
+            _create_view(conn)
             version = SCHEMA_VERSION
             conn.execute(insert(schema_version).values(version=version, applied_at=now(),
                                                        dogcat=__version__))
@@ -273,11 +294,11 @@ def _chunks(items: Sequence, n: int = _PARAMS_PER_QUERY) -> Iterator[Sequence]:
 
 
 def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[str, object]:
-    """path → row(sha256, size, mtime_ns, error, photo_error, label, breed) for paths already in ``files``;
-    label/breed are this model's prediction, if any."""
+    """path → row(sha256, size, mtime_ns, error, photo_error, label, breed, status) for paths already in
+    ``files``; label/breed/status are this model's prediction, if any."""
     pred = predictions.alias("p")
     q = (select(files.c.path, files.c.sha256, files.c.size, files.c.mtime_ns, files.c.error,
-                photos.c.error.label("photo_error"), pred.c.label, pred.c.breed)
+                photos.c.error.label("photo_error"), pred.c.label, pred.c.breed, pred.c.status)
          .select_from(files.outerjoin(photos, photos.c.sha256 == files.c.sha256)
                       .outerjoin(pred, and_(pred.c.sha256 == files.c.sha256, pred.c.model_id == model_id))))
     out = {}
@@ -288,9 +309,9 @@ def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[s
 
 
 def known_photos(conn: Connection, hashes: Iterable[str], model_id: str) -> dict[str, object]:
-    """sha256 → row(sha256, error, label, breed) for contents already in ``photos``."""
+    """sha256 → row(sha256, error, label, breed, status) for contents already in ``photos``."""
     pred = predictions.alias("p")
-    q = (select(photos.c.sha256, photos.c.error, pred.c.label, pred.c.breed)
+    q = (select(photos.c.sha256, photos.c.error, pred.c.label, pred.c.breed, pred.c.status)
          .select_from(photos.outerjoin(pred, and_(pred.c.sha256 == photos.c.sha256,
                                                   pred.c.model_id == model_id))))
     out = {}
@@ -353,9 +374,16 @@ def catalog_select(model_id: str | None = None):
     if model_id is not None:
         newest = newest.where(predictions.c.model_id == model_id)
     latest = newest.subquery("latest")
+    error = func.coalesce(files.c.error, photos.c.error)
+    not_a_dog = latest.c.status == "not_a_dog"
+    hidden = lambda column: case((not_a_dog, null()), else_=column)  # noqa: E731 — no breed for a non-dog
     return (select(files.c.path, files.c.sha256, files.c.size, files.c.mtime, photos.c.width, photos.c.height,
-                   photos.c.format, latest.c.label, latest.c.breed, latest.c.confidence, latest.c.top_k,
-                   latest.c.model_id.label("model"), func.coalesce(files.c.error, photos.c.error).label("error"),
+                   photos.c.format,
+                   case((error.is_not(None), "error"), else_=latest.c.status).label("status"),
+                   hidden(latest.c.label).label("label"), hidden(latest.c.breed).label("breed"),
+                   hidden(latest.c.confidence).label("confidence"), latest.c.top_k,
+                   latest.c.dog_probability, latest.c.looks_like,
+                   latest.c.model_id.label("model"), error.label("error"),
                    files.c.catalogued_at, latest.c.catalogued_at.label("classified_at"))
             .select_from(files.outerjoin(photos, photos.c.sha256 == files.c.sha256)
                          .outerjoin(latest, and_(latest.c.sha256 == files.c.sha256, latest.c.rank == 1)))

@@ -17,21 +17,25 @@ from sqlalchemy import and_, func, or_, select
 
 from dogcat import asm3, db
 
-FIELDS = ["path", "sha256", "size", "mtime", "width", "height", "format", "label", "breed", "confidence",
-          "top_k", "model", "error", "catalogued_at", "classified_at"]
+FIELDS = ["path", "sha256", "size", "mtime", "width", "height", "format", "status", "label", "breed", "confidence",
+          "top_k", "dog_probability", "looks_like", "model", "error", "catalogued_at", "classified_at"]
 FORMATS = ("csv", "jsonl", "asm3")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,
-            model_id: str | None = None) -> Iterator[dict]:
+            model_id: str | None = None, status: str | None = None) -> Iterator[dict]:
     """Catalog rows as dicts (``top_k`` parsed from its JSON), in path order, filtered:
 
     - ``breed``: the best guess is this breed, by human name ("golden retriever") or label
       ("n02099601-golden_retriever" or "golden_retriever"), case-insensitive;
     - ``min_confidence``: the best guess's confidence is at least this;
     - ``errors``: only files recorded with an error;
-    - ``model_id``: that model's predictions rather than the newest.
+    - ``model_id``: that model's predictions rather than the newest;
+    - ``status``: only files with this status (dog, unsure, not_a_dog, error).
+
+    ``label``, ``breed`` and ``confidence`` are empty for a photo that is not a dog (``looks_like`` says what it
+    shows); ``top_k`` keeps the breed model's guesses for every photo.
     """
     c = db.catalog_select(model_id).subquery("c")
     q = select(*(c.c[name] for name in FIELDS))
@@ -45,13 +49,16 @@ def records(engine, *, breed: str | None = None, min_confidence: float | None = 
         q = q.where(and_(c.c.confidence.is_not(None), c.c.confidence >= min_confidence))
     if errors:
         q = q.where(c.c.error.is_not(None))
+    if status is not None:
+        q = q.where(c.c.status == status)
     q = q.order_by(c.c.path)
     with db.reading(engine) as conn:
         for row in conn.execution_options(yield_per=500).execute(q):
             record = dict(row._mapping)
             record["top_k"] = json.loads(record["top_k"]) if record["top_k"] else []
-            if record["confidence"] is not None:
-                record["confidence"] = round(record["confidence"], 6)
+            for key in ("confidence", "dog_probability"):
+                if record[key] is not None:
+                    record[key] = round(record[key], 6)
             yield record
 
 

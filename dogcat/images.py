@@ -22,7 +22,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-RESIZE_MODES = ("stretch",)
+# How a photo becomes the model's square input. "stretch" ignores the aspect ratio (what the Stanford Dogs
+# crops were trained with); "letterbox" keeps it and pads with mid-grey (0 after every backbone's scaling);
+# "center-crop" keeps it and cuts the longer side. On a square photo all three give the same pixels.
+RESIZE_MODES = ("stretch", "letterbox", "center-crop")
+PAD_VALUE = 127.5
 
 
 class ImageError(Exception):
@@ -64,11 +68,16 @@ class Decoded:
     width: int
     height: int
     format: str | None  # as Pillow names it: JPEG, PNG, WEBP, GIF ...
-    pixels: np.ndarray  # HxWx3 float32, as to_model_input gives
+    views: tuple[np.ndarray, ...]  # HxWx3 float32, as to_model_input gives, one per Preprocessing asked for
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return self.views[0]
 
 
-def decode(source: str | Path | bytes, prep: Preprocessing) -> Decoded:
-    """A photo's path or its bytes → :class:`Decoded`; raises ImageError with a one-line reason.
+def decode(source: str | Path | bytes, prep: Preprocessing, *more: Preprocessing) -> Decoded:
+    """A photo's path or its bytes → :class:`Decoded`, one model input per Preprocessing given (the photo is
+    decoded once); raises ImageError with a one-line reason.
 
     The catalog hashes a file's bytes and decodes those same bytes, so the hash always names the pixels.
     """
@@ -84,7 +93,7 @@ def decode(source: str | Path | bytes, prep: Preprocessing) -> Decoded:
         with Image.open(opened) as im:
             fmt = im.format
             rgb = _upright_rgb(im)
-    return Decoded(rgb.width, rgb.height, fmt, to_model_input(rgb, prep))
+    return Decoded(rgb.width, rgb.height, fmt, tuple(to_model_input(rgb, p) for p in (prep, *more)))
 
 
 def jpeg_preview(source: str | Path | bytes, max_side: int, quality: int = 80) -> bytes:
@@ -187,8 +196,21 @@ def to_model_input(im: Image.Image, prep: Preprocessing) -> np.ndarray:
     if prep.resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {prep.resize!r}; known: {', '.join(RESIZE_MODES)}")
     height, width = prep.size
-    im = im.resize((width, height), RESAMPLE[prep.resample])
-    return np.asarray(im, dtype=np.float32)
+    resample = RESAMPLE[prep.resample]
+    if prep.resize == "stretch" or (im.width * height == im.height * width):
+        return np.asarray(im.resize((width, height), resample), dtype=np.float32)
+    if prep.resize == "center-crop":
+        scale = max(width / im.width, height / im.height)
+        w, h = im.width * scale, im.height * scale
+        box = ((w - width) / 2 / scale, (h - height) / 2 / scale, (w + width) / 2 / scale, (h + height) / 2 / scale)
+        return np.asarray(im.resize((width, height), resample, box=box), dtype=np.float32)
+    # letterbox
+    scale = min(width / im.width, height / im.height)
+    w, h = max(1, round(im.width * scale)), max(1, round(im.height * scale))
+    out = np.full((height, width, 3), PAD_VALUE, dtype=np.float32)
+    top, left = (height - h) // 2, (width - w) // 2
+    out[top:top + h, left:left + w] = np.asarray(im.resize((w, h), resample), dtype=np.float32)
+    return out
 
 
 def load(path: str | Path, prep: Preprocessing) -> np.ndarray:

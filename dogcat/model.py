@@ -16,6 +16,7 @@ from dogcat import images
 
 SIDECAR_FORMAT = "dogcat-model/1"
 BUNDLED = "xception-120.onnx"
+BUNDLED_DETECTOR = "efficientnet-lite0-imagenet.onnx"
 INFERENCE_CHUNK = 4  # photos per ONNX Runtime call
 
 
@@ -27,8 +28,8 @@ def sidecar_path(onnx_path: Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
-def bundled_path() -> Path:
-    return Path(str(resources.files("dogcat") / "models" / BUNDLED))
+def bundled_path(name: str = BUNDLED) -> Path:
+    return Path(str(resources.files("dogcat") / "models" / name))
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,14 @@ class Guess:
         return {"label": self.label, "breed": self.breed, "confidence": round(self.confidence, 6)}
 
 
-class BreedModel:
-    def __init__(self, path: str | Path | None = None, providers: list[str] | None = None):
-        self.path = Path(path) if path else bundled_path()
+class OnnxModel:
+    """An exported model: the .onnx graph and its JSON sidecar (what goes in, what comes out, how photos are
+    prepared), with an ONNX Runtime session created on first use."""
+
+    kind = "breeds"  # the sidecar's "kind"; a sidecar without one is a breed model
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None):
+        self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / "model.onnx"
         if not self.path.is_file():
@@ -57,8 +63,9 @@ class BreedModel:
             raise ModelError(f"{side}: not valid JSON ({e})") from None
         if self.card.get("format") != SIDECAR_FORMAT:
             raise ModelError(f"{side}: not a {SIDECAR_FORMAT} sidecar")
+        if self.card.get("kind", "breeds") != self.kind:
+            raise ModelError(f"{self.path}: a {self.card.get('kind')!r} model, not a {self.kind!r} one")
         self.labels: list[str] = self.card["labels"]
-        self.breeds: list[str] = self.card["breeds"]
         self.id: str = self.card["id"]
         self.preprocessing = images.Preprocessing.from_dict(self.card["preprocessing"])
         self._providers = providers
@@ -86,7 +93,7 @@ class BreedModel:
         return self.session.get_providers()
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """NHWC float32 pixels (0..255, as images.load_batch gives) → (N, n_breeds) probabilities."""
+        """NHWC float32 pixels (0..255, as images.load_batch gives) → (N, n_classes) probabilities."""
         # ONNX Runtime's memory grows with the batch it is given (Xception at 299 px: ~2.9 GB resident for
         # 32 photos) while CPU throughput does not (measured: 10.5 photos/s at 4, 9.1 at 16): feed it in chunks.
         run = lambda chunk: self.session.run([self.card["output"]], {self.card["input"]: chunk})[0]  # noqa: E731
@@ -94,6 +101,35 @@ class BreedModel:
             return run(pixels)
         return np.concatenate([run(pixels[i:i + INFERENCE_CHUNK]) for i in range(0, len(pixels), INFERENCE_CHUNK)])
 
+
+class BreedModel(OnnxModel):
+    """Photos → probabilities over the breeds it was trained on."""
+
+    def __init__(self, path: str | Path | None = None, providers: list[str] | None = None):
+        super().__init__(path or bundled_path(), providers)
+        self.breeds: list[str] = self.card["breeds"]
+
     def top_k(self, probs: np.ndarray, k: int) -> list[Guess]:
         order = np.argsort(-probs)[:k]
         return [Guess(self.labels[i], self.breeds[i], float(probs[i])) for i in order]
+
+
+class DogDetector(OnnxModel):
+    """An ImageNet-1k classifier: how likely a photo shows a dog at all, and what it looks like otherwise."""
+
+    kind = "imagenet-1k"
+
+    def __init__(self, path: str | Path | None = None, providers: list[str] | None = None):
+        super().__init__(path or bundled_path(BUNDLED_DETECTOR), providers)
+        first, last = self.card["dog_classes"]
+        self.dog_classes = slice(first, last + 1)
+
+    def dog_probability(self, probs: np.ndarray) -> np.ndarray:
+        """(N, 1000) probabilities → (N,) the probability mass on the dog classes."""
+        return probs[:, self.dog_classes].sum(axis=1)
+
+    def looks_like(self, probs: np.ndarray) -> list[str]:
+        """The most likely class that is not a dog, per photo: what a non-dog photo shows ("tabby")."""
+        others = probs.copy()
+        others[:, self.dog_classes] = -1.0
+        return [self.labels[i] for i in others.argmax(axis=1)]

