@@ -477,6 +477,91 @@ def export(
         if engine is not None:
             engine.dispose()
 
+@app.command()
+def report(
+    db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the page to this file (replaced "
+                      "only once complete) instead of stdout.", show_default=False)] = None,
+    title: Annotated[str | None, typer.Option("--title", help="The page's title. Default: 'dogcat: ' and the "
+                     "database.", show_default=False)] = None,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id) instead "
+                        "of the newest.", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """A picture catalog: one self-contained HTML page of the catalog, to open in any browser or mail.
+
+    Thumbnails grouped by breed, with the confidence of each guess; unsure photos, photos that are not a dog
+    and files that could not be read in sections of their own; duplicates (the same photo under two names)
+    marked; a search box (file names, breeds, problems; the query is kept in the address, #q=...).
+    Thumbnails are read from the photos again: a photo moved or changed since it was catalogued shows why
+    it has none.
+
+    [b]Examples[/b]
+
+      dogcat report --db shelter.db -o report.html
+
+      dogcat report --db postgresql://dogcat@dbhost/shelter --title "Intake, June" -o june.html
+
+    [b]Exit codes[/b]
+
+      0  the page was written;  1  the database cannot be read, or the page cannot be written;  2  bad usage
+    """
+    import datetime as dt
+    import os
+
+    from dogcat import db as catdb
+    from dogcat import export as exp
+    from dogcat import report as rep
+
+    engine = None
+    tmp = None
+    try:
+        engine = catdb.connect(db, create=False)
+        source = catdb.describe(catdb.url_for(db))
+        generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        records = list(exp.records(engine, model_id=model_id))
+        if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
+            page = rep.render(records, title=title or f"dogcat: {source}", source=source, generated=generated)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=err, transient=True) as bar:
+                task = bar.add_task("thumbnails", total=None)
+                page = rep.render(records, title=title or f"dogcat: {source}", source=source,
+                                  generated=generated,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if output is None:
+            sys.stdout.buffer.write(page.encode("utf-8"))
+            sys.stdout.flush()
+        else:
+            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+            tmp.write_text(page, encoding="utf-8")
+            os.replace(tmp, output)
+            tmp = None
+            if not quiet:
+                err.print(f"{escape(str(output))}: {len(records)} files, {len(page) / 1e6:.1f} MB", highlight=False)
+    except catdb.DatabaseError as e:
+        fail(escape(str(e)))
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as e:
+        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(e, SQLAlchemyError):
+            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
+        raise
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if engine is not None:
+            engine.dispose()
+
+
 def _add_train():
     from dogcat.train.cli import app as train_app
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def test_catalog_and_export_are_the_same_as_on_sqlite(crops, model_path, postgre
     assert all(r["catalogued_at"] for r in on_postgres)
     assert sql(postgres, "SELECT count(*) FROM catalog") == [(8,)]  # the view, for people with psql
     assert sql(postgres, "SELECT max(version) FROM schema_version") == [(db.SCHEMA_VERSION,)]
+    pages = []
+    for database in (str(tmp_path / "shelter.db"), postgres):  # the picture catalog reads it the same way
+        result = runner.invoke(app, ["report", "--db", database, "--quiet", "--title", "intake"])
+        assert result.exit_code == 0, result.output
+        pages.append(re.sub(r"catalog [^<]*?, \d{4}-\d\d-\d\d \d\d:\d\d UTC", "", result.stdout))
+    assert pages[0] == pages[1] and pages[0].count("<figure") == 7 and "broken.jpg" in pages[0]
 
     model = BreedModel(model_path)
     engine = db.connect(postgres)
