@@ -309,7 +309,7 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
     dogs = sum(map(len, c.breeds.values()))
     facts = (f"<b>{c.files}</b> files: <b>{dogs}</b> dogs in <b>{len(c.breeds)}</b> breeds, "
              f"<b>{len(c.unsure)}</b> unsure, <b>{len(c.not_a_dog)}</b> not a dog, <b>{len(c.errors)}</b> "
-             f"could not be read; <b>{c.duplicates}</b> duplicates. Model: "
+             f"could not be read; <b>{c.duplicates}</b> duplicate{'' if c.duplicates == 1 else 's'}. Model: "
              + (esc(", ".join(c.models)) or "none") + f". Photos in {esc(c.folder or '(various folders)')}; "
              f"catalog {esc(source)}, {esc(generated)}.")
     searchable = c.files
