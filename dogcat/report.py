@@ -288,8 +288,8 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
         return [_card(r, c, thumbs[r.get("sha256") or r["path"]], body(r)) for r in group]
 
     sections, links = [], []
-    for breed, group in c.breeds.items():
-        ident = "breed-" + _slug(breed)
+    for i, (breed, group) in enumerate(c.breeds.items(), 1):
+        ident = f"breed-{i}-{_slug(breed)}"  # numbered: two names may make the same slug
         sections.append(_section("breed", ident, breed, cards(group, _dog_body)))
         links.append(f'<a href="#{ident}">{esc(breed)} <span class="n">{len(group)}</span></a>')
     others = [("unsure", "Unsure", c.unsure, _unsure_body, "the breed model's best guess is not sure enough"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import html.parser
-import io
 import json
 import os
 import queue
@@ -367,3 +366,26 @@ def test_report_to_stdout_and_errors(shelter, tmp_path):
     assert not (tmp_path / "r.html").exists()
     result = runner.invoke(app, ["report", "--db", str(shelter_db), "-o", str(tmp_path / "no" / "r.html")])
     assert result.exit_code == 1 and "cannot write" in result.stderr
+
+
+def test_thumbnails_show_only_the_photo_that_was_catalogued(shelter, tmp_path):
+    """Thumbnails are read back from disk: a file changed since, gone, or turned into a pipe shows why it has
+    no picture (and a pipe is never opened); a name that is not UTF-8 is found again from its \\xNN form."""
+    shelter_db, intake = shelter
+    golden = next(r for r in records(shelter_db) if r["path"].endswith("golden_retriever-1.jpg"))
+    assert report.thumbnail(golden).jpeg  # as catalogued: a thumbnail
+    changed = {**golden, "sha256": "0" * 64}
+    os.mkfifo(tmp_path / "pipe.jpg")
+    cases = {"changed": (changed, "file changed since it was catalogued (run dogcat catalog again)"),
+             "gone": ({**golden, "path": str(tmp_path / "gone.jpg")}, "file no longer there"),
+             "pipe": ({**golden, "path": str(tmp_path / "pipe.jpg")}, "not a regular file any more")}
+    for name, (record, problem) in cases.items():
+        shown = report.thumbnail(record)
+        assert (shown.jpeg, shown.problem) == (None, problem), name
+    page = report.render([changed], title="t", source="s", generated="g")
+    assert "<img" not in page and "file changed since it was catalogued" in page
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes in a name, as old cameras and shares write
+    shutil.copy(golden["path"], odd)
+    key = catalog.path_key(odd)
+    assert key.endswith("caf\\xe9.jpg") and report.thumbnail({**golden, "path": key}).jpeg
