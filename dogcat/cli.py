@@ -384,13 +384,15 @@ def _print_summary(s, database: str, device: str):
 class ExportFormat(str, Enum):
     csv = "csv"
     jsonl = "jsonl"
+    asm3 = "asm3"
 
 
 @app.command()
 def export(
     db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe) or jsonl (one "
-                                              "JSON object per line).")] = ExportFormat.csv,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe), jsonl (one "
+                                              "JSON object per line) or asm3 (an Animal Shelter Manager import "
+                                              "file: one animal per dog photo).")] = ExportFormat.csv,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (replaced only "
                       "once complete) instead of stdout.", show_default=False)] = None,
     breed: Annotated[str | None, typer.Option("--breed", help="Only photos whose best guess is this breed, by "
@@ -403,6 +405,8 @@ def export(
                                                "not_a_dog or error.", show_default=False)] = None,
     model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id, as in "
                         "the model column) instead of the newest.", show_default=False)] = None,
+    images: Annotated[bool, typer.Option("--images/--no-images", help="asm3: attach each photo (read again, "
+                      "at most 1024 pixels a side) as ANIMALIMAGE.")] = True,
 ):
     """Write the catalog out, one record per catalogued file, the newest prediction for each photo.
 
@@ -410,6 +414,10 @@ def export(
     catalogued_at, classified_at.
 
     CSV quotes any odd file name, and defuses a cell that a spreadsheet would run as a formula.
+
+    --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads: one dog per distinct photo
+    (ANIMALNAME from the file name, ANIMALBREED1/2 in ASM3's spelling, the confidence in ANIMALCOMMENTS, the
+    photo in ANIMALIMAGE). Photos that are no dog and files with errors are left out. See docs/asm3.md.
 
     [b]Examples[/b]
 
@@ -420,6 +428,8 @@ def export(
       dogcat export --db shelter.db --errors
 
       dogcat export --db shelter.db --status unsure
+
+      dogcat export --db shelter.db --format asm3 -o asm3-import.csv
 
     [b]Exit codes[/b]
 
@@ -436,7 +446,8 @@ def export(
 
     if status is not None and status not in STATUSES:
         fail(f"--status must be one of {', '.join(STATUSES)}", 2)
-
+    if errors and fmt is ExportFormat.asm3:
+        fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
     engine = None
     tmp = None
     try:
@@ -446,14 +457,14 @@ def export(
         if output is None:
             stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
             try:
-                exp.write(rows, fmt.value, stream)
+                exp.write(rows, fmt.value, stream, images=images)
                 stream.flush()
             finally:
                 stream.detach()
         else:
             tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
             with open(tmp, "w", encoding="utf-8", newline="") as f:
-                exp.write(rows, fmt.value, f)
+                exp.write(rows, fmt.value, f, images=images)
             os.replace(tmp, output)
             tmp = None
     except catdb.DatabaseError as e:
@@ -475,6 +486,91 @@ def export(
             tmp.unlink(missing_ok=True)
         if engine is not None:
             engine.dispose()
+
+@app.command()
+def report(
+    db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the page to this file (replaced "
+                      "only once complete) instead of stdout.", show_default=False)] = None,
+    title: Annotated[str | None, typer.Option("--title", help="The page's title. Default: 'dogcat: ' and the "
+                     "database.", show_default=False)] = None,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id) instead "
+                        "of the newest.", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """A picture catalog: one self-contained HTML page of the catalog, to open in any browser or mail.
+
+    Thumbnails grouped by breed, with the confidence of each guess; unsure photos, photos that are not a dog
+    and files that could not be read in sections of their own; duplicates (the same photo under two names)
+    marked; a search box (file names, breeds, problems; the query is kept in the address, #q=...).
+    Thumbnails are read from the photos again: a photo moved or changed since it was catalogued shows why
+    it has none.
+
+    [b]Examples[/b]
+
+      dogcat report --db shelter.db -o report.html
+
+      dogcat report --db postgresql://dogcat@dbhost/shelter --title "Intake, June" -o june.html
+
+    [b]Exit codes[/b]
+
+      0  the page was written;  1  the database cannot be read, or the page cannot be written;  2  bad usage
+    """
+    import datetime as dt
+    import os
+
+    from dogcat import db as catdb
+    from dogcat import export as exp
+    from dogcat import report as rep
+
+    engine = None
+    tmp = None
+    try:
+        engine = catdb.connect(db, create=False)
+        source = catdb.describe(catdb.url_for(db))
+        generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        records = list(exp.records(engine, model_id=model_id))
+        if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
+            page = rep.render(records, title=title or f"dogcat: {source}", source=source, generated=generated)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=err, transient=True) as bar:
+                task = bar.add_task("thumbnails", total=None)
+                page = rep.render(records, title=title or f"dogcat: {source}", source=source,
+                                  generated=generated,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if output is None:
+            sys.stdout.buffer.write(page.encode("utf-8"))
+            sys.stdout.flush()
+        else:
+            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+            tmp.write_text(page, encoding="utf-8")
+            os.replace(tmp, output)
+            tmp = None
+            if not quiet:
+                err.print(f"{escape(str(output))}: {len(records)} files, {len(page) / 1e6:.1f} MB", highlight=False)
+    except catdb.DatabaseError as e:
+        fail(escape(str(e)))
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as e:
+        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(e, SQLAlchemyError):
+            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
+        raise
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if engine is not None:
+            engine.dispose()
+
 
 def _add_train():
     from dogcat.train.cli import app as train_app

@@ -34,6 +34,7 @@ from dogcat import __version__
 SCHEMA_VERSION = 2
 DEFAULT_DB = "dogcat.db"
 BUSY_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10
 _PARAMS_PER_QUERY = 500  # stay well under SQLite's limit on bound parameters
 
 metadata = MetaData()
@@ -124,11 +125,24 @@ def url_for(db: str) -> URL:
     """``--db``: a SQLAlchemy URL (has ``://``), else a path to a SQLite file."""
     if "://" in db:
         try:
-            return make_url(db)
+            url = make_url(db)
         except Exception:  # ArgumentError, ValueError ... for a malformed URL
             raise DatabaseError(f"{db}: not a valid database URL (e.g. sqlite:///shelter.db, "
                                 "postgresql://user@host/db)") from None
+        return _with_installed_driver(url)
     return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
+
+
+def _with_installed_driver(url: URL) -> URL:
+    """A plain ``postgresql://`` URL means psycopg2 to SQLAlchemy; dogcat's ``postgres`` extra installs psycopg
+    (version 3), so use that when psycopg2 is absent: the URL people write then works as it is."""
+    if url.drivername != "postgresql":
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+        return url.set(drivername="postgresql+psycopg")
+    return url
 
 
 def describe(url: URL) -> str:
@@ -150,10 +164,16 @@ def connect(db: str, *, create: bool = True) -> Engine:
             raise DatabaseError(f"{name}: no such database file (dogcat catalog creates it)")
         if create and not path.parent.is_dir():
             raise DatabaseError(f"{name}: the folder {path.parent} does not exist")
+    connect_args: dict = {}
+    if sqlite:
+        connect_args["timeout"] = BUSY_TIMEOUT_S
+    elif url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # a server that is down: an error, not a hang
     try:
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S} if sqlite else {})
+        engine = create_engine(url, connect_args=connect_args)
     except ImportError as e:
-        raise DatabaseError(f"{name}: the database driver is not installed ({e})") from None
+        hint = "; pip install 'dogcat[postgres]'" if url.get_backend_name() == "postgresql" else ""
+        raise DatabaseError(f"{name}: the database driver is not installed ({e}{hint})") from None
     except Exception as e:  # NoSuchModuleError for an unknown dialect, ArgumentError ...
         raise DatabaseError(f"{name}: cannot use this database URL ({one_line(e)})") from None
     if sqlite:

@@ -1,4 +1,5 @@
-"""The catalog → CSV or JSON Lines, one record per catalogued file, with the newest prediction for its photo.
+"""The catalog → CSV or JSON Lines, one record per catalogued file, with the newest prediction for its photo;
+or an ASM3 import file, one animal per photographed dog (see :mod:`dogcat.asm3`).
 
 CSV is RFC 4180 (every field with a comma, quote or line break is quoted, so any file name survives), and a
 cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) is prefixed
@@ -14,11 +15,11 @@ from typing import IO
 
 from sqlalchemy import and_, func, or_, select
 
-from dogcat import db
+from dogcat import asm3, db
 
 FIELDS = ["path", "sha256", "size", "mtime", "width", "height", "format", "status", "label", "breed", "confidence",
           "top_k", "dog_probability", "looks_like", "model", "error", "catalogued_at", "classified_at"]
-FORMATS = ("csv", "jsonl")
+FORMATS = ("csv", "jsonl", "asm3")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -92,9 +93,20 @@ def write_jsonl(rows, fp: IO[str]) -> int:
     return n
 
 
-def write(rows, fmt: str, fp: IO[str]) -> int:
+def asm3_image(record: dict) -> tuple[str, str | None]:
+    """ANIMALIMAGE for a record: its photo, read again and shrunk, as a data: URI (or why there is none)."""
+    from dogcat import previews
+
+    shown = previews.preview(record["path"], record["sha256"], asm3.IMAGE_MAX_SIDE, quality=85)
+    return shown.data_uri(), shown.problem
+
+
+def write(rows, fmt: str, fp: IO[str], images: bool = True) -> int:
+    """Write the records; returns how many were written (animals, for asm3). ``images``: asm3's ANIMALIMAGE."""
     if fmt == "csv":
         return write_csv(rows, fp)
     if fmt == "jsonl":
         return write_jsonl(rows, fp)
+    if fmt == "asm3":
+        return asm3.write(asm3.animals(rows, asm3_image if images else None), fp)
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")

@@ -96,6 +96,22 @@ def decode(source: str | Path | bytes, prep: Preprocessing, *more: Preprocessing
     return Decoded(rgb.width, rgb.height, fmt, tuple(to_model_input(rgb, p) for p in (prep, *more)))
 
 
+def jpeg_preview(source: str | Path | bytes, max_side: int, quality: int = 80) -> bytes:
+    """A photo (path or bytes) → a small upright JPEG, its longest side at most ``max_side`` pixels: the
+    report's thumbnails and ASM3's ANIMALIMAGE. Raises ImageError with a one-line reason."""
+    if isinstance(source, bytes) and not source:
+        raise ImageError("empty file")
+    with _decode_errors():
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as im:
+            if im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale straight away: far faster for a thumbnail
+                im.draft("RGB", (max_side, max_side))
+            rgb = _upright_rgb(im)
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        rgb.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
 # Leading bytes of the formats a camera, phone or scanner writes. Pillow reads most of them; HEIC/AVIF are
 # listed too so that an iPhone photo Pillow cannot read becomes an error row rather than a silent skip.
 _SIGNATURES = [(0, b"\xff\xd8\xff", "JPEG"), (0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"),

@@ -128,7 +128,12 @@ def export_model(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file (its .json sidecar goes beside it).")] = Path("model.onnx"),
     name: Annotated[str | None, typer.Option(help="Model name for the sidecar (default: <backbone>-<classes>).")] = None,
 ):
-    """Export a run to ONNX (tf2onnx) with its sidecar; fails unless ONNX Runtime matches Keras on real photos."""
+    """Export a run to ONNX (tf2onnx) with its sidecar; fails unless ONNX Runtime matches Keras on real photos.
+
+    [b]Example[/b]
+
+      dogcat train export train/runs/<run folder> -o dogcat/models/xception-120.onnx --name xception-120
+    """
     _quiet_tensorflow()
     from dogcat.train.onnx_export import ParityError, export
 
@@ -204,7 +209,12 @@ def tune(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
-    """Search the head's dropout (0.3-0.6) and learning rate (1e-2/1e-3/1e-4) on cached backbone features."""
+    """Search the head's dropout (0.3-0.6) and learning rate (1e-2/1e-3/1e-4) on cached backbone features.
+
+    [b]Example[/b]
+
+      dogcat train tune --backbone xception --weights $(python ../shared/tools/offline_weights.py xception)
+    """
     _quiet_tensorflow()
     from dogcat.train import tune as tuning
     from dogcat.train.transfer import TransferConfig
@@ -231,7 +241,12 @@ def finetune(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
-    """Unfreeze every layer of a transfer run and train on at a low learning rate (the study's last row)."""
+    """Unfreeze every layer of a transfer run and train on at a low learning rate (the study's last row).
+
+    [b]Example[/b]
+
+      dogcat train finetune train/runs/<transfer run folder> --epochs 5
+    """
     if not (run / "head.keras").is_file():
         fail(escape(f"{run}: not a finished transfer run folder (no head.keras)"))
     _quiet_tensorflow()
@@ -365,7 +380,12 @@ def report(
     ledger_path: Annotated[Path, typer.Option("--ledger", help="The results ledger.")] = Path("train/ledger.jsonl"),
     plot: Annotated[Path | None, typer.Option(help="PNG of the validation curves ('' to skip).")] = Path("train/val_curves.png"),
 ):
-    """Print the study's comparison table from the ledger and draw the validation curves."""
+    """Print the study's comparison table from the ledger and draw the validation curves.
+
+    [b]Example[/b]
+
+      dogcat train report --plot train/val_curves.png
+    """
     from dogcat.console import out
     from dogcat.train import ledger, report as rep
 

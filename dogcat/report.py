@@ -1,0 +1,340 @@
+"""The catalog as one self-contained HTML page for people: thumbnails grouped by breed, the confidence of each,
+`unsure`, `not_a_dog` and unreadable files in sections of their own, duplicates marked, and a search box.
+
+Self-contained: thumbnails are data: URIs, the style and the script are inline, nothing is fetched, so the file
+can be mailed or opened from a USB stick. Every piece of text from the catalog (file names above all) is
+HTML-escaped, and a Content-Security-Policy allows only this page's own script and style (by hash): even a
+mistake in escaping could not run a script that came from a file name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from dogcat import previews
+from dogcat.previews import Preview
+
+THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
+LOW_CONFIDENCE = 0.5  # below this a breed's confidence is shown in warning colours
+
+STYLE = """
+:root { color-scheme: light; --ink: #1d2327; --muted: #5f6b73; --line: #d9dee2; --warn: #a4460b; --bad: #b3261e; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--ink); background: #f6f7f8; }
+header { position: sticky; top: 0; z-index: 1; background: #fff; border-bottom: 1px solid var(--line);
+         padding: 12px 24px; }
+h1 { font-size: 20px; margin: 0 0 4px; }
+.facts { color: var(--muted); margin: 0 0 8px; }
+.facts b { color: var(--ink); }
+#q { width: min(480px, 100%); font: inherit; padding: 6px 10px; border: 1px solid #aab3ba; border-radius: 6px; }
+#count { color: var(--muted); margin-left: 8px; }
+nav { padding: 8px 24px 0; }
+nav a { display: inline-block; margin: 0 6px 6px 0; padding: 2px 8px; border-radius: 12px; background: #e8ecef;
+        color: var(--ink); text-decoration: none; font-size: 13px; }
+nav a.other { background: #fbe9dd; }
+main { padding: 0 24px 40px; }
+section { margin-top: 20px; }
+h2 { font-size: 17px; margin: 0 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h2 .n { color: var(--muted); font-weight: normal; font-size: 14px; }
+h2 .why { color: var(--muted); font-weight: normal; font-size: 13px; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+figure { margin: 0; width: 176px; background: #fff; border: 1px solid var(--line); border-radius: 8px;
+         padding: 8px; }
+figure.dup { border-style: dashed; }
+.thumb { width: 160px; height: 160px; display: flex; align-items: center; justify-content: center;
+         background: #eef1f3; border-radius: 4px; overflow: hidden; }
+.thumb img { max-width: 160px; max-height: 160px; }
+.thumb .none { color: var(--muted); font-size: 12px; padding: 8px; text-align: center; }
+figcaption { margin-top: 6px; font-size: 13px; overflow-wrap: anywhere; }
+.file { font-weight: 600; }
+.conf { float: right; font-variant-numeric: tabular-nums; }
+.low { color: var(--warn); }
+.then, .note { display: block; color: var(--muted); font-size: 12px; }
+.badge { display: inline-block; margin-top: 2px; padding: 0 6px; border-radius: 8px; font-size: 11px;
+         background: #e3e7fb; color: #2a3a8f; }
+table { border-collapse: collapse; background: #fff; }
+td, th { border: 1px solid var(--line); padding: 4px 8px; text-align: left; font-size: 13px; vertical-align: top; }
+td.error { color: var(--bad); }
+[hidden] { display: none !important; }
+"""
+
+# Filters cards and rows as one types (every word must appear in a card's text), hides emptied sections and
+# keeps the query in the address (#q=...), so that a search can be bookmarked or sent.
+SCRIPT = """
+(function () {
+  var box = document.getElementById("q");
+  var items = Array.prototype.slice.call(document.querySelectorAll("[data-search]"));
+  var sections = Array.prototype.slice.call(document.querySelectorAll("section[data-group]"));
+  function apply() {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var shown = 0;
+    items.forEach(function (item) {
+      var text = item.getAttribute("data-search");
+      var hit = words.every(function (w) { return text.indexOf(w) !== -1; });
+      item.hidden = !hit;
+      if (hit) { shown += 1; }
+    });
+    sections.forEach(function (section) {
+      var n = section.querySelectorAll("[data-search]:not([hidden])").length;
+      section.hidden = n === 0;
+      section.querySelector(".n").textContent = n;
+      var link = document.querySelector('nav a[href="#' + section.id + '"]');
+      if (link) { link.hidden = n === 0; link.querySelector(".n").textContent = n; }
+    });
+    document.getElementById("shown").textContent = shown;
+    try {
+      history.replaceState(null, "", words.length ? "#q=" + encodeURIComponent(box.value) : "#");
+    } catch (e) { /* some browsers refuse this for file: pages; the search still works */ }
+  }
+  var m = /^#q=(.*)$/.exec(location.hash);
+  if (m) { box.value = decodeURIComponent(m[1]); }
+  box.addEventListener("input", apply);
+  apply();
+  document.body.setAttribute("data-ready", "1");
+})();
+"""
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+CSP = (f"default-src 'none'; img-src data:; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; "
+       "base-uri 'none'; form-action 'none'")
+
+
+def esc(value: object) -> str:
+    """Text (file names, breeds, errors) → HTML that shows it as text, in an element or an attribute."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _percent(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "<1%" if p < 0.005 else f"{p:.0%}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The deepest folder holding every path: names are shown below it (a name alone when all share one)."""
+    folders = [str(PurePath(p).parent) for p in paths]
+    try:
+        return os.path.commonpath(folders) if folders else ""
+    except ValueError:  # relative and absolute paths mixed: show them whole
+        return ""
+
+
+@dataclass
+class Catalog:
+    """The records, sorted into what the page shows."""
+
+    breeds: dict[str, list[dict]] = field(default_factory=dict)  # breed name → its dog photos
+    unsure: list[dict] = field(default_factory=list)
+    not_a_dog: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    first_of: dict[str, str] = field(default_factory=dict)  # sha256 → the first path holding it
+    names_of: dict[str, list[str]] = field(default_factory=dict)  # sha256 → every path holding it
+    models: Counter = field(default_factory=Counter)
+    folder: str = ""  # the folder every path is in: cards show names below it
+
+    def shown(self, path: str) -> str:
+        if self.folder and path.startswith(self.folder.rstrip("/") + "/"):
+            return path[len(self.folder.rstrip("/")) + 1:]
+        return path
+
+    @property
+    def files(self) -> int:
+        return sum(map(len, self.breeds.values())) + len(self.unsure) + len(self.not_a_dog) + len(self.errors)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(len(paths) - 1 for paths in self.names_of.values())
+
+
+def status_of(record: dict) -> str:
+    """The record's status. A catalog from before statuses has none: every classified photo counts as a dog
+    there, shown with its confidence."""
+    if record.get("error"):
+        return "error"
+    if record.get("status"):
+        return record["status"]
+    return "dog" if record.get("top_k") else "error"
+
+
+def sort(records: Iterable[dict]) -> Catalog:
+    records = list(records)
+    c = Catalog(folder=_common_folder([r["path"] for r in records]))
+    for r in records:
+        sha = r.get("sha256")
+        if sha:
+            c.first_of.setdefault(sha, r["path"])
+            c.names_of.setdefault(sha, []).append(r["path"])
+        status = status_of(r)
+        if r.get("model"):
+            c.models[r["model"]] += 1
+        if status == "dog":
+            c.breeds.setdefault(r.get("breed") or r["top_k"][0]["breed"], []).append(r)
+        elif status == "unsure":
+            c.unsure.append(r)
+        elif status == "not_a_dog":
+            c.not_a_dog.append(r)
+        else:
+            c.errors.append({**r, "error": r.get("error") or "no prediction"})
+    c.breeds = dict(sorted(c.breeds.items(), key=lambda kv: (-len(kv[1]), kv[0].lower())))
+    return c
+
+
+def _search_text(r: dict, extra: str = "") -> str:
+    guesses = " ".join(g.get("breed", "") for g in r.get("top_k") or [])
+    return esc(" ".join([r["path"], guesses, r.get("looks_like") or "", r.get("error") or "", extra]).lower())
+
+
+def _duplicate_badge(r: dict, c: Catalog) -> tuple[str, str]:
+    """(badge HTML, search words) for a photo that has more than one name."""
+    names = c.names_of.get(r.get("sha256") or "", [])
+    if len(names) < 2:
+        return "", ""
+    first = c.first_of[r["sha256"]]
+    if r["path"] == first:
+        others = [n for n in names if n != first]
+        label = f"also as {len(others)} other file{'s' if len(others) > 1 else ''}"
+        title = "The same photo is also at: " + "; ".join(others)
+    else:
+        label = f"duplicate of {c.shown(first)}"
+        title = f"The same photo (same SHA-256) as {first}"
+    return f'<span class="badge" title="{esc(title)}">{esc(label)}</span>', "duplicate"
+
+
+def _card(r: dict, c: Catalog, thumb: Preview, body: str) -> str:
+    badge, words = _duplicate_badge(r, c)
+    name = c.shown(r["path"])
+    if thumb.jpeg:
+        uri = "data:image/jpeg;base64," + base64.b64encode(thumb.jpeg).decode("ascii")
+        picture = f'<img src="{uri}" alt="{esc(name)}" loading="lazy" decoding="async">'
+    else:
+        picture = f'<span class="none">{esc(thumb.problem or "no picture")}</span>'
+    return (f'<figure class="card{" dup" if badge and r["path"] != c.first_of.get(r["sha256"]) else ""}" '
+            f'data-search="{_search_text(r, words)}"><div class="thumb">{picture}</div>'
+            f'<figcaption><span class="file" title="{esc(r["path"])}">{esc(name)}</span>{body}'
+            f'{"<br>" + badge if badge else ""}</figcaption></figure>')
+
+
+def _guesses(top_k: list[dict], start: int, n: int = 2) -> str:
+    return ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in top_k[start:start + n])
+
+
+def _dog_body(r: dict) -> str:
+    top_k = r.get("top_k") or []
+    confidence = r.get("confidence", top_k[0].get("confidence") if top_k else None)
+    low = " low" if confidence is not None and confidence < LOW_CONFIDENCE else ""
+    then = _guesses(top_k, 1)
+    return (f'<span class="conf{low}" title="confidence of the best guess">{esc(_percent(confidence))}</span>'
+            + (f'<span class="then">then {esc(then)}</span>' if then else ""))
+
+
+def _unsure_body(r: dict) -> str:
+    top_k = r.get("top_k") or []
+    return (f'<span class="note">{esc(" / ".join(_guesses(top_k, 0).split(", ")))}?</span>'
+            f'<span class="then">a mix, or a breed the model is not sure of</span>')
+
+
+def _not_a_dog_body(r: dict) -> str:
+    looks = r.get("looks_like")
+    p = r.get("dog_probability")
+    return ((f'<span class="note">looks like: {esc(looks)}</span>' if looks else "")
+            + (f'<span class="then">dog check {esc(_percent(p))}</span>' if p is not None else ""))
+
+
+def _section(group: str, ident: str, title: str, items: list[str], why: str = "") -> str:
+    why_html = f' <span class="why">{esc(why)}</span>' if why else ""
+    return (f'<section id="{ident}" data-group="{group}"><h2>{esc(title)} <span class="n">{len(items)}</span>'
+            f'{why_html}</h2><div class="cards">{"".join(items)}</div></section>')
+
+
+def thumbnail(record: dict) -> Preview:
+    """The photo read again from its path, if it is still the one catalogued, shrunk to a thumbnail."""
+    return previews.preview(record["path"], record.get("sha256"), THUMB_SIDE, quality=75)
+
+
+def render(records: Iterable[dict], *, title: str, source: str, generated: str,
+           thumbnail: Callable[[dict], Preview] = thumbnail,
+           progress: Callable[[int, int], None] | None = None) -> str:
+    """The page. ``thumbnail(record)`` is asked once per distinct photo (not for errors);
+    ``progress(done, total)`` follows it."""
+    c = sort(records)
+    wanted = [r for group in (*c.breeds.values(), c.unsure, c.not_a_dog) for r in group]
+    thumbs: dict[str, Preview] = {}
+    total = len({r.get("sha256") or r["path"] for r in wanted})
+    for r in wanted:
+        key = r.get("sha256") or r["path"]
+        if key not in thumbs:
+            thumbs[key] = thumbnail(r)
+            if progress:
+                progress(len(thumbs), total)
+
+    def cards(group: list[dict], body: Callable[[dict], str]) -> list[str]:
+        return [_card(r, c, thumbs[r.get("sha256") or r["path"]], body(r)) for r in group]
+
+    sections, links = [], []
+    for i, (breed, group) in enumerate(c.breeds.items(), 1):
+        ident = f"breed-{i}-{_slug(breed)}"  # numbered: two names may make the same slug
+        sections.append(_section("breed", ident, breed, cards(group, _dog_body)))
+        links.append(f'<a href="#{ident}">{esc(breed)} <span class="n">{len(group)}</span></a>')
+    others = [("unsure", "Unsure", c.unsure, _unsure_body, "the breed model's best guess is not sure enough"),
+              ("not-a-dog", "Not a dog", c.not_a_dog, _not_a_dog_body, "the dog check says these show no dog")]
+    for ident, heading, group, body, why in others:
+        if group:
+            sections.append(_section(ident, ident, heading, cards(group, body), why))
+            links.append(f'<a class="other" href="#{ident}">{heading} <span class="n">{len(group)}</span></a>')
+    if c.errors:
+        rows = "".join(f'<tr data-search="{_search_text(r)}"><td title="{esc(r["path"])}">{esc(c.shown(r["path"]))}</td>'
+                       f'<td class="error">{esc(r["error"])}</td></tr>' for r in c.errors)
+        sections.append(f'<section id="errors" data-group="errors"><h2>Could not be read <span class="n">'
+                        f'{len(c.errors)}</span></h2><table><thead><tr><th>file</th><th>problem</th></tr></thead>'
+                        f'<tbody>{rows}</tbody></table></section>')
+        links.append(f'<a class="other" href="#errors">Could not be read <span class="n">{len(c.errors)}</span></a>')
+
+    dogs = sum(map(len, c.breeds.values()))
+    facts = (f"<b>{c.files}</b> files: <b>{dogs}</b> dogs in <b>{len(c.breeds)}</b> breeds, "
+             f"<b>{len(c.unsure)}</b> unsure, <b>{len(c.not_a_dog)}</b> not a dog, <b>{len(c.errors)}</b> "
+             f"could not be read; <b>{c.duplicates}</b> duplicate{'' if c.duplicates == 1 else 's'}. Model: "
+             + (esc(", ".join(c.models)) or "none") + f". Photos in {esc(c.folder or '(various folders)')}; "
+             f"catalog {esc(source)}, {esc(generated)}.")
+    searchable = c.files
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="dogcat">
+<title>{esc(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header>
+<h1>{esc(title)}</h1>
+<p class="facts">{facts}</p>
+<input id="q" type="search" placeholder="Search file names, breeds, problems…" aria-label="Search" autocomplete="off">
+<span id="count"><span id="shown">{searchable}</span> of {searchable} shown</span>
+</header>
+<nav>{"".join(links)}</nav>
+<main>
+{"".join(sections) or "<p>The catalog is empty.</p>"}
+</main>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,128 @@
+"""What people expect of a command line: --version, shell completion, --help with examples on every command,
+NO_COLOR, and output that pipes (data on stdout, messages and progress on stderr). Real processes, real bash."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from dogcat import __version__
+from dogcat.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|4[0-9]|9[0-7]|10[0-7])m")  # a foreground or background colour
+
+
+def dogcat(*args, env_extra=None, **kwargs) -> subprocess.CompletedProcess:
+    """The real program in a child process, reading this working tree."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}  # as the test says
+    env.update({"PYTHONPATH": str(ROOT), **(env_extra or {})})
+    return subprocess.run([sys.executable, "-m", "dogcat", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def all_commands() -> list[list[str]]:
+    def walk(command, prefix):
+        subcommands = getattr(command, "commands", None)
+        if not subcommands:
+            return [prefix]
+        return [path for name, sub in subcommands.items() for path in walk(sub, [*prefix, name])]
+    return walk(get_command(app), [])
+
+
+def test_version():
+    done = dogcat("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"dogcat {__version__}\n", "")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", __version__)
+
+
+@pytest.mark.parametrize("command", all_commands(), ids=" ".join)
+def test_every_command_has_help_with_examples(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "Usage: dogcat " + " ".join(command) in text or "Usage: root " + " ".join(command) in text, text[:200]
+    assert "Example" in text and f"dogcat {' '.join(command)}" in text.split("Example", 1)[1], text
+    assert runner.invoke(app, [*command, "-h"]).stdout == result.stdout  # -h is --help too
+
+
+def test_bash_completion_completes_commands_options_and_choices(tmp_path):
+    """Install nothing: source what --show-completion prints into a real bash and ask it to complete."""
+    assert shutil.which("bash")
+    bindir = tmp_path / "bin"  # `dogcat` on PATH as a user has it, running this tree
+    bindir.mkdir()
+    (bindir / "dogcat").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m dogcat "$@"\n')
+    (bindir / "dogcat").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    script = dogcat("--show-completion", "bash").stdout
+    assert "_DOGCAT_COMPLETE=complete_bash" in script and "complete " in script
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        shell = (f"source <(dogcat --show-completion bash)\nCOMP_WORDS=(dogcat {line})\n"
+                 f"COMP_CWORD={len(words)}\n_dogcat_completion dogcat\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
+        done = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert complete("exp") == ["export"]
+    assert {"catalog", "classify", "export", "report", "train"} <= set(complete(""))
+    assert complete("export", "--for") == ["--format"]
+    assert sorted(complete("export", "--format", "")) == ["asm3", "csv", "jsonl"]
+    for shell in ("zsh", "fish"):
+        done = dogcat("--show-completion", shell)
+        assert done.returncode == 0 and "_DOGCAT_COMPLETE" in done.stdout, shell
+
+
+def test_no_color_is_respected(tmp_path):
+    """FORCE_COLOR makes rich colour even into a pipe (as in a terminal); NO_COLOR then takes the colour out."""
+    missing = str(tmp_path / "missing.db")
+    coloured = dogcat("export", "--db", missing, env_extra={"FORCE_COLOR": "1"})
+    assert coloured.returncode == 1 and COLOUR.search(coloured.stderr), coloured.stderr  # the red "error:"
+    plain = dogcat("export", "--db", missing, env_extra={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert plain.returncode == 1 and "dogcat: error:" in plain.stderr and not COLOUR.search(plain.stderr)
+    assert COLOUR.search(dogcat("catalog", "--help", env_extra={"FORCE_COLOR": "1"}).stdout)
+    help_text = dogcat("catalog", "--help", env_extra={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout
+    assert "Examples" in help_text and not COLOUR.search(help_text)
+
+
+def test_data_on_stdout_messages_and_progress_on_stderr(crops, model_path, tmp_path):
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    for folder in sorted(crops.iterdir())[:3]:
+        shutil.copy(sorted(folder.glob("*.jpg"))[0], intake / f"{folder.name}.jpg")
+    model = ["--model", str(model_path)] if model_path else []
+
+    done = dogcat("classify", "--json", str(intake), str(tmp_path / "missing.jpg"), *model)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but JSON on stdout
+    assert len(records) == 4 and sum(1 for r in records if r["error"]) == 1
+    assert done.stderr.splitlines() == [f"dogcat: error: {tmp_path / 'missing.jpg'}: no such file or folder"]
+
+    shelter = str(tmp_path / "shelter.db")
+    done = dogcat("catalog", str(intake), "--db", shelter, *model)
+    assert done.returncode == 0, done.stderr
+    assert "3 new" in " ".join(done.stdout.split()) and "cataloguing" not in done.stdout  # the summary is data
+    assert "cataloguing" in done.stderr and "3/3 files" in done.stderr  # ... the progress bar is not
+    assert "\x1b[" not in done.stdout + done.stderr  # not a terminal: no escape codes at all
+    done = dogcat("catalog", str(intake), "--db", shelter, "--quiet", *model)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+    # A reader that stops early (`dogcat export | head -1`) is no error worth a traceback.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(f'"{sys.executable}" -m dogcat export --db "{shelter}" --format jsonl | head -n 1',
+                            shell=True, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert len(stdout.splitlines()) == 1 and json.loads(stdout)["path"].startswith(str(intake))
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr

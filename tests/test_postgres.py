@@ -1,0 +1,163 @@
+"""``--db postgresql://…``: the catalog on a real PostgreSQL server, the same as on SQLite.
+
+The server is the one ``.ci/run`` starts on loopback (``.ci/services.sh``); its URL comes in
+$DOGCAT_TEST_POSTGRES. Each test gets a database of its own, created here and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from dogcat import catalog, db
+from dogcat.cli import app
+from dogcat.model import BreedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = os.environ.get("DOGCAT_TEST_POSTGRES")
+pytestmark = pytest.mark.skipif(not SERVER, reason="DOGCAT_TEST_POSTGRES is not set: no PostgreSQL server to "
+                                "test against (.ci/run starts one; by hand: . .ci/services.sh)")
+runner = CliRunner()
+
+# The CLI with every batch's transaction held open a while longer, so that two runs really overlap.
+SLOW_CLI = """
+import os, sys, time
+import dogcat.catalog as c
+original = c._write_batch
+def slow(*args, **kwargs):
+    original(*args, **kwargs)
+    time.sleep(float(os.environ["DOGCAT_TEST_DELAY"]))
+c._write_batch = slow
+from dogcat.cli import main
+sys.argv = ["dogcat", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.fixture
+def postgres() -> str:
+    """The URL of a new, empty database on the test server (as a user writes it: plain postgresql://)."""
+    server = make_url(SERVER)
+    name = f"dogcat_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def pick(crops: Path, n: int) -> list[Path]:
+    per_breed = [sorted(d.glob("*.jpg")) for d in sorted(crops.iterdir())[10:14]]
+    return [per_breed[i % 4][i // 4] for i in range(n)]
+
+
+def make_intake(folder: Path, photos: list[Path]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in photos:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def model_args(model_path) -> list[str]:
+    return ["--model", str(model_path)] if model_path else []
+
+
+def export_jsonl(database: str) -> list[dict]:
+    result = runner.invoke(app, ["export", "--db", database, "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def sql(database: str, query: str) -> list[tuple]:
+    engine = db.connect(database, create=False)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query))]
+    finally:
+        engine.dispose()
+
+
+def test_catalog_and_export_are_the_same_as_on_sqlite(crops, model_path, postgres, tmp_path):
+    intake = make_intake(tmp_path / "intake", pick(crops, 6))
+    shutil.copy(intake / pick(crops, 1)[0].name, intake / "same photo, second name.jpg")
+    (intake / "broken.jpg").write_text("not a photo")
+    for database in (str(tmp_path / "shelter.db"), postgres):
+        result = runner.invoke(app, ["catalog", str(intake), "--db", database, *model_args(model_path)])
+        assert result.exit_code == 0, result.output
+        summary = " ".join(result.stdout.split())
+        assert "6 new" in summary and "1 duplicates" in summary and "1 errors" in summary, summary
+    assert "postgresql+psycopg://" in summary and "***@" in summary  # the driver found; the password hidden
+
+    def comparable(records):  # the times differ between the two runs, nothing else may
+        return [{k: v for k, v in r.items() if not k.endswith("_at")} for r in records]
+
+    on_sqlite, on_postgres = export_jsonl(str(tmp_path / "shelter.db")), export_jsonl(postgres)
+    assert len(on_postgres) == 8 and comparable(on_postgres) == comparable(on_sqlite)
+    assert all(r["catalogued_at"] for r in on_postgres)
+    assert sql(postgres, "SELECT count(*) FROM catalog") == [(8,)]  # the view, for people with psql
+    assert sql(postgres, "SELECT max(version) FROM schema_version") == [(db.SCHEMA_VERSION,)]
+    pages = []
+    for database in (str(tmp_path / "shelter.db"), postgres):  # the picture catalog reads it the same way
+        result = runner.invoke(app, ["report", "--db", database, "--quiet", "--title", "intake"])
+        assert result.exit_code == 0, result.output
+        pages.append(re.sub(r"catalog [^<]*?, \d{4}-\d\d-\d\d \d\d:\d\d UTC", "", result.stdout))
+    assert pages[0] == pages[1] and pages[0].count("<figure") == 7 and "broken.jpg" in pages[0]
+
+    model = BreedModel(model_path)
+    engine = db.connect(postgres)
+    try:
+        again = catalog.run(engine, [intake], model)
+    finally:
+        engine.dispose()
+    assert (again.new, again.skipped, again.batches) == (0, 8, 0)  # re-running is as cheap as on SQLite
+
+
+def test_two_runs_at_once_from_two_processes(crops, model_path, postgres, tmp_path):
+    """Two intake stations catalog the same folder into one new database at the same moment: both race to
+    create the schema, then write the same photos; nothing fails and nothing is recorded twice."""
+    n = 16
+    intake = make_intake(tmp_path / "intake", pick(crops, n))
+    args = ["catalog", str(intake), "--db", postgres, "--batch-size", "4", "--quiet", *model_args(model_path)]
+    env = {**os.environ, "DOGCAT_TEST_DELAY": "0.3", "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", SLOW_CLI, *args], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs, strict=True):
+        assert (p.returncode, stdout) == (0, ""), stderr
+        assert "Traceback" not in stderr and "error" not in stderr.lower(), stderr
+    assert sql(postgres, "SELECT count(*), count(DISTINCT path) FROM files") == [(n, n)]
+    assert sql(postgres, "SELECT count(*) FROM files WHERE error IS NULL AND sha256 IS NOT NULL") == [(n,)]
+    assert sql(postgres, "SELECT count(*), count(DISTINCT sha256) FROM predictions") == [(n, n)]
+    assert sql(postgres, "SELECT count(*) FROM photos") == [(n,)]
+    assert sql(postgres, "SELECT count(*) FROM schema_version") == [(1,)]  # created once
+    assert {Path(r["path"]).name for r in export_jsonl(postgres)} == {p.name for p in intake.iterdir()}
+
+
+def test_a_server_that_refuses_is_one_line(postgres):
+    url = make_url(postgres)
+    cases = [(url.set(password="wrong"), "password authentication failed"),
+             (url.set(port=1), "Connection refused"),
+             (url.set(database="no_such_database"), 'database "no_such_database" does not exist')]
+    for bad, message in cases:
+        result = runner.invoke(app, ["export", "--db", bad.render_as_string(hide_password=False)])
+        assert result.exit_code == 1, result.output
+        stderr = result.stderr
+        assert message in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+        assert "wrong" not in stderr and "dogcat-ci" not in stderr  # passwords never printed
+    result = runner.invoke(app, ["export", "--db", postgres])  # an empty database is not a catalog yet
+    assert result.exit_code == 1 and "not a dogcat catalog" in result.stderr

@@ -1,0 +1,391 @@
+"""``dogcat report``: a real catalog (real photos, the real models, a real SQLite file) → one HTML page, loaded
+from file:// in a real headless Chromium (Debian's ``chromium``, which .ci/run installs) and driven over the
+DevTools protocol: what a person sees, what the search box does, and that no file name can run a script.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import html.parser
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from dogcat import catalog, db, export, report
+from dogcat.cli import app
+from dogcat.status import Judge
+
+runner = CliRunner()
+CHROMIUM = os.environ.get("DOGCAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="no chromium to load the page in (.ci/run installs "
+                                    "Debian's; or set DOGCAT_TEST_CHROMIUM)")
+
+# File names that would run a script if the page pasted them in as HTML. A name cannot hold "/", so the
+# classic one is a folder "<script>alert(1)<" holding "script>.jpg": the page shows "<script>alert(1)</script>.jpg".
+SCRIPT_NAME = "<script>alert(1)</script>.jpg"
+IMG_NAME = "<img src=x onerror=alert(2)>.jpg"
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe: it reads commands
+    on its fd 3 and writes replies and events on its fd 4, each a JSON text ended by a NUL byte)."""
+
+    def __init__(self, binary: str, profile: Path):
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def give_fds():  # in the child: the pipe ends on fds 3 and 4, where Chromium looks for them
+            a, b = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
+             "--no-default-browser-check", "--hide-scrollbars", "--mute-audio", "--disable-dev-shm-usage",
+             f"--user-data-dir={profile}", "about:blank"],
+            preexec_fn=give_fds, close_fds=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._next_id = 0
+        self._replies: dict[int, dict] = {}
+        self._inbox: queue.Queue = queue.Queue()
+        self.events: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable", session=True)
+
+    def _read(self):
+        buffer = b""
+        while chunk := os.read(self._from_browser, 1 << 16):
+            buffer += chunk
+            *messages, buffer = buffer.split(b"\0")
+            for m in messages:
+                self._inbox.put(json.loads(m))
+        self._inbox.put(None)
+
+    def _pump(self, deadline: float):
+        message = self._inbox.get(timeout=max(0.01, deadline - time.monotonic()))
+        assert message is not None, "chromium exited"
+        if "id" in message:
+            self._replies[message["id"]] = message
+        else:
+            self.events.append(message)
+            if message.get("method") == "Page.javascriptDialogOpening":  # never leave the page blocked
+                self.send("Page.handleJavaScriptDialog", session=True, accept=True, wait=False)
+
+    def send(self, method: str, session: bool = False, wait: bool = True, timeout: float = 60, **params):
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        if not wait:
+            return None
+        deadline = time.monotonic() + timeout
+        while self._next_id not in self._replies:
+            self._pump(deadline)
+        reply = self._replies.pop(self._next_id)
+        assert "error" not in reply, (method, reply["error"])
+        return reply["result"]
+
+    def open(self, url: str, timeout: float = 60):
+        """Load the page afresh (by way of a blank one: a new #fragment alone would not reload it) and wait until
+        its load event has fired. ``events`` then holds what happened while it loaded."""
+        for address in ("about:blank", url):
+            self.events.clear()
+            self.send("Page.navigate", session=True, url=address)
+            deadline = time.monotonic() + timeout
+            while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+                self._pump(deadline)
+
+    def js(self, expression: str):
+        result = self.send("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 30):
+        deadline = time.monotonic() + timeout
+        while not self.js(expression):
+            assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+            time.sleep(0.05)
+
+    def type(self, text: str):
+        """Type into the focused element as a person does (real input events)."""
+        self.send("Input.insertText", session=True, text=text)
+
+    def fit_page(self, width: int = 1280):
+        """A window as tall as the whole page: everything is in view at once."""
+        self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=600,
+                  deviceScaleFactor=1, mobile=False)
+        height = self.js("document.documentElement.scrollHeight")
+        self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+
+    def screenshot(self, path: Path, width: int = 1280) -> Image.Image:
+        self.fit_page(width)
+        data = self.send("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True)["data"]
+        path.write_bytes(base64.b64decode(data))
+        return Image.open(path)
+
+    def close(self):
+        try:
+            self.send("Browser.close", wait=False)
+            self.proc.wait(timeout=20)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_browser)
+
+
+@pytest.fixture(scope="module")
+def shelter(crops, model_path, tmp_path_factory) -> tuple[Path, Path]:
+    """Dogs of four breeds (one the model is torn on), a second name for one photo, two hostile file names, two
+    pictures with no dog, two broken files: catalogued with the real breed model and dog detector."""
+    intake = tmp_path_factory.mktemp("report") / "intake"
+    (intake / "<script>alert(1)<").mkdir(parents=True)
+    for folder, n in [("n02099601-golden_retriever", 2), ("n02088364-beagle", 1), ("n02110958-pug", 1),
+                      ("n02109525-Saint_Bernard", 1)]:
+        for i, photo in enumerate(sorted((crops / folder).glob("*.jpg"))[:n]):
+            shutil.copy(photo, intake / f"{folder.split('-', 1)[1].lower()}-{i + 1}.jpg")
+    shutil.copy(crops / "n02109961-Eskimo_dog/n02109961_12118.jpg", intake / "kennel 7.jpg")  # torn: unsure
+    shutil.copy(intake / "pug-1.jpg", intake / "IMG_0042.jpg")
+    shutil.copy(sorted((crops / "n02110185-Siberian_husky").glob("*.jpg"))[0], intake / SCRIPT_NAME)
+    shutil.copy(sorted((crops / "n02108089-boxer").glob("*.jpg"))[0], intake / IMG_NAME)
+    card = Image.new("RGB", (600, 400), "white")  # pictures of no dog at all
+    for i, line in enumerate(["KENNEL CARD", "Name: Rex", "Age: 3 years", "Intake: 2024-06-01"]):
+        ImageDraw.Draw(card).text((30, 30 + 40 * i), line, fill="black")
+    card.save(intake / "kennel-card.png")
+    squares = Image.new("L", (320, 320), 255)
+    for x in range(0, 320, 40):
+        for y in range(0, 320, 40):
+            if (x + y) // 40 % 2:
+                squares.paste(0, (x, y, x + 40, y + 40))
+    squares.save(intake / "checker.png")
+    (intake / "broken.jpg").write_text("not a photo")
+    (intake / "empty.jpg").write_bytes(b"")
+    path = intake.parent / "shelter.db"
+    engine = db.connect(str(path))
+    try:
+        catalog.run(engine, [intake], Judge.load(model_path))
+    finally:
+        engine.dispose()
+    return path, intake
+
+
+def records(shelter_db: Path) -> list[dict]:
+    engine = db.connect(str(shelter_db), create=False)
+    try:
+        return list(export.records(engine))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def page(shelter, tmp_path_factory) -> Path:
+    shelter_db, _ = shelter
+    out = tmp_path_factory.mktemp("page") / "report.html"
+    result = runner.invoke(app, ["report", "--db", str(shelter_db), "-o", str(out), "--title", "Intake <June>"])
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    assert f"{out}: 13 files" in " ".join(result.stderr.split())
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = Chromium(CHROMIUM, tmp_path_factory.mktemp("chromium-profile"))
+    yield chromium
+    chromium.close()
+
+
+class Tags(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_page_is_self_contained_and_escapes_every_text(page, shelter):
+    """Read as HTML (no browser): nothing is fetched, and no catalog text became markup."""
+    text = page.read_text(encoding="utf-8")
+    parsed = Tags()
+    parsed.feed(text)
+    tags = parsed.tags
+    assert [t for t, _ in tags].count("script") == 1 and [t for t, _ in tags].count("style") == 1
+    assert {t for t, _ in tags} <= {"html", "head", "meta", "title", "style", "body", "header", "h1", "p", "b",
+                                    "input", "span", "nav", "a", "main", "section", "h2", "div", "figure", "img",
+                                    "figcaption", "br", "table", "thead", "tbody", "tr", "th", "td", "script"}
+    for tag, attrs in tags:  # every picture is inside the page; every link stays on it
+        assert not attrs.get("src") or attrs["src"].startswith("data:image/jpeg;base64,"), (tag, attrs)
+        assert not attrs.get("href") or attrs["href"].startswith("#"), (tag, attrs)
+        assert not any(name.startswith("on") for name in attrs), (tag, attrs)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.jpg" in text and "&lt;img src=x onerror=alert(2)&gt;.jpg" in text
+    assert "<title>Intake &lt;June&gt;</title>" in text
+    csp = next(a["content"] for t, a in tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in csp and "img-src data:" in csp and "'unsafe-inline'" not in csp
+
+
+def test_hostile_breed_names_and_errors_stay_text(shelter):
+    """Another model's breed names, a non-dog's label and an error message are catalog text like file names."""
+    shelter_db, _ = shelter
+    hostile = "<b onmouseover=alert(3)>Lab</b>"
+    rows = [{**r, "breed": hostile, "top_k": [{**g, "breed": hostile} for g in r["top_k"]],
+             "looks_like": hostile, "error": hostile if r["error"] else None} for r in records(shelter_db)]
+    page = report.render(rows, title=hostile, source="a <db>", generated="now",
+                         thumbnail=lambda r: report.Preview(None, hostile))
+    parsed = Tags()
+    parsed.feed(page)
+    assert all("onmouseover" not in attrs for _, attrs in parsed.tags)
+    assert page.count(report.esc(hostile)) >= len(rows)
+
+
+@needs_chromium
+def test_the_page_in_a_real_browser(page, shelter, browser, tmp_path):
+    shelter_db, intake = shelter
+    recs = {r["path"]: r for r in records(shelter_db)}
+    by_status = {s: sorted(p for p, r in recs.items() if r["status"] == s) for s in ("dog", "unsure", "not_a_dog",
+                                                                                       "error")}
+    assert len(by_status["unsure"]) >= 1 and len(by_status["not_a_dog"]) >= 2 and len(by_status["error"]) == 2
+    browser.open(page.as_uri())
+
+    assert browser.js("document.body.dataset.ready") == "1"  # the page's own script ran (its CSP hash is right)
+    dialogs = [e for e in browser.events if e.get("method") == "Page.javascriptDialogOpening"]
+    problems = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown" or (
+                e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+    assert dialogs == [] and problems == [], (dialogs, problems)
+    assert browser.js("document.querySelectorAll('script').length") == 1
+    assert browser.js("document.querySelectorAll('img[src=\"x\"], [onerror]').length") == 0
+    shown = browser.js("Array.from(document.querySelectorAll('.file, td[title]')).map(e => e.textContent)")
+    assert SCRIPT_NAME in shown and IMG_NAME in shown  # the hostile names, shown as the text they are
+    assert browser.js("document.title") == "Intake <June>"
+
+    # Every thumbnail decoded and drawn; one per photo that is not an error. They load lazily, as they come
+    # into view: make the whole page the view first, as a person scrolling down would.
+    browser.fit_page()
+    browser.wait_for("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    images = browser.js("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight,"
+                        " i.getBoundingClientRect().width, i.src.slice(0, 23)])")
+    assert len(images) == len(recs) - 2
+    assert all(done and w > 0 and h > 0 and box > 0 and src == "data:image/jpeg;base64,"
+               for done, w, h, box, src in images), images
+
+    # Grouped: each breed's section holds exactly its dogs; unsure, not a dog and errors in their own sections.
+    groups = browser.js("""Object.fromEntries(Array.from(document.querySelectorAll('section')).map(s =>
+        [s.querySelector('h2').firstChild.textContent.trim(),
+         Array.from(s.querySelectorAll('[data-search] .file, [data-search] td:first-child'))
+              .map(e => e.getAttribute('title'))]))""")
+    expected = {}
+    for path in by_status["dog"]:
+        expected.setdefault(recs[path]["breed"], []).append(path)
+    expected.update({"Unsure": by_status["unsure"], "Not a dog": by_status["not_a_dog"],
+                     "Could not be read": by_status["error"]})
+    assert {k: sorted(v) for k, v in groups.items()} == expected
+    confidences = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('figure')).filter(f => "
+                             "f.querySelector('.conf')).map(f => [f.querySelector('.file').title, "
+                             "f.querySelector('.conf').textContent]))")
+    assert confidences == {p: f"{recs[p]['confidence']:.0%}" if recs[p]["confidence"] >= 0.005 else "<1%"
+                           for p in by_status["dog"]}
+    errors = browser.js("Array.from(document.querySelectorAll('td.error')).map(e => e.textContent)")
+    assert sorted(errors) == sorted(recs[p]["error"] for p in by_status["error"])
+    badges = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('.badge')).map(b => "
+                        "[b.closest('figure').querySelector('.file').title, b.textContent]))")
+    assert badges == {str(intake / "IMG_0042.jpg"): "also as 1 other file",
+                      str(intake / "pug-1.jpg"): "duplicate of IMG_0042.jpg"}
+
+    browser.screenshot(tmp_path / "report.png")
+    screenshot = np.asarray(Image.open(tmp_path / "report.png").convert("HSV"))
+    colourful = int(((screenshot[..., 1] > 60) & (screenshot[..., 2] > 40)).sum())
+    assert screenshot.shape[1] == 1280 and colourful > 20_000  # the photos are on the screen, not only text
+    if os.environ.get("DOGCAT_REPORT_SCREENSHOT"):
+        shutil.copy(tmp_path / "report.png", os.environ["DOGCAT_REPORT_SCREENSHOT"])
+
+
+def visible(browser: Chromium) -> list[str]:
+    return browser.js("Array.from(document.querySelectorAll('[data-search]')).filter(e => !e.hidden && "
+                      "e.offsetParent !== null).map(e => (e.querySelector('.file') || e.firstChild).title)")
+
+
+@needs_chromium
+def test_the_search_box_filters_as_one_types(page, shelter, browser):
+    shelter_db, intake = shelter
+    recs = {r["path"]: r for r in records(shelter_db)}
+
+    def matching(*words):
+        return sorted(p for p, r in recs.items() if all(
+            w in " ".join([p, *(g["breed"] for g in r["top_k"]), r["looks_like"] or "", r["error"] or "",
+                           "duplicate" if p.endswith(("IMG_0042.jpg", "pug-1.jpg")) else ""]).lower()
+            for w in words))
+
+    browser.open(page.as_uri())
+    assert sorted(visible(browser)) == sorted(recs)
+    browser.js("document.getElementById('q').focus()")
+    browser.type("golden")
+    hits = matching("golden")
+    assert str(intake / "golden_retriever-1.jpg") in hits and len(hits) < len(recs)
+    assert sorted(visible(browser)) == hits
+    assert browser.js("document.getElementById('shown').textContent") == str(len(hits))
+    assert browser.js("Array.from(document.querySelectorAll('section')).filter(s => !s.hidden).length") == len(
+        {recs[p]["breed"] if recs[p]["status"] == "dog" else recs[p]["status"] for p in hits})
+    assert browser.js("location.hash") == "#q=golden"
+
+    browser.js("(q => { q.value = ''; q.dispatchEvent(new Event('input')); })(document.getElementById('q'))")
+    browser.type("alert(1)")
+    assert visible(browser) == [str(intake / SCRIPT_NAME)]
+    browser.js("document.getElementById('q').select()")
+    browser.type("empty file")
+    assert visible(browser) == matching("empty", "file") == [str(intake / "empty.jpg")]
+
+    browser.open(page.as_uri() + "#q=pug")  # a search sent as a link
+    assert browser.js("document.getElementById('q').value") == "pug"
+    assert sorted(visible(browser)) == matching("pug") and len(matching("pug")) >= 2
+
+
+def test_report_to_stdout_and_errors(shelter, tmp_path):
+    shelter_db, _ = shelter
+    result = runner.invoke(app, ["report", "--db", str(shelter_db), "--quiet"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.startswith("<!DOCTYPE html>") and result.stdout.rstrip().endswith("</html>")
+    result = runner.invoke(app, ["report", "--db", str(tmp_path / "missing.db"), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 1 and "no such database file" in result.stderr
+    assert not (tmp_path / "r.html").exists()
+    result = runner.invoke(app, ["report", "--db", str(shelter_db), "-o", str(tmp_path / "no" / "r.html")])
+    assert result.exit_code == 1 and "cannot write" in result.stderr
+
+
+def test_thumbnails_show_only_the_photo_that_was_catalogued(shelter, tmp_path):
+    """Thumbnails are read back from disk: a file changed since, gone, or turned into a pipe shows why it has
+    no picture (and a pipe is never opened); a name that is not UTF-8 is found again from its \\xNN form."""
+    shelter_db, intake = shelter
+    golden = next(r for r in records(shelter_db) if r["path"].endswith("golden_retriever-1.jpg"))
+    assert report.thumbnail(golden).jpeg  # as catalogued: a thumbnail
+    changed = {**golden, "sha256": "0" * 64}
+    os.mkfifo(tmp_path / "pipe.jpg")
+    cases = {"changed": (changed, "file changed since it was catalogued (run dogcat catalog again)"),
+             "gone": ({**golden, "path": str(tmp_path / "gone.jpg")}, "file no longer there"),
+             "pipe": ({**golden, "path": str(tmp_path / "pipe.jpg")}, "not a regular file any more")}
+    for name, (record, problem) in cases.items():
+        shown = report.thumbnail(record)
+        assert (shown.jpeg, shown.problem) == (None, problem), name
+    page = report.render([changed], title="t", source="s", generated="g")
+    assert "<img" not in page and "file changed since it was catalogued" in page
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes in a name, as old cameras and shares write
+    shutil.copy(golden["path"], odd)
+    key = catalog.path_key(odd)
+    assert key.endswith("caf\\xe9.jpg") and report.thumbnail({**golden, "path": key}).jpeg
