@@ -245,7 +245,7 @@ def main():
         ratios.append(("shipped int8 / fp32", ship / fp32))
     bound = BOUND_INT8 if "quantization" in shipped.card else BOUND_FP32
     ratios.append((f"shipped model / compute bound ({bound:.0f} photos/s)", ship / bound))
-    if fp32:
+    if fp32 and "quantization" in shipped.card:
         ratios.append((f"fp32 / compute bound ({BOUND_FP32:.0f} photos/s)", fp32 / BOUND_FP32))
     for name, r in ratios:
         print(f"{name:<46} {r:6.2f}")

@@ -45,8 +45,8 @@ UnsureOption = Annotated[float | None, typer.Option(
          "chosen on validation photos).")]
 NotDogOption = Annotated[float | None, typer.Option(
     "--not-dog-below", min=0.0, max=1.0, show_default=False,
-    help="Call a photo 'not_a_dog' when the dog detector's dog probability is below this (default: the "
-         "model's; 0 turns the dog check off).")]
+    help="Call a photo 'not_a_dog' when the dog detector's dog probability is below this and the breed model "
+         "is not sure of any breed either (default: the model's; 0 turns the dog check off).")]
 DeviceOption = Annotated[str, typer.Option(
     "--device", help="auto (CUDA when onnxruntime-gpu can use it, else the CPU), cpu, or cuda (says so once "
     "if CUDA is not available, then runs on the CPU).")]
@@ -155,6 +155,8 @@ def evaluate(
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    record: Annotated[bool, typer.Option("--record", help="With --part val: write the top-1/top-3 into the "
+                                                          "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
 ):
     """Accuracy and statuses of a model on a labelled folder, through exactly the path classify uses.
 
@@ -209,6 +211,18 @@ def evaluate(
             result = ev.evaluate(judge, data_dir, part, on_batch=lambda n: bar.advance(task, n))
     except (ModelError, FileNotFoundError) as e:
         fail(escape(str(e)))
+    if record:
+        if part != "val":
+            fail("--record needs --part val", 2)
+        from dogcat.model import sidecar_path
+
+        side = sidecar_path(model.path)
+        card = json.loads(side.read_text())
+        card.setdefault("metrics", {})["val"] = {
+            "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
+            "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
+        side.write_text(json.dumps(card, indent=2) + "\n")
+        err.print(f"recorded in {side}")
     if as_json:
         print(json.dumps({"model": model.id, "data": str(data_dir), "part": part,
                           "resize": model.preprocessing.resize,

@@ -158,25 +158,38 @@ def tradeoff(o: Observed, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) 
     return rows
 
 
-def choose_thresholds(o: Observed) -> dict:
-    """The largest not-a-dog threshold that flags at most NOT_A_DOG_BUDGET of dog photos, and the smallest unsure
-    threshold whose confident answers reach DOG_PRECISION_GOAL, both on these (tune) photos."""
-    dog_p = np.sort(o.dog_probability[~np.isnan(o.dog_probability)])
-    allowed = int(np.floor(NOT_A_DOG_BUDGET * len(dog_p)))
-    # Flag strictly fewer than `allowed + 1` photos: the threshold is the (allowed)-th smallest value (0-based).
-    not_a_dog_below = float(np.floor(dog_p[allowed] * 1000) / 1000) if len(dog_p) else 0.0
+def choose_thresholds(o: Observed, not_a_dog_below: float = 0.5) -> dict:
+    """On these (tune) photos, all dogs:
+
+    - not a dog: the detector's dog probability below ``not_a_dog_below`` (0.5: it finds "no dog" likelier than
+      "dog") and the breed model's confidence below the largest value (step 0.01) that still flags at most
+      NOT_A_DOG_BUDGET of the photos;
+    - unsure: the smallest threshold whose confident answers reach DOG_PRECISION_GOAL."""
+    checked = ~np.isnan(o.dog_probability)
+    doubted = checked & (o.dog_probability < not_a_dog_below)
+    confidence_below = 0.0
+    for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
+        if (doubted & (o.confidence < t)).mean() > NOT_A_DOG_BUDGET:
+            break
+        confidence_below = float(t)
     unsure_below = 1.0
     for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
         answered = o.confidence >= t
         if answered.any() and o.top1[answered].mean() >= DOG_PRECISION_GOAL:
             unsure_below = float(t)
             break
-    kept = np.array([decide(c, None, Thresholds(0, unsure_below)) == "dog" for c in o.confidence])
-    return {"not_a_dog_below": not_a_dog_below, "unsure_below": unsure_below,
-            "tune": {"photos": int(len(o.top1)), "flagged_not_a_dog": int((dog_p < not_a_dog_below).sum()),
+    thresholds = Thresholds(not_a_dog_below, unsure_below, confidence_below)
+    statuses = [decide(c, None if np.isnan(p) else float(p), thresholds)
+                for c, p in zip(o.confidence, o.dog_probability, strict=True)]
+    kept = np.array([s == "dog" for s in statuses])
+    return {"not_a_dog_below": not_a_dog_below, "not_a_dog_confidence_below": confidence_below,
+            "unsure_below": unsure_below,
+            "tune": {"photos": int(len(o.top1)), "flagged_not_a_dog": statuses.count("not_a_dog"),
+                     "detector_alone_below_0.5": int(doubted.sum()),
                      "answered": round(float(kept.mean()), 4),
                      "precision": round(float(o.top1[kept].mean()), 4) if kept.any() else None},
-            "rules": {"not_a_dog": f"at most {NOT_A_DOG_BUDGET:.0%} of tune dog photos flagged",
+            "rules": {"not_a_dog": f"dog probability < {not_a_dog_below} and breed confidence below the largest "
+                                   f"value flagging at most {NOT_A_DOG_BUDGET:.0%} of tune dog photos",
                       "unsure": f"smallest threshold (step 0.01) whose dog answers are >= {DOG_PRECISION_GOAL:.0%} "
                                 "right on the tune half"},
             "tradeoff": tradeoff(o)}

@@ -15,7 +15,7 @@ import numpy as np
 from dogcat import images
 
 SIDECAR_FORMAT = "dogcat-model/1"
-BUNDLED = "xception-120.onnx"
+BUNDLED = "xception-120-int8.onnx"  # the fp32 master is models/xception-120.onnx in the repository
 BUNDLED_DETECTOR = "efficientnet-lite0-imagenet.onnx"
 INFERENCE_CHUNK = 4  # photos per ONNX Runtime call
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when onnxruntime-gpu can use it, else the CPU

@@ -149,8 +149,11 @@ def test_bundled_model_ships_in_the_package():
     assert model.path.is_file() and model.path.parent.name == "models"
     assert len(model.labels) == 120
     card = model.card
-    # A floor against shipping a worse model. (The goal is 0.92 top-1; the shipped model has 0.913: see the card.)
-    assert card["metrics"]["val"]["top1"] >= 0.91 and card["metrics"]["val"]["top3"] >= 0.98
+    # A floor against shipping a worse model. (The goal is 0.92 top-1; the shipped int8 model has 0.911, its fp32
+    # master 0.913: see the card.) int8 may cost at most 0.5 points.
+    assert card["metrics"]["val"]["top1"] >= 0.905 and card["metrics"]["val"]["top3"] >= 0.98
+    if "quantization" in card:
+        assert card["metrics"]["fp32_val"]["top1"] - card["metrics"]["val"]["top1"] <= 0.005
     assert (model.path.parent / "MODEL_CARD.md").is_file()
 
 

@@ -120,3 +120,35 @@ def test_train_cli_reports_bad_data_in_one_line(tmp_path):
                            "--runs-dir", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 1
     assert "nope: no such data folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_quantized_model_is_smaller_agrees_and_gets_thresholds(trained_run, tmp_path, crops):
+    """The tiny run → fp32 ONNX → int8 (calibrated on its training photos) → thresholds on its val-tune half."""
+    from typer.testing import CliRunner
+
+    from dogcat.train import quantize
+    from dogcat.train.cli import app
+
+    run_dir, _ = trained_run
+    fp32 = onnx_export.export(run_dir, tmp_path / "tiny.onnx", parity_images=4)
+    int8 = quantize.quantize(fp32, tmp_path / "tiny-int8.onnx", crops, per_breed=2)
+    card = json.loads(int8.with_suffix(".json").read_text())
+    assert card["quantization"]["from"] == json.loads(fp32.with_suffix(".json").read_text())["id"]
+    assert card["quantization"]["calibration_photos"] == 6
+    assert "val" not in card["metrics"]  # the fp32 figures are kept apart, not claimed for the int8 model
+    assert card["metrics"]["fp32_val"] == json.loads(fp32.with_suffix(".json").read_text())["metrics"]["val"]
+    assert int8.stat().st_size < fp32.stat().st_size / 2
+    split = json.loads(int8.with_suffix(".split.json").read_text())
+    files = [crops / label / name for label in card["labels"] for name in split["val"][label]]
+    a, b = BreedModel(fp32), BreedModel(int8)
+    batch = images.load_batch(files, a.preprocessing)
+    agree = np.mean(a.probabilities(batch).argmax(1) == b.probabilities(batch).argmax(1))
+    assert agree >= 0.8, agree
+
+    result = CliRunner().invoke(app, ["thresholds", "--model", str(int8), "--data", str(crops)])
+    assert result.exit_code == 0, result.output
+    decision = json.loads(int8.with_suffix(".json").read_text())["decision"]
+    assert decision["detector"] == "efficientnet-lite0-imagenet.onnx"
+    assert 0 < decision["unsure_below"] <= 1 and decision["not_a_dog_below"] == 0.5
+    assert decision["tune"]["photos"] == sum(len(v) // 2 for v in split["val"].values())
+    assert decision["tune"]["flagged_not_a_dog"] <= max(1, 0.01 * decision["tune"]["photos"])
