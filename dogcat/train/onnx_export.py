@@ -59,33 +59,20 @@ def check_parity(keras_probs: np.ndarray, ort_probs: np.ndarray, tolerance: floa
     return diff
 
 
-def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity_images: int = 16,
-           opset: int = 17, say=print) -> Path:
-    """Write `out` (.onnx) and its sidecar (.json); returns the ONNX path."""
+def convert_checked(model, prep: images.Preprocessing, out: Path, photos: list[Path], opset: int = 17):
+    """Keras model → ONNX at `out`, written only if ONNX Runtime agrees with Keras on `photos` (else
+    ParityError). Returns (max |diff|, number of photos)."""
     import onnxruntime as ort
     import tensorflow as tf
     import tf2onnx
-
-    run_dir, out = Path(run_dir), Path(out)
-    if out.suffix != ".onnx":
-        out = out / "model.onnx"
-    model, cfg, labels = full_model(run_dir)
-    prep = cfg.preprocessing()
 
     forward = tf.function(lambda x: model(x, training=False))
     spec = (tf.TensorSpec((None, *prep.size, 3), tf.float32, name=INPUT_NAME),)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
-    say(f"converting {run_dir.name} to ONNX (opset {opset}) …")
     tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
     _rename_output(tmp)
-
-    # Parity on real validation photos, through the same image code inference uses.
-    split = data.Split.from_json((run_dir / "split.json").read_text())
-    root = Path(cfg.data_dir)
-    val_files = [root / label / n for label in labels for n in split.val[label][:1]]
-    val_files = (val_files * (1 + parity_images // max(1, len(val_files))))[:parity_images]
-    batch = images.load_batch(val_files, prep)
+    batch = images.load_batch(photos, prep)
     keras_probs = np.asarray(forward(tf.convert_to_tensor(batch)))
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     ort_probs = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
@@ -94,8 +81,27 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
     except ParityError:
         tmp.unlink()
         raise
-    say(f"ONNX Runtime matches Keras on {len(batch)} validation photos (max |diff| {diff:.1e})")
     tmp.replace(out)
+    return diff, len(batch)
+
+
+def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity_images: int = 16,
+           opset: int = 17, say=print) -> Path:
+    """Write `out` (.onnx) and its sidecar (.json); returns the ONNX path."""
+    run_dir, out = Path(run_dir), Path(out)
+    if out.suffix != ".onnx":
+        out = out / "model.onnx"
+    model, cfg, labels = full_model(run_dir)
+    prep = cfg.preprocessing()
+
+    # Parity on real validation photos, through the same image code inference uses.
+    split = data.Split.from_json((run_dir / "split.json").read_text())
+    root = Path(cfg.data_dir)
+    val_files = [root / label / n for label in labels for n in split.val[label][:1]]
+    val_files = (val_files * (1 + parity_images // max(1, len(val_files))))[:parity_images]
+    say(f"converting {run_dir.name} to ONNX (opset {opset}) …")
+    diff, n = convert_checked(model, prep, out, val_files, opset)
+    say(f"ONNX Runtime matches Keras on {n} validation photos (max |diff| {diff:.1e})")
 
     metrics = runs.read_json(run_dir / "metrics.json")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
@@ -112,7 +118,7 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
         "labels": labels,
         "breeds": [breeds.breed_name(label) for label in labels],
         "metrics": {"train": metrics["train"], "val": metrics["val"]},
-        "parity": {"images": len(batch), "max_abs_diff": diff},
+        "parity": {"images": n, "max_abs_diff": diff},
         "training": {
             "run": run_dir.name, "experiment": metrics["experiment"], "backbone": cfg.backbone,
             "weights": backbones.weights_id(cfg.weights), "data": Path(cfg.data_dir).name,
