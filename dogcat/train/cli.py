@@ -424,7 +424,7 @@ def report(
     if not rows:
         fail(escape(f"{ledger_path}: no runs recorded yet"))
     out.print(rep.table(rows))
-    if plot and str(plot):
+    if plot and str(plot) not in ("", "."):  # typer turns --plot '' into Path('.')
         try:
             import matplotlib  # noqa: F401
         except ImportError:
