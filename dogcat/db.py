@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -200,7 +202,7 @@ def _setup_sqlite(engine: Engine, wal: bool):
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {ms}")
         if wal:  # persistent in the file; readers then never block writers, nor writers readers
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -211,6 +213,25 @@ def _setup_sqlite(engine: Engine, wal: bool):
         # first, waiting up to busy_timeout for it.
         immediate = conn.get_execution_options().get("dogcat_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _switch_to_wal(cursor, timeout_s: float = BUSY_TIMEOUT_S):
+    """PRAGMA journal_mode = WAL, waiting for other writers as every other statement does.
+
+    SQLite answers this pragma "database is locked" at once, without the busy handler, while another
+    connection writes to a database still in rollback mode: for instance a second catalog run that races the
+    first to create the file (a new file only becomes WAL with its first write). So retry until the timeout."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 @contextmanager

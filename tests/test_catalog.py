@@ -12,6 +12,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -384,6 +385,28 @@ def test_sigkill_mid_run_then_rerun_completes(crops, model_path, tmp_path):
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     _check_database(shelter, 40)
+
+
+def test_connect_waits_for_a_writer_before_switching_to_wal(tmp_path):
+    """SQLite refuses PRAGMA journal_mode = WAL at once ("database is locked", no busy wait) while another
+    connection writes to a rollback-mode file, as when a second run races the first to create the catalog."""
+    shelter = tmp_path / "shelter.db"
+    writer = sqlite3.connect(shelter, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other_tool (x)")  # the file is still in rollback mode, and locked
+    release = threading.Timer(0.5, lambda: writer.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    engine = db.connect(str(shelter))
+    waited = time.monotonic() - started
+    release.join()
+    writer.close()
+    assert waited >= 0.4  # it waited for the writer instead of failing
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+    assert {"other_tool", "files", "predictions"} <= {name for (name,) in query(
+        shelter, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def test_two_runs_at_once_share_the_database(crops, model_path, tmp_path):
