@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from dogcat import images
 from dogcat.model import BreedModel, Guess

@@ -152,3 +152,63 @@ def test_quantized_model_is_smaller_agrees_and_gets_thresholds(trained_run, tmp_
     assert 0 < decision["unsure_below"] <= 1 and decision["not_a_dog_below"] == 0.5
     assert decision["tune"]["photos"] == sum(len(v) // 2 for v in split["val"].values())
     assert decision["tune"]["flagged_not_a_dog"] <= max(1, 0.01 * decision["tune"]["photos"])
+
+
+def test_feature_parts_are_extracted_in_one_pass_and_export_as_one_model(tmp_path, xception_weights, crops,
+                                                                          monkeypatch):
+    """--backbone xception+xception/block13: the last layer and block 13's output, pooled, from one Xception
+    pass, each cached on its own; the head learns on both (standardized); the export is one ONNX graph."""
+    from dogcat.train import backbones
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DOGCAT_CACHE", str(cache))
+    cfg = transfer.TransferConfig(data_dir=str(crops), backbone="xception+xception/block13",
+                                  weights=xception_weights, classes=BREEDS, image_size=96, max_per_class=8,
+                                  epochs=12, patience=12, seed=7)
+    run_dir = transfer.run(cfg, tmp_path / "runs")
+    parts = {d.name.split("-file-")[0]: sorted(d.glob("*.npy")) for d in (cache / "features").iterdir()}
+    assert sorted(parts) == ["xception", "xception-block13"] and all(len(f) == 3 for f in parts.values())
+    last, block13 = np.load(parts["xception"][0]), np.load(parts["xception-block13"][0])
+    assert last.shape == (8, 2048) and block13.shape == (8, 1024)
+
+    # The last-layer part is exactly what the single backbone gives (so the two share one cache).
+    from dogcat.train import data
+
+    split = data.Split.from_json((run_dir / "split.json").read_text())
+    breed = data.discover(crops, BREEDS)[0]
+    first = [f for f in breed.files if f.name in set(split.train[breed.label]) | set(split.val[breed.label])]
+    prep = images.Preprocessing(size=(96, 96))
+    single = backbones.compiled_predict(backbones.build_feature_extractor(backbones.get("xception"),
+                                                                          xception_weights, 96))
+    np.testing.assert_allclose(single(images.load_batch(first, prep)), last, atol=1e-4)
+
+    head = __import__("keras").models.load_model(run_dir / "head.keras", compile=False)
+    assert head.input_shape == (None, 2048 + 1024) and head.layers[1].name == "standardize"
+    metrics = runs.read_json(run_dir / "metrics.json")
+    assert metrics["train"]["top1"] >= 0.9 and metrics["val"]["top1"] >= 2 / 3
+
+    onnx_path = onnx_export.export(run_dir, tmp_path / "parts.onnx", parity_images=4)
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert card["training"]["backbone"] == "xception+xception/block13"
+    assert card["name"] == "xception-xception-block13-3" and card["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_feature_specs_and_weights_are_parsed_strictly(tmp_path):
+    from dogcat.train import backbones
+
+    assert [p.name for p in backbones.parse("xception+xception/middle+efficientnet-lite0")] == [
+        "xception", "xception-middle", "efficientnet_lite0"]
+    assert backbones.input_size("xception+efficientnet-lite0") == 299
+    with pytest.raises(ValueError, match="unknown feature tap 'xception/block99'.*xception/block13"):
+        backbones.parse("xception+xception/block99")
+    with pytest.raises(ValueError, match="twice"):
+        backbones.parse("xception+xception")
+    xception, lite = backbones.get("xception"), backbones.get("efficientnet-lite0")
+    assert backbones.weights_for("/w/x.h5", lite) == "/w/x.h5"
+    assert backbones.weights_for("/w/x.h5,efficientnet-lite0=imagenet", xception) == "/w/x.h5"
+    assert backbones.weights_for("/w/x.h5,efficientnet-lite0=imagenet", lite) == "imagenet"
+    assert backbones.weights_for("xception=/w/x.h5", lite) == "imagenet"
+    done = subprocess.run([sys.executable, "-m", "dogcat", "train", "transfer", "--backbone", "xception/nope",
+                           "--runs-dir", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 1 and "unknown feature tap 'xception/nope'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,6 +6,7 @@ the model, so the exported ONNX graph carries it and inference needs no backbone
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,72 @@ def get(name: str) -> Backbone:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
 
 
+# Features from inside a backbone, besides its last layer: the globally averaged input of the named layer.
+# They cost nothing at inference (the backbone computes them anyway) and carry mid-level detail (fur, ears)
+# that fine-grained breeds differ by.
+TAPS = {
+    ("xception", "block13"): "block14_sepconv1",  # the exit flow's block 13 output, 10x10x1024 at 299 px
+    ("xception", "middle"): "block13_sepconv1_act",  # the middle flow's output, 19x19x728 at 299 px
+}
+
+
+@dataclass(frozen=True)
+class FeaturePart:
+    """One block of the feature vector the head learns on: a backbone's last layer, or one of its TAPS."""
+
+    backbone: Backbone
+    tap: str | None = None
+
+    @property
+    def name(self) -> str:  # also its cache folder's prefix
+        return self.backbone.name + (f"-{self.tap}" if self.tap else "")
+
+
+def parse(spec: str) -> list[FeaturePart]:
+    """'xception', or parts joined by '+': 'xception+xception/block13+efficientnet-lite0'.
+
+    The head learns on the parts' pooled features, concatenated in this order."""
+    parts = []
+    for text in spec.split("+"):
+        name, _, tap = text.strip().partition("/")
+        bb = get(name)
+        if tap and (bb.name, tap) not in TAPS:
+            known = ", ".join(f"{b}/{t}" for b, t in TAPS) or "none"
+            raise ValueError(f"unknown feature tap {text!r}; known: {known}")
+        parts.append(FeaturePart(bb, tap or None))
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"{spec!r} names a feature part twice")
+    return parts
+
+
+def input_size(spec: str) -> int:
+    """A combination shares one input: the first backbone's size."""
+    return parse(spec)[0].backbone.size
+
+
+def weights_for(weights: str | None, backbone: Backbone) -> str | None:
+    """One backbone's weights from --weights: 'W' for all, or comma-separated 'NAME=W' entries (and a bare W
+    for the rest): e.g. '$XCEPTION_FILE,efficientnet-lite0=imagenet'."""
+    if weights is None or "," not in weights and "=" not in weights:
+        return weights
+    default = "imagenet"
+    for entry in weights.split(","):
+        name, eq, value = entry.partition("=")
+        if not eq:
+            default = entry
+        elif get(name) == backbone:
+            return value
+    return default
+
+
+def spec_weights_id(spec: str, weights: str | None) -> str:
+    """weights_id for a feature spec: as weights_id for one backbone, 'name:id,…' for several."""
+    names = list(dict.fromkeys(p.backbone for p in parse(spec)))
+    if len(names) == 1:
+        return weights_id(weights_for(weights, names[0]))
+    return ",".join(f"{b.name}:{weights_id(weights_for(weights, b))}" for b in names)
+
+
 def weights_id(weights: str | None) -> str:
     """A short name for a weights choice, stable across machines: used in cache keys and run records."""
     if weights in (None, "none", "random"):
@@ -57,12 +124,13 @@ def scaling_layer(scaling: str):
     if scaling == "tf":
         return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_to_pm1")
     if scaling == "caffe":
-        return CaffeScaling(name="caffe_scaling")
+        return _caffe_scaling_class()(name="caffe_scaling")
     if scaling == "lite":
         return keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="scale_lite")
     raise ValueError(f"unknown scaling {scaling!r}")
 
 
+@functools.cache  # one class, registered once with Keras
 def _caffe_scaling_class():
     import keras
 
@@ -111,9 +179,56 @@ def build_feature_extractor(backbone: Backbone, weights: str | None, image_size:
     return keras.Model(inputs, features, name=f"{backbone.name}_features")
 
 
+def build_parts_extractor(backbone: Backbone, taps: list[str | None], weights: str | None, image_size: int,
+                          seed: int = 0):
+    """pixels → scaling → frozen backbone → one globally averaged output per tap (None: the last layer)."""
+    import keras
+
+    if taps == [None]:
+        return build_feature_extractor(backbone, weights, image_size, seed)
+    if weights in ("none", "random"):
+        weights = None
+        keras.utils.set_random_seed(seed)
+    base = application(backbone)(include_top=False, weights=weights, input_shape=(image_size, image_size, 3),
+                                 pooling=None)
+    base.trainable = False
+    tensors = [base.output if tap is None else base.get_layer(TAPS[(backbone.name, tap)]).input for tap in taps]
+    trunk = keras.Model(base.input, tensors, name=f"{backbone.name}_trunk")
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    maps = trunk(scaling_layer(backbone.scaling)(inputs), training=False)
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{tap or 'last'}")(m)
+              for tap, m in zip(taps, maps, strict=True)]
+    return keras.Model(inputs, pooled, name=f"{backbone.name}_parts")
+
+
+def build_spec_extractor(spec: str, weights: str | None, image_size: int | None = None, seed: int = 0):
+    """The whole feature vector of a spec (see parse): pixels → every part, concatenated in spec order."""
+    import keras
+
+    parts = parse(spec)
+    size = image_size or parts[0].backbone.size
+    if len(parts) == 1 and parts[0].tap is None:
+        return build_feature_extractor(parts[0].backbone, weights_for(weights, parts[0].backbone), size, seed)
+    inputs = keras.Input((size, size, 3), name="pixels")
+    pooled = {}
+    for bb in dict.fromkeys(p.backbone for p in parts):
+        taps = [p.tap for p in parts if p.backbone == bb]
+        outputs = build_parts_extractor(bb, taps, weights_for(weights, bb), size, seed)(inputs)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        pooled.update({FeaturePart(bb, tap): out for tap, out in zip(taps, outputs, strict=True)})
+    features = keras.layers.Concatenate(name="features")([pooled[p] for p in parts])
+    return keras.Model(inputs, features, name="features")
+
+
 def compiled_predict(model):
-    """A graph-compiled forward pass (eager calls are slower and hold far more memory): np batch → np array."""
+    """A graph-compiled forward pass (eager calls are slower and hold far more memory): np batch → np array
+    (a list of them for a model with several outputs)."""
     import tensorflow as tf
 
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda batch: fn(tf.convert_to_tensor(batch)).numpy()
+
+    def predict(batch):
+        out = fn(tf.convert_to_tensor(batch))
+        return [o.numpy() for o in out] if isinstance(out, (list, tuple)) else out.numpy()
+
+    return predict

@@ -61,12 +61,15 @@ def _classes(value: str | None):
 @app.command()
 def transfer(
     backbone: Annotated[str, typer.Option(help="xception, resnet50, vgg16, inceptionv3, mobilenetv2, "
-                                               "efficientnet-lite0.")] = "xception",
+                                               "efficientnet-lite0; or feature parts joined by '+', where "
+                                               "xception/block13 and xception/middle are Xception's inner "
+                                               "layers (e.g. xception+xception/block13).")] = "xception",
     weights: Annotated[str, typer.Option(help="'imagenet' (Keras download), a weights file "
-                                              "(e.g. from offline_weights.py), or 'none' (random).")] = "imagenet",
+                                              "(e.g. from offline_weights.py), or 'none' (random); for several "
+                                              "backbones, NAME=W entries separated by commas.")] = "imagenet",
     data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
     classes: Annotated[str | None, typer.Option(help="'all', the first N folders, or names separated by commas.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the first backbone's).")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 50,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val loss).")] = 10,
     seed: int = 42,
@@ -74,6 +77,8 @@ def transfer(
     max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
     learning_rate: float = 1e-4,
     dropout: float = 0.5,
+    dense: Annotated[str, typer.Option(help="The head's hidden layers, comma-separated sizes; '' for a "
+                                            "linear softmax head.")] = "1024,512",
     experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
     ledger_path: LedgerOption = None,
@@ -81,6 +86,7 @@ def transfer(
     """Frozen ImageNet backbone + the study's head (Dense 1024 → Dropout → Dense 512 → Dropout → softmax).
 
     Backbone features are computed once per photo and cached under ~/.cache/dogcat (or $DOGCAT_CACHE).
+    With several feature parts the head learns on their concatenation, standardized on the training photos.
 
     [b]Example[/b] (offline: build the weights file first)
 
@@ -92,6 +98,7 @@ def transfer(
     cfg = TransferConfig(data_dir=str(data_dir), backbone=backbone, weights=weights, classes=_classes(classes),
                          image_size=image_size, seed=seed, val_fraction=val_fraction, max_per_class=max_per_class,
                          epochs=epochs, patience=patience, learning_rate=learning_rate, dropout=dropout,
+                         dense=_sizes(dense),
                          experiment=experiment)
     try:
         run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
@@ -106,6 +113,16 @@ def transfer(
         fail(escape(f"{backbone}: could not download the ImageNet weights ({' '.join(str(e).split())}); "
                     "recorded as not run in the ledger"))
     print(run_dir)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(escape(f"--dense {text!r}: expected sizes separated by commas, such as 1024,512"))
+    if any(n < 1 for n in sizes):
+        fail(escape(f"--dense {text!r}: sizes must be positive"))
+    return sizes
 
 
 def _not_run(runs_dir, ledger_path, experiment, key, data_dir, classes, seed, cfg, reason):

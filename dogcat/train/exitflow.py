@@ -14,7 +14,6 @@ The result is a run folder whose model.keras holds the whole network, pixels →
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np

@@ -39,11 +39,14 @@ def _batches(paths, prep, batch_size):
             yield batch
 
 
-def extract(predict, paths, prep, batch_size=32, on_batch=None) -> np.ndarray:
-    """`predict`: NHWC pixel batch → (N, D) features (a compiled backbone)."""
-    out = [np.asarray(predict(batch), dtype=np.float32) for batch in _progress(
-        _batches(list(paths), prep, batch_size), on_batch)]
-    return np.concatenate(out)
+def extract(predict, paths, prep, batch_size=32, on_batch=None):
+    """`predict`: NHWC pixel batch → (N, D) features, or a list of such arrays (a model with several outputs).
+
+    Returns the features of all `paths` in the same form."""
+    out = [predict(batch) for batch in _progress(_batches(list(paths), prep, batch_size), on_batch)]
+    if out and isinstance(out[0], list):
+        return [np.concatenate([np.asarray(o[i], dtype=np.float32) for o in out]) for i in range(len(out[0]))]
+    return np.concatenate([np.asarray(o, dtype=np.float32) for o in out])
 
 
 def _progress(batches, on_batch):
@@ -53,20 +56,38 @@ def _progress(batches, on_batch):
             on_batch(len(batch))
 
 
+def _save(target: Path, feats: np.ndarray):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.npy")
+    np.save(tmp, feats)
+    os.replace(tmp, target)  # atomic: a killed run never leaves a half-written cache file
+
+
 def class_features(predict, classes: list[ClassFolder], prep: images.Preprocessing, directory: Path | None,
                    batch_size: int = 32, progress=None) -> dict[str, np.ndarray]:
     """Features of every file of every class (rows in `ClassFolder.files` order), from cache when possible.
 
     `directory` None disables caching (e.g. randomly initialised backbones, whose features mean nothing twice).
     `progress(n_done_images, n_total_images)` is called as work advances."""
+    return class_features_multi(lambda batch: [predict(batch)], classes, prep, [directory], batch_size,
+                                progress)[0]
+
+
+def class_features_multi(predict, classes: list[ClassFolder], prep: images.Preprocessing,
+                         directories: list[Path | None], batch_size: int = 32,
+                         progress=None) -> list[dict[str, np.ndarray]]:
+    """As class_features for a backbone with several outputs (`predict` returns one array per directory):
+    one pass over the photos fills every output's cache."""
     total = sum(len(c.files) for c in classes)
     done = 0
     lock = threading.Lock()
-    result = {}
+    results: list[dict[str, np.ndarray]] = [{} for _ in directories]
     for c in classes:
-        target = directory / f"{c.label}-{c.fingerprint()[:16]}.npy" if directory else None
-        if target is not None and target.exists():
-            result[c.label] = np.load(target)
+        name = f"{c.label}-{c.fingerprint()[:16]}.npy"
+        targets = [d / name if d else None for d in directories]
+        if all(t is not None and t.exists() for t in targets):
+            for result, target in zip(results, targets, strict=True):
+                result[c.label] = np.load(target)
             done += len(c.files)
             if progress:
                 progress(done, total)
@@ -79,11 +100,9 @@ def class_features(predict, classes: list[ClassFolder], prep: images.Preprocessi
             if progress:
                 progress(done, total)
 
-        feats = extract(predict, c.files, prep, batch_size, advance)
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, target)  # atomic: a killed run never leaves a half-written cache file
-        result[c.label] = feats
-    return result
+        outputs = extract(predict, c.files, prep, batch_size, advance)
+        for result, target, feats in zip(results, targets, outputs, strict=True):
+            if target is not None:
+                _save(target, feats)
+            result[c.label] = feats
+    return results

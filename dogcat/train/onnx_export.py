@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -40,11 +41,19 @@ def full_model(run_dir: Path):
         _ = backbones.CaffeScaling  # registers the custom layer before loading
         model = keras.models.load_model(run_dir / "model.keras", compile=False)
         return model, cfg, cfg_dict["labels"]
-    extractor = backbones.build_feature_extractor(backbones.get(cfg.backbone), cfg.weights, prep.size[0], cfg.seed)
+    extractor = backbones.build_spec_extractor(cfg.backbone, cfg.weights, prep.size[0], cfg.seed)
+    from dogcat.train.transfer import standardize_class
+
+    standardize_class()  # registers the head's custom layer before loading
     head = keras.models.load_model(run_dir / "head.keras", compile=False)
     inputs = keras.Input((*prep.size, 3), name=INPUT_NAME)
     outputs = head(extractor(inputs))
-    return keras.Model(inputs, outputs, name=f"dogcat_{cfg.backbone}"), cfg, cfg_dict["labels"]
+    return keras.Model(inputs, outputs, name=f"dogcat_{_slug(cfg.backbone)}"), cfg, cfg_dict["labels"]
+
+
+def _slug(spec: str) -> str:
+    """'xception+xception/block13' → 'xception-xception-block13': a file and Keras model name."""
+    return re.sub(r"[^A-Za-z0-9_]+", "-", spec).strip("-")
 
 
 def check_parity(keras_probs: np.ndarray, ort_probs: np.ndarray, tolerance: float = 1e-4) -> float:
@@ -105,7 +114,7 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
 
     metrics = runs.read_json(run_dir / "metrics.json")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    name = name or f"{cfg.backbone}-{len(labels)}"
+    name = name or f"{_slug(cfg.backbone)}-{len(labels)}"
     sidecar = {
         "format": SIDECAR_FORMAT,
         "name": name,
@@ -121,7 +130,7 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
         "parity": {"images": n, "max_abs_diff": diff},
         "training": {
             "run": run_dir.name, "experiment": metrics["experiment"], "backbone": cfg.backbone,
-            "weights": backbones.weights_id(cfg.weights), "data": Path(cfg.data_dir).name,
+            "weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "data": Path(cfg.data_dir).name,
             "seed": cfg.seed, "val_fraction": cfg.val_fraction, "split": split.counts(),
             "epochs_total": metrics["epochs_total"], "epochs_best": metrics["epochs_best"],
         },

@@ -13,26 +13,18 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from dogcat.train import backbones, data, features, ledger, runs, transfer
+from dogcat.train import backbones, data, ledger, runs, transfer
 
 TUNERS = ("hyperband", "bayesian", "random")
 
 
 def cached_features(cfg: transfer.TransferConfig, progress_factory=None):
     """(x_train, y_train, x_val, y_val, classes, split) from the feature cache, as transfer.run sees them."""
-    bb, prep = backbones.get(cfg.backbone), cfg.preprocessing()
     classes = data.discover(cfg.data_dir, cfg.classes)
     split = data.split(classes, cfg.seed, cfg.val_fraction, cfg.max_per_class)
     wanted = [data.ClassFolder(c.label, tuple(f for f in c.files if f.name in set(split.train[c.label])
                                               | set(split.val[c.label]))) for c in classes]
-    weights_id = backbones.weights_id(cfg.weights)
-    cache = None if weights_id == "random" else features.cache_dir(bb.name, weights_id, prep)
-    predict = backbones.compiled_predict(backbones.build_feature_extractor(bb, cfg.weights, prep.size[0], cfg.seed))
-    if progress_factory:
-        with progress_factory(f"{bb.name} features") as advance:
-            feats = features.class_features(predict, wanted, prep, cache, progress=advance)
-    else:
-        feats = features.class_features(predict, wanted, prep, cache)
+    feats, _ = transfer.spec_features(cfg, wanted, say=lambda *_: None, progress_factory=progress_factory)
     return (*transfer._stack(feats, wanted, split.train), *transfer._stack(feats, wanted, split.val), classes, split)
 
 
@@ -83,7 +75,7 @@ def run(cfg: transfer.TransferConfig, runs_dir: Path, tuner: str = "hyperband", 
     say(f"{tuner}: {len(trials)} trials in {search_seconds:.0f} s; best dropout {best['dropout']:.1f}, "
         f"lr {best['learning_rate']:g} (val accuracy {best_score:.4f})")
     ledger.append(ledger.path_for(runs_dir, ledger_path), experiment=experiment, key=f"{cfg.backbone} tune",
-                  config=asdict(cfg) | {"weights": backbones.weights_id(cfg.weights), "kind": "tune",
+                  config=asdict(cfg) | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "tune",
                                         "tuner": tuner, "max_trials": max_trials},
                   data=ledger.data_label(cfg.data_dir, len(classes), split.counts()), split_seed=cfg.seed,
                   val_accuracy=best_score, epochs_total=None, epochs_best=None, seconds=search_seconds,
