@@ -84,6 +84,19 @@ def test_cached_features_are_reused(trained_run, xception_weights, crops):
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")} == before
 
 
+def test_extracted_features_keep_float16_when_the_backbone_halves_them(crops, tmp_path):
+    """The exit-flow cache stores block-13 activations as float16 (3.5 GB instead of 7 GB for 17,456 photos):
+    extraction must not widen them back to float32, while anything else comes out as float32."""
+    from dogcat.train import data, features
+
+    files = data.discover(crops, BREEDS)[0].files[:3]
+    prep = images.Preprocessing(size=(32, 32))
+    half = features.extract(lambda batch: batch.mean(axis=(1, 2)).astype(np.float16), files, prep, batch_size=2)
+    double = features.extract(lambda batch: batch.mean(axis=(1, 2)).astype(np.float64), files, prep)
+    assert half.dtype == np.float16 and double.dtype == np.float32 and half.shape == double.shape == (3, 3)
+    np.testing.assert_allclose(half, double, rtol=1e-3)
+
+
 def test_export_matches_keras_and_serves(trained_run, tmp_path, crops):
     run_dir, _ = trained_run
     onnx_path = onnx_export.export(run_dir, tmp_path / "tiny.onnx", parity_images=6)
@@ -191,6 +204,48 @@ def test_feature_parts_are_extracted_in_one_pass_and_export_as_one_model(tmp_pat
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     assert card["training"]["backbone"] == "xception+xception/block13"
     assert card["name"] == "xception-xception-block13-3" and card["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_mirror_images_and_several_heads_train_and_export_as_one_model(tmp_path, xception_weights, crops,
+                                                                        monkeypatch):
+    """--mirror trains on each training photo and its mirror image (cached apart, training photos only);
+    --heads 2 trains two seeded heads whose averaged probabilities are the model, exported as one graph."""
+    import keras
+
+    from dogcat.train import backbones, data
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DOGCAT_CACHE", str(cache))
+    cfg = transfer.TransferConfig(data_dir=str(crops), weights=xception_weights, classes=BREEDS, image_size=96,
+                                  max_per_class=8, epochs=6, patience=6, seed=7, mirror=True, heads=2)
+    run_dir = transfer.run(cfg, tmp_path / "runs")
+    dirs = {d.name.endswith("-mirrored"): d for d in (cache / "features").iterdir()}
+    assert sorted(dirs) == [False, True]
+    split = data.Split.from_json((run_dir / "split.json").read_text())
+    breed = data.discover(crops, BREEDS)[0]
+    plain = np.load(next(dirs[False].glob(f"{breed.label}-*.npy")))
+    mirror = np.load(next(dirs[True].glob(f"{breed.label}-*.npy")))
+    assert plain.shape == (8, 2048) and mirror.shape == (6, 2048)  # mirrors of the 6 training photos only
+
+    # The mirrored rows are the backbone's features of the flipped training photos, not of the photos.
+    train_files = [f for f in breed.files if f.name in set(split.train[breed.label])]
+    prep = images.Preprocessing(size=(96, 96))
+    single = backbones.compiled_predict(backbones.build_feature_extractor(backbones.get("xception"),
+                                                                          xception_weights, 96))
+    pixels = images.load_batch(train_files, prep)
+    np.testing.assert_allclose(single(pixels[:, :, ::-1, :]), mirror, atol=1e-4)
+    assert np.abs(single(pixels) - mirror).max() > 1e-2
+
+    head = keras.models.load_model(run_dir / "head.keras", compile=False)
+    first, second = (layer for layer in head.layers if isinstance(layer, keras.Model))
+    one, two = first.predict(plain, verbose=0), second.predict(plain, verbose=0)
+    np.testing.assert_allclose(head.predict(plain, verbose=0), (one + two) / 2, atol=1e-6)
+    assert np.abs(one - two).max() > 1e-3  # two seeds, two different heads
+    metrics = runs.read_json(run_dir / "metrics.json")
+    assert len(metrics["heads"]) == 2 and metrics["train"]["top1"] >= 0.9
+
+    onnx_path = onnx_export.export(run_dir, tmp_path / "heads.onnx", parity_images=4)
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_feature_specs_and_weights_are_parsed_strictly(tmp_path):

@@ -79,6 +79,10 @@ def transfer(
     dropout: float = 0.5,
     dense: Annotated[str, typer.Option(help="The head's hidden layers, comma-separated sizes; '' for a "
                                             "linear softmax head.")] = "1024,512",
+    mirror: Annotated[bool, typer.Option(help="Also train on each training photo's mirror image (its "
+                                              "features are extracted and cached once, like the photo's).")] = False,
+    heads: Annotated[int, typer.Option(min=1, help="Train N heads (seeds SEED, SEED+1, …) and average their "
+                                                   "probabilities; they export as one model.")] = 1,
     experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
     ledger_path: LedgerOption = None,
@@ -98,7 +102,7 @@ def transfer(
     cfg = TransferConfig(data_dir=str(data_dir), backbone=backbone, weights=weights, classes=_classes(classes),
                          image_size=image_size, seed=seed, val_fraction=val_fraction, max_per_class=max_per_class,
                          epochs=epochs, patience=patience, learning_rate=learning_rate, dropout=dropout,
-                         dense=_sizes(dense),
+                         dense=_sizes(dense), mirror=mirror, heads=heads,
                          experiment=experiment)
     try:
         run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)

@@ -22,9 +22,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("DOGCAT_CACHE", Path.home() / ".cache" / "dogcat")) / "features"
 
 
-def cache_dir(backbone: str, weights_id: str, prep: images.Preprocessing) -> Path:
+def cache_dir(backbone: str, weights_id: str, prep: images.Preprocessing, mirrored: bool = False) -> Path:
     h, w = prep.size
-    return cache_root() / f"{backbone}-{weights_id}-{h}x{w}-{prep.resize}-{prep.resample}"
+    return cache_root() / (f"{backbone}-{weights_id}-{h}x{w}-{prep.resize}-{prep.resample}"
+                           + ("-mirrored" if mirrored else ""))
+
+
+def mirrored(predict):
+    """`predict` on each photo's mirror image (left and right swapped): a second view of every training photo
+    that is just as much a photo of that breed."""
+    return lambda batch: predict(np.ascontiguousarray(batch[:, :, ::-1, :]))
 
 
 def _batches(paths, prep, batch_size):
@@ -45,8 +52,14 @@ def extract(predict, paths, prep, batch_size=32, on_batch=None):
     Returns the features of all `paths` in the same form."""
     out = [predict(batch) for batch in _progress(_batches(list(paths), prep, batch_size), on_batch)]
     if out and isinstance(out[0], list):
-        return [np.concatenate([np.asarray(o[i], dtype=np.float32) for o in out]) for i in range(len(out[0]))]
-    return np.concatenate([np.asarray(o, dtype=np.float32) for o in out])
+        return [np.concatenate([_array(o[i]) for o in out]) for i in range(len(out[0]))]
+    return np.concatenate([_array(o) for o in out])
+
+
+def _array(output) -> np.ndarray:
+    """float32, unless `predict` chose float16 (block-13 activations: it halves a 7 GB cache)."""
+    a = np.asarray(output)
+    return a if a.dtype == np.float16 else a.astype(np.float32, copy=False)
 
 
 def _progress(batches, on_batch):

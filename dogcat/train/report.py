@@ -96,7 +96,7 @@ def plot(rows: list[dict], out: Path) -> Path:
         if row.get("history", {}).get("val_accuracy"):
             size = row.get("budget", "").split(",")[0]
             latest[(row.get("key") or row["experiment"], row.get("data", "").split(" train")[0], size)] = row
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 9), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9), sharex=True)
     for row in latest.values():
         curve = row["history"]["val_accuracy"]
         epochs = range(1, len(curve) + 1)
@@ -112,12 +112,12 @@ def plot(rows: list[dict], out: Path) -> Path:
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, not over them
     bottom.set_xlabel("epoch")
     bottom.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # the legends sit outside the axes
     plt.close(fig)
     return out

@@ -34,6 +34,8 @@ class TransferConfig:
     learning_rate: float = 1e-4
     dense: list[int] = field(default_factory=lambda: [1024, 512])
     dropout: float = 0.5
+    mirror: bool = False  # also train on each training photo's mirror image
+    heads: int = 1  # train this many heads (seeds seed, seed+1, ...) and average their probabilities
     experiment: str = ""
 
     def preprocessing(self) -> images.Preprocessing:
@@ -41,9 +43,12 @@ class TransferConfig:
         return images.Preprocessing(size=(size, size), resize=self.resize)
 
 
-def spec_features(cfg: TransferConfig, wanted: list[data.ClassFolder], say=print, progress_factory=None):
+def spec_features(cfg: TransferConfig, wanted: list[data.ClassFolder], say=print, progress_factory=None,
+                  mirror: bool = False):
     """Features of `wanted` for cfg.backbone (one backbone or a '+' combination, see backbones.parse), each part
-    from its own cache, each backbone's missing parts computed in one pass: ({label: (N, D)}, note)."""
+    from its own cache, each backbone's missing parts computed in one pass: ({label: (N, D)}, note).
+
+    `mirror`: the features of the photos' mirror images instead (cached apart)."""
     prep = cfg.preprocessing()
     parts = backbones.parse(cfg.backbone)
     by_part: dict = {}
@@ -52,23 +57,27 @@ def spec_features(cfg: TransferConfig, wanted: list[data.ClassFolder], say=print
         mine = [p for p in parts if p.backbone == bb]
         weights = backbones.weights_for(cfg.weights, bb)
         weights_id = backbones.weights_id(weights)
-        caches = [None if weights_id == "random" else features.cache_dir(p.name, weights_id, prep) for p in mine]
+        caches = [None if weights_id == "random" else features.cache_dir(p.name, weights_id, prep, mirror)
+                  for p in mine]
         cached = all(d is not None and (d / f"{c.label}-{c.fingerprint()[:16]}.npy").exists()
                      for d in caches for c in wanted)
         t0 = time.time()
         predict = backbones.compiled_predict(backbones.build_parts_extractor(
             bb, [p.tap for p in mine], weights, prep.size[0], cfg.seed))
         multi = predict if len(mine) > 1 else (lambda batch, f=predict: [f(batch)])
+        if mirror:
+            multi = features.mirrored(multi)
+        what = f"{' + '.join(p.name for p in mine)}{' mirrored' if mirror else ''} features"
         if progress_factory:
-            with progress_factory(f"{' + '.join(p.name for p in mine)} features") as advance:
+            with progress_factory(what) as advance:
                 found = features.class_features_multi(multi, wanted, prep, caches, progress=advance)
         else:
             found = features.class_features_multi(multi, wanted, prep, caches)
         by_part.update(zip(mine, found, strict=True))
         seconds = time.time() - t0
-        say(f"{' + '.join(p.name for p in mine)} features: {sum(len(c.files) for c in wanted)} photos in "
+        say(f"{what}: {sum(len(c.files) for c in wanted)} photos in "
             f"{seconds:.0f} s" + (f" (cache {caches[0]})" if caches[0] else " (not cached: random weights)"))
-        notes.append("features from cache" if cached else f"{bb.name} features extracted in {seconds:.0f} s"
+        notes.append(f"{what} from cache" if cached else f"{what} extracted in {seconds:.0f} s"
                      + (" (random weights)" if caches[0] is None else ""))
     feats = {c.label: np.concatenate([by_part[p][c.label] for p in parts], axis=1) for c in wanted}
     return feats, ", ".join(dict.fromkeys(notes))
@@ -94,7 +103,8 @@ def standardize_class():
     return Standardize
 
 
-def build_head(n_features: int, n_classes: int, dense: list[int], dropout: float, standardize_on=None):
+def build_head(n_features: int, n_classes: int, dense: list[int], dropout: float, standardize_on=None,
+               name: str = "head"):
     """The study's head: Dense 1024 → Dropout → Dense 512 → Dropout → softmax.
 
     `standardize_on` (training features): first scale each feature to zero mean and unit variance, as measured
@@ -113,7 +123,16 @@ def build_head(n_features: int, n_classes: int, dense: list[int], dropout: float
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="head")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def average_heads(heads: list, n_features: int):
+    """One head whose probabilities are the mean of `heads`' (an ensemble that exports as one graph)."""
+    import keras
+
+    inputs = keras.Input((n_features,), name="features")
+    outputs = keras.layers.Average(name="probabilities")([head(inputs) for head in heads])
+    return keras.Model(inputs, outputs, name="heads")
 
 
 def _stack(feats: dict[str, np.ndarray], classes: list[data.ClassFolder], names: dict[str, list[str]]):
@@ -168,26 +187,50 @@ def run(cfg: TransferConfig, runs_dir: Path, console=None, progress_factory=None
 
     x_train, y_train = _stack(feats, wanted, split.train)
     x_val, y_val = _stack(feats, wanted, split.val)
-    keras.utils.set_random_seed(cfg.seed)
-    # One part: the study's head as it was. Several: standardized first (see build_head).
-    head = build_head(x_train.shape[1], len(classes), cfg.dense, cfg.dropout,
-                      standardize_on=x_train if len(parts) > 1 else None)
-    head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy"])
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                            restore_best_weights=True)
+    if cfg.mirror:  # the training photos' mirror images: twice the training examples, same labels
+        train_only = [data.ClassFolder(c.label, tuple(f for f in c.files if f.name in set(split.train[c.label])))
+                      for c in wanted]
+        t0 = time.time()
+        feats_m, note_m = spec_features(cfg, train_only, say, progress_factory, mirror=True)
+        feature_seconds += time.time() - t0
+        features_note += f", {note_m}"
+        x_mirror, y_mirror = _stack(feats_m, train_only, split.train)
+        x_fit, y_fit = np.concatenate([x_train, x_mirror]), np.concatenate([y_train, y_mirror])
+    else:
+        x_fit, y_fit = x_train, y_train
 
     class EpochLine(keras.callbacks.Callback):
+        def __init__(self, prefix):
+            super().__init__()
+            self.prefix = prefix
+
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            say(f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
+            say(f"{self.prefix}epoch {epoch + 1:>3}/{cfg.epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
                 f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}")
 
     t1 = time.time()
-    hist = head.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs,
-                    batch_size=cfg.batch_size, callbacks=[stopper, EpochLine()], verbose=0, shuffle=True)
+    heads, histories = [], []
+    for i in range(cfg.heads):
+        keras.utils.set_random_seed(cfg.seed + i)
+        # One part: the study's head as it was. Several: standardized first (see build_head).
+        head = build_head(x_fit.shape[1], len(classes), cfg.dense, cfg.dropout,
+                          standardize_on=x_fit if len(parts) > 1 else None,
+                          name="head" if cfg.heads == 1 else f"head_{i + 1}")
+        head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
+                     metrics=["accuracy"])
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                restore_best_weights=True)
+        hist = head.fit(x_fit, y_fit, validation_data=(x_val, y_val), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                        callbacks=[stopper, EpochLine(f"head {i + 1}/{cfg.heads}  " if cfg.heads > 1 else "")],
+                        verbose=0, shuffle=True)
+        heads.append(head)
+        histories.append({k: [float(v) for v in vals] for k, vals in hist.history.items()})
+        if cfg.heads > 1:
+            say(f"head {i + 1}/{cfg.heads}: val top-1 {topk_accuracy(head.predict(x_val, verbose=0), y_val, 1):.4f}")
     fit_seconds = time.time() - t1
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    head = heads[0] if cfg.heads == 1 else average_heads(heads, x_fit.shape[1])
+    history = histories[0]  # the ledger's curves: the first head's (the only one, by default)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
     head.save(run_dir / "head.keras")
     result = {
@@ -195,6 +238,8 @@ def run(cfg: TransferConfig, runs_dir: Path, console=None, progress_factory=None
         "train": metrics(head.predict(x_train, verbose=0), y_train),
         "val": metrics(head.predict(x_val, verbose=0), y_val),
         "epochs_total": len(history["loss"]), "epochs_best": best_epoch,
+        **({"heads": [{"epochs_total": len(h["loss"]), "epochs_best": int(np.argmin(h["val_loss"])) + 1}
+                      for h in histories]} if cfg.heads > 1 else {}),
         "seconds_features": round(feature_seconds, 1), "seconds_fit": round(fit_seconds, 1),
         "seconds_total": round(time.time() - started, 1), "machine": runs.machine(),
     }
