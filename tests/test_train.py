@@ -243,6 +243,8 @@ def test_mirror_images_and_several_heads_train_and_export_as_one_model(tmp_path,
     assert np.abs(one - two).max() > 1e-3  # two seeds, two different heads
     metrics = runs.read_json(run_dir / "metrics.json")
     assert len(metrics["heads"]) == 2 and metrics["train"]["top1"] >= 0.9
+    row = json.loads((tmp_path / "ledger.jsonl").read_text().splitlines()[-1])
+    assert row["key"] == "xception transfer (mirror, 2 heads)"  # plotted beside the study's row, not over it
 
     onnx_path = onnx_export.export(run_dir, tmp_path / "heads.onnx", parity_images=4)
     assert json.loads(onnx_path.with_suffix(".json").read_text())["parity"]["max_abs_diff"] <= 1e-4

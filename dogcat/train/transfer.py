@@ -135,6 +135,19 @@ def average_heads(heads: list, n_features: int):
     return keras.Model(inputs, outputs, name="heads")
 
 
+def _ledger_key(cfg: TransferConfig, parts) -> str:
+    """The study row a run reproduces ('xception transfer'), plus what it changes there, so that the report
+    plots variants beside the study's row instead of in its place."""
+    changes = []
+    if cfg.dense != TransferConfig.__dataclass_fields__["dense"].default_factory():
+        changes.append(f"head {','.join(map(str, cfg.dense))}" if cfg.dense else "linear head")
+    if cfg.mirror:
+        changes.append("mirror")
+    if cfg.heads > 1:
+        changes.append(f"{cfg.heads} heads")
+    return f"{'+'.join(p.name for p in parts)} transfer" + (f" ({', '.join(changes)})" if changes else "")
+
+
 def _stack(feats: dict[str, np.ndarray], classes: list[data.ClassFolder], names: dict[str, list[str]]):
     xs, ys = [], []
     for index, c in enumerate(classes):
@@ -249,7 +262,7 @@ def run(cfg: TransferConfig, runs_dir: Path, console=None, progress_factory=None
         f"top-3 {result['val']['top3']:.4f}; {result['seconds_total']:.0f} s in all")
     ledger.append(
         ledger.path_for(runs_dir, ledger_path), experiment=experiment,
-        key=key or f"{'+'.join(p.name for p in parts)} transfer",
+        key=key or _ledger_key(cfg, parts),
         config=asdict(cfg) | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "transfer",
                                 "standardized": len(parts) > 1},
         data=ledger.data_label(cfg.data_dir, len(classes), split.counts()), split_seed=cfg.seed,
