@@ -1,4 +1,4 @@
-"""Catalog records → a CSV that Animal Shelter Manager 3 (ASM3) imports: one animal per photographed dog.
+"""Animals → a CSV that Animal Shelter Manager 3 (ASM3) imports: one ASM3 animal per dogcat animal.
 
 ASM3 (https://github.com/sheltermanager/asm3) reads it with Settings > Import a CSV file. What it expects, from
 its source (``src/asm3/csvimport.py``, ``src/asm3/utils.py``, ``src/asm3/dbupdate.py``; docs/asm3.md has the
@@ -13,6 +13,11 @@ details and the full breed table):
 - ANIMALIMAGE must be an http(s) URL or a ``data:image/…;base64,`` URI; a file path is ignored with a warning.
 - Its CSV reader keeps ``""`` inside a quoted field as two quotes and strips spaces around fields, so text here
   never contains a double quote or a line break.
+- A new animal needs ANIMALAGE (years, above 0, at most 100) or ANIMALDOB, else the row fails with "Estimated
+  age '0.0' is not valid." dogcat never invents one: the export needs --age or --dob.
+- Rows that share an ANIMALCODE are one animal: a second import of the same file updates it instead of making
+  a new one, and a row with only ANIMALCODE, ANIMALNAME and ANIMALIMAGE attaches one more photo to it.
+- Python's csv module refuses a field over 131,072 characters by default, so ANIMALIMAGE stays below that.
 """
 
 from __future__ import annotations
@@ -25,15 +30,13 @@ from typing import IO
 
 from dogcat.breeds import wnid
 
-COLUMNS = ["ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALCOMMENTS",
-           "ANIMALIMAGE"]
+COLUMNS = ["ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALAGE",
+           "ANIMALDOB", "ANIMALCOMMENTS", "ANIMALIMAGE"]
 ANIMAL_TYPE = "D (Dog)"  # ASM3's default animal types: "D (Dog)", "A (Stray Dog)", "U (Unwanted Cat)" ...
 SPECIES = "Dog"
 MIXED_BREED = "Mixed Breed"
-# A photo catalogued before photos had a status (schema 1) is judged as dogcat.status judges one without a
-# "decision" block in its model's sidecar: `unsure` (a possible mix) when its best guess is below this.
-PUREBRED_CONFIDENCE = 0.5  # dogcat.status.DEFAULT_UNSURE_BELOW (not imported: that loads the models' code)
-IMAGE_MAX_SIDE = 1024  # ANIMALIMAGE: big enough for ASM3's own scaling, small enough for a CSV row
+IMAGE_MAX_SIDE = 1024  # ANIMALIMAGE: big enough for ASM3's own scaling ...
+IMAGE_MAX_CHARS = 131_072 - 1_024  # ... and under Python's csv field limit, which ASM3's reader keeps
 NOT_ANIMALS = ("not_a_dog", "error")  # statuses that create no animal
 
 # Stanford Dogs class → the breed as ASM3's default data names it (src/asm3/dbupdate.py, sql_default_data;
@@ -196,74 +199,117 @@ def _guesses(top_k: list[dict], start: int) -> str:
     return ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in top_k[start:])
 
 
-def status_of(record: dict) -> str:
-    """The record's status; for a catalog from before statuses, the one dogcat would give it today."""
-    if record.get("error"):
-        return "error"
-    if record.get("status"):
-        return record["status"]
-    top_k = record.get("top_k") or [{}]
-    confidence = top_k[0].get("confidence")
-    return "unsure" if confidence is not None and confidence < PUREBRED_CONFIDENCE else "dog"
+class AgeError(ValueError):
+    """--age / --dob missing or not one ASM3 accepts; the message says why."""
 
 
-def animal(record: dict, also: Iterable[str] = ()) -> dict | None:
-    """One export record (a photo, with its newest prediction and status) → an ASM3 row, or None when it is no
-    animal: ``not_a_dog``, an error, or no prediction. ``also``: other paths holding the same photo.
+def estimated_age(age: str | float | None = None, dob: str | None = None) -> dict[str, str]:
+    """ANIMALAGE or ANIMALDOB, as ASM3 requires one of them for a new animal. ASM3 refuses an estimated age
+    outside (0, 100] years (asm3/animal.py, insert_animal_from_form); a date of birth must be a real date,
+    not in the future. Nothing is invented: without either, this raises AgeError."""
+    if (age is None) == (dob is None):
+        raise AgeError("ASM3 creates an animal only with an estimated age or a date of birth: give --age YEARS "
+                       "(e.g. --age 2, or 0.5 for a puppy) or --dob YYYY-MM-DD, one of them")
+    if age is not None:
+        try:
+            years = float(age)
+        except ValueError:
+            raise AgeError(f"--age {age!r}: not a number of years") from None
+        if not 0 < years <= 100:
+            raise AgeError(f"--age {age}: ASM3 accepts an estimated age above 0 and at most 100 years")
+        return {"ANIMALAGE": f"{years:g}", "ANIMALDOB": ""}
+    import datetime as dt
 
-    A ``dog`` is a purebred of its best guess (the same breed twice); an ``unsure`` photo (the breed model's
-    best guess is not sure enough) is a possible mix of its two best guesses."""
-    status = status_of(record)
-    top_k = record.get("top_k") or []
-    if status in NOT_ANIMALS or not top_k:
-        return None
-    best = top_k[0]
-    mix = status == "unsure" and len(top_k) > 1
-    breed1 = asm3_breed(best.get("label"))
-    breed2 = asm3_breed(top_k[1].get("label")) if mix else breed1
+    try:
+        born = dt.date.fromisoformat(str(dob))
+    except ValueError:
+        raise AgeError(f"--dob {dob!r}: not a date as YYYY-MM-DD") from None
+    if born > dt.date.today():
+        raise AgeError(f"--dob {dob}: in the future")
+    return {"ANIMALAGE": "", "ANIMALDOB": born.isoformat()}
 
+
+def _photos_to_attach(answer) -> list[dict]:
+    """The animal's readable dog photos, each content once, the most confident first (ASM3 makes the first
+    attached photo the animal's preferred one)."""
+    seen, out = set(), []
+    usable = [p for p in answer.photos if not p.get("error") and p.get("status") not in NOT_ANIMALS]
+    usable.sort(key=lambda p: -(p.get("confidence") or 0.0))
+    for p in usable:
+        if p.get("sha256") not in seen:
+            seen.add(p.get("sha256"))
+            out.append(p)
+    return out
+
+
+def _comments(answer, attached: list[dict]) -> str:
     notes = []
-    if mix:
-        notes.append(f"mix? {_guesses(top_k, 0)}")
+    if answer.source == "correction":
+        c = answer.correction
+        notes.append(f"breed from staff ({c.by}, {c.at[:10]})")
+        top = [g["breed"] for g in answer.top_k]
+        notes.append(" / ".join(top))
+    elif answer.mix:
+        notes.append(f"mix? {_guesses(answer.top_k, 0)}")
     else:
-        then = _guesses(top_k, 1)
+        then = _guesses(answer.top_k, 1)
+        best = answer.top_k[0]
         notes.append(f"{best['breed']} {_percent(best.get('confidence'))}" + (f" (then {then})" if then else ""))
-    if record.get("dog_probability") is not None:
-        notes.append(f"dog check {_percent(record['dog_probability'])}")
-    where = f"photo {record['path']}"
-    others = [p for p in also if p != record["path"]]
-    if others:
-        where += " (the same photo also at " + ", ".join(others) + ")"
-    notes.append(where)
-    if record.get("model"):
-        notes.append(f"model {record['model']}")
-    return {
-        "ANIMALNAME": placeholder_name(record["path"]),
-        "ANIMALTYPE": ANIMAL_TYPE,
-        "ANIMALSPECIES": SPECIES,
-        "ANIMALBREED1": breed1,
-        "ANIMALBREED2": breed2,
-        "ANIMALCOMMENTS": text("dogcat: " + "; ".join(notes) + "."),
-        "ANIMALIMAGE": "",
-    }
+    if answer.source == "model":
+        notes.append(f"from {answer.votes} photo{'s' if answer.votes != 1 else ''}")
+        dog = [p["dog_probability"] for p in answer.photos if p.get("dog_probability") is not None]
+        if dog:
+            notes.append(f"dog check {_percent(max(dog))}")
+    paths = [p["path"] for p in answer.photos]
+    notes.append("photo" + ("s " if len(paths) > 1 else " ") + ", ".join(paths))
+    if answer.model:
+        notes.append(f"model {answer.model}")
+    return text("dogcat: " + "; ".join(notes) + ".")
 
 
-def animals(records: Iterable[dict], image_for: Callable[[dict], tuple[str, str | None]] | None = None
-            ) -> Iterator[dict]:
-    """One ASM3 row per distinct photo (its first path in path order; its other names go in the comments), in
-    path order. ``image_for(record)`` → (ANIMALIMAGE: a data: URI or "", why there is none)."""
-    by_photo: dict[str, list[dict]] = {}
-    for r in records:
-        by_photo.setdefault(r.get("sha256") or f"path:{r['path']}", []).append(r)
-    for holders in by_photo.values():
-        row = animal(holders[0], [h["path"] for h in holders])
-        if row is None:
+def _breeds(answer) -> tuple[str, str]:
+    """ANIMALBREED1/2: a purebred is the same breed twice (ASM3 ticks Crossbreed when they differ)."""
+    if answer.source == "correction":
+        c = answer.correction
+        return asm3_breed(c.label), asm3_breed(c.label2 or c.label)
+    first = asm3_breed(answer.top_k[0]["label"])
+    if answer.mix:
+        return first, asm3_breed(answer.top_k[1]["label"])
+    return first, first
+
+
+def rows(answers, *, age: str | float | None = None, dob: str | None = None,
+         image_for: Callable[[dict], tuple[str, str | None]] | None = None) -> Iterator[dict]:
+    """ASM3 rows for animals (dogcat.animals.Answer): the animal's row, then one row per further photo with
+    the same ANIMALCODE and ANIMALNAME and its ANIMALIMAGE, as ASM3's own export writes extra photos. Animals
+    that are not dogs, or have no readable photo, are left out. ``image_for(record)`` → (data: URI or "",
+    why there is none). Raises AgeError without an age or a date of birth."""
+    born = estimated_age(age, dob)
+    for a in answers:
+        if a.status in NOT_ANIMALS or not a.top_k:
             continue
-        if image_for is not None:  # only for animals: reading and shrinking a photo is the slow part
-            row["ANIMALIMAGE"], problem = image_for(holders[0])
-            if problem:
-                row["ANIMALCOMMENTS"] += text(f" Photo not attached: {problem}.")
+        attached = _photos_to_attach(a)
+        breed1, breed2 = _breeds(a)
+        name = text(a.name) or "Unnamed dog"
+        row = {"ANIMALCODE": a.animal, "ANIMALNAME": name, "ANIMALTYPE": ANIMAL_TYPE, "ANIMALSPECIES": SPECIES,
+               "ANIMALBREED1": breed1, "ANIMALBREED2": breed2, **born,
+               "ANIMALCOMMENTS": _comments(a, attached), "ANIMALIMAGE": ""}
+        extra = []
+        if image_for is not None:  # reading and shrinking photos is the slow part
+            problems = []
+            for i, p in enumerate(attached):
+                uri, problem = image_for(p)
+                if problem:
+                    problems.append(f"{p['path']}: {problem}")
+                elif not row["ANIMALIMAGE"]:
+                    row["ANIMALIMAGE"] = uri
+                else:
+                    extra.append({**{c: "" for c in COLUMNS}, "ANIMALCODE": a.animal, "ANIMALNAME": name,
+                                  "ANIMALIMAGE": uri})
+            if problems:
+                row["ANIMALCOMMENTS"] += text(" Photo not attached: " + "; ".join(problems) + ".")
         yield row
+        yield from extra
 
 
 def write(rows: Iterable[dict], fp: IO[str]) -> int:

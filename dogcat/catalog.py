@@ -9,8 +9,10 @@ the batch in flight; the next run picks up the rest. A bad file becomes a row wi
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
+import json
 import os
 import stat
 import time
@@ -20,8 +22,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
 
-from dogcat import db, images
+from dogcat import animals, db, images
 from dogcat.classify import PHOTO_SUFFIXES
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
@@ -70,6 +73,7 @@ class Summary:
     breeds: Counter = field(default_factory=Counter)  # best breed of every dog (or unsure) photo seen in this run
     statuses: Counter = field(default_factory=Counter)  # dog / unsure / not_a_dog of every photo seen
     error_files: list[tuple[str, str]] = field(default_factory=list)
+    grouped: int = 0  # files put in an animal, or moved to another, by this run
 
     @property
     def images_per_second(self) -> float:
@@ -211,6 +215,13 @@ def _write_batch(conn, model_row: dict | None, photo_rows: list[dict], predictio
     db.upsert(conn, db.files, file_rows, keep=("catalogued_at",))
 
 
+def _probabilities_json(probs) -> str | None:
+    """The whole distribution, 6 decimals (what top_k keeps too): about 1 kB a photo for 120 breeds."""
+    if probs is None:
+        return None
+    return json.dumps([round(float(p), 6) for p in probs], separators=(",", ":"))
+
+
 def _count(s: Summary, status: str | None, breed: str | None):
     if status:
         s.statuses[status] += 1
@@ -331,7 +342,8 @@ class _Run:
                                         "catalogued_at": now, "status": v.status,
                                         "dog_probability": (round(v.dog_probability, 6)
                                                             if v.dog_probability is not None else None),
-                                        "looks_like": v.looks_like, "detector_id": detector_id})
+                                        "looks_like": v.looks_like, "detector_id": detector_id,
+                                        "probabilities": _probabilities_json(v.probabilities)})
                 for i, (h, _, _) in enumerate(holders):
                     file_rows.append(self._file_row(h, sha, None, now))
                     if i == 0:
@@ -346,7 +358,9 @@ class _Run:
         if prediction_rows and not self.model_recorded:
             card = model.card
             model_row = {"id": model.id, "name": card.get("name"), "sha256": card.get("sha256"),
-                         "created": card.get("created"), "breeds": len(model.labels), "first_used_at": now}
+                         "created": card.get("created"), "breeds": len(model.labels), "first_used_at": now,
+                         "labels": json.dumps(list(model.labels)),
+                         "decision": json.dumps(dataclasses.asdict(self.judge.thresholds))}
         with db.writing(self.engine) as conn:
             _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows)
         self.model_recorded = self.model_recorded or model_row is not None
@@ -364,17 +378,23 @@ def _own_files(engine) -> set[str]:
 
 def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recursive: bool = True,
         follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = 3,
-        progress: Callable[[int, int, int], None] | None = None) -> Summary:
-    """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`).
+        progress: Callable[[int, int, int], None] | None = None,
+        grouping: animals.Grouping | None = None) -> Summary:
+    """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`), then put the files
+    in animals by ``grouping`` (default: :data:`dogcat.animals.DEFAULT_GROUPING`, see dogcat.animals).
 
     ``progress(files done, files in all, photos classified)`` is called after each batch. Raises CatalogError
-    when a root does not exist, SQLAlchemy errors when the database fails mid-run (committed batches stay).
+    when a root does not exist, GroupingError (before anything is written) when the grouping matches no file,
+    SQLAlchemy errors when the database fails mid-run (committed batches stay).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     judge = model if isinstance(model, Judge) else Judge(model, None, Thresholds(0.0, 0.0))
     start = time.perf_counter()
     found = scan(roots, recursive=recursive, follow_symlinks=follow_symlinks, exclude=_own_files(engine))
+    if grouping is None:
+        grouping = animals.Grouping.parse(None, roots=[str(r) for r in roots])
+    grouping.check([e.key for e in found.entries])
     summary = Summary(judge.model.id, files=len(found.entries), non_images=found.non_images,
                       links_skipped=found.links_skipped)
     worker = _Run(engine, judge, top_k, summary)
@@ -394,5 +414,16 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
             summary.seconds = time.perf_counter() - start
             if progress:
                 progress(min(i + batch_size, total), total, summary.new)
+    summary.grouped = group(engine, grouping, [e.key for e in found.entries])
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def group(engine, grouping: animals.Grouping, keys: Sequence[str]) -> int:
+    """Put the catalogued files among ``keys`` in their animals, a transaction per chunk (short write locks)."""
+    changed = 0
+    for chunk in db._chunks(list(keys)):
+        with db.writing(engine) as conn:
+            rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(db.files.c.path.in_(chunk)))
+            changed += animals.assign(conn, grouping, [(r.path, r.sha256) for r in rows])
+    return changed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -141,8 +142,8 @@ def classify(
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[Path, typer.Argument(help="Folders named by class label (<wnid>-<name>/*.jpg); with "
-                                                  "--not-dogs, any folder of photos without a dog.")],
+    data_dir: Annotated[Path | None, typer.Argument(help="Folders named by class label (<wnid>-<name>/*.jpg); "
+                        "with --not-dogs, any folder of photos without a dog.", show_default=False)] = None,
     model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model; default: bundled.",
                                                     show_default=False)] = None,
     part: Annotated[str | None, typer.Option(help="Only photos in this part of the model's own split: 'train', "
@@ -157,11 +158,16 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     record: Annotated[bool, typer.Option("--record", help="With --part val: write the top-1/top-3 into the "
                                                           "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
+    db: Annotated[str | None, typer.Option("--db", help="Instead of a folder: score the catalog's model "
+                  "answers against the staff's corrections (dogcat correct).", show_default=False)] = None,
 ):
     """Accuracy and statuses of a model on a labelled folder, through exactly the path classify uses.
 
     Prints top-1 / top-3 of the breed model on every photo, how many photos each status took, and the
     precision of the confident ('dog') answers.
+
+    With --db, the shelter's own figure: the model's answers in the catalog (per photo, and per animal as
+    fused) against every staff correction in force.
 
     [b]Examples[/b]
 
@@ -170,8 +176,18 @@ def evaluate(
       dogcat evaluate ../shared/data/stanford-dogs-originals --part val --resize letterbox
 
       dogcat evaluate ~/not-dogs --not-dogs
+
+      dogcat evaluate --db shelter.db
     """
     import dataclasses
+
+    if db is not None:
+        if data_dir is not None:
+            fail("give a folder or --db, not both", 2)
+        _evaluate_corrections(db, as_json)
+        return
+    if data_dir is None:
+        fail("give a labelled folder to evaluate on, or --db CATALOG for the staff's corrections", 2)
 
     from rich.progress import Progress
 
@@ -242,6 +258,34 @@ def evaluate(
 
 
 
+def _evaluate_corrections(db: str, as_json: bool):
+    from dogcat import corrections as fixes
+
+    with _catalog(db) as engine:
+        result = fixes.evaluate(engine)
+    if as_json:
+        print(json.dumps({"db": db, **result}))
+        return
+    if not result["corrections"]:
+        out.print(f"{escape(db)}: no staff corrections yet (dogcat correct records them)", highlight=False)
+        return
+
+    def line(what: str, r: dict) -> str:
+        if not r["n"]:
+            return f"{what}: no breed corrections"
+        return f"{what}: {r['n']} corrected, the model's top-1 right {r['top1']:.1%}, top-3 {r['top3']:.1%}"
+
+    out.print(f"{escape(db)}: {result['corrections']} staff corrections in force", highlight=False)
+    out.print(line("photos", result["photos"]), highlight=False)
+    out.print(line("animals", result["animals"]), highlight=False)
+    nd = result["not_a_dog"]
+    if nd["n"]:
+        out.print(f"not a dog: {nd['n']} corrected, the model had flagged {nd['flagged']}", highlight=False)
+    if result["dog_precision"] is not None:
+        out.print(f"precision of the model's 'dog' answers: {result['dog_precision']:.1%} "
+                  f"of {result['dog_answers']}", highlight=False)
+
+
 class _Rate:
     """A progress column: photos classified per second so far (skipped files do not count)."""
 
@@ -283,6 +327,15 @@ def catalog(
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
     device: DeviceOption = "auto",
+    grouping_mode: Annotated[str | None, typer.Option("--animals", help="How photos are grouped into animals: "
+                             "folder (each sub-folder holding photos is one animal, named after it; photos "
+                             "directly in a FOLDER you name are each their own), pattern (the animal's code is "
+                             "read from the file name with --pattern), or none (each photo its own animal). "
+                             "Default: folder, for files not grouped yet; given explicitly, it regroups what "
+                             "earlier runs grouped (never what staff moved).", show_default=False)] = None,
+    pattern: Annotated[str | None, typer.Option("--pattern", help="With --animals pattern: a regular "
+                       "expression whose group 'animal' (else its first group) is the animal's code in the "
+                       "file name, e.g. 'A(\\d+)_' for A123456_2.jpg.", show_default=False)] = None,
 ):
     """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, status
     (dog / unsure / not_a_dog / error), breed guesses of the model, or the reason it could not be read.
@@ -301,14 +354,21 @@ def catalog(
 
       dogcat catalog /srv/photos --db postgresql://dogcat@dbhost/shelter --quiet
 
+      dogcat catalog ./intake --db shelter.db --animals pattern --pattern '^(A\\d+)_'
+
+    Photos are grouped into animals as they are catalogued (--animals); see them with dogcat animals.
+
     [b]Exit codes[/b]
 
       0  the run completed, files recorded with an error included (see: dogcat export --errors)
 
       1  it could not run or finish: missing folder, bad --db, unusable model, database failure
 
-      2  bad usage;  130  interrupted (completed batches are saved)
+      2  bad usage (a --pattern that is not a regular expression or matches no file: nothing is written)
+
+      130  interrupted (completed batches are saved)
     """
+    from dogcat import animals
     from dogcat import catalog as cat
     from dogcat import db as catdb
     from dogcat.model import ModelError
@@ -317,6 +377,10 @@ def catalog(
     missing = [f for f in folders if not f.exists() and not f.is_symlink()]
     if missing:
         fail(escape(f"{missing[0]}: no such folder"))
+    try:
+        grouping = animals.Grouping.parse(grouping_mode, pattern, [str(f) for f in folders])
+    except animals.GroupingError as e:
+        fail(escape(str(e)), 2)
     engine = None
     try:
         model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
@@ -325,7 +389,7 @@ def catalog(
         engine = catdb.connect(db, create=True)
         if quiet:
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                              batch_size=batch_size, top_k=top_k)
+                              batch_size=batch_size, top_k=top_k, grouping=grouping)
         else:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
@@ -339,7 +403,9 @@ def catalog(
                     bar.update(task, completed=done, total=total, images=images)
 
                 summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                                  batch_size=batch_size, top_k=top_k, progress=advance)
+                                  batch_size=batch_size, top_k=top_k, progress=advance, grouping=grouping)
+    except animals.GroupingError as e:
+        fail(escape(str(e)), 2)
     except (ModelError, cat.CatalogError, catdb.DatabaseError) as e:
         fail(escape(str(e)))
     except KeyboardInterrupt:
@@ -381,6 +447,8 @@ def _print_summary(s, database: str, device: str):
     table.add_row(str(s.non_images), "not images (skipped)")
     if s.links_skipped:
         table.add_row(str(s.links_skipped), "symlinked folders not followed (--follow-symlinks)")
+    if s.grouped:
+        table.add_row(str(s.grouped), "files put in animals (see: dogcat animals)")
     out.print(table)
     if s.statuses:
         out.print("photos by status: " + ", ".join(f"{name} {s.statuses.get(name, 0)}"
@@ -421,17 +489,30 @@ def export(
                         "the model column) instead of the newest.", show_default=False)] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="asm3: attach each photo (read again, "
                       "at most 1024 pixels a side) as ANIMALIMAGE.")] = True,
+    per: Annotated[str, typer.Option("--per", help="photo (one record per catalogued file) or animal (one "
+                   "per animal, its photos fused into one answer). asm3 is always per animal.")] = "photo",
+    age: Annotated[str | None, typer.Option("--age", help="asm3: the estimated age in years ASM3 needs for a "
+                   "new animal (e.g. 2, or 0.5), given to every animal in the file.", show_default=False)] = None,
+    dob: Annotated[str | None, typer.Option("--dob", help="asm3: a date of birth (YYYY-MM-DD) instead of --age.",
+                   show_default=False)] = None,
 ):
-    """Write the catalog out, one record per catalogued file, the newest prediction for each photo.
+    """Write the catalog out: one record per catalogued file (--per photo), or per animal (--per animal).
 
-    Fields: path, sha256, size, mtime, width, height, format, label, breed, confidence, top_k, model, error,
-    catalogued_at, classified_at.
+    Per photo: path, sha256, size, mtime, width, height, format, status, label, breed, confidence, top_k,
+    dog_probability, looks_like, model, error, catalogued_at, classified_at, animal, source.
+
+    Per animal: animal (its code), name, photos, status, label, breed, confidence, breed2 (a mix), summary,
+    top_k, source (model or correction), corrected_by, corrected_at, votes (photos fused), model.
+
+    Staff corrections (dogcat correct) win over the model everywhere: source says which spoke. CSV has an
+    empty corrected_breed column last: fill it in and apply it with dogcat correct --from FILE.csv.
 
     CSV quotes any odd file name, and defuses a cell that a spreadsheet would run as a formula.
 
-    --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads: one dog per distinct photo
-    (ANIMALNAME from the file name, ANIMALBREED1/2 in ASM3's spelling, the confidence in ANIMALCOMMENTS, the
-    photo in ANIMALIMAGE). Photos that are no dog and files with errors are left out. See docs/asm3.md.
+    --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads: one ASM3 animal per animal
+    (ANIMALCODE, so importing again updates it; ANIMALBREED1/2 in ASM3's spelling; the photos as ANIMALIMAGE,
+    one row each). ASM3 needs an age: give --age or --dob. Animals that are no dog are left out. See
+    docs/asm3.md.
 
     [b]Examples[/b]
 
@@ -443,42 +524,70 @@ def export(
 
       dogcat export --db shelter.db --status unsure
 
-      dogcat export --db shelter.db --format asm3 -o asm3-import.csv
+      dogcat export --db shelter.db --per animal --format jsonl
+
+      dogcat export --db shelter.db --format asm3 --age 2 -o asm3-import.csv
 
     [b]Exit codes[/b]
 
       0  the records were written (none matching the filters is not an error)
 
-      1  the database cannot be read, or the output cannot be written;  2  bad usage
+      1  the database cannot be read, or the output cannot be written
+
+      2  bad usage (asm3 without --age or --dob, --per photo with asm3 ...)
     """
     import io
     import os
 
+    from dogcat import asm3
     from dogcat import db as catdb
     from dogcat import export as exp
     from dogcat.status import STATUSES
 
     if status is not None and status not in STATUSES:
         fail(f"--status must be one of {', '.join(STATUSES)}", 2)
-    if errors and fmt is ExportFormat.asm3:
-        fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
+    if per not in exp.PER:
+        fail(f"--per must be one of {', '.join(exp.PER)}", 2)
+    if fmt is ExportFormat.asm3:
+        if errors:
+            fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
+        if per == "photo" and "--per" in sys.argv:
+            fail("--format asm3 is one row per animal: leave out --per photo", 2)
+        per = "animal"
+        try:
+            asm3.estimated_age(age, dob)
+        except asm3.AgeError as e:
+            fail(escape(str(e)), 2)
+    elif age is not None or dob is not None:
+        fail("--age and --dob go with --format asm3", 2)
+    if per == "animal" and errors:
+        fail("--errors lists files: use it with --per photo", 2)
     engine = None
     tmp = None
+
+    def write(stream):
+        if per == "photo":
+            rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors,
+                               model_id=model_id, status=status)
+            exp.write(rows, fmt.value, stream)
+        else:
+            answers = exp.animal_answers(engine, breed=breed, min_confidence=min_confidence, model_id=model_id,
+                                         status=status)
+            exp.write_animals(answers, fmt.value, stream, images=images, age=age, dob=dob)
+
     try:
         engine = catdb.connect(db, create=False)
-        rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors, model_id=model_id,
-                           status=status)
         if output is None:
             stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
             try:
-                exp.write(rows, fmt.value, stream, images=images)
+                write(stream)
                 stream.flush()
             finally:
                 stream.detach()
         else:
             tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
             with open(tmp, "w", encoding="utf-8", newline="") as f:
-                exp.write(rows, fmt.value, f, images=images)
+                write(f)
             os.replace(tmp, output)
             tmp = None
     except catdb.DatabaseError as e:
@@ -584,6 +693,177 @@ def report(
             tmp.unlink(missing_ok=True)
         if engine is not None:
             engine.dispose()
+
+
+DbOption = Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")]
+
+animals_app = typer.Typer(
+    help="The animals in a catalog: list them, and fix how photos were grouped.",
+    rich_markup_mode="rich", invoke_without_command=True)
+app.add_typer(animals_app, name="animals")
+
+
+@contextmanager
+def _catalog(db: str, *, write: bool = False):
+    """The catalog's engine for a short command; its known errors become one line and exit 1."""
+    from dogcat import animals
+    from dogcat import corrections as fixes
+    from dogcat import db as catdb
+
+    engine = None
+    try:
+        engine = catdb.connect(db, create=False)
+        yield engine
+    except (catdb.DatabaseError, animals.NotFound, fixes.CorrectionError) as e:
+        fail(escape(str(e)))
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(e, SQLAlchemyError):
+            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
+        raise
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+@animals_app.callback()
+def animals_list(
+    ctx: typer.Context,
+    db: DbOption = "dogcat.db",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per animal per line (the same "
+                                                         "record as export --per animal --format jsonl).")] = False,
+):
+    """List the animals: code, name, photos, and the answer fused from their photos (or the staff's).
+
+    [b]Examples[/b]
+
+      dogcat animals --db shelter.db
+
+      dogcat animals merge A123 A124 --db shelter.db
+
+      dogcat animals move intake/A124/IMG_2.jpg A123 --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  done;  1  the database cannot be read, or no such animal or photo;  2  bad usage
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from dogcat import animals
+
+    with _catalog(db) as engine:
+        answers = animals.answers(engine, include_empty=True)
+    if as_json:
+        for a in answers:
+            print(json.dumps(a.to_dict(), ensure_ascii=False))
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column, justify in (("animal", "left"), ("name", "left"), ("photos", "right"), ("status", "left"),
+                            ("breed", "left"), ("confidence", "right"), ("by", "left")):
+        table.add_column(column, justify=justify)
+    for a in answers:
+        confidence = _percent(a.confidence) if a.confidence is not None else ""
+        by = f"staff ({a.correction.by})" if a.source == "correction" else f"model, {a.votes} photo" + \
+            ("s" if a.votes != 1 else "") if a.votes else ""
+        table.add_row(escape(a.animal), escape(a.name), str(len(a.photos)), a.status, escape(a.summary()),
+                      confidence, escape(by))
+    out.print(table)
+    err.print(f"[dim]{len(answers)} animals[/]", highlight=False)
+
+
+@animals_app.command("merge")
+def animals_merge(
+    into: Annotated[str, typer.Argument(help="The animal that keeps its code and gets the photos.")],
+    other: Annotated[str, typer.Argument(help="The animal whose photos move; its code then points to INTO.")],
+    db: DbOption = "dogcat.db",
+):
+    """Merge animal OTHER into INTO: two groups that are one dog. Staff groupings are never undone by a
+    later catalog run, and photos found later in OTHER's folder go to INTO too."""
+    from dogcat import animals
+    from dogcat import db as catdb
+
+    with _catalog(db) as engine, catdb.writing(engine) as conn:
+        moved = animals.merge(conn, into, other)
+    out.print(f"merged {escape(other)} into {escape(into)}: {moved} file{'s' if moved != 1 else ''} moved",
+              highlight=False)
+
+
+@animals_app.command("move")
+def animals_move(
+    photo: Annotated[str, typer.Argument(help="A photo: its path as catalogued, or its SHA-256.")],
+    to: Annotated[str, typer.Argument(help="The animal's code.")],
+    new: Annotated[str | None, typer.Option("--new", help="TO is a new animal, with this name.",
+                                            show_default=False)] = None,
+    db: DbOption = "dogcat.db",
+):
+    """Move one photo to another animal (or, with --new, to a new one): a photo grouped with the wrong dog."""
+    from dogcat import animals
+    from dogcat import db as catdb
+
+    with _catalog(db) as engine, catdb.writing(engine) as conn:
+        paths = animals.move(conn, photo, to, new)
+    out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(to)}", highlight=False)
+
+
+@app.command()
+def correct(
+    target: Annotated[str | None, typer.Argument(help="An animal code, a photo path as catalogued, or a "
+                                                      "photo's SHA-256.", show_default=False)] = None,
+    breed: Annotated[str | None, typer.Option("--breed", help="The breed, as the label, the human name or "
+                     "ASM3's spelling, any case: beagle, 'German Shepherd Dog'.", show_default=False)] = None,
+    breed2: Annotated[str | None, typer.Option("--breed2", help="A second breed: a mix.",
+                                               show_default=False)] = None,
+    not_a_dog: Annotated[bool, typer.Option("--not-a-dog", help="The photo (or animal) is no dog.")] = False,
+    undo: Annotated[bool, typer.Option("--undo", help="Take back the correction in force (the one before it, "
+                                                      "or the model, speaks again).")] = False,
+    from_csv: Annotated[Path | None, typer.Option("--from", help="Apply the corrected_breed column of an "
+                        "exported CSV that staff filled in ('Beagle', 'Beagle / Pug', 'not a dog').",
+                        show_default=False)] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who corrects. Default: $USER.",
+                                           show_default=False)] = None,
+    db: DbOption = "dogcat.db",
+):
+    """Record what staff know better than the model. Corrections are kept with who and when, never
+    overwritten by a later catalog run, and every output (animals, export, report, ASM3) prefers them.
+
+    [b]Examples[/b]
+
+      dogcat correct A123 --breed beagle --breed2 'labrador retriever' --db shelter.db
+
+      dogcat correct intake/A123/IMG_1.jpg --not-a-dog --db shelter.db
+
+      dogcat correct A123 --undo --db shelter.db
+
+      dogcat correct --from corrected.csv --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  recorded;  1  unknown breed, animal or photo, or a CSV row that cannot be applied (then nothing is)
+
+      2  bad usage
+    """
+    from dogcat import corrections as fixes
+
+    if from_csv is not None:
+        if target is not None or breed or breed2 or not_a_dog or undo:
+            fail("--from takes its targets and breeds from the CSV: give no TARGET, --breed, --not-a-dog "
+                 "or --undo with it", 2)
+        with _catalog(db, write=True) as engine:
+            counts = fixes.from_csv(engine, from_csv, fixes.who(by))
+        out.print(f"{escape(str(from_csv))}: {counts['corrected']} corrected, {counts['unchanged']} unchanged, "
+                  f"{counts['blank']} rows left blank", highlight=False)
+        return
+    if target is None:
+        fail("say what to correct: an animal code, a photo path or a SHA-256 (or --from FILE.csv)", 2)
+    try:
+        change = fixes.Change.parse(breed, breed2, not_a_dog, undo)
+    except fixes.CorrectionError as e:
+        usage = not (breed or breed2) or sum([breed is not None, not_a_dog, undo]) != 1
+        fail(escape(str(e)), 2 if usage else 1)
+    with _catalog(db, write=True) as engine:
+        what, shown = fixes.correct(engine, target, change, fixes.who(by))
+    out.print(f"{escape(shown)}: {what}", highlight=False)
 
 
 def _add_train():

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dogcat import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = "dogcat.db"
 BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
@@ -56,6 +56,10 @@ models = Table(
     Column("created", Text),
     Column("breeds", Integer),
     Column("first_used_at", Text, nullable=False),
+    # Schema 3, from the sidecar: the labels in output order (JSON), what predictions.probabilities index,
+    # and the decision block (JSON: thresholds), so that animals are judged as their photos were.
+    Column("labels", Text),
+    Column("decision", Text),
 )
 
 photos = Table(
@@ -99,7 +103,51 @@ predictions = Table(
     Column("dog_probability", Float),
     Column("looks_like", Text),
     Column("detector_id", Text),
+    # Schema 3: the breed model's whole distribution (JSON list in the model's label order), so that an
+    # animal's photos can be fused into one answer (dogcat.fusion). NULL for rows written before schema 3.
+    Column("probabilities", Text),
 )
+
+# Schema 3: animals. A shelter works in animals, each with several photos; dogcat groups files into animals
+# (dogcat.animals) and staff can regroup them and correct answers.
+animals = Table(
+    "animals", metadata,
+    Column("code", Text, primary_key=True),  # ANIMALCODE in ASM3: stable once given
+    Column("name", Text, nullable=False),
+    # What made it: "folder:/abs/path", "pattern:CODE", "photo:SHA256" (or "file:/abs/path" for a file that
+    # could not be read); NULL for one staff made. Unique, so two runs grouping the same folder agree.
+    Column("key", Text, unique=True),
+    Column("merged_into", Text),  # set by `dogcat animals merge`: its photos went to that animal
+    Column("created_at", Text, nullable=False),
+)
+
+animal_files = Table(
+    "animal_files", metadata,
+    Column("path", Text, ForeignKey("files.path"), primary_key=True),  # a file belongs to one animal
+    Column("animal", Text, ForeignKey("animals.code"), nullable=False),
+    # folder / pattern / none: the catalog grouping that put it there; staff: `dogcat animals move/merge`
+    # (a later catalog run never moves it back); upgrade: the schema 2 → 3 migration (one animal per photo).
+    Column("grouped_by", Text, nullable=False),
+    Column("grouped_at", Text, nullable=False),
+)
+Index("animal_files_animal", animal_files.c.animal)
+
+corrections = Table(
+    "corrections", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target_kind", Text, nullable=False),  # "animal" (target: its code) or "photo" (target: SHA-256)
+    Column("target", Text, nullable=False),
+    Column("status", Text, nullable=False),  # dog or not_a_dog
+    Column("label", Text),  # the staff's breed (a model label); NULL for not_a_dog
+    Column("label2", Text),  # a second breed: a mix
+    Column("corrected_by", Text, nullable=False),
+    Column("corrected_at", Text, nullable=False),
+    # A correction is never overwritten nor deleted: --undo marks it, a new one is a new row. The newest row
+    # not undone is the one in force.
+    Column("undone_by", Text),
+    Column("undone_at", Text),
+)
+Index("corrections_target", corrections.c.target_kind, corrections.c.target)
 
 CATALOG_VIEW = "catalog"
 
@@ -264,8 +312,21 @@ def _to_2(conn: Connection):
     _create_view(conn)
 
 
+def _to_3(conn: Connection):
+    """Animals (issue 12): three new tables, the full distribution on predictions, and every file already
+    catalogued put in an animal of its own (one per distinct photo), as exports grouped them before."""
+    conn.execute(text("ALTER TABLE predictions ADD COLUMN probabilities TEXT"))
+    for column in ("labels TEXT", "decision TEXT"):
+        conn.execute(text(f"ALTER TABLE models ADD COLUMN {column}"))
+    for table in (animals, animal_files, corrections):
+        table.create(conn)
+    from dogcat import animals as grouping  # here: the animals module imports this one
+
+    grouping.assign_upgraded(conn)
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, object] = {1: _to_2}
+MIGRATIONS: dict[int, object] = {1: _to_2, 2: _to_3}
 
 
 def _version(conn: Connection) -> int | None:
@@ -387,7 +448,7 @@ def upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str]
             conn.execute(insert(table), row)
 
 
-def catalog_select(model_id: str | None = None):
+def catalog_select(model_id: str | None = None, probabilities: bool = False):
     """One row per file with the newest prediction for its content (or ``model_id``'s): the export."""
     rank = func.row_number().over(partition_by=predictions.c.sha256,
                                   order_by=(predictions.c.catalogued_at.desc(), predictions.c.model_id.desc()))
@@ -405,7 +466,8 @@ def catalog_select(model_id: str | None = None):
                    hidden(latest.c.confidence).label("confidence"), latest.c.top_k,
                    latest.c.dog_probability, latest.c.looks_like,
                    latest.c.model_id.label("model"), error.label("error"),
-                   files.c.catalogued_at, latest.c.catalogued_at.label("classified_at"))
+                   files.c.catalogued_at, latest.c.catalogued_at.label("classified_at"),
+                   *([latest.c.probabilities] if probabilities else []))
             .select_from(files.outerjoin(photos, photos.c.sha256 == files.c.sha256)
                          .outerjoin(latest, and_(latest.c.sha256 == files.c.sha256, latest.c.rank == 1)))
             .order_by(files.c.path))

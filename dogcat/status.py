@@ -51,6 +51,9 @@ class Verdict:
     top_k: list[Guess] = field(default_factory=list)  # the breed model's guesses, kept even for not_a_dog
     dog_probability: float | None = None  # None when the dog check is off
     looks_like: str | None = None  # for not_a_dog: the likeliest non-dog ImageNet class
+    # The breed model's whole distribution, in its label order: the catalog keeps it so that an animal's
+    # photos can be fused (dogcat.fusion).
+    probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def best(self) -> Guess | None:
@@ -129,7 +132,7 @@ class Judge:
         for row, p, look in zip(probs, dog_p, looks, strict=True):
             guesses = self.model.top_k(row, k)
             status = decide(guesses[0].confidence, p, self.thresholds)
-            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None))
+            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None, row))
         return out
 
 

@@ -1,0 +1,271 @@
+"""Staff corrections: what people at the shelter know better than the model ("that's Max, a Beagle mix").
+
+A correction targets an animal (its code) or a photo (a catalogued path, or its SHA-256: the content, under
+every name). It is a row of its own in ``corrections`` with who and when; it is never overwritten by a model
+run, and every output prefers it (dogcat.export.records, dogcat.animals.answer). ``--undo`` marks the one in
+force as undone, so the one before it (or the model) speaks again; nothing is deleted.
+
+Breed names are accepted as the model's class label (``n02088364-beagle``, ``beagle``), the human name
+(``Beagle``) or ASM3's spelling (``German Shepherd Dog``), in any case; an unknown name is an error that lists
+the closest known ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import getpass
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from dogcat import animals, asm3, db
+from dogcat.breeds import breed_name
+
+NOT_A_DOG_WORDS = ("not a dog", "not_a_dog", "not-a-dog", "no dog")
+
+
+class CorrectionError(Exception):
+    """A correction that cannot be applied (unknown breed, unknown target ...); the message is one line."""
+
+
+def _key(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def breed_names(labels: Iterable[str] = asm3.BREEDS) -> dict[str, set[str]]:
+    """Every accepted spelling (normalised) → the labels it may mean."""
+    names: dict[str, set[str]] = {}
+    for label in labels:
+        spellings = {label, label.split("-", 1)[-1], breed_name(label)}
+        spelt = asm3.BREEDS.get(label)
+        if spelt and spelt != asm3.MIXED_BREED:
+            spellings.add(spelt)
+        for spelling in spellings:
+            names.setdefault(_key(spelling), set()).add(label)
+    return names
+
+
+_NAMES = breed_names()
+
+
+def resolve_breed(name: str) -> str:
+    """A breed name as staff write it → the model's label; CorrectionError if unknown or ambiguous."""
+    wanted = _key(name)
+    labels = _NAMES.get(wanted)
+    if labels is None:
+        close = difflib.get_close_matches(wanted, list(_NAMES), n=4, cutoff=0.6)
+        shown = sorted({breed_name(label) for c in close for label in _NAMES[c]})
+        hint = f"; did you mean {', '.join(shown)}?" if shown else " (dogcat knows the 120 Stanford Dogs breeds)"
+        raise CorrectionError(f"{name!r}: unknown breed{hint}")
+    if len(labels) > 1:
+        choices = ", ".join(sorted(breed_name(label) for label in labels))
+        raise CorrectionError(f"{name!r} is ASM3's name for several breeds ({choices}): say which")
+    return next(iter(labels))
+
+
+@dataclass(frozen=True)
+class Change:
+    """What staff say about a target: a breed (two for a mix), not a dog, or undo the last correction."""
+
+    status: str | None  # dog / not_a_dog; None for undo
+    label: str | None = None
+    label2: str | None = None
+
+    @classmethod
+    def parse(cls, breed: str | None = None, breed2: str | None = None, not_a_dog: bool = False,
+              undo: bool = False) -> Change:
+        given = sum([breed is not None, not_a_dog, undo])
+        if given != 1:
+            raise CorrectionError("say one of --breed NAME, --not-a-dog or --undo")
+        if breed2 is not None and breed is None:
+            raise CorrectionError("--breed2 goes with --breed")
+        if undo:
+            return cls(None)
+        if not_a_dog:
+            return cls("not_a_dog")
+        label = resolve_breed(breed)
+        label2 = resolve_breed(breed2) if breed2 else None
+        return cls("dog", label, label2 if label2 != label else None)
+
+    @classmethod
+    def from_cell(cls, cell: str) -> Change:
+        """A spreadsheet cell: "Beagle", "Beagle / Pug" (a mix) or "not a dog"."""
+        value = cell.strip()
+        if _key(value) in NOT_A_DOG_WORDS:
+            return cls("not_a_dog")
+        parts = [p.strip() for p in value.split("/") if p.strip()]
+        if len(parts) > 2:
+            raise CorrectionError(f"{value!r}: at most two breeds (a mix: 'Beagle / Pug')")
+        return cls.parse(parts[0], parts[1] if len(parts) > 1 else None)
+
+
+def who(by: str | None = None) -> str:
+    if by:
+        return by
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:  # no user name in a container: still record the change
+        return "unknown"
+
+
+def resolve_target(conn: Connection, target: str) -> tuple[str, str, str]:
+    """(kind, target, shown) for an animal code, a photo path or a SHA-256."""
+    row = conn.execute(select(db.animals.c.code, db.animals.c.merged_into)
+                       .where(func.lower(db.animals.c.code) == target.lower())).first()
+    if row is not None:
+        code = row.merged_into or row.code
+        return "animal", code, f"animal {code}"
+    try:
+        paths = animals.photo_paths(conn, target)
+    except animals.NotFound:
+        raise CorrectionError(f"{target}: no animal with this code and no such photo in the catalog (an animal "
+                              "code, a photo path as catalogued, or a SHA-256)") from None
+    sha = conn.scalar(select(db.files.c.sha256).where(db.files.c.path == paths[0]))
+    if sha is None:
+        raise CorrectionError(f"{target}: this file could not be read when catalogued, so it has no photo "
+                              "to correct")
+    return "photo", sha, f"photo {paths[0]}"
+
+
+def _in_force(conn: Connection, kind: str, target: str):
+    c = db.corrections
+    return conn.execute(select(c).where(c.c.target_kind == kind, c.c.target == target, c.c.undone_at.is_(None))
+                        .order_by(c.c.id.desc())).first()
+
+
+def apply(conn: Connection, kind: str, target: str, change: Change, by: str) -> str:
+    """Record one change in the caller's write transaction; returns what happened, for people: "corrected",
+    "unchanged" (the same correction is already in force) or "undone"."""
+    now = db.now()
+    current = _in_force(conn, kind, target)
+    if change.status is None:
+        if current is None:
+            raise CorrectionError(f"{target}: has no correction to undo")
+        conn.execute(update(db.corrections).where(db.corrections.c.id == current.id)
+                     .values(undone_by=by, undone_at=now))
+        return "undone"
+    if current is not None and (current.status, current.label, current.label2) == (
+            change.status, change.label, change.label2):
+        return "unchanged"
+    conn.execute(insert(db.corrections).values(target_kind=kind, target=target, status=change.status,
+                                               label=change.label, label2=change.label2, corrected_by=by,
+                                               corrected_at=now))
+    return "corrected"
+
+
+def correct(engine, target: str, change: Change, by: str) -> tuple[str, str]:
+    """One correction, in its own transaction: (what happened, the target as people read it)."""
+    with db.writing(engine) as conn:
+        kind, key, shown = resolve_target(conn, target)
+        return apply(conn, kind, key, change, by), shown
+
+
+def from_csv(engine, csv_path: Path, by: str) -> dict[str, int]:
+    """Apply the ``corrected_breed`` column of an exported CSV (per photo or per animal) that staff filled in.
+    Every row is checked first; one bad row (unknown breed, unknown animal or photo) and nothing is applied:
+    CorrectionError lists each bad row. Returns counts: corrected, unchanged, blank."""
+    from dogcat.export import CORRECTION_COLUMN
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            table = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CorrectionError(f"{csv_path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if CORRECTION_COLUMN not in fields:
+        raise CorrectionError(f"{csv_path}: has no {CORRECTION_COLUMN} column (export with dogcat export "
+                              "--format csv, fill it in, then correct --from it)")
+    by_column = "animal" if "animal" in fields and "photos" in fields else "sha256" if "sha256" in fields else \
+        "path" if "path" in fields else None
+    if by_column is None:
+        raise CorrectionError(f"{csv_path}: needs an animal, sha256 or path column to say what each row is")
+    problems, planned, blank = [], [], 0
+    with db.writing(engine) as conn:
+        for line, row in enumerate(table, start=2):  # line 1 is the header
+            cell = (row.get(CORRECTION_COLUMN) or "").strip()
+            if not cell:
+                blank += 1
+                continue
+            target = (row.get(by_column) or "").strip().lstrip("'")  # a defused cell starts with '
+            try:
+                change = Change.from_cell(cell)
+                kind, key, _ = resolve_target(conn, target) if by_column != "animal" else \
+                    ("animal", _animal_code(conn, target), target)
+                planned.append((kind, key, change))
+            except (CorrectionError, animals.NotFound) as e:
+                problems.append(f"{csv_path}:{line}: {e}")
+        if problems:
+            raise CorrectionError(f"{len(problems)} row(s) cannot be applied, so none was: " + " | ".join(problems))
+        counts = {"corrected": 0, "unchanged": 0, "blank": blank}
+        for kind, key, change in planned:
+            counts[apply(conn, kind, key, change, by)] += 1
+    return counts
+
+
+def _animal_code(conn: Connection, code: str) -> str:
+    kind, key, _ = resolve_target(conn, code)
+    if kind != "animal":
+        raise CorrectionError(f"{code}: no such animal")
+    return key
+
+
+def evaluate(engine, model_id: str | None = None) -> dict:
+    """The model against the staff: for every correction in force, what the model said without it. The
+    shelter's own real-world accuracy (its photos, its dogs), unlike any validation split.
+
+    Breed corrections count top-1 / top-3 right when the model's guess is one of the staff's breeds (a mix
+    has two); animals are judged by their fused answer. ``not_a_dog`` corrections count how many the model
+    had flagged; ``dog_precision``: of the model's confident (``dog``) answers that staff corrected or
+    confirmed, the share that named a breed staff gave."""
+    from dogcat import export
+
+    records = list(export.records(engine, model_id=model_id, probabilities=True, corrected=False))
+    with db.reading(engine) as conn:
+        fixes = animals.active_corrections(conn)
+    by_sha: dict[str, dict] = {}
+    for r in records:
+        by_sha.setdefault(r["sha256"], r)
+    model_animals = {a.animal: a for a in animals.answers(engine, records, k=3, corrections={})}
+
+    breed = {"photo": [0, 0, 0], "animal": [0, 0, 0]}  # n, top-1 right, top-3 right
+    not_dog = {"n": 0, "flagged": 0}
+    dog_answers = [0, 0]  # model said dog, and it was right
+    for (kind, target), fix in fixes.items():
+        if kind == "photo":
+            r = by_sha.get(target)
+            if r is None:
+                continue
+            status, guesses = r["status"], r["top_k"]
+        else:
+            a = model_animals.get(target)
+            if a is None:
+                continue
+            status, guesses = a.status, a.top_k
+        if fix.status == "not_a_dog":
+            not_dog["n"] += 1
+            not_dog["flagged"] += status == "not_a_dog"
+            continue
+        truth = {fix.label, fix.label2} - {None}
+        labels = [g["label"] for g in guesses] if status in ("dog", "unsure") else []
+        counts = breed[kind]
+        counts[0] += 1
+        counts[1] += bool(labels[:1]) and labels[0] in truth
+        counts[2] += bool(truth & set(labels[:3]))
+        if status == "dog":
+            dog_answers[0] += 1
+            dog_answers[1] += labels[0] in truth
+
+    def rates(c):
+        return {"n": c[0], "top1": round(c[1] / c[0], 4) if c[0] else None,
+                "top3": round(c[2] / c[0], 4) if c[0] else None}
+
+    return {"corrections": len(fixes), "photos": rates(breed["photo"]), "animals": rates(breed["animal"]),
+            "not_a_dog": not_dog,
+            "dog_precision": round(dog_answers[1] / dog_answers[0], 4) if dog_answers[0] else None,
+            "dog_answers": dog_answers[0]}
