@@ -449,11 +449,15 @@ def answer(code: str, name: str, photos: list[dict], corrections: dict[tuple[str
     if dog_fixes:
         newest = dog_fixes[-1]
         return Answer(code, name, photos, "dog", _staff_top_k(newest), "correction", newest)
+    # What is left are not_a_dog corrections: those photos do not vote.
     not_dogs = {p["sha256"] for p in photos if corrections.get(("photo", p.get("sha256"))) is not None}
     voters = [p for p in photos if p.get("status") in ("dog", "unsure") and not p.get("error")
               and p.get("sha256") not in not_dogs and p.get("top_k")]
     if not voters:
-        any_not_dog = any(p.get("status") == "not_a_dog" for p in photos) or bool(not_dogs)
+        if not_dogs and not any(p.get("status") == "not_a_dog" and p["sha256"] not in not_dogs for p in photos):
+            staff = max((c for c in photo_fixes), key=lambda c: c.id)
+            return Answer(code, name, photos, "not_a_dog", [], "correction", staff)
+        any_not_dog = any(p.get("status") == "not_a_dog" for p in photos)
         return Answer(code, name, photos, "not_a_dog" if any_not_dog else "error")
     top_k = fuse_photos(voters, infos, k)
     newest_model = max((p.get("classified_at") or "", p.get("model") or "") for p in voters)[1] or None

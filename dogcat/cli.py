@@ -645,6 +645,7 @@ def report(
     from dogcat import db as catdb
     from dogcat import export as exp
     from dogcat import report as rep
+    from dogcat.animals import answers
 
     engine = None
     tmp = None
@@ -652,9 +653,11 @@ def report(
         engine = catdb.connect(db, create=False)
         source = catdb.describe(catdb.url_for(db))
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        records = list(exp.records(engine, model_id=model_id))
+        records = list(exp.records(engine, model_id=model_id, probabilities=True))
+        animals = answers(engine, records)
         if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
-            page = rep.render(records, title=title or f"dogcat: {source}", source=source, generated=generated)
+            page = rep.render(records, title=title or f"dogcat: {source}", source=source, generated=generated,
+                              animals=animals)
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -662,7 +665,7 @@ def report(
                           console=err, transient=True) as bar:
                 task = bar.add_task("thumbnails", total=None)
                 page = rep.render(records, title=title or f"dogcat: {source}", source=source,
-                                  generated=generated,
+                                  generated=generated, animals=animals,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
         if output is None:
             sys.stdout.buffer.write(page.encode("utf-8"))

@@ -6,8 +6,8 @@ run, and every output prefers it (dogcat.export.records, dogcat.animals.answer).
 force as undone, so the one before it (or the model) speaks again; nothing is deleted.
 
 Breed names are accepted as the model's class label (``n02088364-beagle``, ``beagle``), the human name
-(``Beagle``) or ASM3's spelling (``German Shepherd Dog``), in any case; an unknown name is an error that lists
-the closest known ones.
+(``Beagle``), ASM3's spelling (``German Shepherd Dog``) or the first words of exactly one of those
+(``labrador``), in any case; an unknown name is an error that lists the closest known ones.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ def resolve_breed(name: str) -> str:
     """A breed name as staff write it → the model's label; CorrectionError if unknown or ambiguous."""
     wanted = _key(name)
     labels = _NAMES.get(wanted)
+    if labels is None and wanted:  # the start of one breed's name: "labrador" for Labrador Retriever
+        starts = {label for spelling, found in _NAMES.items() if spelling.startswith(wanted + " ")
+                  for label in found}
+        labels = starts if len(starts) == 1 else None
     if labels is None:
         close = difflib.get_close_matches(wanted, list(_NAMES), n=4, cutoff=0.6)
         shown = sorted({breed_name(label) for c in close for label in _NAMES[c]})

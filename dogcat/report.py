@@ -1,5 +1,6 @@
-"""The catalog as one self-contained HTML page for people: thumbnails grouped by breed, the confidence of each,
-`unsure`, `not_a_dog` and unreadable files in sections of their own, duplicates marked, and a search box.
+"""The catalog as one self-contained HTML page for people: one card per animal with its photos' thumbnails,
+grouped by the animal's breed, the confidence of each; `unsure` and `not_a_dog` animals and unreadable files in
+sections of their own, staff corrections and duplicates marked, and a search box.
 
 Self-contained: thumbnails are data: URIs, the style and the script are inline, nothing is fetched, so the file
 can be mailed or opened from a USB stick. Every piece of text from the catalog (file names above all) is
@@ -59,6 +60,14 @@ figcaption { margin-top: 6px; font-size: 13px; overflow-wrap: anywhere; }
 .conf { float: right; font-variant-numeric: tabular-nums; }
 .low { color: var(--warn); }
 .then, .note { display: block; color: var(--muted); font-size: 12px; }
+.animal { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 8px; }
+.animal.staff { border-color: #2a7a3b; }
+.animal-head { font-size: 14px; margin: 0 0 6px; display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
+.aname { font-weight: 700; }
+.acode, .src { color: var(--muted); font-size: 12px; }
+.animal.staff .src { color: #2a7a3b; font-weight: 600; }
+.photos { display: flex; flex-wrap: wrap; gap: 8px; }
+.animal figure { border-color: #eceff1; }
 .badge { display: inline-block; margin-top: 2px; padding: 0 6px; border-radius: 8px; font-size: 11px;
          background: #e3e7fb; color: #2a3a8f; }
 table { border-collapse: collapse; background: #fff; }
@@ -82,6 +91,9 @@ SCRIPT = """
       var hit = words.every(function (w) { return text.indexOf(w) !== -1; });
       item.hidden = !hit;
       if (hit) { shown += 1; }
+    });
+    Array.prototype.forEach.call(document.querySelectorAll(".animal"), function (animal) {
+      animal.hidden = animal.querySelectorAll("[data-search]:not([hidden])").length === 0;
     });
     sections.forEach(function (section) {
       var n = section.querySelectorAll("[data-search]:not([hidden])").length;
@@ -140,10 +152,10 @@ def _common_folder(paths: list[str]) -> str:
 class Catalog:
     """The records, sorted into what the page shows."""
 
-    breeds: dict[str, list[dict]] = field(default_factory=dict)  # breed name → its dog photos
-    unsure: list[dict] = field(default_factory=list)
-    not_a_dog: list[dict] = field(default_factory=list)
-    errors: list[dict] = field(default_factory=list)
+    breeds: dict[str, list] = field(default_factory=dict)  # breed → its dog animals (dogcat.animals.Answer)
+    unsure: list = field(default_factory=list)  # animals
+    not_a_dog: list = field(default_factory=list)  # animals
+    errors: list[dict] = field(default_factory=list)  # files that could not be read
     first_of: dict[str, str] = field(default_factory=dict)  # sha256 → the first path holding it
     names_of: dict[str, list[str]] = field(default_factory=dict)  # sha256 → every path holding it
     models: Counter = field(default_factory=Counter)
@@ -156,7 +168,12 @@ class Catalog:
 
     @property
     def files(self) -> int:
-        return sum(map(len, self.breeds.values())) + len(self.unsure) + len(self.not_a_dog) + len(self.errors)
+        shown = [a for group in (*self.breeds.values(), self.unsure, self.not_a_dog) for a in group]
+        return sum(len(_shown_photos(a)) for a in shown) + len(self.errors)
+
+    @property
+    def animals(self) -> int:
+        return sum(map(len, self.breeds.values())) + len(self.unsure) + len(self.not_a_dog)
 
     @property
     def duplicates(self) -> int:
@@ -173,25 +190,42 @@ def status_of(record: dict) -> str:
     return "dog" if record.get("top_k") else "error"
 
 
-def sort(records: Iterable[dict]) -> Catalog:
+def _alone(r: dict):
+    """A photo as an animal of its own, for records given without animals."""
+    from dogcat.animals import Answer
+
+    status = status_of(r)
+    return Answer(PurePath(r["path"]).name, PurePath(r["path"]).stem, [r], status,
+                  (r.get("top_k") or []) if status in ("dog", "unsure") else [], r.get("source") or "model",
+                  votes=1, model=r.get("model"))
+
+
+def _shown_photos(a) -> list[dict]:
+    return [r for r in a.photos if status_of(r) != "error"]
+
+
+def sort(records: Iterable[dict], animals: Iterable | None = None) -> Catalog:
     records = list(records)
+    animals = list(animals) if animals is not None else [_alone(r) for r in records]
     c = Catalog(folder=_common_folder([r["path"] for r in records]))
     for r in records:
         sha = r.get("sha256")
         if sha:
             c.first_of.setdefault(sha, r["path"])
             c.names_of.setdefault(sha, []).append(r["path"])
-        status = status_of(r)
         if r.get("model"):
             c.models[r["model"]] += 1
-        if status == "dog":
-            c.breeds.setdefault(r.get("breed") or r["top_k"][0]["breed"], []).append(r)
-        elif status == "unsure":
-            c.unsure.append(r)
-        elif status == "not_a_dog":
-            c.not_a_dog.append(r)
-        else:
+        if status_of(r) == "error":
             c.errors.append({**r, "error": r.get("error") or "no prediction"})
+    for a in animals:
+        if not _shown_photos(a):
+            continue
+        if a.status == "dog":
+            c.breeds.setdefault(a.summary() if a.source == "correction" else a.breed, []).append(a)
+        elif a.status == "unsure":
+            c.unsure.append(a)
+        elif a.status == "not_a_dog":
+            c.not_a_dog.append(a)
     c.breeds = dict(sorted(c.breeds.items(), key=lambda kv: (-len(kv[1]), kv[0].lower())))
     return c
 
@@ -217,8 +251,9 @@ def _duplicate_badge(r: dict, c: Catalog) -> tuple[str, str]:
     return f'<span class="badge" title="{esc(title)}">{esc(label)}</span>', "duplicate"
 
 
-def _card(r: dict, c: Catalog, thumb: Preview, body: str) -> str:
+def _card(r: dict, c: Catalog, thumb: Preview, body: str, animal_words: str = "") -> str:
     badge, words = _duplicate_badge(r, c)
+    words = " ".join(w for w in (words, animal_words) if w)
     name = c.shown(r["path"])
     if thumb.jpeg:
         uri = "data:image/jpeg;base64," + base64.b64encode(thumb.jpeg).decode("ascii")
@@ -257,9 +292,11 @@ def _not_a_dog_body(r: dict) -> str:
             + (f'<span class="then">dog check {esc(_percent(p))}</span>' if p is not None else ""))
 
 
-def _section(group: str, ident: str, title: str, items: list[str], why: str = "") -> str:
+def _section(group: str, ident: str, title: str, items: list[str], why: str = "", n: int | None = None) -> str:
+    """A section of cards; ``n``: the photos in it (the count the search box updates)."""
     why_html = f' <span class="why">{esc(why)}</span>' if why else ""
-    return (f'<section id="{ident}" data-group="{group}"><h2>{esc(title)} <span class="n">{len(items)}</span>'
+    count = len(items) if n is None else n
+    return (f'<section id="{ident}" data-group="{group}"><h2>{esc(title)} <span class="n">{count}</span>'
             f'{why_html}</h2><div class="cards">{"".join(items)}</div></section>')
 
 
@@ -268,13 +305,34 @@ def thumbnail(record: dict) -> Preview:
     return previews.preview(record["path"], record.get("sha256"), THUMB_SIDE, quality=75)
 
 
+def _body_of(r: dict) -> str:
+    return {"dog": _dog_body, "unsure": _unsure_body, "not_a_dog": _not_a_dog_body}.get(status_of(r),
+                                                                                         lambda _: "")(r)
+
+
+def _animal_head(a) -> str:
+    confidence = a.confidence
+    low = " low" if confidence is not None and confidence < LOW_CONFIDENCE else ""
+    if a.source == "correction":
+        who = f"staff ({a.correction.by})" if a.correction else "staff"
+    else:
+        who = f"{a.votes} photo{'s' if a.votes != 1 else ''} fused" if a.votes > 1 else ""
+    return (f'<div class="animal-head"><span class="aname">{esc(a.name)}</span>'
+            f'<span class="acode" title="animal code">{esc(a.animal)}</span>'
+            f'<span class="answer">{esc(a.summary())}</span>'
+            + (f'<span class="aconf{low}" title="confidence of the animal\'s answer">{esc(_percent(confidence))}'
+               f'</span>' if confidence is not None else "")
+            + (f'<span class="src">{esc(who)}</span>' if who else "") + "</div>")
+
+
 def render(records: Iterable[dict], *, title: str, source: str, generated: str,
            thumbnail: Callable[[dict], Preview] = thumbnail,
-           progress: Callable[[int, int], None] | None = None) -> str:
-    """The page. ``thumbnail(record)`` is asked once per distinct photo (not for errors);
-    ``progress(done, total)`` follows it."""
-    c = sort(records)
-    wanted = [r for group in (*c.breeds.values(), c.unsure, c.not_a_dog) for r in group]
+           progress: Callable[[int, int], None] | None = None, animals: Iterable | None = None) -> str:
+    """The page. ``animals``: dogcat.animals.answers for these records (default: each photo its own animal).
+    ``thumbnail(record)`` is asked once per distinct photo (not for errors); ``progress(done, total)``
+    follows it."""
+    c = sort(records, animals)
+    wanted = [r for group in (*c.breeds.values(), c.unsure, c.not_a_dog) for a in group for r in _shown_photos(a)]
     thumbs: dict[str, Preview] = {}
     total = len({r.get("sha256") or r["path"] for r in wanted})
     for r in wanted:
@@ -284,20 +342,33 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
             if progress:
                 progress(len(thumbs), total)
 
-    def cards(group: list[dict], body: Callable[[dict], str]) -> list[str]:
-        return [_card(r, c, thumbs[r.get("sha256") or r["path"]], body(r)) for r in group]
+    def cards(group: list) -> list[str]:
+        """One card per animal: its answer, then a figure per photo (searched, and counted, one by one)."""
+        out = []
+        for a in group:
+            words = " ".join([a.animal, a.name, a.summary(), "staff" if a.source == "correction" else ""])
+            photos = "".join(_card(r, c, thumbs[r.get("sha256") or r["path"]], _body_of(r), words)
+                             for r in _shown_photos(a))
+            out.append(f'<div class="animal{" staff" if a.source == "correction" else ""}">{_animal_head(a)}'
+                       f'<div class="photos">{photos}</div></div>')
+        return out
+
+    def photo_count(group: list) -> int:
+        return sum(len(_shown_photos(a)) for a in group)
 
     sections, links = [], []
     for i, (breed, group) in enumerate(c.breeds.items(), 1):
         ident = f"breed-{i}-{_slug(breed)}"  # numbered: two names may make the same slug
-        sections.append(_section("breed", ident, breed, cards(group, _dog_body)))
-        links.append(f'<a href="#{ident}">{esc(breed)} <span class="n">{len(group)}</span></a>')
-    others = [("unsure", "Unsure", c.unsure, _unsure_body, "the breed model's best guess is not sure enough"),
-              ("not-a-dog", "Not a dog", c.not_a_dog, _not_a_dog_body, "the dog check says these show no dog")]
-    for ident, heading, group, body, why in others:
+        sections.append(_section("breed", ident, breed, cards(group), n=photo_count(group)))
+        links.append(f'<a href="#{ident}">{esc(breed)} <span class="n">{photo_count(group)}</span></a>')
+    others = [("unsure", "Unsure", c.unsure, "the answer from the photos is not sure enough: a mix, or a breed "
+               "the model is not sure of"),
+              ("not-a-dog", "Not a dog", c.not_a_dog, "no photo of these shows a dog")]
+    for ident, heading, group, why in others:
         if group:
-            sections.append(_section(ident, ident, heading, cards(group, body), why))
-            links.append(f'<a class="other" href="#{ident}">{heading} <span class="n">{len(group)}</span></a>')
+            sections.append(_section(ident, ident, heading, cards(group), why, n=photo_count(group)))
+            links.append(f'<a class="other" href="#{ident}">{heading} <span class="n">{photo_count(group)}'
+                         f'</span></a>')
     if c.errors:
         rows = "".join(f'<tr data-search="{_search_text(r)}"><td title="{esc(r["path"])}">{esc(c.shown(r["path"]))}</td>'
                        f'<td class="error">{esc(r["error"])}</td></tr>' for r in c.errors)
@@ -307,9 +378,9 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
         links.append(f'<a class="other" href="#errors">Could not be read <span class="n">{len(c.errors)}</span></a>')
 
     dogs = sum(map(len, c.breeds.values()))
-    facts = (f"<b>{c.files}</b> files: <b>{dogs}</b> dogs in <b>{len(c.breeds)}</b> breeds, "
-             f"<b>{len(c.unsure)}</b> unsure, <b>{len(c.not_a_dog)}</b> not a dog, <b>{len(c.errors)}</b> "
-             f"could not be read; <b>{c.duplicates}</b> duplicate{'' if c.duplicates == 1 else 's'}. Model: "
+    facts = (f"<b>{c.files}</b> files, <b>{c.animals}</b> animals: <b>{dogs}</b> dogs in <b>{len(c.breeds)}</b> "
+             f"breeds, <b>{len(c.unsure)}</b> unsure, <b>{len(c.not_a_dog)}</b> not a dog; <b>{len(c.errors)}</b> "
+             f"files could not be read; <b>{c.duplicates}</b> duplicate{'' if c.duplicates == 1 else 's'}. Model: "
              + (esc(", ".join(c.models)) or "none") + f". Photos in {esc(c.folder or '(various folders)')}; "
              f"catalog {esc(source)}, {esc(generated)}.")
     searchable = c.files
