@@ -453,6 +453,7 @@ def answer(code: str, name: str, photos: list[dict], corrections: dict[tuple[str
     not_dogs = {p["sha256"] for p in photos if corrections.get(("photo", p.get("sha256"))) is not None}
     voters = [p for p in photos if p.get("status") in ("dog", "unsure") and not p.get("error")
               and p.get("sha256") not in not_dogs and p.get("top_k")]
+    voters = list({p["sha256"]: p for p in reversed(voters)}.values())[::-1]  # one vote per photo, not per name
     if not voters:
         if not_dogs and not any(p.get("status") == "not_a_dog" and p["sha256"] not in not_dogs for p in photos):
             staff = max((c for c in photo_fixes), key=lambda c: c.id)

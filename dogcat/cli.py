@@ -489,8 +489,9 @@ def export(
                         "the model column) instead of the newest.", show_default=False)] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="asm3: attach each photo (read again, "
                       "at most 1024 pixels a side) as ANIMALIMAGE.")] = True,
-    per: Annotated[str, typer.Option("--per", help="photo (one record per catalogued file) or animal (one "
-                   "per animal, its photos fused into one answer). asm3 is always per animal.")] = "photo",
+    per: Annotated[str | None, typer.Option("--per", help="photo (one record per catalogued file; the default) "
+                   "or animal (one per animal, its photos fused into one answer). asm3 is always per animal.",
+                   show_default=False)] = None,
     age: Annotated[str | None, typer.Option("--age", help="asm3: the estimated age in years ASM3 needs for a "
                    "new animal (e.g. 2, or 0.5), given to every animal in the file.", show_default=False)] = None,
     dob: Annotated[str | None, typer.Option("--dob", help="asm3: a date of birth (YYYY-MM-DD) instead of --age.",
@@ -546,12 +547,12 @@ def export(
 
     if status is not None and status not in STATUSES:
         fail(f"--status must be one of {', '.join(STATUSES)}", 2)
-    if per not in exp.PER:
+    if per not in (None, *exp.PER):
         fail(f"--per must be one of {', '.join(exp.PER)}", 2)
     if fmt is ExportFormat.asm3:
         if errors:
             fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
-        if per == "photo" and "--per" in sys.argv:
+        if per == "photo":
             fail("--format asm3 is one row per animal: leave out --per photo", 2)
         per = "animal"
         try:
@@ -560,6 +561,7 @@ def export(
             fail(escape(str(e)), 2)
     elif age is not None or dob is not None:
         fail("--age and --dob go with --format asm3", 2)
+    per = per or "photo"
     if per == "animal" and errors:
         fail("--errors lists files: use it with --per photo", 2)
     engine = None

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dogcat import asm3, catalog, db, export
 from dogcat.cli import app
 from dogcat.model import BreedModel
-from dogcat.status import DEFAULT_UNSURE_BELOW, Judge
+from dogcat.status import Judge
 
 ROOT = Path(__file__).resolve().parents[1]
 ASM3_DATA = Path(__file__).with_name("data") / "asm3"
@@ -162,38 +162,53 @@ def records(shelter_db: Path) -> list[dict]:
         engine.dispose()
 
 
+def answers(shelter_db: Path) -> dict[str, object]:
+    from dogcat.animals import answers as all_answers
+
+    engine = db.connect(str(shelter_db), create=False)
+    try:
+        return {a.animal: a for a in all_answers(engine)}
+    finally:
+        engine.dispose()
+
+
 def test_export_is_what_asm3_imports(shelter, tmp_path):
     shelter_db, intake = shelter
     out = tmp_path / "asm3.csv"
-    result = runner.invoke(app, ["export", "--db", str(shelter_db), "--format", "asm3", "-o", str(out)])
+    result = runner.invoke(app, ["export", "--db", str(shelter_db), "--format", "asm3", "--age", "3", "-o",
+                                 str(out)])
     assert result.exit_code == 0 and result.stdout == "", result.output
     data = out.read_bytes()
 
     header = asm3_csv_rows(data)[0]
     assert header == asm3.COLUMNS and set(header) <= set(valid_fields())
-    assert {"ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALCOMMENTS",
-            "ANIMALIMAGE"} <= set(header)
+    assert {"ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALAGE",
+            "ANIMALCOMMENTS", "ANIMALIMAGE"} <= set(header)
     # What ASM3 reads is exactly what a standard CSV reader reads: no quote or line break that ASM3 would mangle.
     assert asm3_csv_rows(data)[1:] == list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
 
-    animals = {a["name"]: a for a in asm3_import(data)}
-    # One animal per distinct dog photo, named after its file; the broken file and the pug's second name make none.
-    by_name = {asm3.placeholder_name(r["path"]): r for r in reversed(records(shelter_db))}
-    assert by_name["broken"]["status"] == "error" and by_name["torn"]["status"] == "unsure"
-    assert sorted(animals) == sorted(n for n, r in by_name.items() if r["status"] in ("dog", "unsure")
-                                     and n != "pug 2")
-    assert {"beagle", "golden retriever", "pug", "Saint Bernard", "torn", "Rex the good boy line two"} >= set(animals)
-    assert len(animals) >= 5
+    # The photos lie loose in the intake folder: each is an animal of its own, and the pug's two names (one
+    # photo) are one animal with one picture; the broken file makes none.
+    rows = asm3_import(data)
+    assert len({r["row"]["ANIMALCODE"] for r in rows}) == len(rows)  # no extra photo rows here
+    animals = {a["row"]["ANIMALCODE"]: a for a in rows}
+    found = answers(shelter_db)
+    assert found["broken"].status == "error" and found["torn"].status == "unsure"
+    assert sorted(animals) == sorted(code for code, a in found.items() if a.status in ("dog", "unsure"))
+    assert len(animals) >= 5 and "pug_2" not in animals
+    assert (len(found["pug"].photos), found["pug"].votes) == (2, 1)  # one photo under two names: one vote
     asm3_ids = dog_breeds()
-    for name, a in animals.items():
-        record = by_name[name]
-        assert f"photo {' '.join(record['path'].replace(chr(34), chr(39) * 2).split())}" in a["comments"]
-        best, second = record["top_k"][0], record["top_k"][1]
+    for code, a in animals.items():
+        answer = found[code]
+        record = answer.photos[0]
+        assert a["row"]["ANIMALAGE"] == "3" and a["name"] == asm3.placeholder_name(record["path"])
+        assert " ".join(record["path"].replace(chr(34), chr(39) * 2).split()) in a["comments"]
+        best, second = answer.top_k[0], answer.top_k[1]
         assert a["species"] == ASM3_SPECIES["dog"] and a["type"] == ASM3_TYPES["d (dog)"]
         assert a["breed1"] == asm3_ids[asm3.asm3_breed(best["label"]).lower()] != 0
         assert f"{round(best['confidence'] * 100)}%" in a["comments"] and best["breed"] in a["comments"]
-        assert f"dog check {record['dog_probability']:.0%}" in a["comments"]
-        if record["status"] == "dog":  # purebred: the same breed twice, so ASM3 ticks no crossbreed
+        assert f"dog check {record['dog_probability']:.0%}" in a["comments"] and f"from {answer.votes} photo" in a["comments"]
+        if answer.status == "dog":  # purebred: the same breed twice, so ASM3 ticks no crossbreed
             assert (a["breed2"], a["crossbreed"]) == (a["breed1"], False), a
             assert "mix?" not in a["comments"]
         else:  # unsure: a possible mix of the two best guesses
@@ -206,64 +221,69 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
 
     torn = animals["torn"]  # the breed model is torn on it: unsure, a mix of its two best guesses
     assert torn["crossbreed"] and "mix?" in torn["comments"]
-    if by_name["torn"]["model"].startswith("xception-120@"):
+    if found["torn"].model.startswith("xception-120@"):
         assert (torn["row"]["ANIMALBREED1"], torn["row"]["ANIMALBREED2"]) == ("Eskimo Dog", "Siberian Husky")
     pug = animals["pug"]
-    assert f"(the same photo also at {intake / 'pug_2.jpg'})" in pug["comments"]
+    assert f"photos {intake / 'pug.jpg'}, {intake / 'pug_2.jpg'}" in pug["comments"]
     assert pug["row"]["ANIMALBREED1"] == "Pug"
-    odd = animals["Rex the good boy line two"]
+    odd = next(a for a in animals.values() if "Rex" in a["name"])
+    assert odd["name"] == "Rex the good boy line two"
     assert "''the good boy'' line two.jpg" in odd["comments"] and '"' not in odd["comments"]
 
 
 def test_filters_images_and_usage(shelter, tmp_path):
     shelter_db, intake = shelter
-    result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "--no-images", "--breed", "pug"])
+    result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "--no-images", "--breed", "pug",
+                                 "--dob", "2023-05-01"])
     assert result.exit_code == 0, result.output
     animals = asm3_import(result.stdout_bytes)
     assert [a["row"]["ANIMALBREED1"] for a in animals] == ["Pug"] and animals[0]["row"]["ANIMALIMAGE"] == ""
+    assert animals[0]["row"]["ANIMALDOB"] == "2023-05-01" and animals[0]["row"]["ANIMALAGE"] == ""
 
-    result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "--errors"])
-    assert result.exit_code == 2 and "--errors" in result.stderr
+    for bad in (["--errors", "--age", "1"], ["--per", "photo", "--age", "1"], []):
+        result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", *bad])
+        assert result.exit_code == 2, (bad, result.output)
+    result = runner.invoke(app, ["export", "--db", str(shelter_db), "--age", "1"])
+    assert result.exit_code == 2 and "--age and --dob go with --format asm3" in result.stderr
 
     moved = tmp_path / "moved"  # a photo that is no longer where it was catalogued: exported without a picture
     shutil.copytree(intake, moved)
     (intake / "beagle.jpg").rename(moved / "beagle, moved.jpg")
     try:
-        result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "--breed", "beagle"])
+        result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "--breed", "beagle",
+                                     "--age", "1"])
         [beagle] = asm3_import(result.stdout_bytes)
-        assert beagle["row"]["ANIMALIMAGE"] == "" and "Photo not attached: file no longer there." in beagle["comments"]
+        assert beagle["row"]["ANIMALIMAGE"] == ""
+        assert f"Photo not attached: {intake / 'beagle.jpg'}: file no longer there." in beagle["comments"]
     finally:
         (moved / "beagle, moved.jpg").rename(intake / "beagle.jpg")
 
 
-# --- the rules for statuses, mixes and names -----------------------------------------------------------------
+def test_a_photo_too_detailed_for_a_csv_field_is_shrunk(tmp_path):
+    """ANIMALIMAGE stays under Python's csv field limit (131,072 characters), which ASM3's reader keeps."""
+    import numpy as np
 
-def test_status_and_mix_rules(shelter):
-    """One real catalogued photo under each status, and as a catalog from before statuses records it."""
-    shelter_db, intake = shelter
-    real = next(r for r in records(shelter_db) if r["path"].endswith("golden_retriever.jpg"))
-    best, second = real["top_k"][0], real["top_k"][1]
-    assert real["status"] == "dog" and best["confidence"] >= asm3.PUREBRED_CONFIDENCE
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1600, 3), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(noise).save(path)
+    import hashlib
 
-    dog = asm3.animal(real)
-    assert dog["ANIMALBREED1"] == dog["ANIMALBREED2"] == "Golden Retriever"
-    assert dog["ANIMALCOMMENTS"].startswith(f"dogcat: Golden Retriever {best['confidence']:.0%} (then ")
+    uri, problem = export.asm3_image({"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    assert problem is None and uri.startswith("data:image/jpeg;base64,") and len(uri) <= asm3.IMAGE_MAX_CHARS
+    first_try = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert max(first_try.size) < asm3.IMAGE_MAX_SIDE  # noise at 1024 px is too big: it took a smaller try
 
-    unsure = asm3.animal({**real, "status": "unsure"})
-    assert (unsure["ANIMALBREED1"], unsure["ANIMALBREED2"]) == (asm3.asm3_breed(best["label"]),
-                                                               asm3.asm3_breed(second["label"]))
-    assert unsure["ANIMALCOMMENTS"].startswith("dogcat: mix? Golden Retriever")
-    assert asm3.animal({**real, "status": "not_a_dog", "looks_like": "tabby"}) is None
-    assert asm3.animal({**real, "status": "error"}) is None
-    assert asm3.animal({**real, "error": "cannot decode image", "top_k": []}) is None
 
-    # Schema 1 had no status: judged by the breed model's confidence, as dogcat.status does by default.
-    assert asm3.PUREBRED_CONFIDENCE == DEFAULT_UNSURE_BELOW
-    old = {**real, "status": None, "dog_probability": None}
-    assert asm3.animal(old) == {**dog, "ANIMALCOMMENTS": dog["ANIMALCOMMENTS"].replace(
-        f"; dog check {real['dog_probability']:.0%}", "")}
-    torn = {**old, "top_k": [{**best, "confidence": 0.41}, {**second, "confidence": 0.38}]}
-    assert asm3.status_of(torn) == "unsure" and asm3.animal(torn)["ANIMALBREED2"] == asm3.asm3_breed(second["label"])
+# --- the rules for ages, mixes and names ---------------------------------------------------------------------
+
+def test_age_rules():
+    assert asm3.estimated_age("2") == {"ANIMALAGE": "2", "ANIMALDOB": ""}
+    assert asm3.estimated_age(0.5) == {"ANIMALAGE": "0.5", "ANIMALDOB": ""}
+    assert asm3.estimated_age(dob="2020-02-29") == {"ANIMALAGE": "", "ANIMALDOB": "2020-02-29"}
+    for age, dob in ((None, None), ("0", None), ("101", None), ("two", None), (None, "29/02/2020"),
+                     (None, "2999-01-01"), ("2", "2020-01-01")):
+        with pytest.raises(asm3.AgeError):
+            asm3.estimated_age(age, dob)
 
 
 @pytest.mark.parametrize("path,name", [

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dogcat import catalog, db
 from dogcat.cli import app
-from dogcat.export import FIELDS, safe_cell
+from dogcat.export import CORRECTION_COLUMN, FIELDS, safe_cell
 from dogcat.model import BreedModel
 
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_csv_survives_any_file_name(shelter, tmp_path):
     assert code == 0 and stdout == ""
     text = out.read_bytes().decode("utf-8")  # as written: \r\n ends a record, a bare \n is in a name
     rows = read_csv(text)
-    assert set(REQUIRED) <= set(rows[0]) and list(rows[0]) == FIELDS
+    assert set(REQUIRED) <= set(rows[0]) and list(rows[0]) == FIELDS + [CORRECTION_COLUMN]
     assert sorted(r["path"] for r in rows) == sorted(p for p, in query(shelter, "SELECT path FROM files"))
     assert {Path(r["path"]).name for r in rows} == set(ODD_NAMES) | {"broken.jpg", "empty.jpg"}
     for r in rows:
@@ -116,7 +116,7 @@ def test_filters(shelter):
         _, stdout, _ = export("--db", str(shelter), "--format", "jsonl", "--breed", name)
         assert sorted(json.loads(line)["path"] for line in stdout.splitlines()) == expected, name
     code, stdout, _ = export("--db", str(shelter), "--breed", "no such breed")
-    assert code == 0 and stdout.splitlines() == [",".join(FIELDS)]  # the header alone
+    assert code == 0 and stdout.splitlines() == [",".join(FIELDS + [CORRECTION_COLUMN])]  # the header alone
 
     assert export("--db", str(shelter), "--min-confidence", "1.5")[0] == 2
     assert export("--db", str(shelter), "--format", "xml")[0] == 2
