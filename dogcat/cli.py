@@ -709,7 +709,7 @@ app.add_typer(animals_app, name="animals")
 
 
 @contextmanager
-def _catalog(db: str, *, write: bool = False):
+def _catalog(db: str):
     """The catalog's engine for a short command; its known errors become one line and exit 1."""
     from dogcat import animals
     from dogcat import corrections as fixes
@@ -854,19 +854,20 @@ def correct(
         if target is not None or breed or breed2 or not_a_dog or undo:
             fail("--from takes its targets and breeds from the CSV: give no TARGET, --breed, --not-a-dog "
                  "or --undo with it", 2)
-        with _catalog(db, write=True) as engine:
+        with _catalog(db) as engine:
             counts = fixes.from_csv(engine, from_csv, fixes.who(by))
         out.print(f"{escape(str(from_csv))}: {counts['corrected']} corrected, {counts['unchanged']} unchanged, "
                   f"{counts['blank']} rows left blank", highlight=False)
         return
     if target is None:
         fail("say what to correct: an animal code, a photo path or a SHA-256 (or --from FILE.csv)", 2)
+    if sum([breed is not None, not_a_dog, undo]) != 1 or (breed2 is not None and breed is None):
+        fail("say one of --breed NAME (and --breed2 NAME for a mix), --not-a-dog or --undo", 2)
     try:
         change = fixes.Change.parse(breed, breed2, not_a_dog, undo)
-    except fixes.CorrectionError as e:
-        usage = not (breed or breed2) or sum([breed is not None, not_a_dog, undo]) != 1
-        fail(escape(str(e)), 2 if usage else 1)
-    with _catalog(db, write=True) as engine:
+    except fixes.CorrectionError as e:  # an unknown or ambiguous breed name
+        fail(escape(str(e)))
+    with _catalog(db) as engine:
         what, shown = fixes.correct(engine, target, change, fixes.who(by))
     out.print(f"{escape(shown)}: {what}", highlight=False)
 
