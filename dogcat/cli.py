@@ -784,7 +784,16 @@ def animals_merge(
     db: DbOption = "dogcat.db",
 ):
     """Merge animal OTHER into INTO: two groups that are one dog. Staff groupings are never undone by a
-    later catalog run, and photos found later in OTHER's folder go to INTO too."""
+    later catalog run, and photos found later in OTHER's folder go to INTO too.
+
+    [b]Example[/b]
+
+      dogcat animals merge A123 A124 --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  merged;  1  no such animal, or the database cannot be used;  2  bad usage
+    """
     from dogcat import animals
     from dogcat import db as catdb
 
@@ -802,7 +811,18 @@ def animals_move(
                                             show_default=False)] = None,
     db: DbOption = "dogcat.db",
 ):
-    """Move one photo to another animal (or, with --new, to a new one): a photo grouped with the wrong dog."""
+    """Move one photo to another animal (or, with --new, to a new one): a photo grouped with the wrong dog.
+
+    [b]Examples[/b]
+
+      dogcat animals move intake/A124/IMG_2.jpg A123 --db shelter.db
+
+      dogcat animals move intake/litter/IMG_7.jpg A130 --new "Pip" --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  moved;  1  no such photo or animal (or --new with a code in use);  2  bad usage
+    """
     from dogcat import animals
     from dogcat import db as catdb
 

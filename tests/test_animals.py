@@ -184,6 +184,13 @@ def test_staff_regrouping_survives_catalog_runs(copy, intake, judge, crops):
     finally:
         extra.unlink()
 
+    pug = str(intake / "pug.jpg")
+    invoke("animals", "move", pug, "P-1", "--new", "Pip", "--db", str(copy))
+    found = answers_of(copy)
+    assert (found["P-1"].name, [p["path"] for p in found["P-1"].photos]) == ("Pip", [pug])
+    assert "pug" not in found  # its animal, emptied, is gone
+    assert invoke("animals", "move", pug, "Max", "--new", "x", "--db", str(copy), ok=False).exit_code == 1
+
     for args, why in ((["merge", "Max", "Nobody"], "Nobody: no such animal"),
                       (["merge", "Max", "Bella"], "Bella: was merged into Max"),
                       (["move", "/nowhere.jpg", "Max"], "no such photo in the catalog"),
