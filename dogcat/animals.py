@@ -34,13 +34,13 @@ from sqlalchemy.engine import Connection
 
 from dogcat import db, fusion
 from dogcat.breeds import breed_name
+from dogcat.decision import DEFAULT_UNSURE_BELOW, status_of
 
 GROUPINGS = ("folder", "pattern", "none")
 DEFAULT_GROUPING = "folder"
 STAFF = "staff"  # grouped_by of a file that staff placed: no catalog run moves it
 UPGRADE = "upgrade"  # grouped_by of a file placed by the schema 2 → 3 migration: the next run regroups it
 CODE_MAX = 40
-DEFAULT_UNSURE_BELOW = 0.5  # dogcat.status.DEFAULT_UNSURE_BELOW, for models recorded before schema 3
 _LOCK_ID = 2024061102  # PostgreSQL advisory lock serialising groupings (db.ensure_schema uses ...101)
 
 
@@ -451,14 +451,13 @@ def answer(code: str, name: str, photos: list[dict], corrections: dict[tuple[str
         return Answer(code, name, photos, "dog", _staff_top_k(newest), "correction", newest)
     # What is left are not_a_dog corrections: those photos do not vote.
     not_dogs = {p["sha256"] for p in photos if corrections.get(("photo", p.get("sha256"))) is not None}
-    voters = [p for p in photos if p.get("status") in ("dog", "unsure") and not p.get("error")
-              and p.get("sha256") not in not_dogs and p.get("top_k")]
+    voters = [p for p in photos if status_of(p) in ("dog", "unsure") and p.get("sha256") not in not_dogs]
     voters = list({p["sha256"]: p for p in reversed(voters)}.values())[::-1]  # one vote per photo, not per name
     if not voters:
-        if not_dogs and not any(p.get("status") == "not_a_dog" and p["sha256"] not in not_dogs for p in photos):
+        if not_dogs and not any(status_of(p) == "not_a_dog" and p["sha256"] not in not_dogs for p in photos):
             staff = max((c for c in photo_fixes), key=lambda c: c.id)
             return Answer(code, name, photos, "not_a_dog", [], "correction", staff)
-        any_not_dog = any(p.get("status") == "not_a_dog" for p in photos)
+        any_not_dog = any(status_of(p) == "not_a_dog" for p in photos)
         return Answer(code, name, photos, "not_a_dog" if any_not_dog else "error")
     top_k = fuse_photos(voters, infos, k)
     newest_model = max((p.get("classified_at") or "", p.get("model") or "") for p in voters)[1] or None

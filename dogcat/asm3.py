@@ -29,6 +29,7 @@ from pathlib import PurePath
 from typing import IO
 
 from dogcat.breeds import wnid
+from dogcat.decision import status_of
 
 COLUMNS = ["ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALAGE",
            "ANIMALDOB", "ANIMALCOMMENTS", "ANIMALIMAGE"]
@@ -233,7 +234,7 @@ def _photos_to_attach(answer) -> list[dict]:
     """The animal's readable dog photos, each content once, the most confident first (ASM3 makes the first
     attached photo the animal's preferred one)."""
     seen, out = set(), []
-    usable = [p for p in answer.photos if not p.get("error") and p.get("status") not in NOT_ANIMALS]
+    usable = [p for p in answer.photos if status_of(p) not in NOT_ANIMALS]
     usable.sort(key=lambda p: -(p.get("confidence") or 0.0))
     for p in usable:
         if p.get("sha256") not in seen:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from dogcat import previews
+from dogcat.decision import status_of
 from dogcat.previews import Preview
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
@@ -178,16 +179,6 @@ class Catalog:
     @property
     def duplicates(self) -> int:
         return sum(len(paths) - 1 for paths in self.names_of.values())
-
-
-def status_of(record: dict) -> str:
-    """The record's status. A catalog from before statuses has none: every classified photo counts as a dog
-    there, shown with its confidence."""
-    if record.get("error"):
-        return "error"
-    if record.get("status"):
-        return record["status"]
-    return "dog" if record.get("top_k") else "error"
 
 
 def _alone(r: dict):

@@ -18,31 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dogcat.decision import (DEFAULT_NOT_A_DOG_BELOW, DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW, DEFAULT_UNSURE_BELOW,
+                             STATUSES, Thresholds, decide)
 from dogcat.model import BreedModel, DogDetector, Guess, ModelError
 
-STATUSES = ("dog", "unsure", "not_a_dog", "error")
-# For a model whose sidecar has no "decision" block (e.g. freshly exported, before `dogcat train thresholds`).
-DEFAULT_NOT_A_DOG_BELOW = 0.5
-DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW = 0.2
-DEFAULT_UNSURE_BELOW = 0.5
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    not_a_dog_below: float  # the detector's dog probability; 0 turns the check (and the detector) off
-    unsure_below: float  # the breed model's top confidence
-    not_a_dog_confidence_below: float = 1.0  # ... and the breed model's top confidence (1: the detector alone)
-
-    @classmethod
-    def for_model(cls, model: BreedModel, not_a_dog_below: float | None = None,
-                  unsure_below: float | None = None) -> Thresholds:
-        decision = model.card.get("decision", {})
-        return cls(
-            not_a_dog_confidence_below=decision.get("not_a_dog_confidence_below", DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW),
-            not_a_dog_below=(not_a_dog_below if not_a_dog_below is not None
-                             else decision.get("not_a_dog_below", DEFAULT_NOT_A_DOG_BELOW)),
-            unsure_below=unsure_below if unsure_below is not None else decision.get("unsure_below",
-                                                                                    DEFAULT_UNSURE_BELOW))
 
 
 @dataclass
@@ -69,11 +48,6 @@ class Verdict:
         return self.top_k[0].breed if self.top_k else ""
 
 
-def decide(confidence: float, dog_probability: float | None, thresholds: Thresholds) -> str:
-    if (dog_probability is not None and dog_probability < thresholds.not_a_dog_below
-            and confidence < thresholds.not_a_dog_confidence_below):
-        return "not_a_dog"
-    return "unsure" if confidence < thresholds.unsure_below else "dog"
 
 
 class Judge:
@@ -144,4 +118,5 @@ def _detector_beside(model: BreedModel) -> Path | None:
     return None
 
 
-__all__ = ["STATUSES", "Thresholds", "Verdict", "Judge", "decide", "ModelError"]
+__all__ = ["STATUSES", "Thresholds", "Verdict", "Judge", "decide", "ModelError", "DEFAULT_NOT_A_DOG_BELOW",
+           "DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW", "DEFAULT_UNSURE_BELOW"]

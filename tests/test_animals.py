@@ -426,3 +426,17 @@ def test_fusion_rules():
         fusion.fuse([a], "median")
     spread = fusion.from_top_k([{"label": "x", "confidence": 0.7}], ["x", "y", "z"])
     assert spread == pytest.approx([0.7, 0.15, 0.15])
+
+
+def test_a_schema_1_catalog_has_animals_before_any_new_run(tmp_path):
+    """tests/data/catalog-v1.db (schema 1: no statuses) upgraded straight to 3: its photos are judged by their
+    best guess's confidence (dogcat.decision.status_of), so they vote instead of counting as errors."""
+    old = tmp_path / "v1.db"
+    shutil.copy(DATA / "catalog-v1.db", old)
+    engine = db.connect(str(old))
+    try:
+        found = {Path(a.photos[0]["path"]).name: a for a in animals.answers(engine)}
+    finally:
+        engine.dispose()
+    assert found["beagle-crop.jpg"].label == BEAGLE and found["beagle-crop.jpg"].status in ("dog", "unsure")
+    assert found["beagle-crop.jpg"].votes == 1 and found["broken.jpg"].status == "error"

@@ -1,0 +1,65 @@
+"""The decision rules for a photo's status, numpy-free so that exports, reports and animals can use them
+without loading the models' code (dogcat.status runs the models and applies these rules).
+
+A photo is `not_a_dog` when the dog detector's dog probability is below ``not_a_dog_below`` *and* the breed
+model is not confident of any breed either; otherwise `dog` when the breed model's top confidence reaches
+``unsure_below``, else `unsure`. A file that could not be read is an `error`. The thresholds travel with the
+model (its sidecar's ``decision`` block); see dogcat.status for why both models must agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATUSES = ("dog", "unsure", "not_a_dog", "error")
+# For a model whose sidecar has no "decision" block (e.g. freshly exported, before `dogcat train thresholds`).
+DEFAULT_NOT_A_DOG_BELOW = 0.5
+DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW = 0.2
+DEFAULT_UNSURE_BELOW = 0.5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    not_a_dog_below: float  # the detector's dog probability; 0 turns the check (and the detector) off
+    unsure_below: float  # the breed model's top confidence
+    not_a_dog_confidence_below: float = 1.0  # ... and the breed model's top confidence (1: the detector alone)
+
+    @classmethod
+    def from_card(cls, card: dict, not_a_dog_below: float | None = None,
+                  unsure_below: float | None = None) -> Thresholds:
+        """A model sidecar's ``decision`` block (defaults where it has none), with optional overrides."""
+        decision = card.get("decision") or {}
+        return cls(
+            not_a_dog_confidence_below=decision.get("not_a_dog_confidence_below", DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW),
+            not_a_dog_below=(not_a_dog_below if not_a_dog_below is not None
+                             else decision.get("not_a_dog_below", DEFAULT_NOT_A_DOG_BELOW)),
+            unsure_below=unsure_below if unsure_below is not None else decision.get("unsure_below",
+                                                                                    DEFAULT_UNSURE_BELOW))
+
+
+    @classmethod
+    def for_model(cls, model, not_a_dog_below: float | None = None,
+                  unsure_below: float | None = None) -> Thresholds:
+        """The same, for a loaded model (anything with the sidecar as ``.card``: dogcat.model.BreedModel)."""
+        return cls.from_card(model.card, not_a_dog_below, unsure_below)
+
+
+def decide(confidence: float, dog_probability: float | None, thresholds: Thresholds) -> str:
+    if (dog_probability is not None and dog_probability < thresholds.not_a_dog_below
+            and confidence < thresholds.not_a_dog_confidence_below):
+        return "not_a_dog"
+    return "unsure" if confidence < thresholds.unsure_below else "dog"
+
+
+def status_of(record: dict) -> str:
+    """A catalog record's status (dogcat.export.records). A photo catalogued before statuses (schema 1) has
+    none until the next catalog run: it is judged as a model without a ``decision`` block would judge it, by its
+    best guess's confidence alone (the dog detector did not run then)."""
+    if record.get("error"):
+        return "error"
+    if record.get("status"):
+        return record["status"]
+    top_k = record.get("top_k") or []
+    if not top_k or top_k[0].get("confidence") is None:
+        return "error"
+    return "unsure" if top_k[0]["confidence"] < DEFAULT_UNSURE_BELOW else "dog"
