@@ -2,15 +2,18 @@
 
 Several photos of one dog are several looks at the same breed, so their probabilities are combined into one
 distribution and the animal's answer is read off that, with the same thresholds a single photo gets. Two
-rules were measured (benchmarks/fusion.py; the model card has the figures):
+rules were measured (``python benchmarks/fusion.py``; the model card has the table):
 
 - ``mean``: the average of the photos' probability vectors (a vote weighted by confidence);
-- ``log-mean``: the average of their log-probabilities, renormalised (a product of experts: one photo that
-  rules a breed out vetoes it).
+- ``log-mean``: the average of their log-probabilities, renormalised (the geometric mean: a product of
+  experts, in which a breed must fit every photo).
 
-The mean is the rule dogcat uses (``RULE``): on validation photos it was as accurate as the log-mean for every
-number of photos measured, and it degrades gracefully when one photo is bad (a blurred or wrong photo can
-only add its share of the vote, never veto the right breed).
+dogcat uses the log-mean (``RULE``). On the bundled model's 3,490 validation photos, with an "animal" made of
+k photos of one breed, it was right more often than the mean for every k > 1 (k = 3: top-1 0.982 against
+0.978), and far less often unsure at the model's threshold (k = 3: 9 % of animals against 31 %: averaging
+probabilities flattens them whenever two photos disagree a little) at the same precision of its confident
+answers (0.999 against 1.000). With k augmented views of one photo (the pessimistic bound) the two were equal
+within 0.1 point.
 
 Plain Python on purpose: exports and reports fuse a few hundred floats per animal and should not need numpy.
 """
@@ -21,7 +24,7 @@ import math
 from collections.abc import Sequence
 
 RULES = ("mean", "log-mean")
-RULE = "mean"
+RULE = "log-mean"
 _FLOOR = 1e-6  # log(0) guard for log-mean: a probability ONNX Runtime rounded to zero
 
 
@@ -43,25 +46,6 @@ def fuse(distributions: Sequence[Sequence[float]], rule: str = RULE) -> list[flo
         raise ValueError(f"unknown fusion rule {rule!r}; known: {', '.join(RULES)}")
     total = sum(fused)
     return [v / total for v in fused] if total > 0 else fused
-
-
-def from_top_k(top_k: Sequence[dict], labels: Sequence[str]) -> list[float]:
-    """A full distribution from a prediction that kept only its top-k (catalogs from before schema 3): the
-    listed confidences, and what is left spread evenly over the other labels."""
-    index = {label: i for i, label in enumerate(labels)}
-    out = [0.0] * len(labels)
-    listed = 0.0
-    for g in top_k:
-        i = index.get(g.get("label"))
-        if i is not None and g.get("confidence") is not None:
-            out[i] = float(g["confidence"])
-            listed += out[i]
-    rest = [i for i, v in enumerate(out) if v == 0.0]
-    if rest:
-        share = max(0.0, 1.0 - listed) / len(rest)
-        for i in rest:
-            out[i] = share
-    return out
 
 
 def ranked(distribution: Sequence[float], labels: Sequence[str], k: int) -> list[tuple[str, float]]:
