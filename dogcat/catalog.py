@@ -102,6 +102,19 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def looks_like_photo(path: Path) -> bool:
+    """Whether the catalog takes this regular file as a photo: by its first bytes, or by a photo's name. A file
+    that cannot be opened counts as one, so that its error is recorded (``dogcat classify`` picks by this too)."""
+    if _is_image_name(path):
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            return images.sniff(f.read(images.SNIFF_BYTES)) is not None
+    except OSError:
+        return True
+
+
 def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: bool = False,
          exclude: Iterable[str] = ()) -> Scan:
     """List the files under ``roots`` in a stable order, each real folder once (so no symlink loop can

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from dogcat import __version__
 from dogcat.console import err, error, fail, out
+from dogcat.text import visible
 
 app = typer.Typer(
     help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
@@ -47,7 +48,14 @@ NotDogOption = Annotated[float | None, typer.Option(
     "--not-dog-below", min=0.0, max=1.0, show_default=False,
     help="Call a photo 'not_a_dog' when the dog detector's dog probability is below this and the breed model "
          "is not sure of any breed either (default: the model's; 0 turns the dog check off).")]
-DeviceOption = Annotated[str, typer.Option(
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# An Enum, so that click refuses any other value as bad usage (exit 2) before a model is loaded.
+DeviceOption = Annotated[Device, typer.Option(
     "--device", help="auto (CUDA when onnxruntime-gpu can use it, else the CPU), cpu, or cuda (says so once "
     "if CUDA is not available, then runs on the CPU).")]
 DetectorOption = Annotated[Path | None, typer.Option(
@@ -61,22 +69,26 @@ def _percent(p: float) -> str:
 
 @app.command()
 def classify(
-    paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or quoted globs.",
-                                               show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively, picking the files "
+                                               "dogcat catalog would), quoted globs, or - to read paths from "
+                                               "standard input, one per line.", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to list per photo.")] = 3,
     model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
                           ".json sidecar). Default: the model bundled with dogcat.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
+    null: Annotated[bool, typer.Option("--null", "-0", help="With -: the paths on standard input are separated "
+                                       "by NUL characters (find -print0), not lines.")] = False,
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = Device.auto,
 ):
     """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
 
     Each photo gets a status: [b]dog[/b] (a confident breed), [b]unsure[/b] (the top guesses, maybe a mix),
     [b]not_a_dog[/b] (with what it looks like) or [b]error[/b]. The thresholds come with the model (see its
-    model card) and can be changed with --unsure-below and --not-dog-below.
+    model card) and can be changed with --unsure-below and --not-dog-below. Results come in the order of the
+    arguments.
 
     [b]Examples[/b]
 
@@ -84,33 +96,41 @@ def classify(
 
       dogcat classify intake/ --top-k 5 --json > breeds.jsonl
 
-    Exit code: 0 when every photo was classified, 1 when none could be (a missing or unreadable file is
-    reported on stderr, one line each, and as an object with an "error" key under --json), 2 on bad usage.
+      find intake -name '*.jpg' -newer last-run -print0 | dogcat classify --null -
+
+    [b]Exit codes[/b]
+
+      0  every photo was classified
+
+      1  at least one photo could not be (missing, unreadable, not an image: one line each on stderr, and an
+      object with an "error" key under --json; the others are still printed), or the model is unusable
+
+      2  bad usage
     """
     from dogcat.classify import classify as run_classify
     from dogcat.classify import expand
     from dogcat.model import ModelError
     from dogcat.status import Judge
 
-    files, missing = expand(paths)
+    items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
     try:
-        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
+        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
         model = judge.model
-        if files:
+        if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
                 error(escape(warning), kind="warning")
-        results = list(missing) + list(run_classify(judge, files, top_k))
+        results = list(run_classify(judge, items, top_k))
     except ModelError as e:
         fail(escape(str(e)))
     errors = [r for r in results if r.error]
     for r in errors:
-        error(escape(f"{r.path}: {r.error}"))
+        error(escape(f"{visible(r.path)}: {r.error}"))
     if as_json:
         for r in results:
             sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
     else:
         table = Table(show_edge=False, header_style="bold")
-        longest = max((len(r.path) for r in results), default=5)
+        longest = max((len(visible(r.path)) for r in results), default=5)
         table.add_column("photo", overflow="fold", min_width=min(longest, 48))
         table.add_column("status")
         table.add_column("breed")
@@ -128,14 +148,14 @@ def classify(
             else:
                 row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), _percent(best.confidence)]
             row[1] = f"[{styles[v.status]}]{row[1]}[/]"
-            row[0], row[2] = escape(row[0]), escape(row[2])
+            row[0], row[2] = escape(visible(row[0])), escape(visible(row[2]))
             if top_k > 1:
-                row.append(escape(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest))
+                row.append(escape(visible(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest)))
                            if v.status != "not_a_dog" else "")
             table.add_row(*row)
         if len(results) > len(errors):
             out.print(table)
-    if len(errors) == len(results):
+    if errors or not results:
         raise typer.Exit(1)
 
 
@@ -282,7 +302,7 @@ def catalog(
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = Device.auto,
 ):
     """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, status
     (dog / unsure / not_a_dog / error), breed guesses of the model, or the reason it could not be read.
@@ -319,7 +339,7 @@ def catalog(
         fail(escape(f"{missing[0]}: no such folder"))
     engine = None
     try:
-        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
+        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
         for warning in model.start():
             error(escape(warning), kind="warning")
         engine = catdb.connect(db, create=True)
