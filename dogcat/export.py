@@ -2,8 +2,8 @@
 or an ASM3 import file, one animal per photographed dog (see :mod:`dogcat.asm3`).
 
 CSV is RFC 4180 (every field with a comma, quote or line break is quoted, so any file name survives), and a
-cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) is prefixed
-with a ``'``, as OWASP recommends against CSV injection.
+cell that a spreadsheet would run as a formula (starting with = + - @, a tab, a carriage return or a line
+feed) is prefixed with a ``'``, as OWASP recommends against CSV injection.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from dogcat import asm3, db
 FIELDS = ["path", "sha256", "size", "mtime", "width", "height", "format", "status", "label", "breed", "confidence",
           "top_k", "dog_probability", "looks_like", "model", "error", "catalogued_at", "classified_at"]
 FORMATS = ("csv", "jsonl", "asm3")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A leading tab, carriage return or line feed is defused too: a spreadsheet may strip it and then see = + - @.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,
