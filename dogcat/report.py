@@ -96,7 +96,10 @@ SCRIPT = """
     } catch (e) { /* some browsers refuse this for file: pages; the search still works */ }
   }
   var m = /^#q=(.*)$/.exec(location.hash);
-  if (m) { box.value = decodeURIComponent(m[1]); }
+  if (m) {
+    // A hand-edited or cut link (#q=%, #q=%E0) is no reason to lose the search box: take the text as it is.
+    try { box.value = decodeURIComponent(m[1]); } catch (e) { box.value = m[1]; }
+  }
   box.addEventListener("input", apply);
   apply();
   document.body.setAttribute("data-ready", "1");

@@ -356,6 +356,20 @@ def test_the_search_box_filters_as_one_types(page, shelter, browser):
     assert sorted(visible(browser)) == matching("pug") and len(matching("pug")) >= 2
 
 
+@needs_chromium
+def test_a_malformed_search_link_keeps_the_search_box_working(page, shelter, browser):
+    shelter_db, intake = shelter
+    recs = {r["path"]: r for r in records(shelter_db)}
+    for link, shown in (("#q=%", "%"), ("#q=%E0%A4%A", "%E0%A4%A"), ("#q=pug%", "pug%")):
+        browser.open(page.as_uri() + link)
+        assert browser.js("document.body.dataset.ready") == "1", link  # the script ran to its end
+        assert browser.js("document.getElementById('q').value") == shown
+        browser.js("document.getElementById('q').select()")
+        browser.type("golden")
+        hits = sorted(p for p, r in recs.items() if "golden" in " ".join([p, *(g["breed"] for g in r["top_k"])]).lower())
+        assert hits and sorted(visible(browser)) == hits, link
+
+
 def test_report_to_stdout_and_errors(shelter, tmp_path):
     shelter_db, _ = shelter
     result = runner.invoke(app, ["report", "--db", str(shelter_db), "--quiet"])
