@@ -223,7 +223,7 @@ def evaluate(
                 out.print(f"{model.id} on {escape(str(data_dir))}: {result['not_a_dog']} of {result['n']} photos "
                           f"flagged not_a_dog ({result['share_not_a_dog']:.1%})")
                 for m in result["missed"]:
-                    out.print(escape(f"  missed: {m['path']} ({m['status']}, dog probability "
+                    out.print(escape(f"  missed: {visible(m['path'])} ({m['status']}, dog probability "
                                      f"{m['dog_probability']:.3f})"))
             raise typer.Exit(0 if result["n"] else 1)
         with Progress(console=err, transient=True) as bar:
@@ -381,20 +381,21 @@ def catalog(
 
     if verbose:
         for path, reason in summary.error_files:
-            shown = path.replace("\n", "\\n").replace("\r", "\\r")  # one line per file, whatever its name
-            err.print(f"[red]error:[/] {escape(shown)}: {escape(reason)}", highlight=False, markup=True)
+            # visible(): one line per file, whatever its name, and no control or bidi character reaches the terminal
+            err.print(f"[red]error:[/] {escape(visible(path))}: {escape(visible(reason))}", highlight=False,
+                      markup=True)
     if quiet:
         return
     _print_summary(summary, catdb.describe(catdb.url_for(db)), model.device)
 
 
 def _print_summary(s, database: str, device: str):
-    table = Table(title=f"catalog of {escape(database)}", title_justify="left", show_header=False, show_edge=False,
+    table = Table(title=f"catalog of {escape(visible(database))}", title_justify="left", show_header=False, show_edge=False,
                   box=None, pad_edge=False)
     table.add_column(justify="right", style="bold")
     table.add_column()
     rate = f", {s.images_per_second:.1f} images/s" if s.new else ""
-    table.add_row(str(s.new), f"new (classified by {escape(s.model_id)} on the {device}{rate})")
+    table.add_row(str(s.new), f"new (classified by {escape(visible(s.model_id))} on the {device}{rate})")
     table.add_row(str(s.skipped), "skipped (already catalogued, unchanged)")
     table.add_row(str(s.duplicates), "duplicates (a photo already catalogued, under another name)")
     table.add_row(str(s.errors), "errors (recorded; see: dogcat export --errors)" if s.errors else "errors")
@@ -410,7 +411,7 @@ def _print_summary(s, database: str, device: str):
         breeds.add_column("breed")
         breeds.add_column("photos", justify="right")
         for name, n in s.breeds.most_common(5):
-            breeds.add_row(escape(name), str(n))
+            breeds.add_row(escape(visible(name)), str(n))
         out.print(breeds)
     out.print(f"[dim]{s.files} files in {s.seconds:.1f} s, {s.batches} batches committed[/]", highlight=False)
 
@@ -584,7 +585,8 @@ def report(
             os.replace(tmp, output)
             tmp = None
             if not quiet:
-                err.print(f"{escape(str(output))}: {len(records)} files, {len(page) / 1e6:.1f} MB", highlight=False)
+                err.print(f"{escape(visible(str(output)))}: {len(records)} files, {len(page) / 1e6:.1f} MB",
+                          highlight=False)
     except catdb.DatabaseError as e:
         fail(escape(str(e)))
     except BrokenPipeError:

@@ -13,6 +13,8 @@ import os
 import typer
 from rich.console import Console
 
+from dogcat.text import visible
+
 PLAIN = bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
 _plain = {"color_system": None, "force_terminal": False} if PLAIN else {}
 
@@ -28,7 +30,8 @@ if PLAIN:
 
 def error(message: str, kind: str = "error") -> None:
     colour = "red" if kind == "error" else "yellow"
-    err.print(f"[bold {colour}]dogcat: {kind}:[/] {message}", highlight=False, markup=True)
+    # visible(): a file name in the message cannot move the cursor, recolour the terminal or reorder the line.
+    err.print(f"[bold {colour}]dogcat: {kind}:[/] {visible(message)}", highlight=False, markup=True)
 
 
 def fail(message: str, code: int = 1):

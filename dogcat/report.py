@@ -3,7 +3,7 @@
 
 Self-contained: thumbnails are data: URIs, the style and the script are inline, nothing is fetched, so the file
 can be mailed or opened from a USB stick. Every piece of text from the catalog (file names above all) is
-HTML-escaped, and a Content-Security-Policy allows only this page's own script and style (by hash): even a
+HTML-escaped (its control and bidi characters shown as ``<U+XXXX>``), and a Content-Security-Policy allows only this page's own script and style (by hash): even a
 mistake in escaping could not run a script that came from a file name.
 """
 
@@ -21,6 +21,7 @@ from pathlib import PurePath
 
 from dogcat import previews
 from dogcat.previews import Preview
+from dogcat.text import visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
 LOW_CONFIDENCE = 0.5  # below this a breed's confidence is shown in warning colours
@@ -116,8 +117,9 @@ CSP = (f"default-src 'none'; img-src data:; style-src {_csp_hash(STYLE)}; script
 
 
 def esc(value: object) -> str:
-    """Text (file names, breeds, errors) → HTML that shows it as text, in an element or an attribute."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """Text (file names, breeds, errors) → HTML that shows it as text, in an element or an attribute, with
+    every control and bidi character written out (``<U+202E>``): a name cannot hide or reorder its letters."""
+    return html.escape(visible(value), quote=True)
 
 
 def _percent(p: float | None) -> str:
