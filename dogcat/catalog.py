@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from dogcat import db, images
+from dogcat import db, images, pathkeys
 from dogcat.classify import PHOTO_SUFFIXES
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
@@ -42,7 +42,7 @@ class Entry:
     """A path found by the walk: a regular file (size, mtime) or one that cannot be read (error)."""
 
     path: Path
-    key: str  # what the database records: the absolute path as text
+    key: str  # what the database records: the absolute path as text (pathkeys.key)
     size: int | None = None
     mtime_ns: int | None = None
     error: str | None = None
@@ -77,13 +77,8 @@ class Summary:
 
 
 def path_key(path: Path) -> str:
-    """The absolute path as text the database can store: bytes that are not UTF-8 are written as \\xNN."""
-    text = os.path.abspath(path)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 file name
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    """The absolute path as the database stores it: see :mod:`dogcat.pathkeys` (two names never share a key)."""
+    return pathkeys.key(path)
 
 
 def _reason(e: OSError) -> str:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dogcat import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = "dogcat.db"
 BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
@@ -71,7 +71,7 @@ photos = Table(
 
 files = Table(
     "files", metadata,
-    Column("path", Text, primary_key=True),  # absolute; undecodable bytes in a name are written as \xNN
+    Column("path", Text, primary_key=True),  # absolute, as dogcat.pathkeys writes it (odd bytes as \\xNN)
     Column("sha256", String(64), ForeignKey("photos.sha256")),  # NULL when the file could not be read
     Column("size", BigInteger),
     Column("mtime_ns", BigInteger),  # exact, to tell an unchanged file without reading it
@@ -100,6 +100,21 @@ predictions = Table(
     Column("looks_like", Text),
     Column("detector_id", Text),
 )
+
+# Schema 3 (issue 13): work claimed by a running catalog, so that concurrent runs (processes, machines sharing
+# one PostgreSQL) classify each photo once. A row says "run `owner` is classifying this content with this model
+# until `expires_at`"; it is deleted in the transaction that records the prediction. A run killed with -9 leaves
+# its rows behind; once they expire another run takes the work over. Times are seconds since the epoch by the
+# database's clock, so machines whose clocks disagree still agree on when a lease is over.
+claims = Table(
+    "claims", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("model_id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),  # the run: host, pid and a random part
+    Column("claimed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("claims_owner", claims.c.owner)
 
 CATALOG_VIEW = "catalog"
 
@@ -264,8 +279,58 @@ def _to_2(conn: Connection):
     _create_view(conn)
 
 
+def _to_3_path_keys(conn: Connection):
+    """Issue 13: path keys that cannot collide (dogcat.pathkeys). Schema 2 wrote a byte that is not UTF-8 as
+    \\xNN but left a literal backslash alone, so a key holding a backslash may need rewriting, and one holding
+    \\xNN may mean either of two names. Decided by the file system where it can: the candidate that exists
+    with the row's size and mtime, else the one that exists, else the non-UTF-8 name (a literal \\xNN in a name is
+    far rarer than an old camera's Latin-1 name). Keys without a backslash, nearly all, are unchanged."""
+    import os
+
+    from dogcat import pathkeys
+
+    def stat(raw: bytes):
+        try:
+            return os.lstat(raw)
+        except (OSError, ValueError):
+            return None
+
+    moves = []
+    rows = conn.execute(select(files.c.path, files.c.size, files.c.mtime_ns)
+                        .where(files.c.path.contains("\\", autoescape=True))).all()
+    for row in rows:
+        candidates = pathkeys.old_key_candidates(row.path)
+        stats = [stat(c) for c in candidates]
+        same = [c for c, st in zip(candidates, stats)
+                if st is not None and (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)]
+        there = [c for c, st in zip(candidates, stats) if st is not None]
+        chosen = (same or there or candidates[-1:])[0]
+        new = pathkeys.key_of_bytes(chosen)
+        if new != row.path:
+            moves.append((row.path, new))
+    # Two steps, through keys no path can have (a key is absolute), so that no rename meets a key not yet moved.
+    for i, (old, _) in enumerate(moves):
+        conn.execute(update(files).where(files.c.path == old).values(path=f"dogcat-schema-3:{i}"))
+    for i, (_, new) in enumerate(moves):
+        if conn.execute(select(files.c.path).where(files.c.path == new)).first() is not None:
+            conn.execute(files.delete().where(files.c.path == f"dogcat-schema-3:{i}"))  # kept: the exact row
+        else:
+            conn.execute(update(files).where(files.c.path == f"dogcat-schema-3:{i}").values(path=new))
+
+
+def _to_3_claims(conn: Connection):
+    """Issue 13: the claims table (see ``claims``)."""
+    claims.create(conn)  # with its index
+
+
+def _to_3(conn: Connection):
+    """Issue 13: path keys that cannot collide; claims with a lease for concurrent runs."""
+    _to_3_path_keys(conn)
+    _to_3_claims(conn)
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, object] = {1: _to_2}
+MIGRATIONS: dict[int, object] = {1: _to_2, 2: _to_3}
 
 
 def _version(conn: Connection) -> int | None:

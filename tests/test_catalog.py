@@ -126,6 +126,79 @@ def test_records_every_field_and_rerun_reads_nothing(crops, model, tmp_path, mon
     assert query(shelter, "SELECT * FROM files ORDER BY path") == before
 
 
+RAW = os.fsdecode(b"a\xff.jpg")  # bytes 61 ff 2e ...: not UTF-8
+LITERAL = "a\\xff.jpg"  # a backslash, x, f, f
+
+
+def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(crops, model, tmp_path):
+    """Schema 2 keyed both as ".../a\\xff.jpg": one row, the other photo silently lost."""
+    from dogcat import previews
+
+    first, second = pick(crops, 2)
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    shutil.copy(first, intake / RAW)
+    shutil.copy(second, intake / LITERAL)
+    shelter = tmp_path / "shelter.db"
+    s = run(shelter, intake, model)
+    assert (s.new, s.skipped, s.errors) == (2, 0, 0)
+    rows = dict(query(shelter, "SELECT path, sha256 FROM files"))
+    assert len(rows) == 2
+    for name, photo in ((RAW, first), (LITERAL, second)):
+        key = catalog.path_key(intake / name)
+        assert rows[key] == hashlib.sha256(photo.read_bytes()).hexdigest()
+        assert previews.preview(key, rows[key], 64).jpeg  # the report finds the very file catalogued
+    assert set(rows) == {str(intake) + "/a\\xff.jpg", str(intake) + "/a\\\\xff.jpg"}
+    s = run(shelter, intake, model)
+    assert (s.new, s.skipped) == (0, 2)
+
+
+def as_schema_2(shelter: Path, keep: set[str]):
+    """Turn a catalog into what schema 2 wrote: its path keys (backslashes left alone, odd bytes as \\xNN), no
+    claims table, version 2. Rows of paths not in ``keep`` are dropped (schema 2 had lost them)."""
+    from dogcat import pathkeys
+
+    with sqlite3.connect(shelter) as conn:
+        keys = [key for (key,) in conn.execute("SELECT path FROM files").fetchall()]
+        for key in keys:  # first out of the way: an old key may be another file's new one
+            conn.execute("UPDATE files SET path = 'old:' || path WHERE path = ?", (key,))
+        for key in keys:
+            if key not in keep:
+                conn.execute("DELETE FROM files WHERE path = ?", ("old:" + key,))
+            else:
+                conn.execute("UPDATE files SET path = ? WHERE path = ?",
+                             (pathkeys.old_key(pathkeys.to_bytes(key)), "old:" + key))
+        conn.execute("DROP TABLE claims")
+        conn.execute("DELETE FROM schema_version WHERE version > 2")
+        conn.execute("INSERT OR IGNORE INTO schema_version VALUES (2, '2024-06-11T00:00:00+00:00', '0.5.0')")
+        conn.execute("PRAGMA user_version = 2")
+
+
+def test_schema_2_path_keys_are_migrated(crops, model, tmp_path):
+    names = [RAW, os.fsdecode(b"b\xe9\\x.jpg"), "c\\xff.jpg", "d\\\\e.jpg", "plain.jpg", LITERAL]
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    for name, photo in zip(names, pick(crops, len(names))):
+        shutil.copy(photo, intake / name)
+    shelter = tmp_path / "shelter.db"
+    assert run(shelter, intake, model).new == len(names)
+    keys = {name: catalog.path_key(intake / name) for name in names}
+    before = {key: row for key, *row in query(shelter, "SELECT path, sha256, size, mtime_ns FROM files")}
+    # Schema 2 kept one row for RAW and LITERAL: the one with LITERAL's content (its size and mtime).
+    as_schema_2(shelter, keep=set(keys.values()) - {keys[RAW]})
+    assert len(query(shelter, "SELECT path FROM files WHERE path LIKE '%a\\xff.jpg'")) == 1
+
+    engine = db.connect(str(shelter))  # upgrades
+    engine.dispose()
+    assert query(shelter, "SELECT MAX(version) FROM schema_version") == [(db.SCHEMA_VERSION,)]
+    after = {key: row for key, *row in query(shelter, "SELECT path, sha256, size, mtime_ns FROM files")}
+    assert after == {k: v for k, v in before.items() if k != keys[RAW]}  # every key as this dogcat writes it
+    s = run(shelter, intake, model)
+    # The file schema 2 lost gets its row back (its photo's prediction stayed: a duplicate), nothing else changes.
+    assert (s.new, s.skipped, s.duplicates) == (0, len(names) - 1, 1)
+    assert len(query(shelter, "SELECT path FROM files")) == len(names)
+
+
 def test_same_photo_under_two_names_is_one_classification(crops, model, tmp_path, monkeypatch):
     *photos, fresh = pick(crops, 7)
     intake = make_intake(tmp_path / "intake", photos)
