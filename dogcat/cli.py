@@ -297,6 +297,12 @@ def catalog(
                           "committed transaction: a crash loses at most one batch.")] = 32,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary (for cron); "
                                         "a run that cannot complete still prints its error.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object on stdout (new, "
+                                          "skipped, duplicates, errors, not_images, seconds ...), even with "
+                                          "--quiet.")] = False,
+    lease: Annotated[float, typer.Option("--lease", min=1.0, help="Seconds a photo this run has claimed stays "
+                                         "claimed if the run dies (kill -9, a machine switched off); then "
+                                         "another run takes it over. Longer than a batch takes.")] = 120.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file recorded with an error, "
                                           "and show details of an unexpected failure.")] = False,
     unsure_below: UnsureOption = None,
@@ -311,7 +317,9 @@ def catalog(
 
     Each batch is committed as it completes: after a crash or Ctrl-C, run the same command again to finish.
 
-    Several runs may share one database at the same time.
+    Several runs may share one database at the same time, on one machine or on several (PostgreSQL), and
+    catalog the same or overlapping folders: each photo is classified once, by the run that claimed it first;
+    "new" counts what this run classified.
 
     [b]Examples[/b]
 
@@ -320,6 +328,8 @@ def catalog(
       dogcat catalog ./intake --db shelter.db --model new-model.onnx
 
       dogcat catalog /srv/photos --db postgresql://dogcat@dbhost/shelter --quiet
+
+      dogcat catalog /srv/photos --db postgresql://dogcat@dbhost/shelter --json   (on each of N machines)
 
     [b]Exit codes[/b]
 
@@ -345,7 +355,7 @@ def catalog(
         engine = catdb.connect(db, create=True)
         if quiet:
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                              batch_size=batch_size, top_k=top_k)
+                              batch_size=batch_size, top_k=top_k, lease_s=lease)
         else:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
@@ -359,7 +369,7 @@ def catalog(
                     bar.update(task, completed=done, total=total, images=images)
 
                 summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                                  batch_size=batch_size, top_k=top_k, progress=advance)
+                                  batch_size=batch_size, top_k=top_k, progress=advance, lease_s=lease)
     except (ModelError, cat.CatalogError, catdb.DatabaseError) as e:
         fail(escape(str(e)))
     except KeyboardInterrupt:
@@ -384,13 +394,17 @@ def catalog(
             # visible(): one line per file, whatever its name, and no control or bidi character reaches the terminal
             err.print(f"[red]error:[/] {escape(visible(path))}: {escape(visible(reason))}", highlight=False,
                       markup=True)
+    if as_json:
+        sys.stdout.write(json.dumps({**summary.to_dict(), "device": model.device}) + "\n")
+        return
     if quiet:
         return
     _print_summary(summary, catdb.describe(catdb.url_for(db)), model.device)
 
 
 def _print_summary(s, database: str, device: str):
-    table = Table(title=f"catalog of {escape(visible(database))}", title_justify="left", show_header=False, show_edge=False,
+    table = Table(title=f"catalog of {escape(visible(database))}", title_justify="left", show_header=False,
+                  show_edge=False,
                   box=None, pad_edge=False)
     table.add_column(justify="right", style="bold")
     table.add_column()
@@ -413,7 +427,9 @@ def _print_summary(s, database: str, device: str):
         for name, n in s.breeds.most_common(5):
             breeds.add_row(escape(visible(name)), str(n))
         out.print(breeds)
-    out.print(f"[dim]{s.files} files in {s.seconds:.1f} s, {s.batches} batches committed[/]", highlight=False)
+    waited = f"; {s.waited:.0f} s waiting for photos other runs had claimed" if s.waited else ""
+    out.print(f"[dim]{s.files} files in {s.seconds:.1f} s, {s.batches} batches committed{waited}[/]",
+              highlight=False)
 
 
 class ExportFormat(str, Enum):

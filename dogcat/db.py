@@ -9,6 +9,7 @@ Tables (``sqlite3 shelter.db .schema`` shows them; ``SELECT * FROM catalog`` is 
 - ``predictions``: one row per (photo, model): best label and breed, confidence, top-k as JSON, and the status
   (dog / unsure / not_a_dog) with the dog detector's dog probability. A new model adds rows; nothing is
   overwritten. ``models`` names the models.
+- ``claims``: the photos running catalogs are classifying now, each with a lease (schema 3; dogcat.claims).
 - ``schema_version``: one row per schema version applied, so later releases can migrate.
 
 Times are ISO 8601 text in UTC. SQLite runs in WAL mode with a long busy timeout, and every write transaction

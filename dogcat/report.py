@@ -3,8 +3,9 @@
 
 Self-contained: thumbnails are data: URIs, the style and the script are inline, nothing is fetched, so the file
 can be mailed or opened from a USB stick. Every piece of text from the catalog (file names above all) is
-HTML-escaped (its control and bidi characters shown as ``<U+XXXX>``), and a Content-Security-Policy allows only this page's own script and style (by hash): even a
-mistake in escaping could not run a script that came from a file name.
+HTML-escaped (its control and bidi characters shown as ``<U+XXXX>``), and a Content-Security-Policy allows only
+this page's own script and style (by hash): even a mistake in escaping could not run a script that came from a
+file name.
 """
 
 from __future__ import annotations

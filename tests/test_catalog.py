@@ -494,6 +494,61 @@ def test_two_runs_at_once_share_the_database(crops, model_path, tmp_path):
     _check_database(shelter, 24)
 
 
+# The slow CLI that also says, after each batch is committed, how many photos the run has classified so far: what
+# a run killed with -9 had done is then known.
+COUNTING_CLI = SLOW_CLI.replace("from dogcat.cli import main", """original_finish = c._Run.finish
+def finish(self, prepared):
+    original_finish(self, prepared)
+    print(f"dogcat-test: committed new={self.s.new}", file=sys.stderr, flush=True)
+c._Run.finish = finish
+from dogcat.cli import main""")
+
+
+def three_runs_one_killed(database: str, intake: Path, count, extra_args=()) -> tuple[int, int, list[dict]]:
+    """Three runs catalog one folder into ``database`` at once; the third is killed with -9 while it holds
+    claims. Returns (claims it left, photos it had committed, the two others' --json summaries).
+    ``count(sql_tail)``: SELECT count(*) FROM sql_tail in the database, 0 when the table is not there yet."""
+    args = ["catalog", str(intake), "--db", database, "--batch-size", "2", "--quiet", "--json", "--lease", "5",
+            *extra_args]
+    env = {**os.environ, "DOGCAT_TEST_DELAY": "0.3", "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTING_CLI, *args], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    victim = procs[2]
+    mine = f"claims WHERE owner LIKE '%:{victim.pid}:%'"
+    deadline = time.monotonic() + 240
+    while not (count("predictions") >= 2 and count(mine) > 0):  # mid-run, holding work
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the runs never got going"
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    left = count(mine)
+    committed = [int(line.rsplit("=", 1)[1]) for line in stderr.splitlines() if line.startswith("dogcat-test:")]
+    summaries = []
+    for p in procs[:2]:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        assert "Traceback" not in stderr and "locked" not in stderr, stderr
+        summaries.append(json.loads(stdout))  # one JSON object, nothing else, on stdout
+    return left, (committed or [0])[-1], summaries
+
+
+def test_three_runs_at_once_classify_each_photo_once_and_a_kill_loses_nothing(crops, model_path, tmp_path):
+    n = 24
+    intake = make_intake(tmp_path / "intake", pick(crops, n))
+    shelter = tmp_path / "shelter.db"
+    left, killed_new, summaries = three_runs_one_killed(str(shelter), intake, lambda t: _count(shelter, t),
+                                                        model_args(model_path))
+    assert left > 0  # the killed run died holding claims: the others had to take them over
+    assert killed_new + sum(s["new"] for s in summaries) == n, (killed_new, summaries)
+    assert all(s["files"] == n and s["errors"] == 0 and s["new"] + s["skipped"] + s["duplicates"] == n
+               and set(s) >= {"new", "skipped", "duplicates", "errors", "not_images", "seconds"} for s in summaries)
+    assert any(s["waited"] > 0 for s in summaries)  # the taking over: after the killed run's lease was over
+    _check_database(shelter, n)
+    assert query(shelter, "SELECT count(*) FROM claims") == [(0,)]
+
+
 # --- 6: the command line -------------------------------------------------------------------------------------
 
 def test_summary_quiet_and_exit_codes(crops, model_path, tmp_path):

@@ -407,7 +407,8 @@ def test_a_malformed_search_link_keeps_the_search_box_working(page, shelter, bro
         assert browser.js("document.getElementById('q').value") == shown
         browser.js("document.getElementById('q').select()")
         browser.type("golden")
-        hits = sorted(p for p, r in recs.items() if "golden" in " ".join([p, *(g["breed"] for g in r["top_k"])]).lower())
+        hits = sorted(p for p, r in recs.items()
+                      if "golden" in " ".join([p, *(g["breed"] for g in r["top_k"])]).lower())
         assert hits and sorted(visible(browser)) == hits, link
 
 
