@@ -307,7 +307,10 @@ class _Run:
         if hashed:
             with db.reading(self.engine) as conn:
                 seen = db.known_photos(conn, [sha for _, _, sha, _ in hashed], model.id)
-        mine, deferred = self._claim({sha for _, _, sha, _ in hashed if not _done(seen.get(sha))}, seen)
+        mine, deferred, finished = self._claim({sha for _, _, sha, _ in hashed if not _done(seen.get(sha))}, seen)
+        if finished:  # recorded by another run a moment ago, maybe under these very paths: look at them again
+            with db.reading(self.engine) as conn:
+                known.update(db.known_paths(conn, [e.key for e, _, sha, _ in hashed if sha in finished], model.id))
 
         todo: dict[str, list[tuple[Entry, bytes | None, int]]] = {}  # sha256 → the entries holding it
         for e, data, sha, size in hashed:
@@ -345,11 +348,11 @@ class _Run:
             decoded.append((sha, d, holders))
         return now, file_rows, photo_rows, prediction_rows, decoded, s
 
-    def _claim(self, wanted: set[str], seen: dict[str, object]) -> tuple[set[str], set[str]]:
-        """Claim the contents this batch would classify: (those this run got, those another run holds). One
-        that another run finished in the meantime goes into ``seen``, as if it had been done before."""
+    def _claim(self, wanted: set[str], seen: dict[str, object]) -> tuple[set[str], set[str], set[str]]:
+        """Claim the contents this batch would classify: (those this run got, those another run holds, those
+        another run finished in the meantime). The last go into ``seen``, as if they had been done before."""
         if not wanted:
-            return set(), set()
+            return set(), set(), set()
         with db.writing(self.engine) as conn:
             mine = claims.claim(conn, wanted, self.model.id, self.owner, self.lease_s)
             # Read again, after the claim: a run that finished one of these just before it was claimed (and so
@@ -358,7 +361,7 @@ class _Run:
             if finished:
                 claims.release(conn, finished, self.model.id, self.owner)
         seen.update(finished)
-        return mine - set(finished), wanted - mine
+        return mine - set(finished), wanted - mine, set(finished)
 
     def finish(self, prepared: tuple):
         """Classify a prepared batch and commit it in one transaction."""
@@ -450,30 +453,31 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     if progress:
         progress(0, total, 0)
     try:
-        # A two-stage pipeline: batch i+1 is read, hashed, claimed and decoded in a worker thread while batch i is
-        # classified and committed. Only two batches are ever held, so memory stays flat however large the folder.
-        starts = range(0, total, batch_size)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
-            pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
-            for i in starts:
-                prepared = pending.result()
-                nxt = i + batch_size
-                pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None
-                worker.finish(prepared)
-                summary.seconds = time.perf_counter() - start
+        with claims.Heartbeat(engine, worker.owner, lease_s):  # the claims live as long as this run
+            # A two-stage pipeline: batch i+1 is read, hashed, claimed and decoded in a worker thread while batch i is
+            # classified and committed. Only two batches are ever held, so memory stays flat however large the folder.
+            starts = range(0, total, batch_size)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
+                pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
+                for i in starts:
+                    prepared = pending.result()
+                    nxt = i + batch_size
+                    pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None
+                    worker.finish(prepared)
+                    summary.seconds = time.perf_counter() - start
+                    if progress:
+                        progress(min(i + batch_size, total), total, summary.new)
+            # Photos another run had claimed: look again until that run has recorded them (then they are skipped or
+            # duplicates here) or its lease is over (it died: this run takes them over and classifies them).
+            poll = min(1.0, lease_s / 4)
+            while worker.deferred:
+                waiting, worker.deferred = worker.deferred, []
+                time.sleep(poll)
+                summary.waited += poll
+                for i in range(0, len(waiting), batch_size):
+                    worker.batch(waiting[i:i + batch_size])
                 if progress:
-                    progress(min(i + batch_size, total), total, summary.new)
-        # Photos another run had claimed: look again until that run has recorded them (then they are skipped or
-        # duplicates here) or its lease is over (it died: this run takes them over and classifies them).
-        poll = min(1.0, lease_s / 4)
-        while worker.deferred:
-            waiting, worker.deferred = worker.deferred, []
-            time.sleep(poll)
-            summary.waited += poll
-            for i in range(0, len(waiting), batch_size):
-                worker.batch(waiting[i:i + batch_size])
-            if progress:
-                progress(total, total, summary.new)
+                    progress(total, total, summary.new)
     finally:
         _release_all(engine, worker.owner)
     summary.seconds = time.perf_counter() - start

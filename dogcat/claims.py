@@ -5,7 +5,8 @@ Before a run decodes and classifies a batch, it claims the batch's contents (SHA
 table, in one write transaction: SQLite's ``BEGIN IMMEDIATE`` or PostgreSQL's row locks of
 ``INSERT … ON CONFLICT DO UPDATE … WHERE`` make the claim atomic, so of two runs asking for the same photo one
 gets it and the other leaves it for later. A claim is a lease: it expires ``lease_s`` seconds after it was
-taken or last renewed (every committed batch renews all of a run's claims), so work claimed by a run that died
+taken or last renewed (a heartbeat thread renews a live run's claims every third of the lease, and every committed
+batch renews them too), so work claimed by a run that died
 (kill -9, a machine switched off) is taken over by the next run that looks once the lease is over. The claim is
 deleted in the transaction that records the prediction. Times come from the database's clock, never a
 machine's: machines whose clocks disagree still agree on when a lease is over.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterable
 
@@ -78,6 +80,35 @@ def renew(conn: Connection, owner: str, lease_s: float):
     """Extend every claim the owner holds: it is alive and working."""
     conn.execute(update(db.claims).where(db.claims.c.owner == owner)
                  .values(expires_at=db_now(conn) + lease_s))
+
+
+class Heartbeat:
+    """Renews the owner's claims every third of the lease, from a thread of its own, while the run lives.
+
+    So a lease need not outlast a batch: a run on a slow or overloaded machine, whose batch takes longer than
+    the lease to classify, keeps its claims; only a run that is dead (or frozen) loses them. Renewing is a small
+    write transaction; one that fails (the database busy a moment) is tried again at the next beat."""
+
+    def __init__(self, engine, owner: str, lease_s: float):
+        self.engine, self.owner, self.lease_s = engine, owner, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="dogcat-claims-heartbeat", daemon=True)
+
+    def _beat(self):
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                with db.writing(self.engine) as conn:
+                    renew(conn, self.owner, self.lease_s)
+            except Exception:  # noqa: BLE001 — a missed beat; the lease still has two thirds to go
+                pass
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def release_all(conn: Connection, owner: str):
