@@ -78,7 +78,7 @@ class Database:
     """A fresh catalog: a SQLite file, or a new database on the PostgreSQL server."""
 
     def __init__(self, kind: str, workdir: Path, server: str | None):
-        self.kind, self.server = kind, server
+        self.kind, self.server, self.engine = kind, server, None
         if kind == "sqlite":
             self.url = str(workdir / f"{uuid.uuid4().hex[:8]}.db")
         else:
@@ -98,12 +98,10 @@ class Database:
                     return conn.execute(f"SELECT count(*) FROM {tail}").fetchone()[0]
             from sqlalchemy import create_engine, text
 
-            engine = create_engine(self.url)
-            try:
-                with engine.connect() as conn:
-                    return conn.scalar(text(f"SELECT count(*) FROM {tail}"))
-            finally:
-                engine.dispose()
+            if self.engine is None:  # one engine: polling must not load the machine it measures
+                self.engine = create_engine(self.url)
+            with self.engine.connect() as conn:
+                return conn.scalar(text(f"SELECT count(*) FROM {tail}"))
         except Exception:  # noqa: BLE001 — not created yet
             return 0
 
@@ -111,6 +109,8 @@ class Database:
         if self.kind == "postgresql":
             from sqlalchemy import text
 
+            if self.engine is not None:
+                self.engine.dispose()
             with self.admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
             self.admin.dispose()

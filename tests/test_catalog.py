@@ -549,6 +549,42 @@ def test_three_runs_at_once_classify_each_photo_once_and_a_kill_loses_nothing(cr
     assert query(shelter, "SELECT count(*) FROM claims") == [(0,)]
 
 
+def test_a_run_slower_than_its_lease_keeps_its_claims(crops, model_path, tmp_path):
+    """A run whose batch takes 8 s to classify, with a 1.5 s lease, is alive: a second run must leave its photos
+    to it (the first renews its claims while it works), not take them over and classify them again."""
+    n = 6
+    intake = make_intake(tmp_path / "intake", pick(crops, n))
+    shelter = tmp_path / "shelter.db"
+    slow_model = """
+import sys, time
+import dogcat.status as st
+original = st.Judge.judge
+def judge(self, *args, **kwargs):
+    time.sleep(8)
+    return original(self, *args, **kwargs)
+st.Judge.judge = judge
+from dogcat.cli import main
+sys.argv = ["dogcat", *sys.argv[1:]]
+main()
+"""
+    args = ["catalog", str(intake), "--db", str(shelter), "--batch-size", str(n), "--json", "--quiet",
+            "--lease", "1.5", *model_args(model_path)]
+    slow = cli(*args, script=slow_model)
+    deadline = time.monotonic() + 120
+    while _count(shelter, "claims") < n:  # it holds every photo, and now sleeps over them
+        assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()
+        time.sleep(0.05)
+    fast = cli(*args)
+    summaries = []
+    for p in (slow, fast):
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        summaries.append(json.loads(stdout))
+    assert [s["new"] for s in summaries] == [n, 0], summaries
+    assert summaries[1]["skipped"] == n and summaries[1]["waited"] > 0
+    _check_database(shelter, n)
+
+
 # --- 6: the command line -------------------------------------------------------------------------------------
 
 def test_summary_quiet_and_exit_codes(crops, model_path, tmp_path):
