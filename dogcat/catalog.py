@@ -307,10 +307,14 @@ class _Run:
         if hashed:
             with db.reading(self.engine) as conn:
                 seen = db.known_photos(conn, [sha for _, _, sha, _ in hashed], model.id)
-        mine, deferred, finished = self._claim({sha for _, _, sha, _ in hashed if not _done(seen.get(sha))}, seen)
-        if finished:  # recorded by another run a moment ago, maybe under these very paths: look at them again
+        mine, deferred, _ = self._claim({sha for _, _, sha, _ in hashed if not _done(seen.get(sha))}, seen)
+        # A photo already recorded, but not under this path when the paths were looked up: another run may have
+        # recorded it under this very path since (then it is "skipped" here, not a duplicate). Look again.
+        again = [e.key for e, _, sha, _ in hashed
+                 if _done(seen.get(sha)) and getattr(known.get(e.key), "sha256", None) != sha]
+        if again:
             with db.reading(self.engine) as conn:
-                known.update(db.known_paths(conn, [e.key for e, _, sha, _ in hashed if sha in finished], model.id))
+                known.update(db.known_paths(conn, again, model.id))
 
         todo: dict[str, list[tuple[Entry, bytes | None, int]]] = {}  # sha256 → the entries holding it
         for e, data, sha, size in hashed:
