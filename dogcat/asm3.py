@@ -30,6 +30,7 @@ from typing import IO
 
 from dogcat.breeds import wnid
 from dogcat.decision import status_of
+from dogcat.text import visible
 
 COLUMNS = ["ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALAGE",
            "ANIMALDOB", "ANIMALCOMMENTS", "ANIMALIMAGE"]
@@ -178,7 +179,7 @@ def text(value: object) -> str:
     """A field ASM3's CSV reader gives back unchanged: one line, no double quote (written '' as ASM3's own
     exports do), no spaces around it."""
     s = "" if value is None else str(value)
-    return " ".join(s.replace('"', "''").split())
+    return visible(" ".join(s.replace('"', "''").split()))  # then no control or bidi character is left hidden
 
 
 def placeholder_name(path: str) -> str:

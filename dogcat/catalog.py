@@ -5,6 +5,10 @@ Re-running is cheap: a file whose path, size and mtime match its row (and whose 
 seen) is skipped without being opened; a file whose bytes are already catalogued under another name is
 recognised by its SHA-256 and recorded without being decoded or classified again. Killing a run loses at most
 the batch in flight; the next run picks up the rest. A bad file becomes a row with a one-line error.
+
+Runs at the same time (processes, or machines sharing one PostgreSQL) claim each batch's photos in the database
+before decoding them (:mod:`dogcat.claims`): a photo another run is classifying is left to it and looked at
+again at the end, when it is recorded, or taken over once that run's lease is over (it died).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from dogcat import animals, db, images
+from dogcat import animals, claims, db, images, pathkeys
 from dogcat.classify import PHOTO_SUFFIXES
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
@@ -45,7 +49,7 @@ class Entry:
     """A path found by the walk: a regular file (size, mtime) or one that cannot be read (error)."""
 
     path: Path
-    key: str  # what the database records: the absolute path as text
+    key: str  # what the database records: the absolute path as text (pathkeys.key)
     size: int | None = None
     mtime_ns: int | None = None
     error: str | None = None
@@ -74,6 +78,15 @@ class Summary:
     statuses: Counter = field(default_factory=Counter)  # dog / unsure / not_a_dog of every photo seen
     error_files: list[tuple[str, str]] = field(default_factory=list)
     grouped: int = 0  # files put in an animal, or moved to another, by this run
+    deferred: list = field(default_factory=list)  # entries another run had claimed (a batch's, in prepare)
+    waited: float = 0.0  # seconds spent waiting for other runs to finish photos they had claimed
+
+    def to_dict(self) -> dict:
+        """What ``dogcat catalog --json`` prints."""
+        return {"new": self.new, "skipped": self.skipped, "duplicates": self.duplicates, "errors": self.errors,
+                "not_images": self.non_images, "files": self.files, "links_skipped": self.links_skipped,
+                "batches": self.batches, "seconds": round(self.seconds, 3), "waited": round(self.waited, 3),
+                "grouped": self.grouped, "model": self.model_id, "statuses": dict(self.statuses), "breeds": dict(self.breeds.most_common())}
 
     @property
     def images_per_second(self) -> float:
@@ -81,13 +94,8 @@ class Summary:
 
 
 def path_key(path: Path) -> str:
-    """The absolute path as text the database can store: bytes that are not UTF-8 are written as \\xNN."""
-    text = os.path.abspath(path)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:  # surrogate-escaped bytes from a non-UTF-8 file name
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    """The absolute path as the database stores it: see :mod:`dogcat.pathkeys` (two names never share a key)."""
+    return pathkeys.key(path)
 
 
 def _reason(e: OSError) -> str:
@@ -104,6 +112,19 @@ def _reason(e: OSError) -> str:
 
 def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def looks_like_photo(path: Path) -> bool:
+    """Whether the catalog takes this regular file as a photo: by its first bytes, or by a photo's name. A file
+    that cannot be opened counts as one, so that its error is recorded (``dogcat classify`` picks by this too)."""
+    if _is_image_name(path):
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            return images.sniff(f.read(images.SNIFF_BYTES)) is not None
+    except OSError:
+        return True
 
 
 def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: bool = False,
@@ -222,6 +243,12 @@ def _probabilities_json(probs) -> str | None:
     return json.dumps([round(float(p), 6) for p in probs], separators=(",", ":"))
 
 
+def _done(photo) -> bool:
+    """A known_photos row whose content needs nothing more from this model: an error, or a prediction with a
+    status (one without comes from schema 1 and is redone)."""
+    return photo is not None and bool(photo.error or (photo.label and photo.status))
+
+
 def _count(s: Summary, status: str | None, breed: str | None):
     if status:
         s.statuses[status] += 1
@@ -230,9 +257,12 @@ def _count(s: Summary, status: str | None, breed: str | None):
 
 
 class _Run:
-    def __init__(self, engine, judge: Judge, top_k: int, summary: Summary):
+    def __init__(self, engine, judge: Judge, top_k: int, summary: Summary,
+                 lease_s: float = claims.DEFAULT_LEASE_S):
         self.engine, self.judge, self.model, self.top_k, self.s = engine, judge, judge.model, top_k, summary
         self.model_recorded = False
+        self.owner, self.lease_s = claims.new_owner(), lease_s
+        self.deferred: list[Entry] = []  # photos another run had claimed: looked at again at the end
 
     def _file_row(self, e: Entry, sha256: str | None, error: str | None, now: str) -> dict:
         return {"path": e.key, "sha256": sha256, "size": e.size, "mtime_ns": e.mtime_ns,
@@ -288,11 +318,22 @@ class _Run:
         if hashed:
             with db.reading(self.engine) as conn:
                 seen = db.known_photos(conn, [sha for _, _, sha, _ in hashed], model.id)
+        mine, deferred, _ = self._claim({sha for _, _, sha, _ in hashed if not _done(seen.get(sha))}, seen)
+        # A photo already recorded, but not under this path when the paths were looked up: another run may have
+        # recorded it under this very path since (then it is "skipped" here, not a duplicate). Look again.
+        again = [e.key for e, _, sha, _ in hashed
+                 if _done(seen.get(sha)) and getattr(known.get(e.key), "sha256", None) != sha]
+        if again:
+            with db.reading(self.engine) as conn:
+                known.update(db.known_paths(conn, again, model.id))
 
         todo: dict[str, list[tuple[Entry, bytes | None, int]]] = {}  # sha256 → the entries holding it
         for e, data, sha, size in hashed:
+            if sha in deferred:
+                s.deferred.append(e)  # another run is classifying it right now
+                continue
             p = seen.get(sha)
-            if p is not None and (p.error or (p.label and p.status)):
+            if _done(p):
                 file_rows.append(self._file_row(e, sha, None, now))
                 k = known.get(e.key)
                 if k is not None and k.sha256 == sha:
@@ -322,12 +363,28 @@ class _Run:
             decoded.append((sha, d, holders))
         return now, file_rows, photo_rows, prediction_rows, decoded, s
 
+    def _claim(self, wanted: set[str], seen: dict[str, object]) -> tuple[set[str], set[str], set[str]]:
+        """Claim the contents this batch would classify: (those this run got, those another run holds, those
+        another run finished in the meantime). The last go into ``seen``, as if they had been done before."""
+        if not wanted:
+            return set(), set(), set()
+        with db.writing(self.engine) as conn:
+            mine = claims.claim(conn, wanted, self.model.id, self.owner, self.lease_s)
+            # Read again, after the claim: a run that finished one of these just before it was claimed (and so
+            # deleted its claim) must not have it classified twice.
+            finished = {sha: row for sha, row in db.known_photos(conn, mine, self.model.id).items() if _done(row)}
+            if finished:
+                claims.release(conn, finished, self.model.id, self.owner)
+        seen.update(finished)
+        return mine - set(finished), wanted - mine, set(finished)
+
     def finish(self, prepared: tuple):
         """Classify a prepared batch and commit it in one transaction."""
         s, model = self.s, self.model
         now, file_rows, photo_rows, prediction_rows, decoded, counted = prepared
         for name in ("skipped", "duplicates", "errors", "non_images"):
             setattr(s, name, getattr(s, name) + getattr(counted, name))
+        self.deferred += counted.deferred
         s.breeds.update(counted.breeds)
         s.statuses.update(counted.statuses)
         s.error_files += counted.error_files
@@ -363,8 +420,21 @@ class _Run:
                          "decision": json.dumps(dataclasses.asdict(self.judge.thresholds))}
         with db.writing(self.engine) as conn:
             _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows)
+            # In the same transaction: the claims on what is now recorded go, the others are renewed.
+            claims.release(conn, [row["sha256"] for row in photo_rows], model.id, self.owner)
+            claims.renew(conn, self.owner, self.lease_s)
         self.model_recorded = self.model_recorded or model_row is not None
         s.batches += 1
+
+
+def _release_all(engine, owner: str):
+    """Whatever the run still holds goes back (Ctrl-C, an error): others need not wait out the lease. Best
+    effort: when the database itself is failing, the lease frees the claims instead."""
+    try:
+        with db.writing(engine) as conn:
+            claims.release_all(conn, owner)
+    except Exception:  # noqa: BLE001 — the original error, not this one, is what the caller must see
+        pass
 
 
 def _own_files(engine) -> set[str]:
@@ -379,9 +449,13 @@ def _own_files(engine) -> set[str]:
 def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recursive: bool = True,
         follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = 3,
         progress: Callable[[int, int, int], None] | None = None,
-        grouping: animals.Grouping | None = None) -> Summary:
+        lease_s: float = claims.DEFAULT_LEASE_S, grouping: animals.Grouping | None = None) -> Summary:
     """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`), then put the files
     in animals by ``grouping`` (default: :data:`dogcat.animals.DEFAULT_GROUPING`, see dogcat.animals).
+
+    Several runs may catalog overlapping folders into one database at once, on one machine or several: each
+    photo is classified by one of them (see :mod:`dogcat.claims`); ``new`` counts what this run classified.
+    ``lease_s``: how long a claim of this run outlives it if it dies.
 
     ``progress(files done, files in all, photos classified)`` is called after each batch. Raises CatalogError
     when a root does not exist, GroupingError (before anything is written) when the grouping matches no file,
@@ -397,23 +471,38 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     grouping.check([e.key for e in found.entries])
     summary = Summary(judge.model.id, files=len(found.entries), non_images=found.non_images,
                       links_skipped=found.links_skipped)
-    worker = _Run(engine, judge, top_k, summary)
+    worker = _Run(engine, judge, top_k, summary, lease_s)
     total = len(found.entries)
     if progress:
         progress(0, total, 0)
-    # A two-stage pipeline: batch i+1 is read, hashed and decoded in a worker thread while batch i is classified
-    # and committed. Only two batches are ever held, so memory stays flat however large the folder is.
-    starts = range(0, total, batch_size)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
-        pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
-        for i in starts:
-            prepared = pending.result()
-            nxt = i + batch_size
-            pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None
-            worker.finish(prepared)
-            summary.seconds = time.perf_counter() - start
-            if progress:
-                progress(min(i + batch_size, total), total, summary.new)
+    try:
+        with claims.Heartbeat(engine, worker.owner, lease_s):  # the claims live as long as this run
+            # A two-stage pipeline: batch i+1 is read, hashed, claimed and decoded in a worker thread while batch i is
+            # classified and committed. Only two batches are ever held, so memory stays flat however large the folder.
+            starts = range(0, total, batch_size)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
+                pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
+                for i in starts:
+                    prepared = pending.result()
+                    nxt = i + batch_size
+                    pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None
+                    worker.finish(prepared)
+                    summary.seconds = time.perf_counter() - start
+                    if progress:
+                        progress(min(i + batch_size, total), total, summary.new)
+            # Photos another run had claimed: look again until that run has recorded them (then they are skipped or
+            # duplicates here) or its lease is over (it died: this run takes them over and classifies them).
+            poll = min(1.0, lease_s / 4)
+            while worker.deferred:
+                waiting, worker.deferred = worker.deferred, []
+                time.sleep(poll)
+                summary.waited += poll
+                for i in range(0, len(waiting), batch_size):
+                    worker.batch(waiting[i:i + batch_size])
+                if progress:
+                    progress(total, total, summary.new)
+    finally:
+        _release_all(engine, worker.owner)
     summary.grouped = group(engine, grouping, [e.key for e in found.entries])
     summary.seconds = time.perf_counter() - start
     return summary

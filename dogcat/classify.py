@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,29 +42,58 @@ class Result:
                 "looks_like": v.looks_like if v else None, "model": model_id, "error": self.error}
 
 
-def expand(args: Iterable[str]) -> tuple[list[Path], list[Result]]:
-    """Files, folders (walked recursively for photo suffixes) and globs → photo paths, plus errors for
-    arguments that name nothing."""
-    files, missing = [], []
+def read_paths(stream: BinaryIO, null: bool = False) -> list[str]:
+    """Paths from standard input (``classify -``): one per line, or NUL-separated (``find -print0``) with
+    ``null``. Read as bytes, so a name that is not UTF-8 still names its file; empty entries are ignored."""
+    data = stream.read()
+    parts = data.split(b"\0") if null else data.splitlines()
+    return [os.fsdecode(p) for p in parts if p]
+
+
+def folder_photos(folder: Path) -> list[Path | Result]:
+    """The photos under ``folder``, chosen exactly as ``dogcat catalog`` chooses them (the same walk, and a
+    file is a photo by its content or by a photo's name), with an error result for each entry the catalog would
+    record as an error (a broken link or a folder named like a photo)."""
+    from dogcat import catalog  # here: catalog imports this module
+
+    picked: list[Path | Result] = []
+    for entry in catalog.scan([folder]).entries:
+        if entry.error is not None:
+            picked.append(Result(str(entry.path), error=entry.error))
+        elif catalog.looks_like_photo(entry.path):
+            picked.append(entry.path)
+    return picked
+
+
+def expand(args: Iterable[str], stdin: BinaryIO | None = None, null: bool = False) -> list[Path | Result]:
+    """Arguments → what to classify, in argument order: files, folders (the photos in them, as catalog picks
+    them), globs, and ``-`` (paths read from ``stdin``, taken literally). An argument naming nothing becomes
+    an error result in its place."""
+    items: list[Path | Result] = []
     for arg in args:
+        if arg == "-" and stdin is not None:
+            for line in read_paths(stdin, null):
+                p = Path(line)
+                items.append(p if p.exists() or p.is_symlink() else Result(line, error="no such file or folder"))
+            stdin = None  # read once; a second "-" adds nothing
+            continue
         p = Path(arg)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in PHOTO_SUFFIXES and f.is_file())
+            items += folder_photos(p)
         elif p.exists() or p.is_symlink():
-            files.append(p)
+            items.append(p)
         elif glob.has_magic(arg):
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
-            if matches:
-                files += matches
-            else:
-                missing.append(Result(arg, error="no file matches this pattern"))
+            items += matches or [Result(arg, error="no file matches this pattern")]
         else:
-            missing.append(Result(arg, error="no such file or folder"))
-    return files, missing
+            items.append(Result(arg, error="no such file or folder"))
+    return items
 
 
-def classify(judge: Judge | BreedModel, paths: Iterable[Path], k: int = 3, batch_size: int = 16) -> Iterator[Result]:
-    """Yield one Result per path, in order. A bare BreedModel judges breeds only (no dog check)."""
+def classify(judge: Judge | BreedModel, paths: Iterable[Path | Result], k: int = 3,
+             batch_size: int = 16) -> Iterator[Result]:
+    """Yield one Result per path, in order; a Result given in place of a path (an argument that named
+    nothing) is passed through in its place. A bare BreedModel judges breeds only (no dog check)."""
     if isinstance(judge, BreedModel):
         judge = Judge(judge, None, Thresholds(0.0, 0.0))
     preps = judge.preprocessings
@@ -76,6 +107,10 @@ def classify(judge: Judge | BreedModel, paths: Iterable[Path], k: int = 3, batch
         pending.clear()
 
     for path in paths:
+        if isinstance(path, Result):
+            yield from flush()  # keep output in input order
+            yield path
+            continue
         try:
             pending.append((path, images.decode(path, *preps).views))
         except images.ImageError as e:

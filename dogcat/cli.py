@@ -19,6 +19,7 @@ from rich.table import Table
 
 from dogcat import __version__
 from dogcat.console import err, error, fail, out
+from dogcat.text import visible
 
 app = typer.Typer(
     help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
@@ -48,7 +49,14 @@ NotDogOption = Annotated[float | None, typer.Option(
     "--not-dog-below", min=0.0, max=1.0, show_default=False,
     help="Call a photo 'not_a_dog' when the dog detector's dog probability is below this and the breed model "
          "is not sure of any breed either (default: the model's; 0 turns the dog check off).")]
-DeviceOption = Annotated[str, typer.Option(
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# An Enum, so that click refuses any other value as bad usage (exit 2) before a model is loaded.
+DeviceOption = Annotated[Device, typer.Option(
     "--device", help="auto (CUDA when onnxruntime-gpu can use it, else the CPU), cpu, or cuda (says so once "
     "if CUDA is not available, then runs on the CPU).")]
 DetectorOption = Annotated[Path | None, typer.Option(
@@ -62,22 +70,26 @@ def _percent(p: float) -> str:
 
 @app.command()
 def classify(
-    paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or quoted globs.",
-                                               show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively, picking the files "
+                                               "dogcat catalog would), quoted globs, or - to read paths from "
+                                               "standard input, one per line.", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to list per photo.")] = 3,
     model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
                           ".json sidecar). Default: the model bundled with dogcat.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
+    null: Annotated[bool, typer.Option("--null", "-0", help="With -: the paths on standard input are separated "
+                                       "by NUL characters (find -print0), not lines.")] = False,
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = Device.auto,
 ):
     """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
 
     Each photo gets a status: [b]dog[/b] (a confident breed), [b]unsure[/b] (the top guesses, maybe a mix),
     [b]not_a_dog[/b] (with what it looks like) or [b]error[/b]. The thresholds come with the model (see its
-    model card) and can be changed with --unsure-below and --not-dog-below.
+    model card) and can be changed with --unsure-below and --not-dog-below. Results come in the order of the
+    arguments.
 
     [b]Examples[/b]
 
@@ -85,33 +97,41 @@ def classify(
 
       dogcat classify intake/ --top-k 5 --json > breeds.jsonl
 
-    Exit code: 0 when every photo was classified, 1 when none could be (a missing or unreadable file is
-    reported on stderr, one line each, and as an object with an "error" key under --json), 2 on bad usage.
+      find intake -name '*.jpg' -newer last-run -print0 | dogcat classify --null -
+
+    [b]Exit codes[/b]
+
+      0  every photo was classified
+
+      1  at least one photo could not be (missing, unreadable, not an image: one line each on stderr, and an
+      object with an "error" key under --json; the others are still printed), or the model is unusable
+
+      2  bad usage
     """
     from dogcat.classify import classify as run_classify
     from dogcat.classify import expand
     from dogcat.model import ModelError
     from dogcat.status import Judge
 
-    files, missing = expand(paths)
+    items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
     try:
-        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
+        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
         model = judge.model
-        if files:
+        if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
                 error(escape(warning), kind="warning")
-        results = list(missing) + list(run_classify(judge, files, top_k))
+        results = list(run_classify(judge, items, top_k))
     except ModelError as e:
         fail(escape(str(e)))
     errors = [r for r in results if r.error]
     for r in errors:
-        error(escape(f"{r.path}: {r.error}"))
+        error(escape(f"{visible(r.path)}: {r.error}"))
     if as_json:
         for r in results:
             sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
     else:
         table = Table(show_edge=False, header_style="bold")
-        longest = max((len(r.path) for r in results), default=5)
+        longest = max((len(visible(r.path)) for r in results), default=5)
         table.add_column("photo", overflow="fold", min_width=min(longest, 48))
         table.add_column("status")
         table.add_column("breed")
@@ -129,14 +149,14 @@ def classify(
             else:
                 row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), _percent(best.confidence)]
             row[1] = f"[{styles[v.status]}]{row[1]}[/]"
-            row[0], row[2] = escape(row[0]), escape(row[2])
+            row[0], row[2] = escape(visible(row[0])), escape(visible(row[2]))
             if top_k > 1:
-                row.append(escape(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest))
+                row.append(escape(visible(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest)))
                            if v.status != "not_a_dog" else "")
             table.add_row(*row)
         if len(results) > len(errors):
             out.print(table)
-    if len(errors) == len(results):
+    if errors or not results:
         raise typer.Exit(1)
 
 
@@ -219,7 +239,7 @@ def evaluate(
                 out.print(f"{model.id} on {escape(str(data_dir))}: {result['not_a_dog']} of {result['n']} photos "
                           f"flagged not_a_dog ({result['share_not_a_dog']:.1%})")
                 for m in result["missed"]:
-                    out.print(escape(f"  missed: {m['path']} ({m['status']}, dog probability "
+                    out.print(escape(f"  missed: {visible(m['path'])} ({m['status']}, dog probability "
                                      f"{m['dog_probability']:.3f})"))
             raise typer.Exit(0 if result["n"] else 1)
         with Progress(console=err, transient=True) as bar:
@@ -321,12 +341,18 @@ def catalog(
                           "committed transaction: a crash loses at most one batch.")] = 32,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary (for cron); "
                                         "a run that cannot complete still prints its error.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object on stdout (new, "
+                                          "skipped, duplicates, errors, not_images, seconds ...), even with "
+                                          "--quiet.")] = False,
+    lease: Annotated[float, typer.Option("--lease", min=1.0, help="Seconds a photo this run has claimed stays "
+                                         "claimed if the run dies (kill -9, a machine switched off); then "
+                                         "another run takes it over. Longer than a batch takes.")] = 120.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List every file recorded with an error, "
                                           "and show details of an unexpected failure.")] = False,
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = Device.auto,
     grouping_mode: Annotated[str | None, typer.Option("--animals", help="How photos are grouped into animals: "
                              "folder (each sub-folder holding photos is one animal, named after it; photos "
                              "directly in a FOLDER you name are each their own), pattern (the animal's code is "
@@ -344,7 +370,9 @@ def catalog(
 
     Each batch is committed as it completes: after a crash or Ctrl-C, run the same command again to finish.
 
-    Several runs may share one database at the same time.
+    Several runs may share one database at the same time, on one machine or on several (PostgreSQL), and
+    catalog the same or overlapping folders: each photo is classified once, by the run that claimed it first;
+    "new" counts what this run classified.
 
     [b]Examples[/b]
 
@@ -353,6 +381,8 @@ def catalog(
       dogcat catalog ./intake --db shelter.db --model new-model.onnx
 
       dogcat catalog /srv/photos --db postgresql://dogcat@dbhost/shelter --quiet
+
+      dogcat catalog /srv/photos --db postgresql://dogcat@dbhost/shelter --json   (on each of N machines)
 
       dogcat catalog ./intake --db shelter.db --animals pattern --pattern '^(A\\d+)_'
 
@@ -383,13 +413,13 @@ def catalog(
         fail(escape(str(e)), 2)
     engine = None
     try:
-        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device)
+        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
         for warning in model.start():
             error(escape(warning), kind="warning")
         engine = catdb.connect(db, create=True)
         if quiet:
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                              batch_size=batch_size, top_k=top_k, grouping=grouping)
+                              batch_size=batch_size, top_k=top_k, lease_s=lease, grouping=grouping)
         else:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
@@ -403,7 +433,8 @@ def catalog(
                     bar.update(task, completed=done, total=total, images=images)
 
                 summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                                  batch_size=batch_size, top_k=top_k, progress=advance, grouping=grouping)
+                                  batch_size=batch_size, top_k=top_k, progress=advance, lease_s=lease,
+                                  grouping=grouping)
     except animals.GroupingError as e:
         fail(escape(str(e)), 2)
     except (ModelError, cat.CatalogError, catdb.DatabaseError) as e:
@@ -427,20 +458,25 @@ def catalog(
 
     if verbose:
         for path, reason in summary.error_files:
-            shown = path.replace("\n", "\\n").replace("\r", "\\r")  # one line per file, whatever its name
-            err.print(f"[red]error:[/] {escape(shown)}: {escape(reason)}", highlight=False, markup=True)
+            # visible(): one line per file, whatever its name, and no control or bidi character reaches the terminal
+            err.print(f"[red]error:[/] {escape(visible(path))}: {escape(visible(reason))}", highlight=False,
+                      markup=True)
+    if as_json:
+        sys.stdout.write(json.dumps({**summary.to_dict(), "device": model.device}) + "\n")
+        return
     if quiet:
         return
     _print_summary(summary, catdb.describe(catdb.url_for(db)), model.device)
 
 
 def _print_summary(s, database: str, device: str):
-    table = Table(title=f"catalog of {escape(database)}", title_justify="left", show_header=False, show_edge=False,
+    table = Table(title=f"catalog of {escape(visible(database))}", title_justify="left", show_header=False,
+                  show_edge=False,
                   box=None, pad_edge=False)
     table.add_column(justify="right", style="bold")
     table.add_column()
     rate = f", {s.images_per_second:.1f} images/s" if s.new else ""
-    table.add_row(str(s.new), f"new (classified by {escape(s.model_id)} on the {device}{rate})")
+    table.add_row(str(s.new), f"new (classified by {escape(visible(s.model_id))} on the {device}{rate})")
     table.add_row(str(s.skipped), "skipped (already catalogued, unchanged)")
     table.add_row(str(s.duplicates), "duplicates (a photo already catalogued, under another name)")
     table.add_row(str(s.errors), "errors (recorded; see: dogcat export --errors)" if s.errors else "errors")
@@ -458,9 +494,11 @@ def _print_summary(s, database: str, device: str):
         breeds.add_column("breed")
         breeds.add_column("photos", justify="right")
         for name, n in s.breeds.most_common(5):
-            breeds.add_row(escape(name), str(n))
+            breeds.add_row(escape(visible(name)), str(n))
         out.print(breeds)
-    out.print(f"[dim]{s.files} files in {s.seconds:.1f} s, {s.batches} batches committed[/]", highlight=False)
+    waited = f"; {s.waited:.0f} s waiting for photos other runs had claimed" if s.waited else ""
+    out.print(f"[dim]{s.files} files in {s.seconds:.1f} s, {s.batches} batches committed{waited}[/]",
+              highlight=False)
 
 
 class ExportFormat(str, Enum):
@@ -678,7 +716,8 @@ def report(
             os.replace(tmp, output)
             tmp = None
             if not quiet:
-                err.print(f"{escape(str(output))}: {len(records)} files, {len(page) / 1e6:.1f} MB", highlight=False)
+                err.print(f"{escape(visible(str(output)))}: {len(records)} files, {len(page) / 1e6:.1f} MB",
+                          highlight=False)
     except catdb.DatabaseError as e:
         fail(escape(str(e)))
     except BrokenPipeError:
@@ -771,8 +810,8 @@ def animals_list(
         confidence = _percent(a.confidence) if a.confidence is not None else ""
         by = f"staff ({a.correction.by})" if a.source == "correction" else f"model, {a.votes} photo" + \
             ("s" if a.votes != 1 else "") if a.votes else ""
-        table.add_row(escape(a.animal), escape(a.name), str(len(a.photos)), a.status, escape(a.summary()),
-                      confidence, escape(by))
+        table.add_row(escape(visible(a.animal)), escape(visible(a.name)), str(len(a.photos)), a.status,
+                      escape(visible(a.summary())), confidence, escape(by))
     out.print(table)
     err.print(f"[dim]{len(answers)} animals[/]", highlight=False)
 

@@ -9,6 +9,7 @@ Tables (``sqlite3 shelter.db .schema`` shows them; ``SELECT * FROM catalog`` is 
 - ``predictions``: one row per (photo, model): best label and breed, confidence, top-k as JSON, and the status
   (dog / unsure / not_a_dog) with the dog detector's dog probability. A new model adds rows; nothing is
   overwritten. ``models`` names the models.
+- ``claims``: the photos running catalogs are classifying now, each with a lease (schema 3; dogcat.claims).
 - ``schema_version``: one row per schema version applied, so later releases can migrate.
 
 Times are ISO 8601 text in UTC. SQLite runs in WAL mode with a long busy timeout, and every write transaction
@@ -75,7 +76,7 @@ photos = Table(
 
 files = Table(
     "files", metadata,
-    Column("path", Text, primary_key=True),  # absolute; undecodable bytes in a name are written as \xNN
+    Column("path", Text, primary_key=True),  # absolute, as dogcat.pathkeys writes it (odd bytes as \\xNN)
     Column("sha256", String(64), ForeignKey("photos.sha256")),  # NULL when the file could not be read
     Column("size", BigInteger),
     Column("mtime_ns", BigInteger),  # exact, to tell an unchanged file without reading it
@@ -148,6 +149,21 @@ corrections = Table(
     Column("undone_at", Text),
 )
 Index("corrections_target", corrections.c.target_kind, corrections.c.target)
+
+# Schema 3 (issue 13): work claimed by a running catalog, so that concurrent runs (processes, machines sharing
+# one PostgreSQL) classify each photo once. A row says "run `owner` is classifying this content with this model
+# until `expires_at`"; it is deleted in the transaction that records the prediction. A run killed with -9 leaves
+# its rows behind; once they expire another run takes the work over. Times are seconds since the epoch by the
+# database's clock, so machines whose clocks disagree still agree on when a lease is over.
+claims = Table(
+    "claims", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("model_id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),  # the run: host, pid and a random part
+    Column("claimed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("claims_owner", claims.c.owner)
 
 CATALOG_VIEW = "catalog"
 
@@ -312,7 +328,59 @@ def _to_2(conn: Connection):
     _create_view(conn)
 
 
+def _to_3_path_keys(conn: Connection):
+    """Issue 13: path keys that cannot collide (dogcat.pathkeys). Schema 2 wrote a byte that is not UTF-8 as
+    \\xNN but left a literal backslash alone, so a key holding a backslash may need rewriting, and one holding
+    \\xNN may mean either of two names. Decided by the file system where it can: the candidate that exists
+    with the row's size and mtime, else the one that exists, else the non-UTF-8 name (a literal \\xNN in a name is
+    far rarer than an old camera's Latin-1 name). Keys without a backslash, nearly all, are unchanged."""
+    import os
+
+    from dogcat import pathkeys
+
+    def stat(raw: bytes):
+        try:
+            return os.lstat(raw)
+        except (OSError, ValueError):
+            return None
+
+    moves = []
+    rows = conn.execute(select(files.c.path, files.c.size, files.c.mtime_ns)
+                        .where(files.c.path.contains("\\", autoescape=True))).all()
+    for row in rows:
+        candidates = pathkeys.old_key_candidates(row.path)
+        stats = [stat(c) for c in candidates]
+        same = [c for c, st in zip(candidates, stats)
+                if st is not None and (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)]
+        there = [c for c, st in zip(candidates, stats) if st is not None]
+        chosen = (same or there or candidates[-1:])[0]
+        new = pathkeys.key_of_bytes(chosen)
+        if new != row.path:
+            moves.append((row.path, new))
+    # Two steps, through keys no path can have (a key is absolute), so that no rename meets a key not yet moved.
+    for i, (old, _) in enumerate(moves):
+        conn.execute(update(files).where(files.c.path == old).values(path=f"dogcat-schema-3:{i}"))
+    for i, (_, new) in enumerate(moves):
+        if conn.execute(select(files.c.path).where(files.c.path == new)).first() is not None:
+            conn.execute(files.delete().where(files.c.path == f"dogcat-schema-3:{i}"))  # kept: the exact row
+        else:
+            conn.execute(update(files).where(files.c.path == f"dogcat-schema-3:{i}").values(path=new))
+
+
+def _to_3_claims(conn: Connection):
+    """Issue 13: the claims table (see ``claims``)."""
+    claims.create(conn)  # with its index
+
+
 def _to_3(conn: Connection):
+    """Issue 13: path keys that cannot collide, and claims with a lease for concurrent runs; issue 12: animals.
+    Path keys first, so that the animals made from the files see their new keys."""
+    _to_3_path_keys(conn)
+    _to_3_claims(conn)
+    _to_3_animals(conn)
+
+
+def _to_3_animals(conn: Connection):
     """Animals (issue 12): three new tables, the full distribution on predictions, and every file already
     catalogued put in an animal of its own (one per distinct photo), as exports grouped them before."""
     conn.execute(text("ALTER TABLE predictions ADD COLUMN probabilities TEXT"))

@@ -2,8 +2,8 @@
 or an ASM3 import file, one animal per photographed dog (see :mod:`dogcat.asm3`).
 
 CSV is RFC 4180 (every field with a comma, quote or line break is quoted, so any file name survives), and a
-cell that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) is prefixed
-with a ``'``, as OWASP recommends against CSV injection.
+cell that a spreadsheet would run as a formula (starting with = + - @, a tab, a carriage return or a line
+feed) is prefixed with a ``'``, as OWASP recommends against CSV injection.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ ANIMAL_FIELDS = ["animal", "name", "photos", "status", "label", "breed", "confid
 CORRECTION_COLUMN = "corrected_breed"
 FORMATS = ("csv", "jsonl", "asm3")
 PER = ("photo", "animal")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A leading tab, carriage return or line feed is defused too: a spreadsheet may strip it and then see = + - @.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from dogcat import images
+from dogcat import images, pathkeys
 
 MAX_BYTES = 256 << 20  # a bigger "photo" is not read back for a preview
 
@@ -30,15 +29,9 @@ class Preview:
 
 
 def on_disk(key: str) -> Path:
-    """The file a catalog path names. Names that are not UTF-8 were recorded with \\xNN for each odd byte
-    (see catalog.path_key); turn those back into bytes when that is the file that exists."""
-    path = Path(key)
-    if "\\x" in key and not os.path.lexists(path):
-        raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), key.encode("utf-8"))
-        candidate = Path(os.fsdecode(raw))
-        if os.path.lexists(candidate):
-            return candidate
-    return path
+    """The file a catalog path names (a name that is not UTF-8 is recorded with \\xNN escapes: see
+    dogcat.pathkeys)."""
+    return pathkeys.to_path(key)
 
 
 def preview(path: str, sha256: str | None, max_side: int, quality: int = 80) -> Preview:

@@ -4,8 +4,9 @@ sections of their own, staff corrections and duplicates marked, and a search box
 
 Self-contained: thumbnails are data: URIs, the style and the script are inline, nothing is fetched, so the file
 can be mailed or opened from a USB stick. Every piece of text from the catalog (file names above all) is
-HTML-escaped, and a Content-Security-Policy allows only this page's own script and style (by hash): even a
-mistake in escaping could not run a script that came from a file name.
+HTML-escaped (its control and bidi characters shown as ``<U+XXXX>``), and a Content-Security-Policy allows only
+this page's own script and style (by hash): even a mistake in escaping could not run a script that came from a
+file name.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import PurePath
 from dogcat import previews
 from dogcat.decision import status_of
 from dogcat.previews import Preview
+from dogcat.text import visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
 LOW_CONFIDENCE = 0.5  # below this a breed's confidence is shown in warning colours
@@ -109,7 +111,10 @@ SCRIPT = """
     } catch (e) { /* some browsers refuse this for file: pages; the search still works */ }
   }
   var m = /^#q=(.*)$/.exec(location.hash);
-  if (m) { box.value = decodeURIComponent(m[1]); }
+  if (m) {
+    // A hand-edited or cut link (#q=%, #q=%E0) is no reason to lose the search box: take the text as it is.
+    try { box.value = decodeURIComponent(m[1]); } catch (e) { box.value = m[1]; }
+  }
   box.addEventListener("input", apply);
   apply();
   document.body.setAttribute("data-ready", "1");
@@ -126,8 +131,9 @@ CSP = (f"default-src 'none'; img-src data:; style-src {_csp_hash(STYLE)}; script
 
 
 def esc(value: object) -> str:
-    """Text (file names, breeds, errors) → HTML that shows it as text, in an element or an attribute."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """Text (file names, breeds, errors) → HTML that shows it as text, in an element or an attribute, with
+    every control and bidi character written out (``<U+202E>``): a name cannot hide or reorder its letters."""
+    return html.escape(visible(value), quote=True)
 
 
 def _percent(p: float | None) -> str:

@@ -293,3 +293,9 @@ def test_age_rules():
     ("/intake/" + "x" * 80 + ".jpg", "x" * 40)])
 def test_placeholder_names(path, name):
     assert asm3.placeholder_name(path) == name
+
+
+def test_names_and_comments_show_hidden_characters():
+    """A bidi override in a folder or file name must not reorder what staff read in ASM3 (issue 13)."""
+    assert asm3.text("Max\u202egpj.exe") == "Max<U+202E>gpj.exe"
+    assert asm3.text('Rex "the\tgood"\nboy') == "Rex ''the good'' boy"  # whitespace still folded first

@@ -126,6 +126,79 @@ def test_records_every_field_and_rerun_reads_nothing(crops, model, tmp_path, mon
     assert query(shelter, "SELECT * FROM files ORDER BY path") == before
 
 
+RAW = os.fsdecode(b"a\xff.jpg")  # bytes 61 ff 2e ...: not UTF-8
+LITERAL = "a\\xff.jpg"  # a backslash, x, f, f
+
+
+def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(crops, model, tmp_path):
+    """Schema 2 keyed both as ".../a\\xff.jpg": one row, the other photo silently lost."""
+    from dogcat import previews
+
+    first, second = pick(crops, 2)
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    shutil.copy(first, intake / RAW)
+    shutil.copy(second, intake / LITERAL)
+    shelter = tmp_path / "shelter.db"
+    s = run(shelter, intake, model)
+    assert (s.new, s.skipped, s.errors) == (2, 0, 0)
+    rows = dict(query(shelter, "SELECT path, sha256 FROM files"))
+    assert len(rows) == 2
+    for name, photo in ((RAW, first), (LITERAL, second)):
+        key = catalog.path_key(intake / name)
+        assert rows[key] == hashlib.sha256(photo.read_bytes()).hexdigest()
+        assert previews.preview(key, rows[key], 64).jpeg  # the report finds the very file catalogued
+    assert set(rows) == {str(intake) + "/a\\xff.jpg", str(intake) + "/a\\\\xff.jpg"}
+    s = run(shelter, intake, model)
+    assert (s.new, s.skipped) == (0, 2)
+
+
+def as_schema_2(shelter: Path, keep: set[str]):
+    """Turn a catalog into what schema 2 wrote: its path keys (backslashes left alone, odd bytes as \\xNN), no
+    claims table, version 2. Rows of paths not in ``keep`` are dropped (schema 2 had lost them)."""
+    from dogcat import pathkeys
+
+    with sqlite3.connect(shelter) as conn:
+        keys = [key for (key,) in conn.execute("SELECT path FROM files").fetchall()]
+        for key in keys:  # first out of the way: an old key may be another file's new one
+            conn.execute("UPDATE files SET path = 'old:' || path WHERE path = ?", (key,))
+        for key in keys:
+            if key not in keep:
+                conn.execute("DELETE FROM files WHERE path = ?", ("old:" + key,))
+            else:
+                conn.execute("UPDATE files SET path = ? WHERE path = ?",
+                             (pathkeys.old_key(pathkeys.to_bytes(key)), "old:" + key))
+        conn.execute("DROP TABLE claims")
+        conn.execute("DELETE FROM schema_version WHERE version > 2")
+        conn.execute("INSERT OR IGNORE INTO schema_version VALUES (2, '2024-06-11T00:00:00+00:00', '0.5.0')")
+        conn.execute("PRAGMA user_version = 2")
+
+
+def test_schema_2_path_keys_are_migrated(crops, model, tmp_path):
+    names = [RAW, os.fsdecode(b"b\xe9\\x.jpg"), "c\\xff.jpg", "d\\\\e.jpg", "plain.jpg", LITERAL]
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    for name, photo in zip(names, pick(crops, len(names))):
+        shutil.copy(photo, intake / name)
+    shelter = tmp_path / "shelter.db"
+    assert run(shelter, intake, model).new == len(names)
+    keys = {name: catalog.path_key(intake / name) for name in names}
+    before = {key: row for key, *row in query(shelter, "SELECT path, sha256, size, mtime_ns FROM files")}
+    # Schema 2 kept one row for RAW and LITERAL: the one with LITERAL's content (its size and mtime).
+    as_schema_2(shelter, keep=set(keys.values()) - {keys[RAW]})
+    assert len(query(shelter, "SELECT path FROM files WHERE path LIKE '%a\\xff.jpg'")) == 1
+
+    engine = db.connect(str(shelter))  # upgrades
+    engine.dispose()
+    assert query(shelter, "SELECT MAX(version) FROM schema_version") == [(db.SCHEMA_VERSION,)]
+    after = {key: row for key, *row in query(shelter, "SELECT path, sha256, size, mtime_ns FROM files")}
+    assert after == {k: v for k, v in before.items() if k != keys[RAW]}  # every key as this dogcat writes it
+    s = run(shelter, intake, model)
+    # The file schema 2 lost gets its row back (its photo's prediction stayed: a duplicate), nothing else changes.
+    assert (s.new, s.skipped, s.duplicates) == (0, len(names) - 1, 1)
+    assert len(query(shelter, "SELECT path FROM files")) == len(names)
+
+
 def test_same_photo_under_two_names_is_one_classification(crops, model, tmp_path, monkeypatch):
     *photos, fresh = pick(crops, 7)
     intake = make_intake(tmp_path / "intake", photos)
@@ -419,6 +492,97 @@ def test_two_runs_at_once_share_the_database(crops, model_path, tmp_path):
         assert p.returncode == 0, stderr
         assert "locked" not in stderr and "Traceback" not in stderr
     _check_database(shelter, 24)
+
+
+# The slow CLI that also says, after each batch is committed, how many photos the run has classified so far: what
+# a run killed with -9 had done is then known.
+COUNTING_CLI = SLOW_CLI.replace("from dogcat.cli import main", """original_finish = c._Run.finish
+def finish(self, prepared):
+    original_finish(self, prepared)
+    print(f"dogcat-test: committed new={self.s.new}", file=sys.stderr, flush=True)
+c._Run.finish = finish
+from dogcat.cli import main""")
+
+
+def three_runs_one_killed(database: str, intake: Path, count, extra_args=()) -> tuple[int, int, list[dict]]:
+    """Three runs catalog one folder into ``database`` at once; the third is killed with -9 while it holds
+    claims. Returns (claims it left, photos it had committed, the two others' --json summaries).
+    ``count(sql_tail)``: SELECT count(*) FROM sql_tail in the database, 0 when the table is not there yet."""
+    args = ["catalog", str(intake), "--db", database, "--batch-size", "2", "--quiet", "--json", "--lease", "5",
+            *extra_args]
+    env = {**os.environ, "DOGCAT_TEST_DELAY": "0.3", "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTING_CLI, *args], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    victim = procs[2]
+    mine = f"claims WHERE owner LIKE '%:{victim.pid}:%'"
+    deadline = time.monotonic() + 240
+    while not (count("predictions") >= 2 and count(mine) > 0):  # mid-run, holding work
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the runs never got going"
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    left = count(mine)
+    committed = [int(line.rsplit("=", 1)[1]) for line in stderr.splitlines() if line.startswith("dogcat-test:")]
+    summaries = []
+    for p in procs[:2]:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        assert "Traceback" not in stderr and "locked" not in stderr, stderr
+        summaries.append(json.loads(stdout))  # one JSON object, nothing else, on stdout
+    return left, (committed or [0])[-1], summaries
+
+
+def test_three_runs_at_once_classify_each_photo_once_and_a_kill_loses_nothing(crops, model_path, tmp_path):
+    n = 24
+    intake = make_intake(tmp_path / "intake", pick(crops, n))
+    shelter = tmp_path / "shelter.db"
+    left, killed_new, summaries = three_runs_one_killed(str(shelter), intake, lambda t: _count(shelter, t),
+                                                        model_args(model_path))
+    assert left > 0  # the killed run died holding claims: the others had to take them over
+    assert killed_new + sum(s["new"] for s in summaries) == n, (killed_new, summaries)
+    assert all(s["files"] == n and s["errors"] == 0 and s["new"] + s["skipped"] + s["duplicates"] == n
+               and set(s) >= {"new", "skipped", "duplicates", "errors", "not_images", "seconds"} for s in summaries)
+    assert any(s["waited"] > 0 for s in summaries)  # the taking over: after the killed run's lease was over
+    _check_database(shelter, n)
+    assert query(shelter, "SELECT count(*) FROM claims") == [(0,)]
+
+
+def test_a_run_slower_than_its_lease_keeps_its_claims(crops, model_path, tmp_path):
+    """A run whose batch takes 8 s to classify, with a 1.5 s lease, is alive: a second run must leave its photos
+    to it (the first renews its claims while it works), not take them over and classify them again."""
+    n = 6
+    intake = make_intake(tmp_path / "intake", pick(crops, n))
+    shelter = tmp_path / "shelter.db"
+    slow_model = """
+import sys, time
+import dogcat.status as st
+original = st.Judge.judge
+def judge(self, *args, **kwargs):
+    time.sleep(8)
+    return original(self, *args, **kwargs)
+st.Judge.judge = judge
+from dogcat.cli import main
+sys.argv = ["dogcat", *sys.argv[1:]]
+main()
+"""
+    args = ["catalog", str(intake), "--db", str(shelter), "--batch-size", str(n), "--json", "--quiet",
+            "--lease", "1.5", *model_args(model_path)]
+    slow = cli(*args, script=slow_model)
+    deadline = time.monotonic() + 120
+    while _count(shelter, "claims") < n:  # it holds every photo, and now sleeps over them
+        assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()
+        time.sleep(0.05)
+    fast = cli(*args)
+    summaries = []
+    for p in (slow, fast):
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        summaries.append(json.loads(stdout))
+    assert [s["new"] for s in summaries] == [n, 0], summaries
+    assert summaries[1]["skipped"] == n and summaries[1]["waited"] > 0
+    _check_database(shelter, n)
 
 
 # --- 6: the command line -------------------------------------------------------------------------------------

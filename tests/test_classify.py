@@ -27,9 +27,9 @@ def val_split(model):
     return json.loads(model.path.with_suffix(".split.json").read_text())["val"]
 
 
-def dogcat(*args, env=None):
+def dogcat(*args, env=None, input=None):
     return subprocess.run([sys.executable, "-m", "dogcat", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, input=input)
 
 
 def test_validation_crops_of_many_breeds(model, val_split, crops):
@@ -88,7 +88,7 @@ def test_folder_glob_and_errors(crops, tmp_path):
         (tmp_path / b.name).write_bytes(b.read_bytes())
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     done = dogcat("classify", "--json", str(tmp_path), str(tmp_path / "missing.jpg"))
-    assert done.returncode == 0, done.stderr  # some photos were classified
+    assert done.returncode == 1, done.stderr  # some photos could not be classified
     records = [json.loads(line) for line in done.stdout.splitlines()]
     by_name = {Path(r["path"]).name: r for r in records}
     assert set(by_name) == {b.name for b in beagles} | {"broken.jpg", "missing.jpg"}
@@ -100,6 +100,60 @@ def test_folder_glob_and_errors(crops, tmp_path):
 
     globbed = dogcat("classify", "--json", str(tmp_path / "n02088364_*.jpg"))
     assert len(globbed.stdout.splitlines()) == 3
+
+
+def test_any_failure_exits_1_and_results_keep_the_argument_order(crops, tmp_path):
+    beagles = sorted((crops / "n02088364-beagle").iterdir())[:2]
+    missing = tmp_path / "missing.jpg"
+    done = dogcat("classify", "--json", str(beagles[0]), str(missing), str(beagles[1]))
+    assert done.returncode == 1, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["path"] for r in records] == [str(beagles[0]), str(missing), str(beagles[1])]
+    assert [r["error"] is None for r in records] == [True, False, True]
+    assert done.stderr.splitlines() == [f"dogcat: error: {missing}: no such file or folder"]
+    assert dogcat("classify", "--json", str(beagles[0])).returncode == 0
+    assert "1  at least one photo could not be" in dogcat("classify", "--help").stdout
+
+
+def test_paths_from_standard_input(crops, tmp_path):
+    beagles = sorted((crops / "n02088364-beagle").iterdir())[:2]
+    odd = tmp_path / "two\nlines.jpg"  # a name with a line break: only --null can pass it
+    odd.write_bytes(beagles[1].read_bytes())
+    lines = f"{beagles[0]}\n{tmp_path / 'gone.jpg'}\n{beagles[1]}\n"
+    done = dogcat("classify", "--json", "-", input=lines)
+    assert done.returncode == 1, done.stderr
+    assert [json.loads(line)["path"] for line in done.stdout.splitlines()] == [
+        str(beagles[0]), str(tmp_path / "gone.jpg"), str(beagles[1])]
+    done = dogcat("classify", "--json", "--null", str(beagles[1]), "-", input=f"{odd}\0{beagles[0]}\0")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["path"] for r in records] == [str(beagles[1]), str(odd), str(beagles[0])]
+    assert records[0]["top_k"] == records[1]["top_k"]  # the same photo under the odd name
+
+
+def test_a_folder_gives_the_files_catalog_takes(crops, tmp_path):
+    """By content, as catalog does: a camera's extension-less IMG_0001 is a photo, notes.txt is not."""
+    from typer.testing import CliRunner
+
+    from dogcat.cli import app
+
+    beagles = sorted((crops / "n02088364-beagle").iterdir())[:2]
+    intake = tmp_path / "intake"
+    (intake / "sub").mkdir(parents=True)
+    (intake / "IMG_0001").write_bytes(beagles[0].read_bytes())
+    (intake / "sub" / "b.jpg").write_bytes(beagles[1].read_bytes())
+    (intake / "notes.txt").write_text("kennel 4")
+    (intake / "broken.jpg").write_bytes(b"not a photo")
+    shelter = tmp_path / "shelter.db"
+    result = CliRunner().invoke(app, ["catalog", str(intake), "--db", str(shelter), "--quiet"])
+    assert result.exit_code == 0, result.output
+    import sqlite3
+    with sqlite3.connect(shelter) as conn:
+        catalogued = sorted(p for (p,) in conn.execute("select path from files"))
+    done = dogcat("classify", "--json", str(intake))
+    classified = [json.loads(line)["path"] for line in done.stdout.splitlines()]
+    assert sorted(classified) == catalogued == sorted(str(intake / n) for n in ("IMG_0001", "sub/b.jpg",
+                                                                               "broken.jpg"))
 
 
 def test_exit_code_when_nothing_could_be_classified(tmp_path):
@@ -140,8 +194,8 @@ def test_classify_never_imports_tensorflow(crops):
 
 
 def test_expand_reports_patterns_that_match_nothing(tmp_path):
-    files, missing = expand([str(tmp_path / "*.jpg")])
-    assert files == [] and missing[0].error == "no file matches this pattern"
+    [missing] = expand([str(tmp_path / "*.jpg")])
+    assert missing.error == "no file matches this pattern"
 
 
 def test_bundled_model_ships_in_the_package():

@@ -96,6 +96,56 @@ def test_no_color_is_respected(tmp_path):
     assert "Examples" in help_text and not COLOUR.search(help_text)
 
 
+def in_a_terminal(*args, env_extra=None) -> tuple[int, bytes]:
+    """The real program with stdout and stderr on a pseudo-terminal, as a person at a terminal runs it."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env.update({"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", **(env_extra or {})})
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dogcat", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                            stdout=child, stderr=child)
+    os.close(child)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the program has closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    return proc.wait(timeout=300), seen
+
+
+def test_no_color_means_no_escape_codes_at_all_in_a_terminal(crops, model_path, tmp_path):
+    """NO_COLOR: not a colour, and no bold, dim or cursor movement either (rich alone still sends those)."""
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    shutil.copy(sorted((crops / "n02085620-Chihuahua").glob("*.jpg"))[0], intake / "a.jpg")
+    model = ["--model", str(model_path)] if model_path else []
+    code, shown = in_a_terminal("export", "--db", str(tmp_path / "missing.db"))
+    assert code == 1 and b"\x1b[" in shown  # a terminal: styled as usual
+    runs = {"export": (1, ["export", "--db", str(tmp_path / "missing.db")]),
+            "catalog": (0, ["catalog", str(intake), "--db", str(tmp_path / "s.db"), *model]),
+            "help": (0, ["catalog", "--help"]), "usage": (2, ["classify", "--device", "gpu", str(intake)])}
+    for name, (expected, args) in runs.items():
+        code, shown = in_a_terminal(*args, env_extra={"NO_COLOR": "1"})
+        assert code == expected and shown.strip(), (name, shown)
+        assert b"\x1b" not in shown, (name, shown)
+    assert b"1/1 files" in in_a_terminal(*runs["catalog"][1], env_extra={"NO_COLOR": "1"})[1]
+
+
+def test_a_bad_option_value_is_always_exit_2(tmp_path):
+    for args in (["classify", "--device", "gpu", "x.jpg"], ["catalog", str(tmp_path), "--device", "gpu"],
+                 ["export", "--format", "xls"], ["export", "--status", "happy"], ["catalog", str(tmp_path),
+                 "--batch-size", "0"], ["evaluate", str(tmp_path), "--part", "test"]):
+        done = dogcat(*args)
+        assert done.returncode == 2, (args, done.returncode, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
 def test_data_on_stdout_messages_and_progress_on_stderr(crops, model_path, tmp_path):
     intake = tmp_path / "intake"
     intake.mkdir()
@@ -104,7 +154,7 @@ def test_data_on_stdout_messages_and_progress_on_stderr(crops, model_path, tmp_p
     model = ["--model", str(model_path)] if model_path else []
 
     done = dogcat("classify", "--json", str(intake), str(tmp_path / "missing.jpg"), *model)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # one photo could not be classified
     records = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but JSON on stdout
     assert len(records) == 4 and sum(1 for r in records if r["error"]) == 1
     assert done.stderr.splitlines() == [f"dogcat: error: {tmp_path / 'missing.jpg'}: no such file or folder"]

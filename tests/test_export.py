@@ -150,7 +150,8 @@ def test_cells_that_look_like_formulas_are_defused(crops, model_path, make_model
 
 @pytest.mark.parametrize("value,cell", [("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"), ("+1", "'+1"),
                                         ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
-                                        ("\rx", "'\rx"), ("Golden Retriever", "Golden Retriever"),
+                                        ("\rx", "'\rx"), ("\n=1+1", "'\n=1+1"), ("\n@A1", "'\n@A1"),
+                                        ("\r-1", "'\r-1"), ("\t+1", "'\t+1"), ("Golden Retriever", "Golden Retriever"),
                                         (None, ""), (0.5, "0.5"), ([{"a": 1}], '[{"a": 1}]')])
 def test_safe_cell(value, cell):
     assert safe_cell(value) == cell

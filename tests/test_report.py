@@ -13,6 +13,7 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from dogcat.cli import app
 from dogcat.status import Judge
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("DOGCAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="no chromium to load the page in (.ci/run installs "
                                     "Debian's; or set DOGCAT_TEST_CHROMIUM)")
@@ -354,6 +356,60 @@ def test_the_search_box_filters_as_one_types(page, shelter, browser):
     browser.open(page.as_uri() + "#q=pug")  # a search sent as a link
     assert browser.js("document.getElementById('q').value") == "pug"
     assert sorted(visible(browser)) == matching("pug") and len(matching("pug")) >= 2
+
+
+SPOOF = "photo\u202egpj.exe"  # shows as "photoexe.jpg" when the right-to-left override is obeyed
+
+
+def test_control_and_bidi_characters_are_shown_not_obeyed(crops, model_path, tmp_path):
+    """A name cannot reorder or hide its letters in the page (text, tooltip, alt), nor in the terminal."""
+    intake = tmp_path / "intake"
+    intake.mkdir()
+    beagles = sorted((crops / "n02088364-beagle").glob("*.jpg"))
+    shutil.copy(beagles[0], intake / SPOOF)  # catalogued by its content: it is a JPEG
+    shutil.copy(beagles[1], intake / "tab\there\x1b[31mred\u2066.jpg")
+    shelter_db = tmp_path / "shelter.db"
+    result = runner.invoke(app, ["catalog", str(intake), "--db", str(shelter_db), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--db", str(shelter_db), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    for hidden in ("\u202e", "\u2066", "\x1b", "\t"):
+        assert hidden not in page.split("<script>")[0], repr(hidden)
+    names = [(tag, attrs) for tag, attrs in tags(page) if attrs.get("title", "").startswith(str(intake))]
+    assert sorted(attrs["title"] for _, attrs in names) == sorted(
+        [str(intake / "photo<U+202E>gpj.exe"), str(intake / "tab<U+0009>here<U+001B>[31mred<U+2066>.jpg")])
+    assert ">photo&lt;U+202E&gt;gpj.exe<" in page and 'alt="photo&lt;U+202E&gt;gpj.exe"' in page
+
+    done = subprocess.run([sys.executable, "-m", "dogcat", "classify", str(intake / SPOOF), str(tmp_path / SPOOF),
+                           *(["--model", str(model_path)] if model_path else [])], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"})
+    assert done.returncode == 1  # the second one is missing
+    assert "\u202e" not in done.stdout + done.stderr
+    assert "photo<U+202E>gpj.exe" in done.stdout
+    assert done.stderr.strip() == f"dogcat: error: {tmp_path}/photo<U+202E>gpj.exe: no such file or folder"
+
+
+def tags(page: str) -> list[tuple[str, dict]]:
+    parser = Tags()
+    parser.feed(page)
+    return parser.tags
+
+
+@needs_chromium
+def test_a_malformed_search_link_keeps_the_search_box_working(page, shelter, browser):
+    shelter_db, intake = shelter
+    recs = {r["path"]: r for r in records(shelter_db)}
+    for link, shown in (("#q=%", "%"), ("#q=%E0%A4%A", "%E0%A4%A"), ("#q=pug%", "pug%")):
+        browser.open(page.as_uri() + link)
+        assert browser.js("document.body.dataset.ready") == "1", link  # the script ran to its end
+        assert browser.js("document.getElementById('q').value") == shown
+        browser.js("document.getElementById('q').select()")
+        browser.type("golden")
+        hits = sorted(p for p, r in recs.items()
+                      if "golden" in " ".join([p, *(g["breed"] for g in r["top_k"])]).lower())
+        assert hits and sorted(visible(browser)) == hits, link
 
 
 def test_report_to_stdout_and_errors(shelter, tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dogcat.db import SCHEMA_VERSION
 from dogcat.model import BreedModel
 from dogcat.status import Thresholds, decide
 
@@ -150,7 +151,7 @@ def test_a_catalog_from_before_statuses_is_upgraded_and_filled_in(tmp_path, mode
     r = dogcat("catalog", str(intake), "--db", str(db), *model_args)
     assert r.returncode == 0, r.stderr
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 3  # 1 → 2 → 3
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 5
     rows = {x["path"]: x for x in lines(dogcat("export", "--db", str(db), "--format", "jsonl").stdout)}
     assert rows["/tmp/v1photos/broken.jpg"]["status"] == "error"
