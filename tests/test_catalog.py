@@ -154,8 +154,8 @@ def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(crops, model, tm
 
 
 def as_schema_2(shelter: Path, keep: set[str]):
-    """Turn a catalog into what schema 2 wrote: its path keys (backslashes left alone, odd bytes as \\xNN), no
-    claims table, version 2. Rows of paths not in ``keep`` are dropped (schema 2 had lost them)."""
+    """Turn a catalog into what schema 2 wrote: its path keys (backslashes left alone, odd bytes as \\xNN), none
+    of schema 3's tables and columns, version 2. Rows of paths not in ``keep`` are dropped (schema 2 had lost them)."""
     from dogcat import pathkeys
 
     with sqlite3.connect(shelter) as conn:
@@ -168,7 +168,13 @@ def as_schema_2(shelter: Path, keep: set[str]):
             else:
                 conn.execute("UPDATE files SET path = ? WHERE path = ?",
                              (pathkeys.old_key(pathkeys.to_bytes(key)), "old:" + key))
-        conn.execute("DROP TABLE claims")
+        for table in ("claims", "animal_files", "animals", "corrections"):  # schema 3's tables
+            conn.execute(f"DROP TABLE {table}")
+        view = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'catalog'").fetchone()[0]
+        conn.execute("DROP VIEW catalog")
+        for table, column in (("predictions", "probabilities"), ("models", "labels"), ("models", "decision")):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute(view.replace(", predictions.probabilities AS probabilities", ""))
         conn.execute("DELETE FROM schema_version WHERE version > 2")
         conn.execute("INSERT OR IGNORE INTO schema_version VALUES (2, '2024-06-11T00:00:00+00:00', '0.5.0')")
         conn.execute("PRAGMA user_version = 2")
