@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dogcat import animals, claims, db, images, pathkeys
-from dogcat.classify import PHOTO_SUFFIXES
+from dogcat.classifier import PHOTO_SUFFIXES
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
 

@@ -93,7 +93,7 @@ def classify(
 
     [b]Examples[/b]
 
-      dogcat classify examples/golden_retriever.jpg
+      dogcat classify examples/golden_retriever-original.jpg
 
       dogcat classify intake/ --top-k 5 --json > breeds.jsonl
 
@@ -108,8 +108,8 @@ def classify(
 
       2  bad usage
     """
-    from dogcat.classify import classify as run_classify
-    from dogcat.classify import expand
+    from dogcat.classifier import classify as run_classify
+    from dogcat.classifier import expand
     from dogcat.model import ModelError
     from dogcat.status import Judge
 

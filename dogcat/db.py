@@ -238,7 +238,7 @@ def connect(db: str, *, create: bool = True) -> Engine:
     try:
         engine = create_engine(url, connect_args=connect_args)
     except ImportError as e:
-        hint = "; pip install 'dogcat[postgres]'" if url.get_backend_name() == "postgresql" else ""
+        hint = "; from dogcat's checkout: pip install '.[postgres]'" if url.get_backend_name() == "postgresql" else ""
         raise DatabaseError(f"{name}: the database driver is not installed ({e}{hint})") from None
     except Exception as e:  # NoSuchModuleError for an unknown dialect, ArgumentError ...
         raise DatabaseError(f"{name}: cannot use this database URL ({one_line(e)})") from None

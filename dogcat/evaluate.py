@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dogcat.classify import PHOTO_SUFFIXES, classify
+from dogcat.classifier import PHOTO_SUFFIXES, classify
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds, decide
 

@@ -75,12 +75,16 @@ class Decoded:
         return self.views[0]
 
 
-def decode(source: str | Path | bytes, prep: Preprocessing, *more: Preprocessing) -> Decoded:
-    """A photo's path or its bytes → :class:`Decoded`, one model input per Preprocessing given (the photo is
-    decoded once); raises ImageError with a one-line reason.
+def decode(source: str | Path | bytes | Image.Image, prep: Preprocessing, *more: Preprocessing) -> Decoded:
+    """A photo's path, its bytes or a PIL image → :class:`Decoded`, one model input per Preprocessing given (the
+    photo is decoded once); raises ImageError with a one-line reason.
 
     The catalog hashes a file's bytes and decodes those same bytes, so the hash always names the pixels.
     """
+    if isinstance(source, Image.Image):  # already decoded (the Python API): oriented and converted all the same
+        with _decode_errors():
+            rgb = _upright_rgb(source)
+        return Decoded(rgb.width, rgb.height, source.format, tuple(to_model_input(rgb, p) for p in (prep, *more)))
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dogcat.classify import classify, expand
+from dogcat.classifier import classify, expand
 from dogcat.model import BreedModel, ModelError
 
 ROOT = Path(__file__).resolve().parents[1]

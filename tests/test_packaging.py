@@ -35,5 +35,7 @@ def test_plain_install_classifies_examples_without_tensorflow(tmp_path):
     installed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True)
     names = {p["name"].lower() for p in json.loads(installed.stdout)}
     assert "tensorflow" not in names and "onnxruntime" in names
+    # The distribution's own name: "dogcat" on the package index is an unrelated project.
+    assert "dogcat-shelter" in names and "dogcat" not in names
     top_level = {p.name for p in (env_dir / "lib").glob("python3*/site-packages/*")}
     assert "dogcat" in top_level and "train" not in top_level and "tests" not in top_level

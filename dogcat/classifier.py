@@ -91,31 +91,36 @@ def expand(args: Iterable[str], stdin: BinaryIO | None = None, null: bool = Fals
 
 
 def classify(judge: Judge | BreedModel, paths: Iterable[Path | Result], k: int = 3,
-             batch_size: int = 16) -> Iterator[Result]:
+             batch_size: int = 16, names: Iterable[str] | None = None) -> Iterator[Result]:
     """Yield one Result per path, in order; a Result given in place of a path (an argument that named
-    nothing) is passed through in its place. A bare BreedModel judges breeds only (no dog check)."""
+    nothing) is passed through in its place. A bare BreedModel judges breeds only (no dog check).
+
+    A "path" may also be a photo's bytes or a PIL image (the Python API's dogcat.classify): ``names`` then
+    gives each result's ``path``."""
     if isinstance(judge, BreedModel):
         judge = Judge(judge, None, Thresholds(0.0, 0.0))
     preps = judge.preprocessings
-    pending: list[tuple[Path, tuple]] = []
+    pending: list[tuple[str, tuple]] = []
+    names = iter(names) if names is not None else None
 
     def flush():
         if not pending:
             return
-        for (path, _), verdict in zip(pending, judge.judge([views for _, views in pending], k)):
-            yield Result(str(path), verdict)
+        for (name, _), verdict in zip(pending, judge.judge([views for _, views in pending], k)):
+            yield Result(name, verdict)
         pending.clear()
 
     for path in paths:
+        name = next(names) if names is not None else str(path)
         if isinstance(path, Result):
             yield from flush()  # keep output in input order
             yield path
             continue
         try:
-            pending.append((path, images.decode(path, *preps).views))
+            pending.append((name, images.decode(path, *preps).views))
         except images.ImageError as e:
             yield from flush()  # keep output in input order
-            yield Result(str(path), error=str(e))
+            yield Result(name, error=str(e))
             continue
         if len(pending) >= batch_size:
             yield from flush()
