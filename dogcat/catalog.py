@@ -476,6 +476,8 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     if progress:
         progress(0, total, 0)
     try:
+        with db.writing(engine) as conn:  # a crashed run on this machine: take its work over now
+            claims.expire_dead_local(conn)
         with claims.Heartbeat(engine, worker.owner, lease_s):  # the claims live as long as this run
             # A two-stage pipeline: batch i+1 is read, hashed, claimed and decoded in a worker thread while batch i is
             # classified and committed. Only two batches are ever held, so memory stays flat however large the folder.

@@ -9,7 +9,9 @@ taken or last renewed (a heartbeat thread renews a live run's claims every third
 batch renews them too), so work claimed by a run that died
 (kill -9, a machine switched off) is taken over by the next run that looks once the lease is over. The claim is
 deleted in the transaction that records the prediction. Times come from the database's clock, never a
-machine's: machines whose clocks disagree still agree on when a lease is over.
+machine's: machines whose clocks disagree still agree on when a lease is over. A run that starts first ends the
+leases of runs on its own machine whose process is gone (:func:`expire_dead_local`), so re-running a command
+after a crash takes its work over at once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import and_, delete, text, update
+from sqlalchemy import and_, delete, select, text, update
 from sqlalchemy.engine import Connection
 
 from dogcat import db
@@ -109,6 +111,33 @@ class Heartbeat:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # it exists (another user's), or we cannot tell: treat as alive
+        return True
+    return True
+
+
+def expire_dead_local(conn: Connection) -> int:
+    """End at once the leases of runs on this machine whose process is gone (kill -9, a crash), so that the
+    common case, running the same command again after a crash, does not wait out the lease. Runs on other
+    machines cannot be checked this way: their leases run out as usual. Returns the owners expired."""
+    host = socket.gethostname() + ":"
+    owners = conn.execute(select(db.claims.c.owner).where(db.claims.c.owner.startswith(host, autoescape=True))
+                          .distinct()).scalars().all()
+    dead = []
+    for owner in owners:
+        pid = owner[len(host):].split(":", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            dead.append(owner)
+    if dead:
+        conn.execute(update(db.claims).where(db.claims.c.owner.in_(dead)).values(expires_at=0.0))
+    return len(dead)
 
 
 def release_all(conn: Connection, owner: str):

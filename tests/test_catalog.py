@@ -460,10 +460,14 @@ def test_sigkill_mid_run_then_rerun_completes(crops, model_path, tmp_path):
     assert query(shelter, "PRAGMA integrity_check") == [("ok",)]
     assert _count(shelter, "files") == committed
 
-    rerun = cli(*args)
+    rerun = cli(*args, "--json")
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     _check_database(shelter, 40)
+    # The killed run's claims (a process of this machine that is gone) were ended at once: the rerun took its
+    # batch over without waiting out the lease.
+    summary = json.loads(stdout.splitlines()[-1])
+    assert summary["new"] == 40 - committed and summary["waited"] == 0, summary
 
 
 def test_connect_waits_for_a_writer_before_switching_to_wal(tmp_path):
