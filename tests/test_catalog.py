@@ -441,6 +441,7 @@ def _check_database(db_path: Path, n: int):
     assert query(db_path, "SELECT count(*) FROM photos") == [(n,)]
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_sigkill_mid_run_then_rerun_completes(crops, model_path, tmp_path):
     intake = make_intake(tmp_path / "intake", pick(crops, 40))
     shelter = tmp_path / "shelter.db"
@@ -492,6 +493,7 @@ def test_connect_waits_for_a_writer_before_switching_to_wal(tmp_path):
         shelter, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_two_runs_at_once_share_the_database(crops, model_path, tmp_path):
     intake = make_intake(tmp_path / "intake", pick(crops, 24))
     shelter = tmp_path / "shelter.db"  # both runs also race to create it
@@ -544,6 +546,7 @@ def three_runs_one_killed(database: str, intake: Path, count, extra_args=()) -> 
     return left, (committed or [0])[-1], summaries
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_three_runs_at_once_classify_each_photo_once_and_a_kill_loses_nothing(crops, model_path, tmp_path):
     n = 24
     intake = make_intake(tmp_path / "intake", pick(crops, n))
@@ -559,6 +562,7 @@ def test_three_runs_at_once_classify_each_photo_once_and_a_kill_loses_nothing(cr
     assert query(shelter, "SELECT count(*) FROM claims") == [(0,)]
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_a_run_slower_than_its_lease_keeps_its_claims(crops, model_path, tmp_path):
     """A run whose batch takes 8 s to classify, with a 1.5 s lease, is alive: a second run must leave its photos
     to it (the first renews its claims while it works), not take them over and classify them again."""

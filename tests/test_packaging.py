@@ -11,9 +11,12 @@ import subprocess
 import venv
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_plain_install_classifies_examples_without_tensorflow(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

@@ -127,6 +127,7 @@ def test_catalog_and_export_are_the_same_as_on_sqlite(crops, model_path, postgre
     assert (again.new, again.skipped, again.batches) == (0, 8, 0)  # re-running is as cheap as on SQLite
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_two_runs_at_once_from_two_processes(crops, model_path, postgres, tmp_path):
     """Two intake stations catalog the same folder into one new database at the same moment: both race to
     create the schema, then write the same photos; nothing fails and nothing is recorded twice."""
@@ -148,6 +149,7 @@ def test_two_runs_at_once_from_two_processes(crops, model_path, postgres, tmp_pa
     assert {Path(r["path"]).name for r in export_jsonl(postgres)} == {p.name for p in intake.iterdir()}
 
 
+@pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_three_stations_classify_each_photo_once_and_a_kill_loses_nothing(crops, model_path, postgres, tmp_path):
     """Three runs (as three machines would) into one PostgreSQL, one killed with -9 mid-run: each photo is
     classified by exactly one of them, and the others take over what the killed one had claimed."""

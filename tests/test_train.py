@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 
-import keras  # noqa: E402,F401  — fail loudly, not skip, when the train extra is missing
+from tests.conftest import DATA, needs_module, needs_shared  # noqa: E402
+
+# TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).
+pytestmark = pytest.mark.slow
+needs_module("keras")
 
 from dogcat import images  # noqa: E402
 from dogcat.model import BreedModel  # noqa: E402
@@ -24,9 +28,15 @@ BREEDS = ["Chihuahua", "golden_retriever", "Saint_Bernard"]
 
 
 @pytest.fixture(scope="session")
+def crops(dataset) -> Path:
+    """Every crop of the breeds trained on (../shared/data), not the fast tests' few."""
+    return dataset / "stanford-dogs-crops-224"
+
+
+@pytest.fixture(scope="session")
 def xception_weights():
     """The real ImageNet Xception backbone, built offline by the shared tool (cached in ~/.cache/dogcat)."""
-    tool = Path(__file__).resolve().parents[2] / "shared" / "tools" / "offline_weights.py"
+    tool = needs_shared(DATA.parent / "tools" / "offline_weights.py", "the offline weights tool")
     done = subprocess.run([sys.executable, str(tool), "xception"], capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
 
