@@ -1,0 +1,148 @@
+"""README's sample outputs, made by running the commands it shows (with cog, as sqlite-utils does).
+
+    cog -r README.md        # run the commands again and rewrite the outputs in README
+    cog --check README.md   # tests/test_readme.py: fails when README and the program disagree
+
+Each output block in README.md sits between ``[[[cog`` and ``[[[end]]]`` comments that call the functions
+here. The demo shelter is built from the photos checked into tests/data/stanford-dogs, so this needs neither
+../shared nor the network; it lives in a fixed folder (``DEMO``) so that the paths printed are the same on
+every run. Tables are rendered 110 columns wide, without colour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT / "tests" / "data" / "stanford-dogs" / "stanford-dogs-crops-224"
+DEMO = Path(tempfile.gettempdir()) / "dogcat-readme"
+ENV = {**os.environ, "COLUMNS": "110", "NO_COLOR": "1", "TERM": "dumb", "PYTHONPATH": str(ROOT), "USER": "alice"}
+
+# The demo intake: a folder per animal, as intake staff keep them, and a photo lying loose.
+ANIMALS = {"A1001-Max": [("n02088364-beagle", 0), ("n02088364-beagle", 1), ("n02088364-beagle", 2)],
+           "A1002-Bella": [("n02099601-golden_retriever", 0), ("n02099601-golden_retriever", 1)],
+           "A1003-Rex": [("n02110185-Siberian_husky", 0), ("n02109961-Eskimo_dog", 0)]}
+CORRECTIONS = ["correct A1003-Rex --breed 'siberian husky' --by alice",
+               "correct A1001-Max --breed beagle --breed2 labrador --by alice"]
+
+
+def run(command: str, cwd: Path = ROOT) -> str:
+    """`dogcat ARGS` (this checkout's) in ``cwd``: what it prints, stdout then stderr."""
+    args = shlex.split(command)
+    assert args[0] == "dogcat", command
+    done = subprocess.run([sys.executable, "-m", "dogcat", *args[1:]], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    return done.stdout + done.stderr
+
+
+def console(command: str, cwd: Path = ROOT, shown: str | None = None, keep=None) -> str:
+    """A ```console block's body: the prompt line, then the output (only the lines ``keep`` keeps)."""
+    output = run(command, cwd)
+    lines = [line.rstrip() for line in output.splitlines()]
+    if keep is not None:
+        lines = keep(lines)
+    return "\n".join([f"$ {shown or command}", *lines])
+
+
+def _photo(label: str, i: int) -> Path:
+    return sorted((PHOTOS / label).glob("*.jpg"))[i]
+
+
+_catalogued = False
+
+
+def demo(corrected: bool = False) -> Path:
+    """The demo shelter (``DEMO``/shelter.db): catalogued afresh once per run of cog, then copied for each
+    block, and with ``corrected`` corrected by staff as README shows."""
+    global _catalogued
+    base = DEMO / "catalogued.db"
+    if not _catalogued:
+        shutil.rmtree(DEMO, ignore_errors=True)
+        for folder, photos in ANIMALS.items():
+            (DEMO / "intake" / folder).mkdir(parents=True)
+            for label, i in photos:
+                shutil.copy(_photo(label, i), DEMO / "intake" / folder / _photo(label, i).name)
+        shutil.copy(_photo("n02110958-pug", 0), DEMO / "intake" / "IMG_0042.jpg")
+        out = run(f"dogcat catalog intake --db {base.name} --quiet", DEMO)
+        assert not out.strip(), out
+        _catalogued = True
+    shutil.copy(base, DEMO / "shelter.db")
+    if corrected:
+        for command in CORRECTIONS:
+            run(f"dogcat {command} --db shelter.db", DEMO)
+    return DEMO
+
+
+def one_json_line_indented(line: str) -> str:
+    """A JSON record as README shows it: one key a line, top_k's guesses one a line."""
+    record = json.loads(line)
+    inner = []
+    for key, value in record.items():
+        if key == "top_k":
+            guesses = ",\n".join("  " + json.dumps(g, ensure_ascii=False) for g in value)
+            inner.append(f' "top_k": [\n{guesses}\n ]')
+        else:
+            inner.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(inner) + "\n}"
+
+
+def classify_json(photo: str) -> str:
+    line = run(f"dogcat classify --json {photo}").strip()
+    return (f"$ dogcat classify --json {photo}   # one line; shown indented here\n"
+            + one_json_line_indented(line))
+
+
+def classify_examples() -> str:
+    photos = " ".join(sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.jpg")))
+    return console(f"dogcat classify {photos}", shown="dogcat classify examples/*.jpg")
+
+
+def cat_and_husky() -> str:
+    """A cat (scikit-image's chelsea.png, as tests/not_dogs.py has it) and the husky of the demo."""
+    import skimage
+    from PIL import Image
+
+    folder = demo() / "odd"
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(skimage.data.chelsea()).save(folder / "cat.png")
+    shutil.copy(_photo("n02110185-Siberian_husky", 0), folder / "husky.jpg")
+    return console("dogcat classify cat.png husky.jpg", folder)
+
+
+def animals_demo() -> str:
+    folder = demo()
+    listing = "  ".join(p.name + ("/" if p.is_dir() else "") for p in sorted((folder / "intake").iterdir()))
+    return "\n".join(["$ ls -F intake", listing, "$ dogcat catalog intake --db shelter.db --quiet",
+                      console("dogcat animals --db shelter.db", folder, keep=lambda lines: lines[:-1])])
+
+
+def corrections_demo() -> str:
+    folder = demo()
+    shown = [console(f"dogcat {command} --db shelter.db", folder) for command in CORRECTIONS]
+    return "\n".join([*shown, console("dogcat evaluate --db shelter.db", folder)])
+
+
+def per_animal_demo() -> str:
+    """Bella's record (the model's answer; a corrected one would carry today's time)."""
+    folder = demo(corrected=True)
+    return console("dogcat export --db shelter.db --per animal --format jsonl", folder,
+                   shown="dogcat export --db shelter.db --per animal --format jsonl | sed -n 2p",
+                   keep=lambda lines: lines[1:2])
+
+
+def asm3_demo() -> str:
+    """Before any correction: a corrected animal's comments carry the day of the correction."""
+    folder = demo()
+    return "\n".join([
+        console("dogcat export --db shelter.db --format asm3 -o asm3-import.csv", folder),
+        console("dogcat export --db shelter.db --format asm3 --age 2 -o asm3-import.csv", folder),
+        console("dogcat export --db shelter.db --format asm3 --age 2 --no-images", folder,
+                shown="dogcat export --db shelter.db --format asm3 --age 2 --no-images | head -3",
+                keep=lambda lines: lines[:3])])
