@@ -560,6 +560,9 @@ def test_three_runs_at_once_classify_each_photo_once_and_a_kill_loses_nothing(cr
     assert any(s["waited"] > 0 for s in summaries)  # the taking over: after the killed run's lease was over
     _check_database(shelter, n)
     assert query(shelter, "SELECT count(*) FROM claims") == [(0,)]
+    # Grouped into animals by three runs at once: each photo (lying loose in the folder) one animal, once.
+    assert query(shelter, "SELECT count(*), count(DISTINCT animal) FROM animal_files") == [(n, n)]
+    assert query(shelter, "SELECT count(*) FROM animals") == [(n,)]
 
 
 @pytest.mark.slow  # several processes, or a whole install: the full tier
