@@ -5,10 +5,9 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
-
+from typing import BinaryIO
 
 from dogcat import images
 from dogcat.model import BreedModel, Guess
@@ -106,7 +105,7 @@ def classify(judge: Judge | BreedModel, paths: Iterable[Path | Result], k: int =
     def flush():
         if not pending:
             return
-        for (name, _), verdict in zip(pending, judge.judge([views for _, views in pending], k)):
+        for (name, _), verdict in zip(pending, judge.judge([views for _, views in pending], k), strict=True):
             yield Result(name, verdict)
         pending.clear()
 

@@ -177,7 +177,7 @@ def evaluate(
     not_dog_below: NotDogOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     record: Annotated[bool, typer.Option("--record", help="With --part val: write the top-1/top-3 into the "
-                                                          "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
+                                         "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
     db: Annotated[str | None, typer.Option("--db", help="Instead of a folder: score the catalog's model "
                   "answers against the staff's corrections (dogcat correct).", show_default=False)] = None,
 ):
@@ -421,8 +421,14 @@ def catalog(
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
                               batch_size=batch_size, top_k=top_k, lease_s=lease, grouping=grouping)
         else:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                           _Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -808,8 +814,12 @@ def animals_list(
         table.add_column(column, justify=justify)
     for a in answers:
         confidence = _percent(a.confidence) if a.confidence is not None else ""
-        by = f"staff ({a.correction.by})" if a.source == "correction" else f"model, {a.votes} photo" + \
-            ("s" if a.votes != 1 else "") if a.votes else ""
+        if a.source == "correction" and a.correction:
+            by = f"staff ({a.correction.by})"
+        elif a.votes:
+            by = f"model, {a.votes} photo" + ("s" if a.votes != 1 else "")
+        else:
+            by = ""
         table.add_row(escape(visible(a.animal)), escape(visible(a.name)), str(len(a.photos)), a.status,
                       escape(visible(a.summary())), confidence, escape(by))
     out.print(table)

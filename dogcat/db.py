@@ -27,8 +27,29 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        and_, case, null, create_engine, event, func, insert, inspect, select, text, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -350,9 +371,9 @@ def _to_3_path_keys(conn: Connection):
     for row in rows:
         candidates = pathkeys.old_key_candidates(row.path)
         stats = [stat(c) for c in candidates]
-        same = [c for c, st in zip(candidates, stats)
+        same = [c for c, st in zip(candidates, stats, strict=True)
                 if st is not None and (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)]
-        there = [c for c, st in zip(candidates, stats) if st is not None]
+        there = [c for c, st in zip(candidates, stats, strict=True) if st is not None]
         chosen = (same or there or candidates[-1:])[0]
         new = pathkeys.key_of_bytes(chosen)
         if new != row.path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
