@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from dogcat import animals, claims, db, images, pathkeys
 from dogcat.classifier import PHOTO_SUFFIXES
@@ -94,7 +95,7 @@ class Summary:
         return self.new / self.seconds if self.seconds > 0 else 0.0
 
 
-def path_key(path: Path) -> str:
+def path_key(path: str | os.PathLike) -> str:
     """The absolute path as the database stores it: see :mod:`dogcat.pathkeys` (two names never share a key)."""
     return pathkeys.key(path)
 
@@ -261,7 +262,7 @@ def _probabilities_json(probs) -> str | None:
     return json.dumps([round(float(p), 6) for p in probs], separators=(",", ":"))
 
 
-def _done(photo) -> bool:
+def _done(photo: Row | None) -> TypeGuard[Row]:
     """A known_photos row whose content needs nothing more from this model: an error, or a prediction with a
     status (one without comes from schema 1 and is redone)."""
     return photo is not None and bool(photo.error or (photo.label and photo.status))
@@ -332,7 +333,7 @@ class _Run:
                 continue
             hashed.append((e, *read))
 
-        seen: dict[str, object] = {}
+        seen: dict[str, Row] = {}
         if hashed:
             with db.reading(self.engine) as conn:
                 seen = db.known_photos(conn, [sha for _, _, sha, _ in hashed], model.id)
@@ -381,7 +382,7 @@ class _Run:
             decoded.append((sha, d, holders))
         return now, file_rows, photo_rows, prediction_rows, decoded, s
 
-    def _claim(self, wanted: set[str], seen: dict[str, object]) -> tuple[set[str], set[str], set[str]]:
+    def _claim(self, wanted: set[str], seen: dict[str, Row]) -> tuple[set[str], set[str], set[str]]:
         """Claim the contents this batch would classify: (those this run got, those another run holds, those
         another run finished in the meantime). The last go into ``seen``, as if they had been done before."""
         if not wanted:
@@ -503,6 +504,7 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
                 pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
                 for i in starts:
+                    assert pending is not None  # submitted for every start: the first above, the next ones below
                     prepared = pending.result()
                     nxt = i + batch_size
                     pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None

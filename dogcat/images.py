@@ -87,7 +87,7 @@ def decode(source: str | Path | bytes | Image.Image, prep: Preprocessing, *more:
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file")
-        opened = io.BytesIO(source)
+        opened: io.BytesIO | Path = io.BytesIO(source)
     else:
         opened = Path(source)
         if opened.is_dir():

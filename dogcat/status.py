@@ -14,6 +14,7 @@ and the thresholds measured for it travel together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,8 @@ class Judge:
     def judge(self, views: list[tuple[np.ndarray, ...]], k: int) -> list[Verdict]:
         """One tuple of model inputs per photo (as images.decode(..., *preprocessings).views) → verdicts."""
         probs = self.model.probabilities(np.stack([v[0] for v in views]))
-        dog_p, looks = [None] * len(views), [None] * len(views)
+        dog_p: list[float | None] = [None] * len(views)
+        looks: Sequence[str | None] = [None] * len(views)
         if self.detector is not None:
             imagenet = self.detector.probabilities(np.stack([v[1] for v in views]))
             dog_p = [float(p) for p in self.detector.dog_probability(imagenet)]
