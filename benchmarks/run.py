@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dogcat import images  # noqa: E402
-from dogcat.model import BreedModel, DogDetector, bundled_path  # noqa: E402
+from dogcat.model import BreedModel, DogDetector  # noqa: E402
 from dogcat.status import Judge  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "stanford-dogs-crops-224"
@@ -117,7 +117,8 @@ def dogcat_cmd() -> list[str]:
 
 def catalog_run(folder: Path, db: Path, model: Path | None) -> tuple[float, float, list]:
     """(wall seconds, peak MB, RSS samples) of `dogcat catalog folder --db db --quiet` in a fresh process."""
-    cmd = dogcat_cmd() + ["catalog", str(folder), "--db", str(db), "--quiet"] + (["--model", str(model)] if model else [])
+    cmd = (dogcat_cmd() + ["catalog", str(folder), "--db", str(db), "--quiet"]
+           + (["--model", str(model)] if model else []))
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": str(ROOT)})
     watch = PeakRSS(proc.pid)
@@ -146,7 +147,8 @@ def machine() -> str:
         pass
     import onnxruntime as ort
 
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()}, Python {platform.python_version()}, onnxruntime {ort.__version__}"
+    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()}, Python {platform.python_version()}, "
+            f"onnxruntime {ort.__version__}")
 
 
 def main():
@@ -194,7 +196,7 @@ def main():
     det = rate(detector.probabilities, chunks(dpixels, args.batch))
     add(f"ONNX Runtime dog detector ({detector.id})", det)
     judge = Judge(shipped, detector)
-    pure = rate(lambda b: judge.judge(b, 3), [list(zip(a, c)) for a, c in
+    pure = rate(lambda b: judge.judge(b, 3), [list(zip(a, c, strict=True)) for a, c in
                                               zip(chunks(pixels, 32), chunks(dpixels, 32), strict=True)])
     add("pure inference: breed model + detector", pure, "(the shipped pipeline without decode, hash, database)")
 

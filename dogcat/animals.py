@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from sqlalchemy import and_, delete, func, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from dogcat import db, fusion
 from dogcat.breeds import breed_name
@@ -97,6 +97,7 @@ class Grouping:
         """Refuse a pattern that matches none of the files about to be catalogued (a typo, most likely)."""
         if self.mode != "pattern" or not paths:
             return
+        assert self.pattern is not None  # parse() sets it in pattern mode
         names = [PurePath(p).name for p in paths]
         if not any(self.code_in(n) for n in names):
             raise GroupingError(f"--pattern {self.pattern.pattern!r} matches none of the {len(names)} file "
@@ -177,11 +178,11 @@ def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str 
         return 0
     _lock(conn)
     now = db.now()
-    current = {}
+    current: dict[str, Row] = {}
     for chunk in db._chunks([p for p, _ in files]):
-        for row in conn.execute(select(db.animal_files.c.path, db.animal_files.c.animal,
-                                       db.animal_files.c.grouped_by).where(db.animal_files.c.path.in_(chunk))):
-            current[row.path] = row
+        for r in conn.execute(select(db.animal_files.c.path, db.animal_files.c.animal,
+                                     db.animal_files.c.grouped_by).where(db.animal_files.c.path.in_(chunk))):
+            current[r.path] = r
     made: dict[str, str] = {}
     changed, left = 0, set()
     for path, sha256 in files:
@@ -222,7 +223,8 @@ def assign_upgraded(conn: Connection):
     """Schema 2 → 3: every file already catalogued becomes an animal of its own (one per distinct photo), as
     the exports grouped them before; the next catalog run groups them as asked."""
     rows = conn.execute(select(db.files.c.path, db.files.c.sha256).order_by(db.files.c.path)).all()
-    now, made = db.now(), {}
+    now = db.now()
+    made: dict[str, str] = {}
     for path, sha256 in rows:
         key, wanted, name = single(path, sha256)
         code = _animal_code(conn, key, wanted, name, now, made)
@@ -358,7 +360,7 @@ class Answer:
     @property
     def mix(self) -> tuple[str, str] | None:
         """(breed 1, breed 2) of a possible or known mix: staff named two breeds, or the model is unsure."""
-        if self.source == "correction" and self.correction and self.correction.label2:
+        if self.source == "correction" and self.correction and self.correction.label and self.correction.label2:
             return breed_name(self.correction.label), breed_name(self.correction.label2)
         if self.status == "unsure" and len(self.top_k) > 1:
             return self.top_k[0]["breed"], self.top_k[1]["breed"]
@@ -426,7 +428,7 @@ def _distribution(photo: dict, info: ModelInfo | None) -> dict[str | None, float
 
 def fuse_photos(photos: Sequence[dict], infos: dict[str, ModelInfo], k: int = 3) -> list[dict]:
     """The fused top-k of several photo records (each with top_k and, from schema 3, probabilities)."""
-    dists = [_distribution(p, infos.get(p.get("model"))) for p in photos]
+    dists = [_distribution(p, infos.get(p["model"]) if p.get("model") is not None else None) for p in photos]
     labels = sorted({label for d in dists for label in d if label is not None})
     dense = []
     for d in dists:
@@ -450,7 +452,7 @@ def answer(code: str, name: str, photos: list[dict], corrections: dict[tuple[str
         newest = dog_fixes[-1]
         return Answer(code, name, photos, "dog", _staff_top_k(newest), "correction", newest)
     # What is left are not_a_dog corrections: those photos do not vote.
-    not_dogs = {p["sha256"] for p in photos if corrections.get(("photo", p.get("sha256"))) is not None}
+    not_dogs = {p["sha256"] for p in photos if ("photo", p.get("sha256")) in corrections}
     voters = [p for p in photos if status_of(p) in ("dog", "unsure") and p.get("sha256") not in not_dogs]
     voters = list({p["sha256"]: p for p in reversed(voters)}.values())[::-1]  # one vote per photo, not per name
     if not voters:
@@ -497,8 +499,8 @@ def answers(engine, records: Iterable[dict] | None = None, *, k: int = 3, model_
             names.setdefault(code, name)
         groups.setdefault(code, []).append(r)
     if include_empty:
-        for code, row in known.items():
-            if row.merged_into is None:
+        for code, animal in known.items():
+            if animal.merged_into is None:
                 groups.setdefault(code, [])
     out = []
     for code in sorted(groups, key=str.lower):

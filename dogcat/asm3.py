@@ -299,7 +299,7 @@ def rows(answers, *, age: str | float | None = None, dob: str | None = None,
         extra = []
         if image_for is not None:  # reading and shrinking photos is the slow part
             problems = []
-            for i, p in enumerate(attached):
+            for p in attached:
                 uri, problem = image_for(p)
                 if problem:
                     problems.append(f"{p['path']}: {problem}")

@@ -21,12 +21,13 @@ import os
 import stat
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from dogcat import animals, claims, db, images, pathkeys
 from dogcat.classifier import PHOTO_SUFFIXES
@@ -86,14 +87,15 @@ class Summary:
         return {"new": self.new, "skipped": self.skipped, "duplicates": self.duplicates, "errors": self.errors,
                 "not_images": self.non_images, "files": self.files, "links_skipped": self.links_skipped,
                 "batches": self.batches, "seconds": round(self.seconds, 3), "waited": round(self.waited, 3),
-                "grouped": self.grouped, "model": self.model_id, "statuses": dict(self.statuses), "breeds": dict(self.breeds.most_common())}
+                "grouped": self.grouped, "model": self.model_id, "statuses": dict(self.statuses),
+                "breeds": dict(self.breeds.most_common())}
 
     @property
     def images_per_second(self) -> float:
         return self.new / self.seconds if self.seconds > 0 else 0.0
 
 
-def path_key(path: Path) -> str:
+def path_key(path: str | os.PathLike) -> str:
     """The absolute path as the database stores it: see :mod:`dogcat.pathkeys` (two names never share a key)."""
     return pathkeys.key(path)
 
@@ -132,74 +134,91 @@ def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: b
     """List the files under ``roots`` in a stable order, each real folder once (so no symlink loop can
     trap the walk); symlinked folders are followed only with ``follow_symlinks``. ``exclude``: absolute paths
     to leave out silently (the catalog's own database files)."""
-    out = Scan()
-    seen: set[tuple[int, int]] = set()
-    exclude = set(exclude)
-
-    def add_file(p: Path, st: os.stat_result):
-        if exclude and os.path.abspath(p) in exclude:
-            return
-        if stat.S_ISREG(st.st_mode):
-            out.entries.append(Entry(p, path_key(p), st.st_size, st.st_mtime_ns))
-        elif _is_image_name(p):  # never open a pipe or a device: it could block forever
-            out.entries.append(Entry(p, path_key(p), error="not a regular file (a pipe, socket or device)"))
-        else:
-            out.non_images += 1
-
+    walk = _Walk(recursive, follow_symlinks, set(exclude))
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             if not root.exists():
                 raise CatalogError(f"{root}: no such folder")
-            add_file(root, root.stat())
+            walk.add_file(root, root.stat())
             continue
         stack = [root]
         while stack:
             folder = stack.pop()
-            try:
-                st = folder.stat()
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                with os.scandir(folder) as it:
-                    children = sorted(it, key=lambda c: c.name)
-            except OSError as e:
-                out.entries.append(Entry(folder, path_key(folder), error=f"cannot list folder: {_reason(e)}"))
+            children = walk.list_once(folder)
+            if children is None:
                 continue
-            subfolders = []
+            subfolders: list[Path] = []
             for child in children:
-                p = Path(child.path)
-                try:
-                    if child.is_symlink():
-                        try:
-                            st = p.stat()
-                        except OSError:
-                            if _is_image_name(p):
-                                out.entries.append(Entry(p, path_key(p), error="broken symbolic link"))
-                            else:
-                                out.non_images += 1
-                            continue
-                        if stat.S_ISDIR(st.st_mode):
-                            if not follow_symlinks:
-                                out.links_skipped += 1
-                                continue
-                            if _is_image_name(p):
-                                out.entries.append(Entry(p, path_key(p), error="is a directory, not an image"))
-                            if recursive:
-                                subfolders.append(p)
-                            continue
-                        add_file(p, st)
-                    elif child.is_dir(follow_symlinks=False):
-                        if _is_image_name(p):
-                            out.entries.append(Entry(p, path_key(p), error="is a directory, not an image"))
-                        if recursive:
-                            subfolders.append(p)
-                    else:
-                        add_file(p, child.stat(follow_symlinks=False))
-                except OSError as e:
-                    out.entries.append(Entry(p, path_key(p), error=_reason(e)))
+                walk.add_child(child, subfolders)
             stack.extend(reversed(subfolders))  # depth first, in name order
-    return out
+    return walk.out
+
+
+@dataclass
+class _Walk:
+    """scan's state: what it found so far and the real folders it has listed."""
+    recursive: bool
+    follow_symlinks: bool
+    exclude: set[str]
+    out: Scan = field(default_factory=Scan)
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def add_file(self, p: Path, st: os.stat_result) -> None:
+        if self.exclude and os.path.abspath(p) in self.exclude:
+            return
+        if stat.S_ISREG(st.st_mode):
+            self.out.entries.append(Entry(p, path_key(p), st.st_size, st.st_mtime_ns))
+        elif _is_image_name(p):  # never open a pipe or a device: it could block forever
+            self.out.entries.append(Entry(p, path_key(p), error="not a regular file (a pipe, socket or device)"))
+        else:
+            self.out.non_images += 1
+
+    def add_folder(self, p: Path, subfolders: list[Path]) -> None:
+        if _is_image_name(p):
+            self.out.entries.append(Entry(p, path_key(p), error="is a directory, not an image"))
+        if self.recursive:
+            subfolders.append(p)
+
+    def list_once(self, folder: Path) -> list[os.DirEntry[str]] | None:
+        """The folder's entries in name order; None when this real folder was listed already or cannot be
+        listed (then an error entry says why)."""
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in self.seen:
+                return None
+            self.seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda c: c.name)
+        except OSError as e:
+            self.out.entries.append(Entry(folder, path_key(folder), error=f"cannot list folder: {_reason(e)}"))
+            return None
+
+    def add_child(self, child: os.DirEntry[str], subfolders: list[Path]) -> None:
+        """One entry of a listed folder: a file, a subfolder to walk (appended to ``subfolders``), or an error."""
+        p = Path(child.path)
+        try:
+            if child.is_symlink():
+                try:
+                    st = p.stat()
+                except OSError:
+                    if _is_image_name(p):
+                        self.out.entries.append(Entry(p, path_key(p), error="broken symbolic link"))
+                    else:
+                        self.out.non_images += 1
+                    return
+                if not stat.S_ISDIR(st.st_mode):
+                    self.add_file(p, st)
+                elif self.follow_symlinks:
+                    self.add_folder(p, subfolders)
+                else:
+                    self.out.links_skipped += 1
+            elif child.is_dir(follow_symlinks=False):
+                self.add_folder(p, subfolders)
+            else:
+                self.add_file(p, child.stat(follow_symlinks=False))
+        except OSError as e:
+            self.out.entries.append(Entry(p, path_key(p), error=_reason(e)))
 
 
 def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
@@ -243,7 +262,7 @@ def _probabilities_json(probs) -> str | None:
     return json.dumps([round(float(p), 6) for p in probs], separators=(",", ":"))
 
 
-def _done(photo) -> bool:
+def _done(photo: Row | None) -> TypeGuard[Row]:
     """A known_photos row whose content needs nothing more from this model: an error, or a prediction with a
     status (one without comes from schema 1 and is redone)."""
     return photo is not None and bool(photo.error or (photo.label and photo.status))
@@ -314,7 +333,7 @@ class _Run:
                 continue
             hashed.append((e, *read))
 
-        seen: dict[str, object] = {}
+        seen: dict[str, Row] = {}
         if hashed:
             with db.reading(self.engine) as conn:
                 seen = db.known_photos(conn, [sha for _, _, sha, _ in hashed], model.id)
@@ -363,7 +382,7 @@ class _Run:
             decoded.append((sha, d, holders))
         return now, file_rows, photo_rows, prediction_rows, decoded, s
 
-    def _claim(self, wanted: set[str], seen: dict[str, object]) -> tuple[set[str], set[str], set[str]]:
+    def _claim(self, wanted: set[str], seen: dict[str, Row]) -> tuple[set[str], set[str], set[str]]:
         """Claim the contents this batch would classify: (those this run got, those another run holds, those
         another run finished in the meantime). The last go into ``seen``, as if they had been done before."""
         if not wanted:
@@ -485,6 +504,7 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dogcat-prepare") as pool:
                 pending = pool.submit(worker.prepare, found.entries[0:batch_size]) if total else None
                 for i in starts:
+                    assert pending is not None  # submitted for every start: the first above, the next ones below
                     prepared = pending.result()
                     nxt = i + batch_size
                     pending = pool.submit(worker.prepare, found.entries[nxt:nxt + batch_size]) if nxt < total else None

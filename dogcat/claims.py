@@ -57,13 +57,14 @@ def claim(conn: Connection, hashes: Iterable[str], model_id: str, owner: str, le
     now = db_now(conn)
     got: set[str] = set()
     dialect_insert = db._dialect_insert(conn)
+    assert dialect_insert is not None, "claims need INSERT ... ON CONFLICT: SQLite or PostgreSQL"
     for i in range(0, len(hashes), _ROWS_PER_QUERY):
         rows = [{"sha256": h, "model_id": model_id, "owner": owner, "claimed_at": now, "expires_at": now + lease_s}
                 for h in hashes[i:i + _ROWS_PER_QUERY]]
-        stmt = dialect_insert(db.claims).values(rows)
-        stmt = stmt.on_conflict_do_update(
+        ins = dialect_insert(db.claims).values(rows)
+        stmt = ins.on_conflict_do_update(
             index_elements=["sha256", "model_id"],
-            set_={c: stmt.excluded[c] for c in ("owner", "claimed_at", "expires_at")},
+            set_={c: ins.excluded[c] for c in ("owner", "claimed_at", "expires_at")},
             where=db.claims.c.expires_at < now,  # only a lease that is over can be taken
         ).returning(db.claims.c.sha256)
         got.update(conn.execute(stmt).scalars())

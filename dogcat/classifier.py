@@ -5,14 +5,16 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
-
+from typing import TYPE_CHECKING, BinaryIO
 
 from dogcat import images
 from dogcat.model import BreedModel, Guess
 from dogcat.status import Judge, Thresholds, Verdict
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -90,7 +92,7 @@ def expand(args: Iterable[str], stdin: BinaryIO | None = None, null: bool = Fals
     return items
 
 
-def classify(judge: Judge | BreedModel, paths: Iterable[Path | Result], k: int = 3,
+def classify(judge: Judge | BreedModel, paths: Iterable[str | Path | bytes | Image.Image | Result], k: int = 3,
              batch_size: int = 16, names: Iterable[str] | None = None) -> Iterator[Result]:
     """Yield one Result per path, in order; a Result given in place of a path (an argument that named
     nothing) is passed through in its place. A bare BreedModel judges breeds only (no dog check).
@@ -106,7 +108,7 @@ def classify(judge: Judge | BreedModel, paths: Iterable[Path | Result], k: int =
     def flush():
         if not pending:
             return
-        for (name, _), verdict in zip(pending, judge.judge([views for _, views in pending], k)):
+        for (name, _), verdict in zip(pending, judge.judge([views for _, views in pending], k), strict=True):
             yield Result(name, verdict)
         pending.clear()
 

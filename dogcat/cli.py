@@ -11,7 +11,7 @@ import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,10 @@ from rich.table import Table
 from dogcat import __version__
 from dogcat.console import err, error, fail, out
 from dogcat.text import visible
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+    from rich.progress import ProgressColumn
 
 app = typer.Typer(
     help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
@@ -143,8 +147,10 @@ def classify(
             if r.error:
                 continue
             v = r.verdict
+            assert v is not None  # a Result without an error has a verdict
             best, rest = r.top_k[0], r.top_k[1:]
             if v.status == "not_a_dog":
+                assert v.dog_probability is not None  # only the dog check says not_a_dog
                 row = [r.path, v.status, v.summary(), f"dog {_percent(v.dog_probability)}"]
             else:
                 row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), _percent(best.confidence)]
@@ -177,7 +183,7 @@ def evaluate(
     not_dog_below: NotDogOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     record: Annotated[bool, typer.Option("--record", help="With --part val: write the top-1/top-3 into the "
-                                                          "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
+                                         "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
     db: Annotated[str | None, typer.Option("--db", help="Instead of a folder: score the catalog's model "
                   "answers against the staff's corrections (dogcat correct).", show_default=False)] = None,
 ):
@@ -231,17 +237,17 @@ def evaluate(
             photos = ev.not_dog_photos(data_dir)
             if not photos:
                 fail(escape(f"{data_dir}: no photos"))
-            result = ev.evaluate_not_dogs(judge, photos)
+            flagged = ev.evaluate_not_dogs(judge, photos)
             if as_json:
                 print(json.dumps({"model": model.id, "data": str(data_dir), "thresholds":
-                                  dataclasses.asdict(judge.thresholds), **result}))
+                                  dataclasses.asdict(judge.thresholds), **flagged}))
             else:
-                out.print(f"{model.id} on {escape(str(data_dir))}: {result['not_a_dog']} of {result['n']} photos "
-                          f"flagged not_a_dog ({result['share_not_a_dog']:.1%})")
-                for m in result["missed"]:
+                out.print(f"{model.id} on {escape(str(data_dir))}: {flagged['not_a_dog']} of {flagged['n']} photos "
+                          f"flagged not_a_dog ({flagged['share_not_a_dog']:.1%})")
+                for m in flagged["missed"]:
                     out.print(escape(f"  missed: {visible(m['path'])} ({m['status']}, dog probability "
                                      f"{m['dog_probability']:.3f})"))
-            raise typer.Exit(0 if result["n"] else 1)
+            raise typer.Exit(0 if flagged["n"] else 1)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("evaluating", total=None)
             result = ev.evaluate(judge, data_dir, part, on_batch=lambda n: bar.advance(task, n))
@@ -306,21 +312,19 @@ def _evaluate_corrections(db: str, as_json: bool):
                   f"of {result['dog_answers']}", highlight=False)
 
 
-class _Rate:
+def _rate_column() -> ProgressColumn:
     """A progress column: photos classified per second so far (skipped files do not count)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
 
-    def __new__(cls):
-        from rich.progress import ProgressColumn
-        from rich.text import Text
+    class RateColumn(ProgressColumn):
+        def render(self, task):
+            elapsed = task.finished_time or task.elapsed
+            images = task.fields.get("images", 0)
+            rate = f"{images / elapsed:.1f}" if elapsed and images else "–"
+            return Text(f"{rate} images/s", style="progress.data.speed")
 
-        class RateColumn(ProgressColumn):
-            def render(self, task):
-                elapsed = task.finished_time or task.elapsed
-                images = task.fields.get("images", 0)
-                rate = f"{images / elapsed:.1f}" if elapsed and images else "–"
-                return Text(f"{rate} images/s", style="progress.data.speed")
-
-        return RateColumn()
+    return RateColumn()
 
 
 @app.command()
@@ -421,11 +425,17 @@ def catalog(
             summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
                               batch_size=batch_size, top_k=top_k, lease_s=lease, grouping=grouping)
         else:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                          _Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                          _rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                           console=err, transient=False) as bar:
                 task = bar.add_task("catalog", total=None, images=0)
 
@@ -803,13 +813,19 @@ def animals_list(
             print(json.dumps(a.to_dict(), ensure_ascii=False))
         return
     table = Table(show_edge=False, header_style="bold")
-    for column, justify in (("animal", "left"), ("name", "left"), ("photos", "right"), ("status", "left"),
-                            ("breed", "left"), ("confidence", "right"), ("by", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("animal", "left"), ("name", "left"), ("photos", "right"), ("status", "left"), ("breed", "left"),
+        ("confidence", "right"), ("by", "left"))
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for a in answers:
         confidence = _percent(a.confidence) if a.confidence is not None else ""
-        by = f"staff ({a.correction.by})" if a.source == "correction" else f"model, {a.votes} photo" + \
-            ("s" if a.votes != 1 else "") if a.votes else ""
+        if a.source == "correction" and a.correction:
+            by = f"staff ({a.correction.by})"
+        elif a.votes:
+            by = f"model, {a.votes} photo" + ("s" if a.votes != 1 else "")
+        else:
+            by = ""
         table.add_row(escape(visible(a.animal)), escape(visible(a.name)), str(len(a.photos)), a.status,
                       escape(visible(a.summary())), confidence, escape(by))
     out.print(table)

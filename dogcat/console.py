@@ -9,6 +9,7 @@ Typer's own help pages are told the same.
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -16,10 +17,17 @@ from rich.console import Console
 from dogcat.text import visible
 
 PLAIN = bool(os.environ.get("NO_COLOR"))  # no-color.org: set and not empty
-_plain = {"color_system": None, "force_terminal": False} if PLAIN else {}
 
-out = Console(soft_wrap=True, **_plain)
-err = Console(stderr=True, soft_wrap=True, **_plain)  # soft_wrap: an error stays one line, however long the path
+
+def _console(stderr: bool) -> Console:
+    # soft_wrap: an error stays one line, however long the path
+    if PLAIN:
+        return Console(stderr=stderr, soft_wrap=True, color_system=None, force_terminal=False)
+    return Console(stderr=stderr, soft_wrap=True)
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 if PLAIN:
     from typer import rich_utils
@@ -34,6 +42,6 @@ def error(message: str, kind: str = "error") -> None:
     err.print(f"[bold {colour}]dogcat: {kind}:[/] {visible(message)}", highlight=False, markup=True)
 
 
-def fail(message: str, code: int = 1):
+def fail(message: str, code: int = 1) -> NoReturn:
     error(message)
     raise typer.Exit(code)

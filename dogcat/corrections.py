@@ -92,6 +92,7 @@ class Change:
             return cls(None)
         if not_a_dog:
             return cls("not_a_dog")
+        assert breed is not None  # exactly one was given, and it was neither --not-a-dog nor --undo
         label = resolve_breed(breed)
         label2 = resolve_breed(breed2) if breed2 else None
         return cls("dog", label, label2 if label2 != label else None)
@@ -233,8 +234,8 @@ def evaluate(engine, model_id: str | None = None) -> dict:
     with db.reading(engine) as conn:
         fixes = animals.active_corrections(conn)
     by_sha: dict[str, dict] = {}
-    for r in records:
-        by_sha.setdefault(r["sha256"], r)
+    for record in records:
+        by_sha.setdefault(record["sha256"], record)
     model_animals = {a.animal: a for a in animals.answers(engine, records, k=3, corrections={})}
 
     breed = {"photo": [0, 0, 0], "animal": [0, 0, 0]}  # n, top-1 right, top-3 right

@@ -23,16 +23,42 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import (BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        and_, case, null, create_engine, event, func, insert, inspect, select, text, update)
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    null,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dogcat import __version__
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import dml as postgresql_dml
+    from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
 SCHEMA_VERSION = 3
 DEFAULT_DB = "dogcat.db"
@@ -350,9 +376,9 @@ def _to_3_path_keys(conn: Connection):
     for row in rows:
         candidates = pathkeys.old_key_candidates(row.path)
         stats = [stat(c) for c in candidates]
-        same = [c for c, st in zip(candidates, stats)
+        same = [c for c, st in zip(candidates, stats, strict=True)
                 if st is not None and (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)]
-        there = [c for c, st in zip(candidates, stats) if st is not None]
+        there = [c for c, st in zip(candidates, stats, strict=True) if st is not None]
         chosen = (same or there or candidates[-1:])[0]
         new = pathkeys.key_of_bytes(chosen)
         if new != row.path:
@@ -394,7 +420,7 @@ def _to_3_animals(conn: Connection):
 
 
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, object] = {1: _to_2, 2: _to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3}
 
 
 def _version(conn: Connection) -> int | None:
@@ -427,7 +453,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> int:
             conn.execute(insert(schema_version).values(version=version, applied_at=now(),
                                                        dogcat=__version__))
         while version < SCHEMA_VERSION:
-            MIGRATIONS[version](conn)  # type: ignore[operator]
+            MIGRATIONS[version](conn)
             version += 1
             conn.execute(insert(schema_version).values(version=version, applied_at=now(),
                                                        dogcat=__version__))
@@ -443,7 +469,7 @@ def _chunks(items: Sequence, n: int = _PARAMS_PER_QUERY) -> Iterator[Sequence]:
         yield items[i:i + n]
 
 
-def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[str, object]:
+def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[str, Row]:
     """path → row(sha256, size, mtime_ns, error, photo_error, label, breed, status) for paths already in
     ``files``; label/breed/status are this model's prediction, if any."""
     pred = predictions.alias("p")
@@ -458,7 +484,7 @@ def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[s
     return out
 
 
-def known_photos(conn: Connection, hashes: Iterable[str], model_id: str) -> dict[str, object]:
+def known_photos(conn: Connection, hashes: Iterable[str], model_id: str) -> dict[str, Row]:
     """sha256 → row(sha256, error, label, breed, status) for contents already in ``photos``."""
     pred = predictions.alias("p")
     q = (select(photos.c.sha256, photos.c.error, pred.c.label, pred.c.breed, pred.c.status)
@@ -471,14 +497,16 @@ def known_photos(conn: Connection, hashes: Iterable[str], model_id: str) -> dict
     return out
 
 
-def _dialect_insert(conn: Connection):
+def _dialect_insert(conn: Connection) -> Callable[[Table], sqlite_dml.Insert | postgresql_dml.Insert] | None:
     if conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    elif conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        return None
-    return dialect_insert
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    return None
 
 
 def insert_ignore(conn: Connection, table: Table, rows: list[dict]):

@@ -108,6 +108,7 @@ def observe(judge: Judge, pairs: list[tuple[Path, str]], on_photo=None) -> Obser
         conf.append(result.top_k[0].confidence)
         hit1.append(ranked[0] == label)
         hit3.append(label in ranked)
+        assert result.verdict is not None  # a Result without an error has a verdict
         p = result.verdict.dog_probability
         dog_p.append(np.nan if p is None else p)
         statuses.append(result.status)
@@ -139,7 +140,7 @@ def evaluate_not_dogs(judge: Judge, photos: list[Path]) -> dict:
     n = sum(1 for r in results if r.verdict)
     return {"n": n, "not_a_dog": len(flagged), "share_not_a_dog": round(len(flagged) / n, 4) if n else None,
             "errors": len(results) - n, "missed": missed,
-            "looks_like": {r.path: r.verdict.looks_like for r in flagged}}
+            "looks_like": {r.path: r.verdict.looks_like for r in flagged if r.verdict}}  # not_a_dog: a verdict
 
 
 # --- choosing the thresholds ----------------------------------------------------------------------------------

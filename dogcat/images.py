@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,7 @@ def decode(source: str | Path | bytes | Image.Image, prep: Preprocessing, *more:
     if isinstance(source, bytes):
         if not source:
             raise ImageError("empty file")
-        opened = io.BytesIO(source)
+        opened: io.BytesIO | Path = io.BytesIO(source)
     else:
         opened = Path(source)
         if opened.is_dir():

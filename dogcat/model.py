@@ -9,10 +9,14 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dogcat import images
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 SIDECAR_FORMAT = "dogcat-model/1"
 BUNDLED = "xception-120-int8.onnx"  # the fp32 master is models/xception-120.onnx in the repository
@@ -74,7 +78,7 @@ class OnnxModel:
         self.labels: list[str] = self.card["labels"]
         self.id: str = self.card["id"]
         self.preprocessing = images.Preprocessing.from_dict(self.card["preprocessing"])
-        self._session = None
+        self._session: ort.InferenceSession | None = None
 
     @property
     def session(self):

@@ -367,7 +367,8 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
             links.append(f'<a class="other" href="#{ident}">{heading} <span class="n">{photo_count(group)}'
                          f'</span></a>')
     if c.errors:
-        rows = "".join(f'<tr data-search="{_search_text(r)}"><td title="{esc(r["path"])}">{esc(c.shown(r["path"]))}</td>'
+        rows = "".join(f'<tr data-search="{_search_text(r)}">'
+                       f'<td title="{esc(r["path"])}">{esc(c.shown(r["path"]))}</td>'
                        f'<td class="error">{esc(r["error"])}</td></tr>' for r in c.errors)
         sections.append(f'<section id="errors" data-group="errors"><h2>Could not be read <span class="n">'
                         f'{len(c.errors)}</span></h2><table><thead><tr><th>file</th><th>problem</th></tr></thead>'

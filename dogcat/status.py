@@ -6,22 +6,29 @@ breed either (top confidence below ``not_a_dog_confidence_below``), the photo is
 only what it looks like ("tabby"). Both must agree because the detector alone misses dogs: EfficientNet-Lite0
 gives 2.7 % of validation dog crops a dog probability under 0.5 and 1 % under 0.012 (a pug crop: 0.44,
 "skunk"), while the breed model, which has only ever seen dogs, is rarely 99 % sure of anything else.
-Otherwise the breed model's best guess is the answer when its confidence reaches ``unsure_below``, and `unsure` when it does not — the top-k then reads as a possible mix ("Labrador Retriever
-55 % / Beagle 30 %"). The thresholds were chosen on validation photos and live in the breed model's sidecar
-(``decision``), so a model and the thresholds measured for it travel together.
+Otherwise the breed model's best guess is the answer when its confidence reaches ``unsure_below``, and `unsure`
+when it does not — the top-k then reads as a possible mix ("Labrador Retriever 55 % / Beagle 30 %").
+The thresholds were chosen on validation photos and live in the breed model's sidecar (``decision``), so a model
+and the thresholds measured for it travel together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dogcat.decision import (DEFAULT_NOT_A_DOG_BELOW, DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW, DEFAULT_UNSURE_BELOW,
-                             STATUSES, Thresholds, decide)
+from dogcat.decision import (
+    DEFAULT_NOT_A_DOG_BELOW,
+    DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW,
+    DEFAULT_UNSURE_BELOW,
+    STATUSES,
+    Thresholds,
+    decide,
+)
 from dogcat.model import BreedModel, DogDetector, Guess, ModelError
-
 
 
 @dataclass
@@ -97,7 +104,8 @@ class Judge:
     def judge(self, views: list[tuple[np.ndarray, ...]], k: int) -> list[Verdict]:
         """One tuple of model inputs per photo (as images.decode(..., *preprocessings).views) → verdicts."""
         probs = self.model.probabilities(np.stack([v[0] for v in views]))
-        dog_p, looks = [None] * len(views), [None] * len(views)
+        dog_p: list[float | None] = [None] * len(views)
+        looks: Sequence[str | None] = [None] * len(views)
         if self.detector is not None:
             imagenet = self.detector.probabilities(np.stack([v[1] for v in views]))
             dog_p = [float(p) for p in self.detector.dog_probability(imagenet)]

@@ -184,7 +184,7 @@ def test_schema_2_path_keys_are_migrated(crops, model, tmp_path):
     names = [RAW, os.fsdecode(b"b\xe9\\x.jpg"), "c\\xff.jpg", "d\\\\e.jpg", "plain.jpg", LITERAL]
     intake = tmp_path / "intake"
     intake.mkdir()
-    for name, photo in zip(names, pick(crops, len(names))):
+    for name, photo in zip(names, pick(crops, len(names)), strict=True):
         shutil.copy(photo, intake / name)
     shelter = tmp_path / "shelter.db"
     assert run(shelter, intake, model).new == len(names)

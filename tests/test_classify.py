@@ -36,8 +36,9 @@ def test_validation_crops_of_many_breeds(model, val_split, crops):
     labels = model.labels[:: max(1, len(model.labels) // 20)]  # ~20 breeds across the list
     files = [(crops / label / name, label) for label in labels for name in val_split[label][:2]]
     results = list(classify(model, [f for f, _ in files], k=3))
-    top1 = sum(r.top_k[0].label == label for r, (_, label) in zip(results, files)) / len(files)
-    top3 = sum(label in [g.label for g in r.top_k] for r, (_, label) in zip(results, files)) / len(files)
+    top1 = sum(r.top_k[0].label == label for r, (_, label) in zip(results, files, strict=True)) / len(files)
+    top3 = sum(label in [g.label for g in r.top_k]
+               for r, (_, label) in zip(results, files, strict=True)) / len(files)
     # The model card claims 0.92 / 0.98 on the whole split; a 40-photo sample must not fall far below.
     assert top1 >= 0.85 and top3 >= 0.95, (top1, top3)
 
@@ -50,7 +51,7 @@ def test_uncropped_photos(model, val_split, originals):
         files += [(folder / n, folder.name) for n in names]
     assert len(files) == 24
     results = list(classify(model, [f for f, _ in files], k=3))
-    top1 = sum(r.top_k[0].label == label for r, (_, label) in zip(results, files)) / len(files)
+    top1 = sum(r.top_k[0].label == label for r, (_, label) in zip(results, files, strict=True)) / len(files)
     assert top1 >= 0.75, top1
 
 
@@ -186,7 +187,8 @@ def test_bad_model_is_one_line_error(tmp_path, crops):
 def test_classify_never_imports_tensorflow(crops):
     photo = next((crops / "n02088364-beagle").iterdir())
     code = ("import sys, runpy; sys.argv = ['dogcat', 'classify', sys.argv[1]]\n"
-            "try:\n    runpy.run_module('dogcat', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code\n"
+            "try:\n    runpy.run_module('dogcat', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code\n"
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')]\n"
             "assert not heavy, heavy\n")
     done = subprocess.run([sys.executable, "-c", code, str(photo)], capture_output=True, text=True, cwd=ROOT)

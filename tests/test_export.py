@@ -41,7 +41,7 @@ def shelter(crops, model_path, tmp_path_factory) -> Path:
     """A catalog of photos under odd names, plus two broken files."""
     intake = tmp_path_factory.mktemp("export") / "intake"
     intake.mkdir()
-    for name, photo in zip(ODD_NAMES, _pick(crops, len(ODD_NAMES))):
+    for name, photo in zip(ODD_NAMES, _pick(crops, len(ODD_NAMES)), strict=True):
         shutil.copy(photo, intake / name)
     (intake / "broken.jpg").write_text("not a photo")
     (intake / "empty.jpg").write_bytes(b"")
@@ -127,7 +127,7 @@ def test_cells_that_look_like_formulas_are_defused(crops, model_path, make_model
     Also: the newest model's predictions are shown, and --model-id picks the older one."""
     intake = tmp_path / "intake"
     intake.mkdir()
-    for name, photo in zip(["=1+1.jpg", "@SUM(A1).jpg", "plain.jpg"], _pick(crops, 3)):
+    for name, photo in zip(["=1+1.jpg", "@SUM(A1).jpg", "plain.jpg"], _pick(crops, 3), strict=True):
         shutil.copy(photo, intake / name)
     shelter = tmp_path / "shelter.db"
     _catalog(shelter, intake, model_path)

@@ -31,7 +31,7 @@ def test_plain_install_classifies_examples_without_tensorflow(tmp_path):
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(records) == len(examples)
-    for record, photo in zip(records, examples):
+    for record, photo in zip(records, examples, strict=True):
         # Example photos are named after their breed's class folder: golden_retriever-original.jpg …
         assert record["label"].split("-", 1)[1] == photo.stem.rsplit("-", 1)[0], record
 
