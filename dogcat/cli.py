@@ -68,6 +68,104 @@ DetectorOption = Annotated[Path | None, typer.Option(
     "the one bundled with dogcat.")]
 
 
+# --- what every command shares: options, one error policy, one way to write output ---------------------------
+
+DbOption = Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")]
+ModelOption = Annotated[Path | None, typer.Option(
+    "--model", "-m", show_default=False,
+    help="An exported model (.onnx with its .json sidecar). Default: the model bundled with dogcat.")]
+OutputOption = Annotated[Path | None, typer.Option(
+    "--output", "-o", show_default=False, help="Write to this file (replaced only once complete) instead of stdout.")]
+ModelIdOption = Annotated[str | None, typer.Option(
+    "--model-id", show_default=False, help="That model's predictions (its id, as in the model column) instead "
+    "of the newest.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show the details of an unexpected failure "
+                                                                      "(and, for catalog, every file with an error).")]
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    """Errors the modules raise with a message already written for people, in one line: exit 1."""
+    from dogcat import animals, catalog, corrections, db
+    from dogcat.model import ModelError
+
+    return (db.DatabaseError, ModelError, catalog.CatalogError, animals.NotFound, corrections.CorrectionError,
+            FileNotFoundError)
+
+
+@contextmanager
+def _failures(db: str | None = None, output: Path | None = None, writes: bool = False, verbose: bool = False,
+              then: str = ""):
+    """Every command's one error policy. A known error: its line, exit 1. A database failing: ``DB: database
+    error: …``, exit 1. Writing the output failing: ``FILE: cannot write (…)``, exit 1 (a reader that went
+    away, as with ``| head``, quietly). Ctrl-C: exit 130. Anything else: ``unexpected …``, exit 1, never a
+    traceback (``--verbose`` shows it). ``then``: what to do next, added to a failure's line."""
+    import os
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors already decided
+        raise
+    except KeyboardInterrupt:
+        err.print("[yellow]dogcat: interrupted[/]" + (f": {then}" if then else ""), highlight=False)
+        raise typer.Exit(130) from None
+    except BrokenPipeError:  # `dogcat export | head`: the reader has gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except Exception as e:  # noqa: BLE001 — turned into one line and an exit code, below
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from dogcat.db import one_line
+
+        if writes and isinstance(e, OSError):  # before the known errors: FileNotFoundError is one of them
+            fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+        if isinstance(e, _known_errors()):
+            fail(escape(str(e)))
+        if isinstance(e, SQLAlchemyError):
+            what = f"{db}: database error: {one_line(e)}"
+        else:
+            if verbose:
+                err.print_exception()
+            what = f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
+            then = then + ("" if verbose else " (--verbose shows details)")
+        fail(escape(what + (f". {then.strip()}" if then.strip() else "")))
+
+
+@contextmanager
+def _engine(db: str, create: bool = False):
+    """The catalog's engine for one command, disposed at its end."""
+    from dogcat import db as catdb
+
+    engine = catdb.connect(db, create=create)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _output(output: Path | None):
+    """Where a command writes its data: stdout (UTF-8, line ends as written), or the file ``--output`` names,
+    which is replaced only once the whole output is there."""
+    import io
+    import os
+
+    if output is None:
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
+        try:
+            yield stream
+            stream.flush()
+        finally:
+            stream.detach()
+        return
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _percent(p: float) -> str:
     return "<1%" if p < 0.005 else f"{p:.0%}"
 
@@ -78,8 +176,7 @@ def classify(
                                                "dogcat catalog would), quoted globs, or - to read paths from "
                                                "standard input, one per line.", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to list per photo.")] = 3,
-    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
-                          ".json sidecar). Default: the model bundled with dogcat.", show_default=False)] = None,
+    model_path: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
     null: Annotated[bool, typer.Option("--null", "-0", help="With -: the paths on standard input are separated "
                                        "by NUL characters (find -print0), not lines.")] = False,
@@ -114,19 +211,16 @@ def classify(
     """
     from dogcat.classifier import classify as run_classify
     from dogcat.classifier import expand
-    from dogcat.model import ModelError
     from dogcat.status import Judge
 
     items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
-    try:
+    with _failures():
         judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
         model = judge.model
         if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
                 error(escape(warning), kind="warning")
         results = list(run_classify(judge, items, top_k))
-    except ModelError as e:
-        fail(escape(str(e)))
     errors = [r for r in results if r.error]
     for r in errors:
         error(escape(f"{visible(r.path)}: {r.error}"))
@@ -170,8 +264,7 @@ def classify(
 def evaluate(
     data_dir: Annotated[Path | None, typer.Argument(help="Folders named by class label (<wnid>-<name>/*.jpg); "
                         "with --not-dogs, any folder of photos without a dog.", show_default=False)] = None,
-    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model; default: bundled.",
-                                                    show_default=False)] = None,
+    model_path: ModelOption = None,
     part: Annotated[str | None, typer.Option(help="Only photos in this part of the model's own split: 'train', "
                                                   "'val', or a half of val: 'val-tune' (where the thresholds "
                                                   "were chosen) or 'val-holdout'.")] = None,
@@ -219,7 +312,6 @@ def evaluate(
 
     from dogcat import evaluate as ev
     from dogcat.images import RESIZE_MODES
-    from dogcat.model import ModelError
     from dogcat.status import Judge
 
     if part not in (None, *ev.PARTS):
@@ -228,7 +320,7 @@ def evaluate(
         fail(f"--resize must be one of {', '.join(RESIZE_MODES)}", 2)
     if not data_dir.is_dir():
         fail(escape(f"{data_dir}: no such folder"))
-    try:
+    with _failures():
         judge = Judge.load(model_path, None, not_dog_below, unsure_below)
         if resize:
             judge.model.preprocessing = dataclasses.replace(judge.model.preprocessing, resize=resize)
@@ -251,8 +343,6 @@ def evaluate(
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("evaluating", total=None)
             result = ev.evaluate(judge, data_dir, part, on_batch=lambda n: bar.advance(task, n))
-    except (ModelError, FileNotFoundError) as e:
-        fail(escape(str(e)))
     if record:
         if part != "val":
             fail("--record needs --part val", 2)
@@ -287,7 +377,7 @@ def evaluate(
 def _evaluate_corrections(db: str, as_json: bool):
     from dogcat import corrections as fixes
 
-    with _catalog(db) as engine:
+    with _failures(db), _engine(db) as engine:
         result = fixes.evaluate(engine)
     if as_json:
         print(json.dumps({"db": db, **result}))
@@ -333,9 +423,7 @@ def catalog(
                                                   show_default=False)],
     db: Annotated[str, typer.Option("--db", help="A SQLite file, created if missing, or any SQLAlchemy URL "
                                     "(postgresql://user@host/shelter).")] = "dogcat.db",
-    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An exported model (.onnx with its "
-                          ".json sidecar). Default: the model bundled with dogcat. A new model adds its "
-                          "predictions beside the old ones.", show_default=False)] = None,
+    model_path: ModelOption = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to record per photo.")] = 3,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive",
                                             help="Walk sub-folders too.")] = True,
@@ -370,7 +458,8 @@ def catalog(
     """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, status
     (dog / unsure / not_a_dog / error), breed guesses of the model, or the reason it could not be read.
 
-    Unchanged files are skipped without being read; a photo under a second name is known by its hash.
+    Unchanged files are skipped without being read; a photo under a second name is known by its hash. A new
+    --model adds its predictions beside the old ones.
 
     Each batch is committed as it completes: after a crash or Ctrl-C, run the same command again to finish.
 
@@ -402,10 +491,11 @@ def catalog(
 
       130  interrupted (completed batches are saved)
     """
+    import functools
+
     from dogcat import animals
     from dogcat import catalog as cat
     from dogcat import db as catdb
-    from dogcat.model import ModelError
     from dogcat.status import Judge
 
     missing = [f for f in folders if not f.exists() and not f.is_symlink()]
@@ -415,56 +505,23 @@ def catalog(
         grouping = animals.Grouping.parse(grouping_mode, pattern, [str(f) for f in folders])
     except animals.GroupingError as e:
         fail(escape(str(e)), 2)
-    engine = None
-    try:
+    saved = "Completed batches are saved; run the same command again to finish"
+    with _failures(db, verbose=verbose, then=saved):
         model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
         for warning in model.start():
             error(escape(warning), kind="warning")
-        engine = catdb.connect(db, create=True)
-        if quiet:
-            summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                              batch_size=batch_size, top_k=top_k, lease_s=lease, grouping=grouping)
-        else:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                          _rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                          console=err, transient=False) as bar:
-                task = bar.add_task("catalog", total=None, images=0)
-
-                def advance(done: int, total: int, images: int):
-                    bar.update(task, completed=done, total=total, images=images)
-
-                summary = cat.run(engine, folders, model, recursive=recursive, follow_symlinks=follow_symlinks,
-                                  batch_size=batch_size, top_k=top_k, progress=advance, lease_s=lease,
-                                  grouping=grouping)
-    except animals.GroupingError as e:
-        fail(escape(str(e)), 2)
-    except (ModelError, cat.CatalogError, catdb.DatabaseError) as e:
-        fail(escape(str(e)))
-    except KeyboardInterrupt:
-        err.print("[yellow]dogcat: interrupted[/]: every completed batch is saved; run the same command again "
-                  "to finish.", highlight=False)
-        raise typer.Exit(130) from None
-    except Exception as e:  # a database failing mid-run (disk full ...), or a bug: never a bare traceback
-        if verbose:
-            err.print_exception()
-        from sqlalchemy.exc import SQLAlchemyError
-
-        what = f"database error: {catdb.one_line(e)}" if isinstance(e, SQLAlchemyError) else \
-            f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
-        fail(escape(f"{what}. Completed batches are saved; run the same command again to finish"
-                    + ("" if verbose else " (--verbose shows details)") + "."))
-    finally:
-        if engine is not None:
-            engine.dispose()
+        run = functools.partial(cat.run, roots=folders, model=model, recursive=recursive,
+                                follow_symlinks=follow_symlinks, batch_size=batch_size, top_k=top_k, lease_s=lease,
+                                grouping=grouping)
+        with _engine(db, create=True) as engine:
+            try:
+                if quiet:
+                    summary = run(engine)
+                else:
+                    with _catalog_progress() as advance:
+                        summary = run(engine, progress=advance)
+            except animals.GroupingError as e:  # the pattern matched no file: nothing was written
+                fail(escape(str(e)), 2)
 
     if verbose:
         for path, reason in summary.error_files:
@@ -477,6 +534,25 @@ def catalog(
     if quiet:
         return
     _print_summary(summary, catdb.describe(catdb.url_for(db)), model.device)
+
+
+@contextmanager
+def _catalog_progress():
+    """The catalog's progress bar on stderr; yields the callback catalog.run reports to."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                  _rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=err, transient=False) as bar:
+        task = bar.add_task("catalog", total=None, images=0)
+        yield lambda done, total, images: bar.update(task, completed=done, total=total, images=images)
 
 
 def _print_summary(s, database: str, device: str):
@@ -519,12 +595,11 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
+    db: DbOption = "dogcat.db",
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe), jsonl (one "
                                               "JSON object per line) or asm3 (an Animal Shelter Manager import "
                                               "file: one animal per dog photo).")] = ExportFormat.csv,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (replaced only "
-                      "once complete) instead of stdout.", show_default=False)] = None,
+    output: OutputOption = None,
     breed: Annotated[str | None, typer.Option("--breed", help="Only photos whose best guess is this breed, by "
                      "name or label, any case: 'golden retriever', golden_retriever.", show_default=False)] = None,
     min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0.0, max=1.0, help="Only "
@@ -533,8 +608,7 @@ def export(
     errors: Annotated[bool, typer.Option("--errors", help="Only files recorded with an error.")] = False,
     status: Annotated[str | None, typer.Option("--status", help="Only files with this status: dog, unsure, "
                                                "not_a_dog or error.", show_default=False)] = None,
-    model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id, as in "
-                        "the model column) instead of the newest.", show_default=False)] = None,
+    model_id: ModelIdOption = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="asm3: attach each photo (read again, "
                       "at most 1024 pixels a side) as ANIMALIMAGE.")] = True,
     per: Annotated[str | None, typer.Option("--per", help="photo (one record per catalogued file; the default) "
@@ -585,11 +659,8 @@ def export(
 
       2  bad usage (asm3 without --age or --dob, --per photo with asm3 ...)
     """
-    import io
-    import os
 
     from dogcat import asm3
-    from dogcat import db as catdb
     from dogcat import export as exp
     from dogcat.status import STATUSES
 
@@ -612,10 +683,7 @@ def export(
     per = per or "photo"
     if per == "animal" and errors:
         fail("--errors lists files: use it with --per photo", 2)
-    engine = None
-    tmp = None
-
-    def write(stream):
+    with _failures(db, output, writes=True), _engine(db) as engine, _output(output) as stream:
         if per == "photo":
             rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors,
                                model_id=model_id, status=status)
@@ -625,50 +693,14 @@ def export(
                                          status=status)
             exp.write_animals(answers, fmt.value, stream, images=images, age=age, dob=dob)
 
-    try:
-        engine = catdb.connect(db, create=False)
-        if output is None:
-            stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
-            try:
-                write(stream)
-                stream.flush()
-            finally:
-                stream.detach()
-        else:
-            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                write(f)
-            os.replace(tmp, output)
-            tmp = None
-    except catdb.DatabaseError as e:
-        fail(escape(str(e)))
-    except BrokenPipeError:  # `dogcat export | head`: the reader has gone, which is fine
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(1) from None
-    except OSError as e:
-        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
-    except Exception as e:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        if isinstance(e, SQLAlchemyError):
-            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
-        fail(escape(f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"))
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if engine is not None:
-            engine.dispose()
 
 @app.command()
 def report(
-    db: Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")] = "dogcat.db",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the page to this file (replaced "
-                      "only once complete) instead of stdout.", show_default=False)] = None,
+    db: DbOption = "dogcat.db",
+    output: OutputOption = None,
     title: Annotated[str | None, typer.Option("--title", help="The page's title. Default: 'dogcat: ' and the "
                      "database.", show_default=False)] = None,
-    model_id: Annotated[str | None, typer.Option("--model-id", help="That model's predictions (its id) instead "
-                        "of the newest.", show_default=False)] = None,
+    model_id: ModelIdOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """A picture catalog: one self-contained HTML page of the catalog, to open in any browser or mail.
@@ -690,95 +722,38 @@ def report(
       0  the page was written;  1  the database cannot be read, or the page cannot be written;  2  bad usage
     """
     import datetime as dt
-    import os
+    import functools
 
     from dogcat import db as catdb
     from dogcat import export as exp
     from dogcat import report as rep
     from dogcat.animals import answers
 
-    engine = None
-    tmp = None
-    try:
-        engine = catdb.connect(db, create=False)
+    with _failures(db, output, writes=True), _engine(db) as engine:
         source = catdb.describe(catdb.url_for(db))
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         records = list(exp.records(engine, model_id=model_id, probabilities=True))
-        animals = answers(engine, records)
+        page_of = functools.partial(rep.render, records, title=title or f"dogcat: {source}", source=source,
+                                    generated=generated, animals=answers(engine, records))
         if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
-            page = rep.render(records, title=title or f"dogcat: {source}", source=source, generated=generated,
-                              animals=animals)
+            page = page_of()
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             with Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                           console=err, transient=True) as bar:
                 task = bar.add_task("thumbnails", total=None)
-                page = rep.render(records, title=title or f"dogcat: {source}", source=source,
-                                  generated=generated, animals=animals,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
-        if output is None:
-            sys.stdout.buffer.write(page.encode("utf-8"))
-            sys.stdout.flush()
-        else:
-            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-            tmp.write_text(page, encoding="utf-8")
-            os.replace(tmp, output)
-            tmp = None
-            if not quiet:
-                err.print(f"{escape(visible(str(output)))}: {len(records)} files, {len(page) / 1e6:.1f} MB",
-                          highlight=False)
-    except catdb.DatabaseError as e:
-        fail(escape(str(e)))
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(1) from None
-    except OSError as e:
-        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
-    except Exception as e:
-        from sqlalchemy.exc import SQLAlchemyError
+                page = page_of(progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with _output(output) as stream:
+            stream.write(page)
+    if output is not None and not quiet:
+        err.print(f"{escape(visible(str(output)))}: {len(records)} files, {len(page) / 1e6:.1f} MB", highlight=False)
 
-        if isinstance(e, SQLAlchemyError):
-            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
-        raise
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if engine is not None:
-            engine.dispose()
-
-
-DbOption = Annotated[str, typer.Option("--db", help="The catalog: a SQLite file or a SQLAlchemy URL.")]
 
 animals_app = typer.Typer(
     help="The animals in a catalog: list them, and fix how photos were grouped.",
     rich_markup_mode="rich", invoke_without_command=True)
 app.add_typer(animals_app, name="animals")
-
-
-@contextmanager
-def _catalog(db: str):
-    """The catalog's engine for a short command; its known errors become one line and exit 1."""
-    from dogcat import animals
-    from dogcat import corrections as fixes
-    from dogcat import db as catdb
-
-    engine = None
-    try:
-        engine = catdb.connect(db, create=False)
-        yield engine
-    except (catdb.DatabaseError, animals.NotFound, fixes.CorrectionError) as e:
-        fail(escape(str(e)))
-    except Exception as e:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        if isinstance(e, SQLAlchemyError):
-            fail(escape(f"{db}: database error: {catdb.one_line(e)}"))
-        raise
-    finally:
-        if engine is not None:
-            engine.dispose()
 
 
 @animals_app.callback()
@@ -806,7 +781,7 @@ def animals_list(
         return
     from dogcat import animals
 
-    with _catalog(db) as engine:
+    with _failures(db), _engine(db) as engine:
         answers = animals.answers(engine, include_empty=True)
     if as_json:
         for a in answers:
@@ -852,7 +827,7 @@ def animals_merge(
     from dogcat import animals
     from dogcat import db as catdb
 
-    with _catalog(db) as engine, catdb.writing(engine) as conn:
+    with _failures(db), _engine(db) as engine, catdb.writing(engine) as conn:
         moved = animals.merge(conn, into, other)
     out.print(f"merged {escape(other)} into {escape(into)}: {moved} file{'s' if moved != 1 else ''} moved",
               highlight=False)
@@ -881,7 +856,7 @@ def animals_move(
     from dogcat import animals
     from dogcat import db as catdb
 
-    with _catalog(db) as engine, catdb.writing(engine) as conn:
+    with _failures(db), _engine(db) as engine, catdb.writing(engine) as conn:
         paths = animals.move(conn, photo, to, new)
     out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(to)}", highlight=False)
 
@@ -929,7 +904,7 @@ def correct(
         if target is not None or breed or breed2 or not_a_dog or undo:
             fail("--from takes its targets and breeds from the CSV: give no TARGET, --breed, --not-a-dog "
                  "or --undo with it", 2)
-        with _catalog(db) as engine:
+        with _failures(db), _engine(db) as engine:
             counts = fixes.from_csv(engine, from_csv, fixes.who(by))
         out.print(f"{escape(str(from_csv))}: {counts['corrected']} corrected, {counts['unchanged']} unchanged, "
                   f"{counts['blank']} rows left blank", highlight=False)
@@ -942,7 +917,7 @@ def correct(
         change = fixes.Change.parse(breed, breed2, not_a_dog, undo)
     except fixes.CorrectionError as e:  # an unknown or ambiguous breed name
         fail(escape(str(e)))
-    with _catalog(db) as engine:
+    with _failures(db), _engine(db) as engine:
         what, shown = fixes.correct(engine, target, change, fixes.who(by))
     out.print(f"{escape(shown)}: {what}", highlight=False)
 
