@@ -32,7 +32,7 @@ from pathlib import PurePath
 from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 
-from dogcat import db, fusion
+from dogcat import db, fusion, settings
 from dogcat.breeds import breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, status_of
 
@@ -41,7 +41,6 @@ DEFAULT_GROUPING = "folder"
 STAFF = "staff"  # grouped_by of a file that staff placed: no catalog run moves it
 UPGRADE = "upgrade"  # grouped_by of a file placed by the schema 2 → 3 migration: the next run regroups it
 CODE_MAX = 40
-_LOCK_ID = 2024061102  # PostgreSQL advisory lock serialising groupings (db.ensure_schema uses ...101)
 
 
 class GroupingError(Exception):
@@ -145,7 +144,7 @@ def _free_code(conn: Connection, wanted: str) -> str:
 
 def _lock(conn: Connection):
     if conn.dialect.name == "postgresql":  # SQLite: the caller's BEGIN IMMEDIATE already serialises writers
-        conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_ID})"))
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({settings.LOCK_GROUPING})"))
 
 
 def _resolve(conn: Connection, code: str) -> str:

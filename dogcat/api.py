@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dogcat import classifier
+from dogcat import classifier, settings
 from dogcat.status import Judge
 
 Photo = Any  # a path (str or Path), a photo's bytes, or a PIL image
@@ -108,7 +108,7 @@ class Catalog:
     """A shelter's catalog (a SQLite file or any SQLAlchemy URL), as ``dogcat catalog``/``export``/``animals``
     use it. Use it in a ``with`` block, or call ``close()``."""
 
-    def __init__(self, db: str | Path = "dogcat.db", *, model: str | Path | None = None,
+    def __init__(self, db: str | Path = settings.DEFAULT_DB, *, model: str | Path | None = None,
                  detector: str | Path | None = None, device: str = "auto"):
         from dogcat import db as catdb
 

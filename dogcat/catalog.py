@@ -29,7 +29,7 @@ from typing import TypeGuard
 
 from sqlalchemy import Row, select
 
-from dogcat import animals, claims, db, images, pathkeys
+from dogcat import animals, claims, db, images, pathkeys, settings
 from dogcat.classifier import PHOTO_SUFFIXES
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
@@ -38,7 +38,7 @@ from dogcat.status import Judge, Thresholds
 # saying so). Any other file is catalogued only when its first bytes are those of an image format.
 IMAGE_SUFFIXES = PHOTO_SUFFIXES | {".jpe", ".jfif", ".heic", ".heif", ".avif", ".jp2"}
 IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = settings.DEFAULT_BATCH
 
 
 class CatalogError(Exception):
@@ -466,7 +466,7 @@ def _own_files(engine) -> set[str]:
 
 
 def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recursive: bool = True,
-        follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = 3,
+        follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = settings.DEFAULT_TOP_K,
         progress: Callable[[int, int, int], None] | None = None,
         lease_s: float = claims.DEFAULT_LEASE_S, grouping: animals.Grouping | None = None) -> Summary:
     """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`), then put the files

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dogcat import __version__
+from dogcat import __version__, settings
 from dogcat.console import err, error, fail, out
 from dogcat.text import visible
 
@@ -175,7 +175,8 @@ def classify(
     paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively, picking the files "
                                                "dogcat catalog would), quoted globs, or - to read paths from "
                                                "standard input, one per line.", show_default=False)],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to list per photo.")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
+                                       help="How many breeds to list per photo.")] = settings.DEFAULT_TOP_K,
     model_path: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo, one per line.")] = False,
     null: Annotated[bool, typer.Option("--null", "-0", help="With -: the paths on standard input are separated "
@@ -422,15 +423,16 @@ def catalog(
     folders: Annotated[list[Path], typer.Argument(help="Folders to catalog (a single photo also works).",
                                                   show_default=False)],
     db: Annotated[str, typer.Option("--db", help="A SQLite file, created if missing, or any SQLAlchemy URL "
-                                    "(postgresql://user@host/shelter).")] = "dogcat.db",
+                                    "(postgresql://user@host/shelter).")] = settings.DEFAULT_DB,
     model_path: ModelOption = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many breeds to record per photo.")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
+                                       help="How many breeds to record per photo.")] = settings.DEFAULT_TOP_K,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive",
                                             help="Walk sub-folders too.")] = True,
     follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Walk into symlinked folders too "
                                "(each real folder is still walked once, so a link loop is harmless).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Photos per model call and per "
-                          "committed transaction: a crash loses at most one batch.")] = 32,
+                          "committed transaction: a crash loses at most one batch.")] = settings.DEFAULT_BATCH,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary (for cron); "
                                         "a run that cannot complete still prints its error.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object on stdout (new, "
@@ -595,7 +597,7 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    db: DbOption = "dogcat.db",
+    db: DbOption = settings.DEFAULT_DB,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe), jsonl (one "
                                               "JSON object per line) or asm3 (an Animal Shelter Manager import "
                                               "file: one animal per dog photo).")] = ExportFormat.csv,
@@ -696,7 +698,7 @@ def export(
 
 @app.command()
 def report(
-    db: DbOption = "dogcat.db",
+    db: DbOption = settings.DEFAULT_DB,
     output: OutputOption = None,
     title: Annotated[str | None, typer.Option("--title", help="The page's title. Default: 'dogcat: ' and the "
                      "database.", show_default=False)] = None,
@@ -759,7 +761,7 @@ app.add_typer(animals_app, name="animals")
 @animals_app.callback()
 def animals_list(
     ctx: typer.Context,
-    db: DbOption = "dogcat.db",
+    db: DbOption = settings.DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per animal per line (the same "
                                                          "record as export --per animal --format jsonl).")] = False,
 ):
@@ -811,7 +813,7 @@ def animals_list(
 def animals_merge(
     into: Annotated[str, typer.Argument(help="The animal that keeps its code and gets the photos.")],
     other: Annotated[str, typer.Argument(help="The animal whose photos move; its code then points to INTO.")],
-    db: DbOption = "dogcat.db",
+    db: DbOption = settings.DEFAULT_DB,
 ):
     """Merge animal OTHER into INTO: two groups that are one dog. Staff groupings are never undone by a
     later catalog run, and photos found later in OTHER's folder go to INTO too.
@@ -839,7 +841,7 @@ def animals_move(
     to: Annotated[str, typer.Argument(help="The animal's code.")],
     new: Annotated[str | None, typer.Option("--new", help="TO is a new animal, with this name.",
                                             show_default=False)] = None,
-    db: DbOption = "dogcat.db",
+    db: DbOption = settings.DEFAULT_DB,
 ):
     """Move one photo to another animal (or, with --new, to a new one): a photo grouped with the wrong dog.
 
@@ -877,7 +879,7 @@ def correct(
                         show_default=False)] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who corrects. Default: $USER.",
                                            show_default=False)] = None,
-    db: DbOption = "dogcat.db",
+    db: DbOption = settings.DEFAULT_DB,
 ):
     """Record what staff know better than the model. Corrections are kept with who and when, never
     overwritten by a later catalog run, and every output (animals, export, report, ASM3) prefers them.

@@ -54,14 +54,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from dogcat import __version__
+from dogcat import __version__, settings
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
     from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
 SCHEMA_VERSION = 3
-DEFAULT_DB = "dogcat.db"
+DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
 _PARAMS_PER_QUERY = 500  # stay well under SQLite's limit on bound parameters
@@ -444,7 +444,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> int:
                             "once to upgrade it")
     with writing(engine) as conn:
         if conn.dialect.name == "postgresql":  # serialise concurrent first runs
-            conn.execute(text("SELECT pg_advisory_xact_lock(2024061101)"))
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({settings.LOCK_SCHEMA})"))
         version = _version(conn)  # again, under the write lock: another run may have just done it
         if version is None:
             metadata.create_all(conn)

@@ -15,7 +15,7 @@ from typing import IO
 
 from sqlalchemy import and_, func, or_, select
 
-from dogcat import asm3, db
+from dogcat import asm3, db, settings
 
 FIELDS = ["path", "sha256", "size", "mtime", "width", "height", "format", "status", "label", "breed", "confidence",
           "top_k", "dog_probability", "looks_like", "model", "error", "catalogued_at", "classified_at",
@@ -159,7 +159,7 @@ def write_jsonl(rows, fp: IO[str], fields: list[str] = FIELDS) -> int:
 
 
 # ANIMALIMAGE tries: (longest side, JPEG quality), largest first, until the data: URI fits a CSV field.
-ASM3_IMAGE_TRIES = ((asm3.IMAGE_MAX_SIDE, 85), (asm3.IMAGE_MAX_SIDE, 70), (800, 70), (640, 65), (480, 60))
+ASM3_IMAGE_TRIES = ((asm3.IMAGE_MAX_SIDE, settings.ASM3_IMAGE_QUALITY), (asm3.IMAGE_MAX_SIDE, 70), (800, 70), (640, 65), (480, 60))
 
 
 def asm3_image(record: dict) -> tuple[str, str | None]:

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from dogcat import images, pathkeys
+from dogcat import images, pathkeys, settings
 
 MAX_BYTES = 256 << 20  # a bigger "photo" is not read back for a preview
 
@@ -34,7 +34,7 @@ def on_disk(key: str) -> Path:
     return pathkeys.to_path(key)
 
 
-def preview(path: str, sha256: str | None, max_side: int, quality: int = 80) -> Preview:
+def preview(path: str, sha256: str | None, max_side: int, quality: int = settings.PREVIEW_QUALITY) -> Preview:
     """The photo at ``path`` as a JPEG of at most ``max_side`` pixels a side, if it still has this SHA-256."""
     file = on_disk(path)
     try:

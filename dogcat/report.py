@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from dogcat import previews
+from dogcat import previews, settings
 from dogcat.decision import status_of
 from dogcat.previews import Preview
 from dogcat.text import visible
@@ -299,7 +299,7 @@ def _section(group: str, ident: str, title: str, items: list[str], why: str = ""
 
 def thumbnail(record: dict) -> Preview:
     """The photo read again from its path, if it is still the one catalogued, shrunk to a thumbnail."""
-    return previews.preview(record["path"], record.get("sha256"), THUMB_SIDE, quality=75)
+    return previews.preview(record["path"], record.get("sha256"), THUMB_SIDE, quality=settings.THUMBNAIL_QUALITY)
 
 
 def _body_of(r: dict) -> str:

@@ -1,0 +1,15 @@
+"""Named defaults that several modules share. No imports: the command line reads these for its --help without
+loading numpy, SQLAlchemy or ONNX Runtime."""
+
+DEFAULT_DB = "dogcat.db"  # --db when none is given: a SQLite file in the current folder
+DEFAULT_BATCH = 32  # photos per model call batch and per committed transaction in `dogcat catalog`
+DEFAULT_TOP_K = 3  # breeds listed per photo
+
+# JPEG qualities of the pictures dogcat makes from the photos (never of the photos themselves).
+THUMBNAIL_QUALITY = 75  # the report's thumbnails: small, many on one page
+PREVIEW_QUALITY = 80  # previews.preview's default
+ASM3_IMAGE_QUALITY = 85  # ASM3's ANIMALIMAGE, first try: the animal's picture in the shelter's system
+
+# PostgreSQL advisory lock ids (pg_advisory_xact_lock): one per job that must not run twice at once.
+LOCK_SCHEMA = 2024061101  # creating or upgrading the schema
+LOCK_GROUPING = 2024061102  # grouping files into animals
