@@ -159,7 +159,8 @@ def write_jsonl(rows, fp: IO[str], fields: list[str] = FIELDS) -> int:
 
 
 # ANIMALIMAGE tries: (longest side, JPEG quality), largest first, until the data: URI fits a CSV field.
-ASM3_IMAGE_TRIES = ((asm3.IMAGE_MAX_SIDE, settings.ASM3_IMAGE_QUALITY), (asm3.IMAGE_MAX_SIDE, 70), (800, 70), (640, 65), (480, 60))
+ASM3_IMAGE_TRIES = ((asm3.IMAGE_MAX_SIDE, settings.ASM3_IMAGE_QUALITY), (asm3.IMAGE_MAX_SIDE, 70), (800, 70),
+                    (640, 65), (480, 60))
 
 
 def asm3_image(record: dict) -> tuple[str, str | None]:
