@@ -51,7 +51,8 @@ class _Photos:
 
 
 def calibration_photos(model_path: Path, data_dir: Path, per_breed: int, seed: int = 0) -> list[Path]:
-    """`per_breed` photos of every breed from the model's *training* split (never validation photos)."""
+    """`per_breed` photos of every breed from the model's *training* split (never validation photos; for a model
+    trained on every photo, any of them)."""
     split = json.loads(model_path.with_suffix(".split.json").read_text())["train"]
     rng = random.Random(seed)
     out = []
@@ -111,8 +112,10 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
                       "quantization": {"from": card["id"], "format": "QDQ int8 (uint8 activations, int8 "
                                        "per-channel weights), head in fp32", "calibration": method,
                                        "calibration_photos": len(photos), "kept_fp32": sorted(keep) + ["head"]}}
-    # The fp32 model's figures do not apply: `dogcat evaluate --part val --record` measures and records this one's.
-    sidecar["metrics"] = {"fp32_val": card.get("metrics", {}).get("val")}
+    # The fp32 model's figures do not apply: `dogcat evaluate --part val --record` (a transfer run's model) or
+    # `dogcat train oof` (a cross-validated one's) measures and records this one's.
+    sidecar["metrics"] = {f"fp32_{k}": v for k, v in card.get("metrics", {}).items() if k in ("val", "oof",
+                                                                                             "oof_originals")}
     sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
     split = model_path.with_suffix(".split.json")
     if split.is_file():
