@@ -27,7 +27,7 @@ from dogcat import evaluate as ev
 from dogcat import images
 from dogcat.model import BreedModel, DogDetector, sidecar_path
 from dogcat.status import Thresholds, decide
-from dogcat.train import data, runs
+from dogcat.train import data, ledger, runs
 
 
 def photos(run_dir: Path) -> dict:
@@ -139,6 +139,7 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
             folds: list[int] | None = None, say=print) -> dict:
     """`folds`: measure only the photos of these folds (all by default), e.g. to bound the time an int8 pass
     over every photo takes."""
+    started = time.time()
     run_dir, model_path = Path(run_dir), Path(model_path)
     model, detector = BreedModel(model_path, "cpu"), DogDetector(detector_path, "cpu")
     found = photos(run_dir)
@@ -214,6 +215,21 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
         side.write_text(json.dumps(card, indent=2) + "\n")
         say(f"wrote the out-of-fold figures and thresholds into {side}")
     runs.write_json(run_dir / f"oof-{model.id.replace('@', '-')}.json", result)
+    if write:  # a ledger row beside the run's own, so int8 and fp32 figures sit side by side in the report
+        run_cfg = runs.read_json(run_dir / "config.json")
+        ledger.append(
+            ledger.path_for(run_dir.parent), experiment=f"{model.id} measured out of fold",
+            key=f"{run_cfg['backbone']} cross-validated head, exported"
+                + (", int8" if "quantization" in model.card else ", fp32"),
+            config={"kind": "oof", "model": model.id, "run": run_dir.name, "folds": folds or "all",
+                    "quantization": model.card.get("quantization")},
+            data=f"{Path(run_cfg['data_dir']).name}, {len(crops.top1)} crops out of fold"
+                 + (f" (folds {folds} of {found['k']})" if folds is not None else ""),
+            split_seed=run_cfg["seed"], val_accuracy=result["oof_crops"]["top1"], epochs_total=None,
+            epochs_best=None, seconds=round(time.time() - started, 1), run=run_dir.name, history={},
+            budget=f"ONNX Runtime on {runs.machine()}", oof=result["oof_crops"],
+            oof_originals=result.get("oof_originals"), statuses=result["statuses"],
+            unsure_below=decision["unsure_below"])
     return result
 
 
