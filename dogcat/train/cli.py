@@ -131,7 +131,7 @@ def crossval(
     image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
     folds: Annotated[int, typer.Option(min=2, max=10, help="k of the stratified k-fold.")] = 10,
     seed: int = 42,
-    c: Annotated[str, typer.Option("--C", help="Logistic regression's inverse L2 strengths to try, comma-separated.")] = "0.03,0.1,0.3,1",
+    c: Annotated[str, typer.Option("--C", help="Logistic regression's inverse L2 strengths to try, comma-separated.")] = "0.01,0.03,0.1,0.3",
     mlp_epochs: Annotated[str, typer.Option(help="The study's head after these epoch counts, comma-separated, "
                                                  "and its average with the best regression; '' to skip.")] = "",
     experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
@@ -147,7 +147,7 @@ def crossval(
 
     [b]Example[/b]
 
-      dogcat train crossval --weights $(python ../shared/tools/offline_weights.py xception) --C 0.1,0.3,1
+      dogcat train crossval --weights $(python ../shared/tools/offline_weights.py xception) --C 0.01,0.03,0.1,0.3
     """
     _quiet_tensorflow()
     from dogcat.train.crossval import CrossvalConfig, run
