@@ -58,8 +58,9 @@ class CrossvalConfig:
 # --- the candidate heads: fit on (x, y), give probabilities; each can also become a Keras head for export -------
 
 def fit_logreg(x, y, n_classes, C, warm=None, max_iter=500):
-    """Multinomial logistic regression with an L2 penalty (scikit-learn, L-BFGS): a convex fit, so no epochs
-    or early stopping to choose, only C. `warm`: a fit at a nearby C to start from (much fewer iterations)."""
+    """Multinomial logistic regression with an L2 penalty (scikit-learn, L-BFGS, its default tolerance): a
+    convex fit, so no epochs or early stopping to choose, only C. `warm`: a fit at a smaller C on the same
+    photos to start from (fewer iterations)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=C, max_iter=max_iter, tol=1e-4, warm_start=warm is not None)
@@ -69,6 +70,17 @@ def fit_logreg(x, y, n_classes, C, warm=None, max_iter=500):
     if len(model.classes_) != n_classes:
         raise ValueError(f"a training fold lacks some breeds ({len(model.classes_)} of {n_classes})")
     return model
+
+
+def logreg_path(x, y, n_classes, Cs, max_iter=500):
+    """Fits at increasing C, the first from zero, each next one starting from the last: (C, model) pairs.
+
+    Never from a fit on other photos (another fold's): L-BFGS stops at a tolerance, not at the exact optimum,
+    so a start that has seen the held-out photos would leak them into the out-of-fold figures."""
+    warm = None
+    for C in sorted(Cs):
+        warm = fit_logreg(x, y, n_classes, C, warm, max_iter)
+        yield C, warm
 
 
 def logreg_head(coef: np.ndarray, intercept: np.ndarray, name: str):
@@ -210,8 +222,6 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
             oof_o.setdefault(name, np.zeros((len(yo), n_classes), np.float32))[fold_o == k] = probs_o
         fold_heads.setdefault(name, []).append(head)
 
-    previous = {}  # C -> the last fold's fit
-
     def cv_logreg(Cs, with_originals=False):
         suffix = " + originals" if with_originals else ""
         t = time.time()
@@ -220,12 +230,8 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
             xt, yt = x[train], y[train]
             if with_originals:
                 xt, yt = np.concatenate([xt, xo[fold_o != k]]), np.concatenate([yt, yo[fold_o != k]])
-            warm, line = None, []
-            for C in sorted(Cs):
-                # Each fit starts from the nearest solution at hand: the same C on the previous fold (90 % of
-                # the same photos at k = 10), else the last C on this fold. Same optimum, far fewer L-BFGS steps.
-                warm = fit_logreg(xt, yt, n_classes, C, previous.get(C, warm), cfg.max_iter)
-                previous[C] = warm
+            line = []
+            for C, warm in logreg_path(xt, yt, n_classes, Cs, cfg.max_iter):
                 name = f"logreg C={C:g}{suffix}"
                 record(name, k, held, warm.predict_proba(x[held]),
                        None if xo is None else warm.predict_proba(xo[fold_o == k]),
@@ -269,7 +275,7 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     use_originals = False
     if xo is not None and chosen.startswith("logreg"):
         say(f"{chosen} with the originals' labels added to each training fold")
-        cv_logreg([chosen_C], with_originals=True)
+        cv_logreg([C for C in cfg.C if C <= chosen_C], with_originals=True)
         plus = f"{chosen} + originals"
         better_o = scores(oof_o[plus], yo)["top1"] > scores(oof_o[chosen], yo)["top1"]
         use_originals = better_o and scores(oof[plus], y)["top1"] >= scores(oof[chosen], y)["top1"]
@@ -287,8 +293,8 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     t = time.time()
     xa, ya = (np.concatenate([x, xo]), np.concatenate([y, yo])) if use_originals else (x, y)
     final = []
-    if "logreg" in chosen:
-        lr = fit_logreg(xa, ya, n_classes, chosen_C, previous[chosen_C], cfg.max_iter)
+    if "logreg" in chosen:  # the same path as in each fold, so the final fit is the recipe measured
+        lr = list(logreg_path(xa, ya, n_classes, [C for C in cfg.C if C <= chosen_C], cfg.max_iter))[-1][1]
         final.append((lr.coef_, lr.intercept_))
     if "study head" in chosen:
         final.append(fit_mlp(cfg, xa, ya, n_classes, cfg.seed, {max(cfg.mlp_epochs)}, name="study_head")[0])
