@@ -40,7 +40,7 @@ class _Photos:
         self.input_name, self.paths, self.prep, self.batch, self.i = input_name, paths, prep, batch, 0
 
     def get_next(self):
-        if self.i >= len(self.paths):
+        if self.i >= min(len(self.paths), getattr(self, "end", len(self.paths))):
             return None
         chunk = self.paths[self.i:self.i + self.batch]
         self.i += self.batch
@@ -48,6 +48,13 @@ class _Photos:
 
     def rewind(self):
         self.i = 0
+
+    # onnxruntime's strided calibration (CalibStridedMinMax) collects a few photos at a time through these.
+    def __len__(self):
+        return len(self.paths)
+
+    def set_range(self, start_index: int, end_index: int):
+        self.i, self.end = start_index, end_index
 
 
 def calibration_photos(model_path: Path, data_dir: Path, per_breed: int, seed: int = 0) -> list[Path]:
@@ -60,6 +67,11 @@ def calibration_photos(model_path: Path, data_dir: Path, per_breed: int, seed: i
         names = sorted(split[label])
         out += [Path(data_dir) / label / n for n in rng.sample(names, min(per_breed, len(names)))]
     return out
+
+
+def _stride(n: int, most: int = 8) -> int:
+    """The largest batch of at most `most` photos that divides `n` (onnxruntime requires it)."""
+    return next(k for k in range(min(most, n), 0, -1) if n % k == 0)
 
 
 def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_breed: int = 2,
@@ -100,9 +112,11 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=ops,
                         nodes_to_exclude=excluded, calibrate_method=methods[method],
-                        # Histogram methods keep every activation tensor: flush them every 8 photos (holding
-                        # them all for 120 photos takes more than 20 GB). MinMax keeps two numbers a tensor.
-                        extra_options={} if method == "minmax" else {"CalibMaxIntermediateOutputs": 8})
+                        # Histogram methods keep every activation tensor of every photo they are given
+                        # (~150 MB a photo: 120 photos at once were killed for memory at 16 GB), so they are
+                        # fed 8 photos at a time (or fewer, to divide the count), each batch merged into the
+                        # histograms. MinMax keeps two numbers a tensor.
+                        extra_options={} if method == "minmax" else {"CalibStridedMinMax": _stride(len(photos))})
     tmp_out.replace(out)
     import hashlib
 
