@@ -125,8 +125,9 @@ def test_int8_export_is_measured_out_of_fold_and_gets_thresholds(cv_run, tmp_pat
     assert result["oof_crops"]["n"] == 24 and result["oof_originals"]["n"] == 4
     assert result["crops_graph_vs_head_max_diff"] <= 1e-4  # the graph's own head = the head.keras on its features
     card = json.loads(int8.with_suffix(".json").read_text())
-    assert card["metrics"]["oof"] == result["oof_crops"] and 0 < card["decision"]["unsure_below"] <= 1
-    assert card["metrics"]["oof_statuses"]["crops"]["photos"] == 24
+    assert card["metrics"]["oof_onnx"]["crops"] == result["oof_crops"] and 0 < card["decision"]["unsure_below"] <= 1
+    assert card["metrics"]["oof_onnx"]["statuses"]["crops"]["photos"] == 24
+    assert card["metrics"]["oof_onnx"]["fp32_same_photos"]["crops"]["n"] == 24
     # The fp32 export computes the run's own features: its out-of-fold figures are the run's.
     again = oof.measure(run_dir, fp32, folds=[1], say=lambda *_: None)
     assert again["oof_crops"]["n"] == 12

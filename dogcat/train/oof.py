@@ -179,6 +179,9 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
             result[f"{part}_graph_vs_head_max_diff"] = float(np.abs(final - got["probabilities"]).max())
         measured[part] = observed(probs, label, got["dog_probability"])
         result[f"oof_{part}"] = scores(measured[part])
+        # The run's own (fp32) out-of-fold figures on the same photos: what int8 is to be compared with.
+        result[f"fp32_oof_{part}"] = scores(observed(
+            saved["probabilities" if part == "crops" else "originals_probabilities"], label, got["dog_probability"]))
         say(f"{part}: out-of-fold top-1 {result[f'oof_{part}']['top1']:.4f}, top-3 {result[f'oof_{part}']['top3']:.4f}")
 
     crops = measured["crops"]
@@ -206,12 +209,13 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
         side = sidecar_path(model.path)
         card = json.loads(side.read_text())
         card["decision"] = decision
-        card.setdefault("metrics", {}).update(
-            {"oof": result["oof_crops"], **({"oof_originals": result["oof_originals"]} if "oof_originals" in result
-                                            else {}),
-             "oof_statuses": result["statuses"],
-             "measured_by": f"dogcat train oof {run_dir} --model {model_path}"
-                            + (f" --folds {','.join(map(str, folds))}" if folds is not None else "")})
+        # Beside the export's figures (the run's, over every fold): this graph's own, on the folds measured.
+        card.setdefault("metrics", {})["oof_onnx"] = {
+            "folds": folds or "all", "crops": result["oof_crops"], "originals": result.get("oof_originals"),
+            "fp32_same_photos": {"crops": result["fp32_oof_crops"], "originals": result.get("fp32_oof_originals")},
+            "statuses": result["statuses"],
+            "measured_by": f"dogcat train oof {run_dir} --model {model_path}"
+                           + (f" --folds {','.join(map(str, folds))}" if folds is not None else "")}
         side.write_text(json.dumps(card, indent=2) + "\n")
         say(f"wrote the out-of-fold figures and thresholds into {side}")
     runs.write_json(run_dir / f"oof-{model.id.replace('@', '-')}.json", result)
