@@ -23,8 +23,11 @@ def model(model_path):
 
 @pytest.fixture(scope="module")
 def val_split(model):
-    """The validation half of the split the model was trained on (shipped beside it)."""
-    return json.loads(model.path.with_suffix(".split.json").read_text())["val"]
+    """The validation half of the split the model was trained on (shipped beside it). A model trained on every
+    crop (the bundled one: chosen by cross-validation, see its card) has none: then its training photos, and
+    these tests check that the path from photo to answer works, while the card's out-of-fold figures measure it."""
+    split = json.loads(model.path.with_suffix(".split.json").read_text())
+    return split["val"] if any(split["val"].values()) else split["train"]
 
 
 def dogcat(*args, env=None, input=None):
@@ -44,7 +47,8 @@ def test_validation_crops_of_many_breeds(model, val_split, crops):
 
 
 def test_uncropped_photos(model, val_split, originals):
-    """Whole photos (dog small, off-centre), never seen in training: the crops of these are in the val split."""
+    """Whole photos (dog small, off-centre), never seen in training as such: their crops are in the val split
+    (or, for a model trained on every crop, were seen as crops)."""
     files = []
     for folder in sorted(originals.iterdir()):
         names = [n for n in val_split.get(folder.name, []) if (folder / n).exists()][:6]
@@ -205,11 +209,20 @@ def test_bundled_model_ships_in_the_package():
     assert model.path.is_file() and model.path.parent.name == "models"
     assert len(model.labels) == 120
     card = model.card
-    # A floor against shipping a worse model. (The goal is 0.92 top-1; the shipped int8 model has 0.911, its fp32
-    # master 0.913: see the card.) int8 may cost at most 0.5 points.
-    assert card["metrics"]["val"]["top1"] >= 0.905 and card["metrics"]["val"]["top3"] >= 0.98
-    if "quantization" in card:
-        assert card["metrics"]["fp32_val"]["top1"] - card["metrics"]["val"]["top1"] <= 0.005
+    # A floor against shipping a worse model: out of fold over all 17,456 crops (a model trained on every crop,
+    # issue #15's targets: top-1 >= 0.913, top-3 >= 0.985, int8 costing at most 0.3 points), or on the validation
+    # split (a transfer run's model: 0.905 / 0.98, int8 at most 0.5 points).
+    metrics = card["metrics"]
+    if "oof_onnx" in metrics:  # this graph through the fold heads (int8: on the folds measured)
+        measured = metrics["oof_onnx"]["crops"]
+        assert measured["n"] >= 3000 and measured["top1"] >= 0.913 and measured["top3"] >= 0.985
+        if "quantization" in card:
+            assert metrics["oof_onnx"]["fp32_same_photos"]["crops"]["top1"] - measured["top1"] <= 0.003
+            assert metrics["fp32_oof"]["n"] == 17456 and metrics["fp32_oof"]["top1"] >= 0.913
+    else:
+        assert metrics["val"]["top1"] >= 0.905 and metrics["val"]["top3"] >= 0.98
+        if "quantization" in card:
+            assert metrics["fp32_val"]["top1"] - metrics["val"]["top1"] <= 0.005
     assert (model.path.parent / "MODEL_CARD.md").is_file()
 
 

@@ -16,6 +16,7 @@ app = typer.Typer(help="Train, compare and export breed models (needs: pip insta
 from dogcat.console import err, fail
 
 DEFAULT_DATA = "../shared/data/stanford-dogs-crops-224"
+DEFAULT_ORIGINALS = "../shared/data/stanford-dogs-originals"
 LedgerOption = Annotated[Path | None, typer.Option(
     "--ledger", help="Results ledger to append to (default: ledger.jsonl beside --runs-dir, i.e. train/).")]
 
@@ -119,13 +120,56 @@ def transfer(
     print(run_dir)
 
 
-def _sizes(text: str) -> list[int]:
+@app.command()
+def crossval(
+    backbone: Annotated[str, typer.Option(help="As for 'transfer'.")] = "xception",
+    weights: Annotated[str, typer.Option(help="As for 'transfer'.")] = "imagenet",
+    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
+    originals: Annotated[str, typer.Option(help="Uncropped photos named like their crops (measured out of fold; "
+                                                "trained on too if that helps out of fold); '' for none.")] = DEFAULT_ORIGINALS,
+    classes: Annotated[str | None, typer.Option(help="'all', the first N folders, or names separated by commas.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
+    folds: Annotated[int, typer.Option(min=2, max=10, help="k of the stratified k-fold.")] = 10,
+    seed: int = 42,
+    c: Annotated[str, typer.Option("--C", help="Logistic regression's inverse L2 strengths to try, comma-separated.")] = "0.01,0.03,0.1,0.3",
+    mlp_epochs: Annotated[str, typer.Option(help="The study's head after these epoch counts, comma-separated, "
+                                                 "and its average with the best regression; '' to skip.")] = "",
+    experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    ledger_path: LedgerOption = None,
+):
+    """Choose the head by k-fold cross-validation over every photo, then train it on all of them.
+
+    Each fold's head trains on the other folds and predicts the held-out one, so every photo gets an
+    out-of-fold prediction; the candidates (logistic regression at each --C, the study's head after each of
+    --mlp-epochs, their average) are compared on those, the best is trained on every photo, and the run folder
+    exports like a transfer run. The ledger row holds every candidate's out-of-fold top-1/top-3.
+
+    [b]Example[/b]
+
+      dogcat train crossval --weights $(python ../shared/tools/offline_weights.py xception) --C 0.01,0.03,0.1,0.3
+    """
+    _quiet_tensorflow()
+    from dogcat.train.crossval import CrossvalConfig, run
+
+    try:
+        cfg = CrossvalConfig(data_dir=str(data_dir), originals_dir=originals or None, backbone=backbone,
+                             weights=weights, classes=_classes(classes), image_size=image_size, seed=seed,
+                             folds=folds, C=[float(v) for v in c.split(",") if v.strip()],
+                             mlp_epochs=_sizes(mlp_epochs, "--mlp-epochs"), experiment=experiment)
+        run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    print(run_dir)
+
+
+def _sizes(text: str, option: str = "--dense") -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        fail(escape(f"--dense {text!r}: expected sizes separated by commas, such as 1024,512"))
+        fail(escape(f"{option} {text!r}: expected numbers separated by commas, such as 1024,512"))
     if any(n < 1 for n in sizes):
-        fail(escape(f"--dense {text!r}: sizes must be positive"))
+        fail(escape(f"{option} {text!r}: numbers must be positive"))
     return sizes
 
 
@@ -361,6 +405,41 @@ def thresholds(
         card["preprocessing"]["resize"] = resize
     side.write_text(json.dumps(card, indent=2) + "\n")
     err.print(f"wrote the thresholds into {side}")
+
+
+@app.command()
+def oof(
+    run: Annotated[Path, typer.Argument(help="A 'dogcat train crossval' run folder (it keeps each fold's head).")],
+    model_path: Annotated[Path, typer.Option("--model", "-m", help="An export of that run (fp32 or int8) whose "
+                                                                   "sidecar gets the figures and thresholds.")] = Path("dogcat/models/xception-120-int8.onnx"),
+    detector_path: Annotated[Path | None, typer.Option("--detector", help="Default: the bundled detector.")] = None,
+    folds: Annotated[str | None, typer.Option(help="Only these folds' photos (comma-separated): a shorter pass.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, do not write the sidecar.")] = False,
+):
+    """Measure an exported model out of fold and choose its 'unsure' / 'not_a_dog' thresholds there.
+
+    ONNX Runtime runs the exported graph (int8, say) over every photo of the run with the backbone's pooled
+    features as a second output; each photo's features then go through the head of the fold that held it out.
+    The thresholds follow 'dogcat train thresholds'' rules, on these out-of-fold predictions. Needs TensorFlow
+    only to load the fold heads.
+
+    [b]Example[/b]
+
+      dogcat train oof train/runs/<crossval run> --model dogcat/models/xception-120-int8.onnx
+    """
+    _quiet_tensorflow()
+    from dogcat.model import ModelError
+    from dogcat.train import oof as measure
+
+    try:
+        chosen = None if folds is None else [int(f) for f in folds.split(",") if f.strip()]
+        result = measure.measure(run, model_path, detector_path, write=not dry_run, folds=chosen, say=err.print)
+    except (ModelError, FileNotFoundError, ValueError) as e:
+        fail(escape(str(e)))
+    import json
+
+    print(json.dumps({k: v for k, v in result.items() if k != "decision"} | {
+        "decision": {k: v for k, v in result["decision"].items() if k != "tradeoff"}}, indent=2))
 
 
 @app.command()

@@ -85,3 +85,14 @@ def split(classes: list[ClassFolder], seed: int = 42, val_fraction: float = 0.2,
         n_val = max(1, round(len(names) * val_fraction))
         val[c.label], train[c.label] = sorted(names[:n_val]), sorted(names[n_val:])
     return Split(seed, val_fraction, train, val)
+
+
+def folds(classes: list[ClassFolder], k: int = 10, seed: int = 42) -> dict[str, dict[str, int]]:
+    """Stratified k-fold: each breed shuffled with its own seeded generator (as in `split`) and dealt round-robin
+    into `k` folds, so every fold holds about 1/k of every breed. label -> file name -> fold."""
+    out = {}
+    for c in classes:
+        names = [f.name for f in c.files]
+        random.Random(f"{seed}:{c.label}").shuffle(names)
+        out[c.label] = {name: i % k for i, name in enumerate(names)}
+    return out

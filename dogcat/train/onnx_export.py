@@ -106,11 +106,13 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
     # Parity on real validation photos, through the same image code inference uses.
     split = data.Split.from_json((run_dir / "split.json").read_text())
     root = Path(cfg.data_dir)
-    val_files = [root / label / n for label in labels for n in split.val[label][:1]]
+    # A head trained on every photo (dogcat train crossval) has no validation photos: check on training ones.
+    check_on = split.val if any(split.val.values()) else split.train
+    val_files = [root / label / n for label in labels for n in check_on[label][:1]]
     val_files = (val_files * (1 + parity_images // max(1, len(val_files))))[:parity_images]
     say(f"converting {run_dir.name} to ONNX (opset {opset}) …")
     diff, n = convert_checked(model, prep, out, val_files, opset)
-    say(f"ONNX Runtime matches Keras on {n} validation photos (max |diff| {diff:.1e})")
+    say(f"ONNX Runtime matches Keras on {n} {'validation' if check_on is split.val else 'training'} photos (max |diff| {diff:.1e})")
 
     metrics = runs.read_json(run_dir / "metrics.json")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
@@ -126,13 +128,15 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
         "preprocessing": prep.to_dict(),
         "labels": labels,
         "breeds": [breeds.breed_name(label) for label in labels],
-        "metrics": {"train": metrics["train"], "val": metrics["val"]},
+        # A transfer run's train/val figures; a cross-validated one's are out of fold (oof), on crops and originals.
+        "metrics": {k: metrics[k] for k in ("train", "val", "oof", "oof_originals") if k in metrics},
         "parity": {"images": n, "max_abs_diff": diff},
         "training": {
             "run": run_dir.name, "experiment": metrics["experiment"], "backbone": cfg.backbone,
             "weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "data": Path(cfg.data_dir).name,
-            "seed": cfg.seed, "val_fraction": cfg.val_fraction, "split": split.counts(),
-            "epochs_total": metrics["epochs_total"], "epochs_best": metrics["epochs_best"],
+            "seed": cfg.seed, "val_fraction": split.val_fraction, "split": split.counts(),
+            **({"epochs_total": metrics["epochs_total"], "epochs_best": metrics["epochs_best"]}
+               if "epochs_total" in metrics else {"head": metrics["chosen"]}),
         },
     }
     runs.write_json(sidecar_path(out), sidecar)

@@ -40,7 +40,7 @@ class _Photos:
         self.input_name, self.paths, self.prep, self.batch, self.i = input_name, paths, prep, batch, 0
 
     def get_next(self):
-        if self.i >= len(self.paths):
+        if self.i >= min(len(self.paths), getattr(self, "end", len(self.paths))):
             return None
         chunk = self.paths[self.i:self.i + self.batch]
         self.i += self.batch
@@ -49,9 +49,17 @@ class _Photos:
     def rewind(self):
         self.i = 0
 
+    # onnxruntime's strided calibration (CalibStridedMinMax) collects a few photos at a time through these.
+    def __len__(self):
+        return len(self.paths)
+
+    def set_range(self, start_index: int, end_index: int):
+        self.i, self.end = start_index, end_index
+
 
 def calibration_photos(model_path: Path, data_dir: Path, per_breed: int, seed: int = 0) -> list[Path]:
-    """`per_breed` photos of every breed from the model's *training* split (never validation photos)."""
+    """`per_breed` photos of every breed from the model's *training* split (never validation photos; for a model
+    trained on every photo, any of them)."""
     split = json.loads(model_path.with_suffix(".split.json").read_text())["train"]
     rng = random.Random(seed)
     out = []
@@ -59,6 +67,11 @@ def calibration_photos(model_path: Path, data_dir: Path, per_breed: int, seed: i
         names = sorted(split[label])
         out += [Path(data_dir) / label / n for n in rng.sample(names, min(per_breed, len(names)))]
     return out
+
+
+def _stride(n: int, most: int = 8) -> int:
+    """The largest batch of at most `most` photos that divides `n` (onnxruntime requires it)."""
+    return next(k for k in range(min(most, n), 0, -1) if n % k == 0)
 
 
 def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_breed: int = 2,
@@ -99,9 +112,11 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=ops,
                         nodes_to_exclude=excluded, calibrate_method=methods[method],
-                        # Histogram methods keep every activation tensor: flush them every 8 photos (holding
-                        # them all for 120 photos takes more than 20 GB). MinMax keeps two numbers a tensor.
-                        extra_options={} if method == "minmax" else {"CalibMaxIntermediateOutputs": 8})
+                        # Histogram methods keep every activation tensor of every photo they are given
+                        # (~150 MB a photo: 120 photos at once were killed for memory at 16 GB), so they are
+                        # fed 8 photos at a time (or fewer, to divide the count), each batch merged into the
+                        # histograms. MinMax keeps two numbers a tensor.
+                        extra_options={} if method == "minmax" else {"CalibStridedMinMax": _stride(len(photos))})
     tmp_out.replace(out)
     import hashlib
 
@@ -111,8 +126,10 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
                       "quantization": {"from": card["id"], "format": "QDQ int8 (uint8 activations, int8 "
                                        "per-channel weights), head in fp32", "calibration": method,
                                        "calibration_photos": len(photos), "kept_fp32": sorted(keep) + ["head"]}}
-    # The fp32 model's figures do not apply: `dogcat evaluate --part val --record` measures and records this one's.
-    sidecar["metrics"] = {"fp32_val": card.get("metrics", {}).get("val")}
+    # The fp32 model's figures do not apply: `dogcat evaluate --part val --record` (a transfer run's model) or
+    # `dogcat train oof` (a cross-validated one's) measures and records this one's.
+    sidecar["metrics"] = {f"fp32_{k}": v for k, v in card.get("metrics", {}).items() if k in ("val", "oof",
+                                                                                             "oof_originals")}
     sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
     split = model_path.with_suffix(".split.json")
     if split.is_file():
