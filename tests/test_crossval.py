@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras  # noqa: F401  — fail loudly, not skip, when the train extra is missing
 import numpy as np
 import pytest
-
-import keras  # noqa: F401  — fail loudly, not skip, when the train extra is missing
 
 from dogcat import images
 from dogcat.model import BreedModel
