@@ -137,7 +137,7 @@ def sharpened(probs: np.ndarray, a: float) -> np.ndarray:
 def scores(probs: np.ndarray, y: np.ndarray) -> dict:
     top = np.argsort(-probs, axis=1)[:, :3]
     picked = probs[np.arange(len(y)), y]
-    return {"n": int(len(y)), "top1": round(float(np.mean(top[:, 0] == y)), 4),
+    return {"n": len(y), "top1": round(float(np.mean(top[:, 0] == y)), 4),
             "top3": round(float(np.mean((top == y[:, None]).any(axis=1))), 4),
             "log_loss": round(float(-np.mean(np.log(np.clip(picked, 1e-12, 1)))), 4)}
 
@@ -251,7 +251,7 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
 
     say(f"logistic regression, C in {sorted(cfg.C)}")
     cv_logreg(cfg.C)
-    by_top1 = lambda names: max(names, key=lambda n: (scores(oof[n], y)["top1"], -scores(oof[n], y)["log_loss"]))  # noqa: E731
+    by_top1 = lambda names: max(names, key=lambda n: (scores(oof[n], y)["top1"], -scores(oof[n], y)["log_loss"]))
     best_logreg = by_top1([n for n in oof if n.startswith("logreg")])
     chosen_C = float(best_logreg.split("=")[1])
 

@@ -126,13 +126,13 @@ def statuses(o: ev.Observed, decision: dict) -> dict:
     t = Thresholds(decision["not_a_dog_below"], decision["unsure_below"], decision["not_a_dog_confidence_below"])
     said = np.array([decide(float(c), float(p), t) for c, p in zip(o.confidence, o.dog_probability, strict=True)])
     dog = said == "dog"
-    return {"photos": int(len(said)), **{s: int((said == s).sum()) for s in ("dog", "unsure", "not_a_dog")},
+    return {"photos": len(said), **{s: int((said == s).sum()) for s in ("dog", "unsure", "not_a_dog")},
             "unsure_share": round(float((said == "unsure").mean()), 4),
             "dog_precision": round(float(o.top1[dog].mean()), 4) if dog.any() else None}
 
 
 def scores(o: ev.Observed) -> dict:
-    return {"n": int(len(o.top1)), "top1": round(float(o.top1.mean()), 4), "top3": round(float(o.top3.mean()), 4)}
+    return {"n": len(o.top1), "top1": round(float(o.top1.mean()), 4), "top3": round(float(o.top3.mean()), 4)}
 
 
 def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | None = None, write: bool = True,
@@ -196,7 +196,7 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
     crossed = []
     for chose in (0, 1) if len(set(crops_fold % 2)) == 2 else ():
         pick = crops_fold % 2 == chose
-        sub = lambda o, m: ev.Observed(o.confidence[m], o.top1[m], o.top3[m], o.dog_probability[m], [], 0)  # noqa: E731
+        sub = lambda o, m: ev.Observed(o.confidence[m], o.top1[m], o.top3[m], o.dog_probability[m], [], 0)
         d = ev.choose_thresholds(sub(crops, pick))
         crossed.append({"chosen_on": "even folds" if chose == 0 else "odd folds", "unsure_below": d["unsure_below"],
                         "not_a_dog_confidence_below": d["not_a_dog_confidence_below"],
