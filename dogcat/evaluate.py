@@ -145,7 +145,11 @@ def evaluate_not_dogs(judge: Judge, photos: list[Path]) -> dict:
 
 # --- choosing the thresholds ----------------------------------------------------------------------------------
 
-NOT_A_DOG_BUDGET = 0.01  # at most this share of tune dog photos may be flagged not_a_dog (the goal: ≤ 2 %)
+# At most this share of tune dog photos may be flagged not_a_dog. 0.5 %, not 1 %: a dog wrongly flagged drops
+# out of its animal's answer and out of the ASM3 file, while a non-dog let through is at worst an `unsure` that
+# staff see. At 1 % the cross-validated model flagged the bundled pug example (breed 0.97, dog check 0.44); at
+# 0.5 % every one of the 22 real non-dog photos is still flagged (their breed confidence is at most 0.10).
+NOT_A_DOG_BUDGET = 0.005
 DOG_PRECISION_GOAL = 0.97  # confident answers must be right this often on the tune half
 
 

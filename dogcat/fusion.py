@@ -8,7 +8,7 @@ rules were measured (``python benchmarks/fusion.py``; the model card has the tab
 - ``log-mean``: the average of their log-probabilities, renormalised (the geometric mean: a product of
   experts, in which a breed must fit every photo).
 
-dogcat uses the log-mean (``RULE``). On the bundled model's 3,490 validation photos, with an "animal" made of
+dogcat uses the log-mean (``RULE``). On the previous bundled model's 3,490 validation photos, with an "animal" made of
 k photos of one breed, it was right more often than the mean for every k > 1 (k = 3: top-1 0.982 against
 0.978), and far less often unsure at the model's threshold (k = 3: 9 % of animals against 31 %: averaging
 probabilities flattens them whenever two photos disagree a little) at the same precision of its confident

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras  # noqa: F401  — fail loudly, not skip, when the train extra is missing
 import numpy as np
 import pytest
 
