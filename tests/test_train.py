@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 from tests.conftest import DATA, needs_module, needs_shared  # noqa: E402
 
 # TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).

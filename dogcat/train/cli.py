@@ -11,11 +11,23 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-app = typer.Typer(help="Train, compare and export breed models (needs: pip install 'dogcat\\[train]').",
-                  no_args_is_help=True)
 from dogcat.console import err, fail
 
+app = typer.Typer(help="Train, compare and export breed models (needs: pip install '.\\[train]' from a checkout).",
+                  no_args_is_help=True)
+
 DEFAULT_DATA = "../shared/data/stanford-dogs-crops-224"
+
+# Options several lab commands take, declared once so that their help cannot drift apart.
+DataOption = Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")]
+ClassesOption = Annotated[str | None, typer.Option(help="'all', the first N folders, or names separated by commas.")]
+ImageSizeOption = Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")]
+RunsDirOption = Annotated[Path, typer.Option(help="Where run folders go.")]
+MaxPerClassOption = Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")]
+ExperimentOption = Annotated[str, typer.Option(help="Name for the ledger.")]
+DetectorPathOption = Annotated[Path | None, typer.Option("--detector", help="Default: the bundled detector.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print, do not write the sidecar.")]
+
 DEFAULT_ORIGINALS = "../shared/data/stanford-dogs-originals"
 LedgerOption = Annotated[Path | None, typer.Option(
     "--ledger", help="Results ledger to append to (default: ledger.jsonl beside --runs-dir, i.e. train/).")]
@@ -68,14 +80,15 @@ def transfer(
     weights: Annotated[str, typer.Option(help="'imagenet' (Keras download), a weights file "
                                               "(e.g. from offline_weights.py), or 'none' (random); for several "
                                               "backbones, NAME=W entries separated by commas.")] = "imagenet",
-    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
-    classes: Annotated[str | None, typer.Option(help="'all', the first N folders, or names separated by commas.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the first backbone's).")] = None,
+    data_dir: DataOption = Path(DEFAULT_DATA),
+    classes: ClassesOption = None,
+    image_size: ImageSizeOption = None,
     epochs: Annotated[int, typer.Option(min=1)] = 50,
-    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val loss).")] = 10,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val "
+                                                      "loss).")] = 10,
     seed: int = 42,
     val_fraction: float = 0.2,
-    max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
+    max_per_class: MaxPerClassOption = None,
     learning_rate: float = 1e-4,
     dropout: float = 0.5,
     dense: Annotated[str, typer.Option(help="The head's hidden layers, comma-separated sizes; '' for a "
@@ -84,8 +97,8 @@ def transfer(
                                               "features are extracted and cached once, like the photo's).")] = False,
     heads: Annotated[int, typer.Option(min=1, help="Train N heads (seeds SEED, SEED+1, …) and average their "
                                                    "probabilities; they export as one model.")] = 1,
-    experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    experiment: ExperimentOption = "",
+    runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
     """Frozen ImageNet backbone + the study's head (Dense 1024 → Dropout → Dense 512 → Dropout → softmax).
@@ -124,18 +137,20 @@ def transfer(
 def crossval(
     backbone: Annotated[str, typer.Option(help="As for 'transfer'.")] = "xception",
     weights: Annotated[str, typer.Option(help="As for 'transfer'.")] = "imagenet",
-    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
+    data_dir: DataOption = Path(DEFAULT_DATA),
     originals: Annotated[str, typer.Option(help="Uncropped photos named like their crops (measured out of fold; "
-                                                "trained on too if that helps out of fold); '' for none.")] = DEFAULT_ORIGINALS,
-    classes: Annotated[str | None, typer.Option(help="'all', the first N folders, or names separated by commas.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
+                                                "trained on too if that helps out of fold); '' for "
+                                                "none.")] = DEFAULT_ORIGINALS,
+    classes: ClassesOption = None,
+    image_size: ImageSizeOption = None,
     folds: Annotated[int, typer.Option(min=2, max=10, help="k of the stratified k-fold.")] = 10,
     seed: int = 42,
-    c: Annotated[str, typer.Option("--C", help="Logistic regression's inverse L2 strengths to try, comma-separated.")] = "0.01,0.03,0.1,0.3",
+    c: Annotated[str, typer.Option("--C", help="Logistic regression's inverse L2 strengths to try, "
+                                               "comma-separated.")] = "0.01,0.03,0.1,0.3",
     mlp_epochs: Annotated[str, typer.Option(help="The study's head after these epoch counts, comma-separated, "
                                                  "and its average with the best regression; '' to skip.")] = "",
-    experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    experiment: ExperimentOption = "",
+    runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
     """Choose the head by k-fold cross-validation over every photo, then train it on all of them.
@@ -190,8 +205,10 @@ def _not_run(runs_dir, ledger_path, experiment, key, data_dir, classes, seed, cf
 @app.command("export")
 def export_model(
     run: Annotated[Path, typer.Argument(help="A run folder written by 'dogcat train transfer|scratch|finetune'.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file (its .json sidecar goes beside it).")] = Path("model.onnx"),
-    name: Annotated[str | None, typer.Option(help="Model name for the sidecar (default: <backbone>-<classes>).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file (its .json sidecar goes beside "
+                                                          "it).")] = Path("model.onnx"),
+    name: Annotated[str | None, typer.Option(help="Model name for the sidecar (default: "
+                                                  "<backbone>-<classes>).")] = None,
 ):
     """Export a run to ONNX (tf2onnx) with its sidecar; fails unless ONNX Runtime matches Keras on real photos.
 
@@ -212,23 +229,26 @@ def export_model(
 
 @app.command()
 def scratch(
-    arch: Annotated[str, typer.Option(help="vgg16 (built layer by layer) or resnet50 (keras.applications, random weights).")] = "vgg16",
-    augment: Annotated[bool, typer.Option(help="RandomFlip + RandomRotation + RandomZoom layers while training.")] = False,
-    batchnorm_dropout: Annotated[bool, typer.Option(help="BatchNorm after every convolution, Dropout 0.5 in the head.")] = False,
+    arch: Annotated[str, typer.Option(help="vgg16 (built layer by layer) or resnet50 (keras.applications, random "
+                                           "weights).")] = "vgg16",
+    augment: Annotated[bool, typer.Option(help="RandomFlip + RandomRotation + RandomZoom layers while "
+                                               "training.")] = False,
+    batchnorm_dropout: Annotated[bool, typer.Option(help="BatchNorm after every convolution, Dropout 0.5 in the "
+                                                         "head.")] = False,
     optimizer: Annotated[str, typer.Option(help="adam or rmsprop.")] = "adam",
     learning_rate: float = 1e-3,
     kernel_size: Annotated[int, typer.Option(help="3 or 5 (vgg16).")] = 3,
-    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
-    classes: Annotated[str, typer.Option(help="'all', the first N folders, or names separated by commas.")] = "10",
+    data_dir: DataOption = Path(DEFAULT_DATA),
+    classes: ClassesOption = "10",
     image_size: Annotated[int, typer.Option(min=32, help="Input side in pixels (the study: 224).")] = 224,
     epochs: Annotated[int, typer.Option(min=1)] = 50,
     patience: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: int = 32,
     seed: int = 42,
     val_fraction: float = 0.2,
-    max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
-    experiment: Annotated[str, typer.Option(help="Name for the ledger.")] = "",
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    max_per_class: MaxPerClassOption = None,
+    experiment: ExperimentOption = "",
+    runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
     """A VGG16-style or ResNet50 network trained from scratch on the photos (the study's first rows).
@@ -263,15 +283,15 @@ def tune(
     tuner: Annotated[str, typer.Option(help="hyperband, bayesian or random (keras-tuner).")] = "hyperband",
     max_trials: Annotated[int, typer.Option(min=1, help="Trials for bayesian/random (hyperband sets its own).")] = 12,
     final: Annotated[bool, typer.Option(help="Train the best settings as a transfer run afterwards.")] = True,
-    data_dir: Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")] = Path(DEFAULT_DATA),
-    classes: Annotated[str, typer.Option(help="'all', the first N folders, or names separated by commas.")] = "10",
-    image_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: the backbone's).")] = None,
+    data_dir: DataOption = Path(DEFAULT_DATA),
+    classes: ClassesOption = "10",
+    image_size: ImageSizeOption = None,
     epochs: Annotated[int, typer.Option(min=1, help="Most epochs a trial trains (Hyperband's max_epochs).")] = 50,
     patience: Annotated[int, typer.Option(min=1)] = 10,
     seed: int = 42,
     val_fraction: float = 0.2,
-    max_per_class: Annotated[int | None, typer.Option(help="Use at most N photos per breed (quick runs).")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    max_per_class: MaxPerClassOption = None,
+    runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
     """Search the head's dropout (0.3-0.6) and learning rate (1e-2/1e-3/1e-4) on cached backbone features.
@@ -303,7 +323,7 @@ def finetune(
     learning_rate: float = 1e-5,
     patience: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: int = 32,
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
     """Unfreeze every layer of a transfer run and train on at a low learning rate (the study's last row).
@@ -327,8 +347,10 @@ def finetune(
 
 @app.command("export-detector")
 def export_detector(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the .onnx (its .json sidecar goes beside it).")] = Path("dogcat/models/efficientnet-lite0-imagenet.onnx"),
-    data_dir: Annotated[Path, typer.Option("--data", help="Photos for the ONNX Runtime vs Keras check.")] = Path(DEFAULT_DATA),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the .onnx (its .json sidecar goes "
+                                      "beside it).")] = Path("dogcat/models/efficientnet-lite0-imagenet.onnx"),
+    data_dir: Annotated[Path, typer.Option("--data", help="Photos for the ONNX Runtime vs Keras "
+                                                          "check.")] = Path(DEFAULT_DATA),
 ):
     """Export the "is it a dog?" model: EfficientNet-Lite0 with its ImageNet-1k head, to ONNX + sidecar.
 
@@ -352,13 +374,15 @@ def export_detector(
 
 @app.command()
 def thresholds(
-    model_path: Annotated[Path, typer.Option("--model", "-m", help="The exported breed model whose sidecar "
-                                                                   "gets the thresholds.")] = Path("dogcat/models/xception-120.onnx"),
-    data_dir: Annotated[Path, typer.Option("--data", help="The labelled photos the model was split from.")] = Path(DEFAULT_DATA),
-    detector_path: Annotated[Path | None, typer.Option("--detector", help="Default: the bundled detector.")] = None,
+    # The bundled model by default: the file it named before (xception-120.onnx) moved to models/ long ago.
+    model_path: Annotated[Path, typer.Option("--model", "-m", help="The exported breed model whose sidecar gets "
+                                             "the thresholds.")] = Path("dogcat/models/xception-120-int8.onnx"),
+    data_dir: Annotated[Path, typer.Option("--data", help="The labelled photos the model was split "
+                                                          "from.")] = Path(DEFAULT_DATA),
+    detector_path: DetectorPathOption = None,
     resize: Annotated[str | None, typer.Option(help="Also record how photos are resized when served "
                                                     "(stretch, letterbox, center-crop).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, do not write the sidecar.")] = False,
+    dry_run: DryRunOption = False,
 ):
     """Choose the 'unsure' and 'not_a_dog' thresholds on the tune half of the validation split.
 
@@ -411,10 +435,12 @@ def thresholds(
 def oof(
     run: Annotated[Path, typer.Argument(help="A 'dogcat train crossval' run folder (it keeps each fold's head).")],
     model_path: Annotated[Path, typer.Option("--model", "-m", help="An export of that run (fp32 or int8) whose "
-                                                                   "sidecar gets the figures and thresholds.")] = Path("dogcat/models/xception-120-int8.onnx"),
-    detector_path: Annotated[Path | None, typer.Option("--detector", help="Default: the bundled detector.")] = None,
-    folds: Annotated[str | None, typer.Option(help="Only these folds' photos (comma-separated): a shorter pass.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, do not write the sidecar.")] = False,
+                                             "sidecar gets the figures and thresholds.")]
+    = Path("dogcat/models/xception-120-int8.onnx"),
+    detector_path: DetectorPathOption = None,
+    folds: Annotated[str | None, typer.Option(help="Only these folds' photos (comma-separated): a shorter "
+                                                   "pass.")] = None,
+    dry_run: DryRunOption = False,
 ):
     """Measure an exported model out of fold and choose its 'unsure' / 'not_a_dog' thresholds there.
 
@@ -478,9 +504,10 @@ def exitflow(
     run: Annotated[Path, typer.Argument(help="A 'dogcat train transfer --backbone xception' run folder.")],
     epochs: Annotated[int, typer.Option(min=1)] = 8,
     learning_rate: float = 5e-5,
-    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val loss).")] = 3,
+    patience: Annotated[int, typer.Option(min=1, help="Early stopping patience (epochs without a better val "
+                                                      "loss).")] = 3,
     batch_size: int = 32,
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("train/runs"),
+    runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
 ):
     """Fine-tune Xception's last block (block 14) and the run's head, on cached block-13 activations.
@@ -509,7 +536,8 @@ def exitflow(
 @app.command()
 def report(
     ledger_path: Annotated[Path, typer.Option("--ledger", help="The results ledger.")] = Path("train/ledger.jsonl"),
-    plot: Annotated[Path | None, typer.Option(help="PNG of the validation curves ('' to skip).")] = Path("train/val_curves.png"),
+    plot: Annotated[Path | None, typer.Option(help="PNG of the validation curves ('' to "
+                                                   "skip).")] = Path("train/val_curves.png"),
 ):
     """Print the study's comparison table from the ledger and draw the validation curves.
 
@@ -518,7 +546,8 @@ def report(
       dogcat train report --plot train/val_curves.png
     """
     from dogcat.console import out
-    from dogcat.train import ledger, report as rep
+    from dogcat.train import ledger
+    from dogcat.train import report as rep
 
     rows = ledger.read(ledger_path)
     if not rows:

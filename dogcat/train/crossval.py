@@ -173,7 +173,7 @@ def _rows(feats, classes, names_by_label):
     return np.concatenate(xs), np.concatenate(ys), ids
 
 
-def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None,
+def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None,  # noqa: C901 — one linear pipeline (folds, candidates, the final fit), read top to bottom as keras-io examples are
         ledger_path: Path | None = None) -> Path:
     import keras
 
@@ -251,7 +251,9 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
 
     say(f"logistic regression, C in {sorted(cfg.C)}")
     cv_logreg(cfg.C)
-    by_top1 = lambda names: max(names, key=lambda n: (scores(oof[n], y)["top1"], -scores(oof[n], y)["log_loss"]))
+    def by_top1(names):  # the best top-1 out of fold; a tie goes to the lower log loss
+        return max(names, key=lambda n: (scores(oof[n], y)["top1"], -scores(oof[n], y)["log_loss"]))
+
     best_logreg = by_top1([n for n in oof if n.startswith("logreg")])
     chosen_C = float(best_logreg.split("=")[1])
 

@@ -112,7 +112,8 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
     val_files = (val_files * (1 + parity_images // max(1, len(val_files))))[:parity_images]
     say(f"converting {run_dir.name} to ONNX (opset {opset}) …")
     diff, n = convert_checked(model, prep, out, val_files, opset)
-    say(f"ONNX Runtime matches Keras on {n} {'validation' if check_on is split.val else 'training'} photos (max |diff| {diff:.1e})")
+    photos = "validation" if check_on is split.val else "training"
+    say(f"ONNX Runtime matches Keras on {n} {photos} photos (max |diff| {diff:.1e})")
 
     metrics = runs.read_json(run_dir / "metrics.json")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()

@@ -196,7 +196,9 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
     crossed = []
     for chose in (0, 1) if len(set(crops_fold % 2)) == 2 else ():
         pick = crops_fold % 2 == chose
-        sub = lambda o, m: ev.Observed(o.confidence[m], o.top1[m], o.top3[m], o.dog_probability[m], [], 0)
+        def sub(o, m):  # the photos of the folds ``m`` selects
+            return ev.Observed(o.confidence[m], o.top1[m], o.top3[m], o.dog_probability[m], [], 0)
+
         d = ev.choose_thresholds(sub(crops, pick))
         crossed.append({"chosen_on": "even folds" if chose == 0 else "odd folds", "unsure_below": d["unsure_below"],
                         "not_a_dog_confidence_below": d["not_a_dog_confidence_below"],

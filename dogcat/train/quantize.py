@@ -29,7 +29,6 @@ import numpy as np
 from dogcat import images
 from dogcat.model import sidecar_path
 
-
 HISTOGRAM_PHOTOS = 40
 
 

@@ -32,7 +32,8 @@ def read_json(path: Path):
 def machine() -> str:
     import os
 
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}" + (f", {cpu_model()}" if cpu_model() else "")
+    where = f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}"
+    return where + (f", {cpu_model()}" if cpu_model() else "")
 
 
 def cpu_model() -> str:
