@@ -3,7 +3,7 @@
 Two tiers (README, "Run the tests"):
 
 - fast, ``python -m pytest -m "not slow"``: passes on a fresh clone, without ../shared and without TensorFlow.
-  Its photos are tests/data/stanford-dogs/: the 142 Stanford Dogs photos (2 MB) that these tests read, in the
+  Its photos are tests/data/stanford-dogs/: the 205 Stanford Dogs photos (3.7 MB) that these tests read, in the
   dataset's own layout;
 - full, ``python -m pytest -q`` (what .ci/run runs): everything, with the whole dataset in ../shared/data, ASM3's
   import check in ../shared/asm3 and TensorFlow. A test that needs one of these and does not find it is skipped
