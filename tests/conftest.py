@@ -70,6 +70,17 @@ def originals() -> Path:
 
 
 @pytest.fixture(scope="session")
+def xception_weights() -> str:
+    """The real ImageNet Xception backbone, built offline by the shared tool (cached in ~/.cache/dogcat)."""
+    import subprocess
+    import sys
+
+    tool = needs_shared(DATA.parent / "tools" / "offline_weights.py", "the offline weights tool")
+    done = subprocess.run([sys.executable, str(tool), "xception"], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
 def dataset() -> Path:
     """The whole Stanford Dogs copy in ../shared/data (slow tests)."""
     return needs_shared(DATA / "stanford-dogs-crops-224", "the Stanford Dogs crops").parent

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, needs_module, needs_shared
+from tests.conftest import needs_module
 
 # TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).
 pytestmark = pytest.mark.slow
@@ -34,13 +34,6 @@ def crops(dataset) -> Path:
 @pytest.fixture(scope="session")
 def originals(dataset) -> Path:
     return dataset / "stanford-dogs-originals"
-
-
-@pytest.fixture(scope="module")
-def xception_weights():
-    tool = needs_shared(DATA.parent / "tools" / "offline_weights.py", "the offline weights tool")
-    done = subprocess.run([sys.executable, str(tool), "xception"], capture_output=True, text=True, check=True)
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

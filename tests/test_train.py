@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, needs_module, needs_shared  # noqa: E402
+from tests.conftest import needs_module  # noqa: E402
 
 # TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).
 pytestmark = pytest.mark.slow
@@ -30,14 +30,6 @@ BREEDS = ["Chihuahua", "golden_retriever", "Saint_Bernard"]
 def crops(dataset) -> Path:
     """Every crop of the breeds trained on (../shared/data), not the fast tests' few."""
     return dataset / "stanford-dogs-crops-224"
-
-
-@pytest.fixture(scope="session")
-def xception_weights():
-    """The real ImageNet Xception backbone, built offline by the shared tool (cached in ~/.cache/dogcat)."""
-    tool = needs_shared(DATA.parent / "tools" / "offline_weights.py", "the offline weights tool")
-    done = subprocess.run([sys.executable, str(tool), "xception"], capture_output=True, text=True, check=True)
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")
