@@ -475,8 +475,9 @@ def members(conn: Connection) -> dict[str, str]:
 
 def answers(engine, records: Iterable[dict] | None = None, *, k: int = 3, model_id: str | None = None,
             include_empty: bool = False, corrections: dict | None = None) -> list[Answer]:
-    """Every animal with its answer, in code order. ``records``: the per-photo records to group (default: all
-    of dogcat.export.records with probabilities). Files not in any animal yet are animals of their own.
+    """Every animal with its answer, in code order. ``records``: the per-photo records to group, as
+    dogcat.export.records gives them (their ``animal`` says which; default: all of them, with probabilities).
+    Files not in any animal yet are animals of their own.
     ``corrections``: those to apply (default: every one in force; {} for the model's answers alone)."""
     from dogcat import export
 
@@ -484,7 +485,6 @@ def answers(engine, records: Iterable[dict] | None = None, *, k: int = 3, model_
         records = export.records(engine, model_id=model_id, probabilities=True)
     records = list(records)
     with db.reading(engine) as conn:
-        member = members(conn)
         if corrections is None:
             corrections = active_corrections(conn)
         infos = model_infos(conn)
@@ -492,9 +492,9 @@ def answers(engine, records: Iterable[dict] | None = None, *, k: int = 3, model_
     groups: dict[str, list[dict]] = {}
     names: dict[str, str] = {}
     for r in records:
-        code = member.get(r["path"])
+        code = r.get("animal")
         if code is None:  # catalogued while another run was grouping: alone until the next run
-            key, code, name = single(r["path"], r.get("sha256"))
+            _, code, name = single(r["path"], r.get("sha256"))
             names.setdefault(code, name)
         groups.setdefault(code, []).append(r)
     if include_empty:
