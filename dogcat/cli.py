@@ -347,14 +347,13 @@ def evaluate(
     if record:
         if part != "val":
             fail("--record needs --part val", 2)
-        from dogcat.model import sidecar_path
+        from dogcat.modelcard import ModelCard
 
-        side = sidecar_path(model.path)
-        card = json.loads(side.read_text())
-        card.setdefault("metrics", {})["val"] = {
-            "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
-            "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
-        side.write_text(json.dumps(card, indent=2) + "\n")
+        with _failures():  # read again: what else was written into the card since the model was loaded is kept
+            side = ModelCard.read(model.path).with_metrics(val={
+                "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
+                "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
+            ).write()
         err.print(f"recorded in {side}")
     if as_json:
         print(json.dumps({"model": model.id, "data": str(data_dir), "part": part,

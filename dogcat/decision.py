@@ -9,7 +9,9 @@ model (its sidecar's ``decision`` block); see dogcat.status for why both models 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 STATUSES = ("dog", "unsure", "not_a_dog", "error")
 # For a model whose sidecar has no "decision" block (e.g. freshly exported, before `dogcat train thresholds`).
@@ -25,7 +27,7 @@ class Thresholds:
     not_a_dog_confidence_below: float = 1.0  # ... and the breed model's top confidence (1: the detector alone)
 
     @classmethod
-    def from_card(cls, card: dict, not_a_dog_below: float | None = None,
+    def from_card(cls, card: Mapping[str, Any], not_a_dog_below: float | None = None,
                   unsure_below: float | None = None) -> Thresholds:
         """A model sidecar's ``decision`` block (defaults where it has none), with optional overrides."""
         decision = card.get("decision") or {}

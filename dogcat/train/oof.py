@@ -16,16 +16,17 @@ check, chosen on half the folds and measured on the other half.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dogcat import evaluate as ev
 from dogcat import images
-from dogcat.model import BreedModel, DogDetector, sidecar_path
+from dogcat.model import BreedModel, DogDetector
+from dogcat.modelcard import ModelCard
 from dogcat.status import Thresholds, decide
 from dogcat.train import data, ledger, runs
 
@@ -87,7 +88,7 @@ def run_model(model: BreedModel, detector: DogDetector, paths: list[Path], cache
             pixels = images.load_batch(chunk, model.preprocessing)
             feats, probs = [], []
             for j in range(0, len(chunk), 4):  # ONNX Runtime's memory grows with the batch (see model.py)
-                f, p = session.run([feature_name, model.card["output"]], {model.card["input"]: pixels[j:j + 4]})
+                f, p = session.run([feature_name, model.card.output], {model.card.input: pixels[j:j + 4]})
                 feats.append(f.reshape(len(f), -1))
                 probs.append(p)
             dog = detector.dog_probability(detector.probabilities(images.load_batch(chunk, detector.preprocessing)))
@@ -96,7 +97,8 @@ def run_model(model: BreedModel, detector: DogDetector, paths: list[Path], cache
                 out.setdefault(key, []).append(value.astype(np.float32))
             n = i + len(chunk)
             if n % 2048 < batch or n == len(paths):
-                np.savez(cache.with_suffix(".tmp.npz"), **{k: np.concatenate(v) for k, v in out.items()})
+                arrays: dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
+                np.savez(cache.with_suffix(".tmp.npz"), **arrays)
                 cache.with_suffix(".tmp.npz").replace(cache)
                 say(f"  {n}/{len(paths)} photos, {(n - start) / (time.time() - t0):.1f} photos/s")
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -155,8 +157,9 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
                 saved[key] = saved[key][keep]
     crops_fold = np.array([f for _, _, f in found["crops"]])
     # The run's own (fp32, Keras) features are the fp32 export's: reuse its out-of-fold probabilities.
-    own_export = (model.card.get("training", {}).get("run") == run_dir.name and "quantization" not in model.card)
-    result = {"model": model.id, "run": run_dir.name, "detector": detector.id, "folds": folds or "all"}
+    own_export = (model.card.get("training", {}).get("run") == run_dir.name and model.card.quantization is None)
+    result: dict[str, Any] = {"model": model.id, "run": run_dir.name, "detector": detector.id,
+                              "folds": folds or "all"}
     measured = {}
     for part, rows in (("crops", found["crops"]), ("originals", found["originals"])):
         if not rows:
@@ -208,17 +211,14 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
         say(f"{part}: dog {s['dog']}, unsure {s['unsure']} ({s['unsure_share']:.1%}), not_a_dog {s['not_a_dog']}; "
             f"dog answers right {s['dog_precision']}")
     if write:
-        side = sidecar_path(model.path)
-        card = json.loads(side.read_text())
-        card["decision"] = decision
-        # Beside the export's figures (the run's, over every fold): this graph's own, on the folds measured.
-        card.setdefault("metrics", {})["oof_onnx"] = {
+        # Read again (keeps what was written meanwhile). Beside the export's figures (the run's, over every
+        # fold): this graph's own, on the folds measured.
+        side = ModelCard.read(model.path).with_decision(decision).with_metrics(oof_onnx={
             "folds": folds or "all", "crops": result["oof_crops"], "originals": result.get("oof_originals"),
             "fp32_same_photos": {"crops": result["fp32_oof_crops"], "originals": result.get("fp32_oof_originals")},
             "statuses": result["statuses"],
             "measured_by": f"dogcat train oof {run_dir} --model {model_path}"
-                           + (f" --folds {','.join(map(str, folds))}" if folds is not None else "")}
-        side.write_text(json.dumps(card, indent=2) + "\n")
+                           + (f" --folds {','.join(map(str, folds))}" if folds is not None else "")}).write()
         say(f"wrote the out-of-fold figures and thresholds into {side}")
     runs.write_json(run_dir / f"oof-{model.id.replace('@', '-')}.json", result)
     if write:  # a ledger row beside the run's own, so int8 and fp32 figures sit side by side in the report
@@ -226,9 +226,9 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
         ledger.append(
             ledger.path_for(run_dir.parent), experiment=f"{model.id} measured out of fold",
             key=f"{run_cfg['backbone']} cross-validated head, exported"
-                + (", int8" if "quantization" in model.card else ", fp32"),
+                + (", int8" if model.card.quantization is not None else ", fp32"),
             config={"kind": "oof", "model": model.id, "run": run_dir.name, "folds": folds or "all",
-                    "quantization": model.card.get("quantization")},
+                    "quantization": model.card.quantization},
             data=f"{Path(run_cfg['data_dir']).name}, {len(crops.top1)} crops out of fold"
                  + (f" (folds {folds} of {found['k']})" if folds is not None else ""),
             split_seed=run_cfg["seed"], val_accuracy=result["oof_crops"]["top1"], epochs_total=None,
@@ -261,6 +261,6 @@ def _detector_only(detector: DogDetector, paths: list[Path], cache: Path, say, b
         dog.append(detector.dog_probability(detector.probabilities(images.load_batch(chunk, detector.preprocessing))))
         if (i // batch) % 50 == 0:
             say(f"  dog detector: {i + len(chunk)}/{len(paths)} photos, {(i + len(chunk)) / (time.time() - t0):.1f}/s")
-    out = {"dog_probability": np.concatenate(dog).astype(np.float32)}
+    out: dict[str, Any] = {"dog_probability": np.concatenate(dog).astype(np.float32)}
     np.savez(cache, **out)
     return out
