@@ -13,3 +13,11 @@ ASM3_IMAGE_QUALITY = 85  # ASM3's ANIMALIMAGE, first try: the animal's picture i
 # PostgreSQL advisory lock ids (pg_advisory_xact_lock): one per job that must not run twice at once.
 LOCK_SCHEMA = 2024061101  # creating or upgrading the schema
 LOCK_GROUPING = 2024061102  # grouping files into animals
+
+# `dogcat train quantize` (dogcat.train.quantize.quantize takes the same defaults): int8 calibration.
+QUANTIZE_METHODS = ("percentile", "minmax", "entropy")  # how activation ranges are calibrated
+QUANTIZE_METHOD = "percentile"
+QUANTIZE_KEEP_FP32 = "add,stem"  # parts left in fp32 besides the head: add, depthwise, stem (comma-separated)
+QUANTIZE_PARTS = ("add", "depthwise", "stem")
+QUANTIZE_PER_BREED = 1  # calibration photos per breed, from the model's training split
+QUANTIZE_HISTOGRAM_PHOTOS = 40  # at most this many for percentile/entropy (each holds ~150 MB of activations)

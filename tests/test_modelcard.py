@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dogcat import settings
 from dogcat.model import BreedModel, DogDetector, ModelError, bundled_path
 from dogcat.modelcard import ModelCard, Preprocessing, sidecar_path
 
@@ -187,3 +188,21 @@ def test_preprocessing_refuses_what_no_photo_could_be_given():
     for bad in ({"size": (0, 1)}, {"size": (1, 1), "resize": "zoom"}, {"size": (1, 1), "resample": "box"}):
         with pytest.raises(ValueError):
             Preprocessing(**bad)
+
+
+def test_quantize_takes_the_commands_defaults():
+    """One set of defaults: `dogcat train quantize` and dogcat.train.quantize.quantize (no main() of its own)."""
+    import inspect
+
+    from dogcat.train import cli as train_cli
+    from dogcat.train import quantize
+
+    function = inspect.signature(quantize.quantize).parameters
+    command = inspect.signature(train_cli.quantize).parameters
+    for name in ("per_breed", "method", "keep_fp32", "histogram_photos"):
+        assert function[name].default == command[name].default, name
+    assert function["method"].default == settings.QUANTIZE_METHOD and not hasattr(quantize, "main")
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        quantize.quantize("x.onnx", "y.onnx", ".", method="median")
+    with pytest.raises(ValueError, match="cannot keep conv in fp32"):
+        quantize.quantize("x.onnx", "y.onnx", ".", keep_fp32="add,conv")

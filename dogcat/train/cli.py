@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from dogcat import settings
 from dogcat.console import err, fail
 
 app = typer.Typer(help="Train, compare and export breed models (needs: pip install '.\\[train]' from a checkout).",
@@ -400,8 +401,8 @@ def thresholds(
     from rich.progress import Progress
 
     from dogcat import evaluate as ev
-    from dogcat.images import RESIZE_MODES
-    from dogcat.model import BreedModel, DogDetector, ModelError, sidecar_path
+    from dogcat.model import BreedModel, DogDetector, ModelError
+    from dogcat.modelcard import RESIZE_MODES, ModelCard
     from dogcat.status import Judge, Thresholds
 
     if resize not in (None, *RESIZE_MODES):
@@ -422,12 +423,13 @@ def thresholds(
     print(json.dumps(decision, indent=2))
     if dry_run:
         return
-    side = sidecar_path(model.path)
-    card = json.loads(side.read_text())
-    card["decision"] = decision
-    if resize:
-        card["preprocessing"]["resize"] = resize
-    side.write_text(json.dumps(card, indent=2) + "\n")
+    try:
+        card = ModelCard.read(model.path).with_decision(decision)  # read again: keep what was written meanwhile
+        if resize:
+            card = card.with_preprocessing(resize=resize)
+        side = card.write()
+    except (ModelError, OSError) as e:
+        fail(escape(str(e)))
     err.print(f"wrote the thresholds into {side}")
 
 
@@ -474,12 +476,14 @@ def quantize(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the int8 .onnx.")],
     data_dir: Annotated[Path, typer.Option("--data", help="The photos the model was trained on (calibration "
                                                           "uses training-split photos only).")] = Path(DEFAULT_DATA),
-    method: Annotated[str, typer.Option(help="Activation calibration: percentile, minmax or entropy.")] = "percentile",
+    method: Annotated[str, typer.Option(help="Activation calibration: percentile, minmax or "
+                                             "entropy.")] = settings.QUANTIZE_METHOD,
     keep_fp32: Annotated[str, typer.Option(help="Parts left in fp32 besides the head: add, depthwise, stem "
-                                                "(comma-separated), or '' for none.")] = "add,stem",
-    per_breed: Annotated[int, typer.Option(min=1, help="Calibration photos per breed.")] = 1,
+                                                "(comma-separated), or '' for none.")] = settings.QUANTIZE_KEEP_FP32,
+    per_breed: Annotated[int, typer.Option(min=1, help="Calibration photos per breed.")] = settings.QUANTIZE_PER_BREED,
     histogram_photos: Annotated[int, typer.Option(min=1, help="At most this many photos for percentile/entropy "
-                                                              "(each holds ~150 MB of activations).")] = 40,
+                                                              "(each holds ~150 MB of "
+                                                              "activations).")] = settings.QUANTIZE_HISTOGRAM_PHOTOS,
 ):
     """Quantize an exported model to int8 (ONNX Runtime static quantization, QDQ), calibrated on real photos.
 
@@ -489,13 +493,16 @@ def quantize(
 
       dogcat train quantize models/xception-120.onnx -o dogcat/models/xception-120-int8.onnx
     """
+    from dogcat.model import ModelError
     from dogcat.train import quantize as q
 
-    if method not in ("percentile", "minmax", "entropy"):
-        fail("--method must be percentile, minmax or entropy", 2)
+    if method not in settings.QUANTIZE_METHODS:
+        fail(f"--method must be one of {', '.join(settings.QUANTIZE_METHODS)}", 2)
+    if {k.strip() for k in keep_fp32.split(",") if k.strip()} - set(settings.QUANTIZE_PARTS):
+        fail(f"--keep-fp32 takes {', '.join(settings.QUANTIZE_PARTS)} (comma-separated), or ''", 2)
     try:
         q.quantize(model_path, out, data_dir, per_breed, method, keep_fp32, histogram_photos, say=err.print)
-    except (FileNotFoundError, ValueError) as e:
+    except (ModelError, FileNotFoundError, ValueError) as e:
         fail(escape(str(e)))
 
 

@@ -18,18 +18,17 @@ all 3,490 validation photos, 0.9117 on a 600-photo subset):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from dogcat import images, settings
+from dogcat.modelcard import ModelCard
 
-from dogcat import images
-from dogcat.model import sidecar_path
-
-HISTOGRAM_PHOTOS = 40
+HISTOGRAM_PHOTOS = settings.QUANTIZE_HISTOGRAM_PHOTOS
 
 
 class _Photos:
@@ -73,19 +72,27 @@ def _stride(n: int, most: int = 8) -> int:
     return next(k for k in range(min(most, n), 0, -1) if n % k == 0)
 
 
-def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_breed: int = 2,
-             method: str = "percentile", keep_fp32: str = "add,stem", histogram_photos: int = HISTOGRAM_PHOTOS,
+def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path,
+             per_breed: int = settings.QUANTIZE_PER_BREED, method: str = settings.QUANTIZE_METHOD,
+             keep_fp32: str = settings.QUANTIZE_KEEP_FP32, histogram_photos: int = HISTOGRAM_PHOTOS,
              say=print) -> Path:
     """`keep_fp32`: comma-separated parts left in fp32 besides the head: "depthwise" (Xception's 3x3 depthwise
     convolutions, whose per-channel ranges vary most), "stem" (the first two convolutions, on raw pixels),
-    "add" (the residual additions), or "" (quantize every convolution)."""
+    "add" (the residual additions), or "" (quantize every convolution). The defaults are `dogcat train
+    quantize`'s (dogcat.settings). ValueError for an unknown method or part; ModelError for an unusable card."""
+    if method not in settings.QUANTIZE_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(settings.QUANTIZE_METHODS)}")
+    keep = {k.strip() for k in keep_fp32.split(",") if k.strip()}
+    if keep - set(settings.QUANTIZE_PARTS):
+        raise ValueError(f"cannot keep {', '.join(sorted(keep - set(settings.QUANTIZE_PARTS)))} in fp32; parts: "
+                         + ", ".join(settings.QUANTIZE_PARTS))
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model_path, out = Path(model_path), Path(out)
-    card = json.loads(sidecar_path(model_path).read_text())
-    prep = images.Preprocessing.from_dict(card["preprocessing"])
+    card = ModelCard.read(model_path)
+    prep = card.preprocessing
     photos = calibration_photos(model_path, Path(data_dir), per_breed)
     if method != "minmax":  # histogram calibration holds every activation of every photo (~150 MB each)
         photos = photos[::max(1, len(photos) // histogram_photos)][:histogram_photos]
@@ -97,7 +104,6 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
         graph = onnx.load(str(prepared)).graph
         # The head (MatMul/Gemm, Softmax) is 0.05 % of the work and the most sensitive to rounding: keep it fp32.
         head = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm", "Softmax")]
-        keep = {k for k in keep_fp32.split(",") if k}
         convs = [n for n in graph.node if n.op_type == "Conv"]
         excluded = list(head)
         if "depthwise" in keep:
@@ -107,7 +113,7 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
         ops = ["Conv", "MaxPool"] + ([] if "add" in keep else ["Add"])
         say(f"calibrating on {len(photos)} training photos ({per_breed} per breed, {method}) …")
         tmp_out = out.with_suffix(".tmp.onnx")
-        quantize_static(str(prepared), str(tmp_out), _Photos(card["input"], photos, prep),
+        quantize_static(str(prepared), str(tmp_out), _Photos(card.input, photos, prep),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=ops,
                         nodes_to_exclude=excluded, calibrate_method=methods[method],
@@ -117,33 +123,19 @@ def quantize(model_path: str | Path, out: str | Path, data_dir: str | Path, per_
                         # histograms. MinMax keeps two numbers a tensor.
                         extra_options={} if method == "minmax" else {"CalibStridedMinMax": _stride(len(photos))})
     tmp_out.replace(out)
-    import hashlib
-
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     name = out.stem
-    sidecar = card | {"name": name, "id": f"{name}@{digest[:12]}", "sha256": digest,
-                      "quantization": {"from": card["id"], "format": "QDQ int8 (uint8 activations, int8 "
-                                       "per-channel weights), head in fp32", "calibration": method,
-                                       "calibration_photos": len(photos), "kept_fp32": sorted(keep) + ["head"]}}
-    # The fp32 model's figures do not apply: `dogcat evaluate --part val --record` (a transfer run's model) or
-    # `dogcat train oof` (a cross-validated one's) measures and records this one's.
-    sidecar["metrics"] = {f"fp32_{k}": v for k, v in card.get("metrics", {}).items() if k in ("val", "oof",
-                                                                                             "oof_originals")}
-    sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
+    # Everything else of the fp32 model's card (labels, preprocessing, training, decision ...) holds for this one.
+    # Its figures do not: `dogcat evaluate --part val --record` (a transfer run's model) or `dogcat train oof`
+    # (a cross-validated one's) measures and records this one's.
+    card.updated(name=name, id=f"{name}@{digest[:12]}", sha256=digest,
+                 quantization={"from": card.id, "format": "QDQ int8 (uint8 activations, int8 per-channel weights), "
+                               "head in fp32", "calibration": method, "calibration_photos": len(photos),
+                               "kept_fp32": sorted(keep) + ["head"]},
+                 metrics={f"fp32_{k}": v for k, v in card.metrics.items() if k in ("val", "oof", "oof_originals")},
+                 ).write(out)
     split = model_path.with_suffix(".split.json")
     if split.is_file():
         shutil.copy(split, out.with_suffix(".split.json"))
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and its sidecar")
     return out
-
-
-def main():  # python -m dogcat.train.quantize MODEL OUT PER_BREED METHOD [KEEP_FP32]
-    import sys
-
-    quantize(sys.argv[1], sys.argv[2], "../shared/data/stanford-dogs-crops-224", int(sys.argv[3]), sys.argv[4],
-             sys.argv[5] if len(sys.argv) > 5 else "depthwise")
-
-
-if __name__ == "__main__":
-    np.seterr(all="ignore")
-    main()
