@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,14 @@ def test_quantize_takes_the_commands_defaults():
         quantize.quantize("x.onnx", "y.onnx", ".", method="median")
     with pytest.raises(ValueError, match="cannot keep conv in fp32"):
         quantize.quantize("x.onnx", "y.onnx", ".", keep_fp32="add,conv")
+
+
+def test_train_thresholds_finds_the_bundled_model_from_any_folder(tmp_path, crops):
+    """Without --model: the bundled model wherever the command runs (it named a path relative to the checkout);
+    that model was trained on every photo, so the command says where its thresholds come from instead."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "dogcat", "train", "thresholds", "--dry-run", "--data", str(crops)],
+                          capture_output=True, text=True, cwd=tmp_path, env=os.environ | {"PYTHONPATH": path})
+    assert done.returncode == 1 and "no such model file" not in done.stderr, done.stderr
+    assert f"{bundled_path()}: its split has no validation photos" in done.stderr
+    assert "dogcat train oof" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -375,9 +375,10 @@ def export_detector(
 
 @app.command()
 def thresholds(
-    # The bundled model by default: the file it named before (xception-120.onnx) moved to models/ long ago.
-    model_path: Annotated[Path, typer.Option("--model", "-m", help="The exported breed model whose sidecar gets "
-                                             "the thresholds.")] = Path("dogcat/models/xception-120-int8.onnx"),
+    # The bundled model by default, wherever the command runs from (a path relative to the checkout's root
+    # named no file elsewhere, and before that a file that had moved to models/).
+    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="The exported breed model whose sidecar "
+                                                    "gets the thresholds. Default: the bundled model.")] = None,
     data_dir: Annotated[Path, typer.Option("--data", help="The labelled photos the model was split "
                                                           "from.")] = Path(DEFAULT_DATA),
     detector_path: DetectorPathOption = None,
@@ -390,11 +391,12 @@ def thresholds(
     The not-a-dog threshold flags at most 1 % of the tune photos (all dogs); the unsure threshold is the lowest
     whose confident answers are at least 97 % right. Both go into the model's sidecar ("decision"), with the
     trade-off table; measure them on the other half with 'dogcat evaluate --part val-holdout'. Needs no
-    TensorFlow.
+    TensorFlow. A model trained on every photo ('dogcat train crossval', the bundled one) has no validation
+    split: 'dogcat train oof' chooses its thresholds, out of fold.
 
     [b]Example[/b]
 
-      dogcat train thresholds --model dogcat/models/xception-120.onnx
+      dogcat train thresholds --model xception-transfer.onnx   # a 'dogcat train transfer' run's export
     """
     import json
 
@@ -412,6 +414,11 @@ def thresholds(
         # Thresholds that decide nothing: we want the raw confidence and dog probability of every photo.
         judge = Judge(model, detector, Thresholds(not_a_dog_below=1e-12, unsure_below=0.0))
         pairs, _ = ev.labelled_files(data_dir, model, "val-tune")
+        if not pairs and not any(ev.part_names(model, "val").values()):
+            raise ValueError(f"{model.path}: its split has no validation photos (a model trained on every photo, "
+                             "as 'dogcat train crossval' makes): its thresholds come from 'dogcat train oof RUN'")
+        if not pairs:
+            raise ValueError(f"{data_dir}: none of the model's val-tune photos are here")
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("tune half of the validation split", total=len(pairs))
             observed = ev.observe(judge, pairs, lambda n: bar.advance(task, n))
@@ -436,9 +443,9 @@ def thresholds(
 @app.command()
 def oof(
     run: Annotated[Path, typer.Argument(help="A 'dogcat train crossval' run folder (it keeps each fold's head).")],
-    model_path: Annotated[Path, typer.Option("--model", "-m", help="An export of that run (fp32 or int8) whose "
-                                             "sidecar gets the figures and thresholds.")]
-    = Path("dogcat/models/xception-120-int8.onnx"),
+    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="An export of that run (fp32 or int8) "
+                                                    "whose sidecar gets the figures and thresholds. Default: the "
+                                                    "bundled model.")] = None,
     detector_path: DetectorPathOption = None,
     folds: Annotated[str | None, typer.Option(help="Only these folds' photos (comma-separated): a shorter "
                                                    "pass.")] = None,

@@ -137,12 +137,12 @@ def scores(o: ev.Observed) -> dict:
     return {"n": len(o.top1), "top1": round(float(o.top1.mean()), 4), "top3": round(float(o.top3.mean()), 4)}
 
 
-def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | None = None, write: bool = True,
-            folds: list[int] | None = None, say=print) -> dict:
-    """`folds`: measure only the photos of these folds (all by default), e.g. to bound the time an int8 pass
-    over every photo takes."""
+def measure(run_dir: str | Path, model_path: str | Path | None, detector_path: Path | None = None,
+            write: bool = True, folds: list[int] | None = None, say=print) -> dict:
+    """`model_path`: an export of the run (None: the bundled model). `folds`: measure only the photos of these
+    folds (all by default), e.g. to bound the time an int8 pass over every photo takes."""
     started = time.time()
-    run_dir, model_path = Path(run_dir), Path(model_path)
+    run_dir = Path(run_dir)
     model, detector = BreedModel(model_path, "cpu"), DogDetector(detector_path, "cpu")
     found = photos(run_dir)
     saved = dict(np.load(run_dir / "oof.npz"))
@@ -217,7 +217,7 @@ def measure(run_dir: str | Path, model_path: str | Path, detector_path: Path | N
             "folds": folds or "all", "crops": result["oof_crops"], "originals": result.get("oof_originals"),
             "fp32_same_photos": {"crops": result["fp32_oof_crops"], "originals": result.get("fp32_oof_originals")},
             "statuses": result["statuses"],
-            "measured_by": f"dogcat train oof {run_dir} --model {model_path}"
+            "measured_by": f"dogcat train oof {run_dir} --model {model_path or model.path}"
                            + (f" --folds {','.join(map(str, folds))}" if folds is not None else "")}).write()
         say(f"wrote the out-of-fold figures and thresholds into {side}")
     runs.write_json(run_dir / f"oof-{model.id.replace('@', '-')}.json", result)
