@@ -105,20 +105,15 @@ class Run:
         """A new run folder with config.json and split.json (when given); the ledger row will go to `ledger_path`
         (default: ledger.jsonl beside `runs_dir`, see ledger.path_for). The row's split seed and data label come
         from `split` and `config` (its data_dir and labels) unless `seed` and `data_label` say otherwise."""
+        if split is not None and config is not None and not data_label:
+            data_label = ledger.data_label(config["data_dir"], len(config["labels"]), split.counts())
         run = cls(new_run_dir(runs_dir, experiment), experiment, ledger.path_for(runs_dir, ledger_path),
-                  console.print if console else print)
-        if started is not None:
-            run.started = started
+                  console.print if console else print, split.seed if seed is None and split else seed, data_label,
+                  time.time() if started is None else started)
         if config is not None:
             write_json(run.dir / "config.json", config)
-            run.seed = config.get("seed")
         if split is not None:
             (run.dir / "split.json").write_text(split.to_json())
-            run.seed = split.seed
-            if config is not None and "labels" in config:
-                run.data_label = ledger.data_label(config["data_dir"], len(config["labels"]), split.counts())
-        run.seed = run.seed if seed is None else seed
-        run.data_label = data_label or run.data_label
         run.say(f"run folder: {run.dir}")
         return run
 
