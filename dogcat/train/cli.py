@@ -127,8 +127,8 @@ def transfer(
         if weights != "imagenet" or "URL fetch failure" not in str(e):
             raise
         # Keras could not download the ImageNet weights (no internet here): record that the row was not run.
-        _not_run(runs_dir, ledger_path, f"{backbone} transfer", f"{backbone} transfer", str(data_dir), classes,
-                 seed, cfg, "not run here: ImageNet weights not available offline (Keras download failed)")
+        _not_run(cfg, runs_dir, ledger_path, f"{backbone} transfer",
+                 "not run here: ImageNet weights not available offline (Keras download failed)")
         fail(escape(f"{backbone}: could not download the ImageNet weights ({' '.join(str(e).split())}); "
                     "recorded as not run in the ledger"))
     print(run_dir)
@@ -189,18 +189,15 @@ def _sizes(text: str, option: str = "--dense") -> list[int]:
     return sizes
 
 
-def _not_run(runs_dir, ledger_path, experiment, key, data_dir, classes, seed, cfg, reason):
-    from dataclasses import asdict
+def _not_run(cfg, runs_dir, ledger_path, key, reason):
+    """A ledger row for a run that could not start here, saying why (so the report does not silently drop it)."""
+    from dogcat.train import ledger
 
-    from dogcat.train import data, ledger
-
-    found = data.discover(data_dir, _classes(classes))
-    split = data.split(found, seed, cfg.val_fraction, cfg.max_per_class)
-    ledger.append(ledger.path_for(runs_dir, ledger_path), experiment=f"{experiment}, {len(found)} breeds", key=key,
-                  status=reason, config=asdict(cfg) | {"kind": "transfer"},
-                  data=ledger.data_label(data_dir, len(found), split.counts()), split_seed=seed, val_accuracy=None,
-                  epochs_total=None, epochs_best=None, seconds=None, budget="")
-
+    classes, split = cfg.select()
+    ledger.append(ledger.path_for(runs_dir, ledger_path), experiment=f"{key}, {len(classes)} breeds", key=key,
+                  status=reason, config=cfg.asdict() | {"kind": "transfer"},
+                  data=ledger.data_label(cfg.data_dir, len(classes), split.counts()), split_seed=cfg.seed,
+                  val_accuracy=None, epochs_total=None, epochs_best=None, seconds=None, budget="")
 
 
 @app.command("export")

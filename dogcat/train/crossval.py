@@ -13,46 +13,26 @@ Features come from the lab's cache (features.py), so a second run on a machine s
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from dogcat import images
-from dogcat.train import backbones, data, ledger, runs, transfer
+from dogcat.train import backbones, data, runs, transfer
 
 
-@dataclass
-class CrossvalConfig:
-    data_dir: str
+@dataclass(kw_only=True)
+class CrossvalConfig(runs.RunConfig):
     originals_dir: str | None = None  # uncropped photos named like their crops (folds follow the crop's)
-    backbone: str = "xception"
-    weights: str = "imagenet"
-    classes: list[str] | int | None = None
-    image_size: int | None = None
-    resize: str = "stretch"
-    seed: int = 42
     folds: int = 10  # at most 10: split.json stores each photo's fold as one digit
     C: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3])  # logistic regression: inverse L2 strength
     max_iter: int = 500
     mlp_epochs: list[int] = field(default_factory=list)  # the study's head, OOF after each count ([]: not tried)
     learning_rate: float = 1e-4  # the study's head
-    batch_size: int = 32
     dropout: float = 0.5
-    dense: list[int] = field(default_factory=lambda: [1024, 512])
-    experiment: str = ""
-
-    def preprocessing(self) -> images.Preprocessing:
-        size = self.image_size or backbones.input_size(self.backbone)
-        return images.Preprocessing(size=(size, size), resize=self.resize)
-
-    def transfer_config(self, data_dir: str | None = None) -> transfer.TransferConfig:
-        """The same backbone, weights and preprocessing as a transfer run: its cache and its export."""
-        return transfer.TransferConfig(data_dir=data_dir or self.data_dir, backbone=self.backbone,
-                                       weights=self.weights, classes=self.classes, image_size=self.image_size,
-                                       resize=self.resize, seed=self.seed)
+    dense: list[int] = field(default_factory=lambda: list(transfer.STUDY_HEAD))
 
 
 # --- the candidate heads: fit on (x, y), give probabilities; each can also become a Keras head for export -------
@@ -98,7 +78,8 @@ def keras_head(fitted, n_features: int, name: str):
         return transfer.average_heads([keras_head(f, n_features, f"{name}_{i}") for i, f in enumerate(fitted)],
                                       n_features)
     if isinstance(fitted, tuple):
-        return logreg_head(*fitted, name)
+        coef, intercept = fitted
+        return logreg_head(coef, intercept, name)
     return fitted
 
 
@@ -180,34 +161,32 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     if not 2 <= cfg.folds <= 10:
         raise ValueError(f"--folds {cfg.folds}: must be 2 to 10")
     started = time.time()
-    say = console.print if console else print
-    classes = data.discover(cfg.data_dir, cfg.classes)
+    classes = cfg.breeds()
     labels = [c.label for c in classes]
     fold_of = data.folds(classes, cfg.folds, cfg.seed)
     experiment = cfg.experiment or f"{cfg.backbone} cross-validated head, {len(classes)} breeds, {cfg.folds} folds"
-    run_dir = runs.new_run_dir(runs_dir, experiment)
-    runs.write_json(run_dir / "config.json", asdict(cfg) | {"experiment": experiment, "labels": labels})
-    # Every photo trains the final head: the split lists them all as training photos, and keeps the folds.
+    # Every photo trains the final head: the split lists them all as training photos, and keeps the folds, one
+    # digit per photo in the listed order (k <= 10), so `dogcat train oof` and anyone else can tell which fold's
+    # head never saw a photo.
     everything = {c.label: sorted(f.name for f in c.files) for c in classes}
-    # The folds ride along, one digit per photo in the listed order (k <= 10), so `dogcat train oof` and anyone
-    # else can tell which fold's head never saw a photo.
-    folds_digits = {c: "".join(str(fold_of[c][n]) for n in names) for c, names in everything.items()}
-    (run_dir / "split.json").write_text(json.dumps({"seed": cfg.seed, "val_fraction": 0.0, "train": everything,
-                                                    "val": {}, "folds": {"k": cfg.folds, "fold": folds_digits}},
-                                                   indent=1))
-    say(f"run folder: {run_dir}")
+    split = data.Split(cfg.seed, 0.0, everything, {}, folds={"k": cfg.folds, "fold": {
+        label: "".join(str(fold_of[label][n]) for n in names) for label, names in everything.items()}})
+    run = runs.Run.start(runs_dir, experiment, config=cfg.asdict() | {"experiment": experiment, "labels": labels},
+                         split=split, console=console, ledger_path=ledger_path, started=started)
+    say = run.say
 
     t0 = time.time()
-    feats, note = transfer.spec_features(cfg.transfer_config(), classes, say, progress_factory)
+    feats, note = transfer.spec_features(cfg, classes, say, progress_factory)
     x, y, ids = _rows(feats, classes, everything)
     fold = np.array([fold_of[label][name] for label, name in ids])
     # Uncropped originals: each belongs to the fold of its crop (same file name), so it is never predicted by a
     # head that trained on its own crop.
-    xo = yo = fold_o = None
+    xo: Any = None  # the originals' features, labels and folds (arrays), if any
+    yo: Any = None
+    fold_o: Any = None
     if cfg.originals_dir:
         found = [c for c in data.discover(cfg.originals_dir) if c.label in fold_of]
-        feats_o, note_o = transfer.spec_features(cfg.transfer_config(cfg.originals_dir), found, say,
-                                                 progress_factory)
+        feats_o, note_o = transfer.spec_features(cfg, found, say, progress_factory)
         note += f", {note_o}"
         order = {c.label: i for i, c in enumerate(classes)}
         keep = [(c, [f.name for f in c.files if f.name in fold_of[c.label]]) for c in found]
@@ -220,10 +199,11 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     say(f"{len(y)} photos, {len(classes)} breeds, {cfg.folds} folds; features: {note}")
 
     n_classes, n_features = len(classes), x.shape[1]
-    oof = {}  # candidate -> OOF probabilities of the crops
-    oof_o = {}  # candidate -> OOF probabilities of the originals
-    fold_heads = {}  # candidate -> per-fold fitted heads (see keras_head) (for measuring an exported model out of fold)
-    seconds = {}
+    oof: dict[str, np.ndarray] = {}  # candidate -> OOF probabilities of the crops
+    oof_o: dict[str, np.ndarray] = {}  # candidate -> OOF probabilities of the originals
+    # candidate -> per-fold fitted heads (see keras_head) (for measuring an exported model out of fold)
+    fold_heads: dict[str, list[Any]] = {}
+    seconds: dict[str, float] = {}
 
     def record(name, k, held, probs, probs_o, head):
         oof.setdefault(name, np.zeros((len(y), n_classes), np.float32))[held] = probs
@@ -298,10 +278,10 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     # log loss was 0.36 for 0.92 top-1): sharpen it, softmax(a·z), with the `a` that minimises the out-of-fold
     # log loss (temperature scaling). Top-1/top-3 do not change; confidences, and so the unsure threshold, do.
     # a folds into the exported Dense layer's weights.
-    sharpen, sharpen_log_loss = 1.0, {}
+    sharpen, sharpen_log_loss = 1.0, dict[float, float]()
     if "study head" not in chosen:
         sharpen_log_loss = {a: scores(sharpened(oof[chosen], a), y)["log_loss"] for a in SHARPEN}
-        sharpen = min(sharpen_log_loss, key=sharpen_log_loss.get)
+        sharpen = min(sharpen_log_loss, key=lambda a: sharpen_log_loss[a])
         say(f"sharpened ×{sharpen:g}: out-of-fold log loss {sharpen_log_loss[1.0]:.4f} → "
             f"{sharpen_log_loss[sharpen]:.4f}")
         oof[chosen] = sharpened(oof[chosen], sharpen)
@@ -326,39 +306,33 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
         final.append(fit_mlp(cfg, xa, ya, n_classes, cfg.seed, {max(cfg.mlp_epochs)}, name="study_head")[0])
     head = keras_head(final if len(final) > 1 else final[0], n_features, "head")
     seconds["final fit"] = round(time.time() - t, 1)
-    head.save(run_dir / "head.keras")
+    head.save(run.dir / "head.keras")
     # Each fold's head, to measure an exported model (int8, say) out of fold: `dogcat train oof`.
-    (run_dir / "folds").mkdir()
+    (run.dir / "folds").mkdir()
     for k, fitted in enumerate(fold_heads[chosen]):
-        keras_head(fitted, n_features, f"fold_{k}").save(run_dir / "folds" / f"fold-{k}.keras")
-    np.savez_compressed(run_dir / "oof.npz", probabilities=oof[chosen], label=y, fold=fold,
+        keras_head(fitted, n_features, f"fold_{k}").save(run.dir / "folds" / f"fold-{k}.keras")
+    np.savez_compressed(run.dir / "oof.npz", probabilities=oof[chosen], label=y, fold=fold,
                         **({"originals_probabilities": oof_o[chosen], "originals_label": yo,
                             "originals_fold": fold_o} if xo is not None else {}))
     train_probs = head.predict(x, verbose=0, batch_size=1024)
-    result = {
-        "experiment": experiment, "chosen": chosen, "use_originals": use_originals, "sharpen": sharpen,
-        "sharpen_log_loss": {str(a): v for a, v in sharpen_log_loss.items()},
-        "train": {k: v for k, v in scores(train_probs, y).items() if k != "log_loss"},
-        "oof": candidates[chosen]["crops"], **({"oof_originals": candidates[chosen]["originals"]}
-                                               if xo is not None else {}),
-        "candidates": candidates, "unsure": unsure_tradeoff(oof[chosen], y),
-        "seconds_features": round(seconds_features, 1), "seconds": seconds,
-        "seconds_total": round(time.time() - started, 1), "machine": runs.machine(),
-    }
-    runs.write_json(run_dir / "metrics.json", result)
+    oof_originals = {"oof_originals": candidates[chosen]["originals"]} if xo is not None else {}
+    unsure = unsure_tradeoff(oof[chosen], y)
+    result = run.finish(
+        {"chosen": chosen, "use_originals": use_originals, "sharpen": sharpen,
+         "sharpen_log_loss": {str(a): v for a, v in sharpen_log_loss.items()},
+         "train": {k: v for k, v in scores(train_probs, y).items() if k != "log_loss"},
+         "oof": candidates[chosen]["crops"], **oof_originals, "candidates": candidates,
+         "unsure": unsure, "seconds_features": round(seconds_features, 1),
+         "seconds": seconds},
+        key=f"{cfg.backbone} cross-validated head", val_accuracy=candidates[chosen]["crops"]["top1"],
+        config=cfg.asdict() | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "crossval"},
+        data_label=f"{Path(cfg.data_dir).name}, {len(classes)} breeds, {len(y)} photos in {cfg.folds} folds"
+                   + (f" (+ {len(yo)} originals)" if yo is not None else ""),
+        budget=f"{cfg.preprocessing().size[0]}px, {cfg.folds}-fold out-of-fold, {note}",
+        oof=candidates[chosen]["crops"], oof_originals=oof_originals.get("oof_originals"), chosen=chosen,
+        sharpen=sharpen, candidates=candidates, unsure=unsure["chosen"],
+        seconds_features=round(seconds_features, 1))
     say(f"chosen {chosen}: out-of-fold top-1 {result['oof']['top1']:.4f}, top-3 {result['oof']['top3']:.4f}; "
         f"{result['seconds_total']:.0f} s in all")
-    ledger.append(
-        ledger.path_for(runs_dir, ledger_path), experiment=experiment, key=f"{cfg.backbone} cross-validated head",
-        config=asdict(cfg) | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights),
-                              "kind": "crossval"},
-        data=f"{Path(cfg.data_dir).name}, {len(classes)} breeds, {len(y)} photos in {cfg.folds} folds"
-             + (f" (+ {len(yo)} originals)" if xo is not None else ""),
-        split_seed=cfg.seed, val_accuracy=result["oof"]["top1"], epochs_total=None, epochs_best=None,
-        seconds=result["seconds_total"], run=run_dir.name, history={},
-        budget=f"{cfg.preprocessing().size[0]}px, {cfg.folds}-fold out-of-fold, {note}, {runs.hardware()}",
-        oof=result["oof"], oof_originals=result.get("oof_originals"), chosen=chosen, sharpen=sharpen,
-        candidates=candidates,
-        unsure=result["unsure"]["chosen"], seconds_features=result["seconds_features"])
     keras.backend.clear_session()
-    return run_dir
+    return run.dir

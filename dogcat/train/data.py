@@ -58,15 +58,17 @@ class Split:
     val_fraction: float
     train: dict[str, list[str]]  # label -> file names
     val: dict[str, list[str]]
+    # Cross-validation: {"k": k, "fold": {label: one digit per photo of `train`, in its order}} (k <= 10).
+    folds: dict | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"seed": self.seed, "val_fraction": self.val_fraction,
-                           "train": self.train, "val": self.val}, indent=1)
+        return json.dumps({"seed": self.seed, "val_fraction": self.val_fraction, "train": self.train,
+                           "val": self.val, **({"folds": self.folds} if self.folds is not None else {})}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Split:
         d = json.loads(text)
-        return cls(d["seed"], d["val_fraction"], d["train"], d["val"])
+        return cls(d["seed"], d["val_fraction"], d["train"], d["val"], d.get("folds"))
 
     def counts(self) -> dict[str, int]:
         return {"train": sum(map(len, self.train.values())), "val": sum(map(len, self.val.values()))}
@@ -75,7 +77,8 @@ class Split:
 def split(classes: list[ClassFolder], seed: int = 42, val_fraction: float = 0.2,
           max_per_class: int | None = None) -> Split:
     """Shuffle each breed with its own seeded generator and hold out `val_fraction` of it (at least one)."""
-    train, val = {}, {}
+    train: dict[str, list[str]] = {}
+    val: dict[str, list[str]] = {}
     for c in classes:
         names = [f.name for f in c.files]
         # A per-class generator, so adding or removing a breed does not reshuffle the others.
@@ -87,10 +90,19 @@ def split(classes: list[ClassFolder], seed: int = 42, val_fraction: float = 0.2,
     return Split(seed, val_fraction, train, val)
 
 
+def within(classes: list[ClassFolder], *parts: dict[str, list[str]]) -> list[ClassFolder]:
+    """Each class cut to the files that `parts` (a split's train, val, …) name: the photos a run really uses."""
+    out = []
+    for c in classes:
+        named = set().union(*(part.get(c.label, ()) for part in parts))
+        out.append(ClassFolder(c.label, tuple(f for f in c.files if f.name in named)))
+    return out
+
+
 def folds(classes: list[ClassFolder], k: int = 10, seed: int = 42) -> dict[str, dict[str, int]]:
     """Stratified k-fold: each breed shuffled with its own seeded generator (as in `split`) and dealt round-robin
     into `k` folds, so every fold holds about 1/k of every breed. label -> file name -> fold."""
-    out = {}
+    out: dict[str, dict[str, int]] = {}
     for c in classes:
         names = [f.name for f in c.files]
         random.Random(f"{seed}:{c.label}").shuffle(names)

@@ -97,7 +97,7 @@ def read_legacy_state_dict(path: str | Path) -> dict:
 
     dtypes = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
               "LongStorage": np.int64, "IntStorage": np.int32, "ByteStorage": np.uint8}
-    storages = {}  # key -> [dtype, array or None]
+    storages: dict[str, list] = {}  # key -> [dtype, array or None]
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module, name):

@@ -13,13 +13,12 @@ The result is a run folder whose model.keras holds the whole network, pixels →
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
-from dogcat.train import backbones, data, features, ledger, runs
-from dogcat.train.transfer import TransferConfig, _stack, metrics
+from dogcat.train import backbones, data, features, runs
+from dogcat.train.transfer import TransferConfig, _stack
 
 # Xception's exit flow from the last separable block on; everything before it is the cached trunk.
 BLOCK14 = ["block14_sepconv1", "block14_sepconv1_bn", "block14_sepconv1_act",
@@ -52,8 +51,6 @@ def run(source: Path, runs_dir: Path, epochs: int = 8, learning_rate: float = 5e
     """Start from a transfer run (`source`: its split, data and trained head) and fine-tune block 14 + head."""
     import keras
 
-    started = time.time()
-    say = console.print if console else print
     source = Path(source)
     cfg_dict = runs.read_json(source / "config.json")
     cfg = TransferConfig(**{k: v for k, v in cfg_dict.items() if k in TransferConfig.__dataclass_fields__})
@@ -62,33 +59,27 @@ def run(source: Path, runs_dir: Path, epochs: int = 8, learning_rate: float = 5e
     labels = cfg_dict["labels"]
     prep = cfg.preprocessing()
     split = data.Split.from_json((source / "split.json").read_text())
-    classes = {c.label: c for c in data.discover(cfg.data_dir, labels)}
-    wanted = [data.ClassFolder(label, tuple(f for f in classes[label].files
-                                            if f.name in set(split.train[label]) | set(split.val[label])))
-              for label in labels]
+    classes = data.within(data.discover(cfg.data_dir, labels), split.train, split.val)
     experiment = f"xception exit flow fine-tuned (block 14 + head, lr {learning_rate:g}), {len(labels)} breeds"
-    run_dir = runs.new_run_dir(runs_dir, experiment)
     config = cfg_dict | {"experiment": experiment, "kind": "exitflow", "finetuned_from": source.name,
                          "exitflow": {"epochs": epochs, "learning_rate": learning_rate, "patience": patience,
                                       "batch_size": batch_size}}
-    runs.write_json(run_dir / "config.json", config)
-    (run_dir / "split.json").write_text(split.to_json())
-    say(f"run folder: {run_dir}")
+    run = runs.Run.start(runs_dir, experiment, config=config, split=split, console=console, ledger_path=ledger_path)
 
     trunk, top = split_xception(cfg.weights, prep.size[0])
     cache = Path(str(features.cache_dir("xception", backbones.weights_id(cfg.weights), prep)) + "-block13")
     predict = backbones.compiled_predict(trunk)
     half = lambda batch: predict(batch).astype(np.float16)  # noqa: E731 — halves a 3.5 GB cache
-    t0 = time.time()
-    if progress_factory:
-        with progress_factory("block-13 activations") as advance:
-            acts = features.class_features(half, wanted, prep, cache, progress=advance)
-    else:
-        acts = features.class_features(half, wanted, prep, cache)
-    feature_seconds = time.time() - t0
-    say(f"block-13 activations: {sum(len(c.files) for c in wanted)} photos in {feature_seconds:.0f} s ({cache})")
-    x_train, y_train = _stack(acts, wanted, split.train)
-    x_val, y_val = _stack(acts, wanted, split.val)
+    with run.timed("features"):
+        if progress_factory:
+            with progress_factory("block-13 activations") as advance:
+                acts = features.class_features(half, classes, prep, cache, progress=advance)
+        else:
+            acts = features.class_features(half, classes, prep, cache)
+    run.say(f"block-13 activations: {sum(len(c.files) for c in classes)} photos in {run.seconds['features']:.0f} s "
+            f"({cache})")
+    x_train, y_train = _stack(acts, classes, split.train)
+    x_val, y_val = _stack(acts, classes, split.val)
     del acts
 
     head = keras.models.load_model(source / "head.keras", compile=False)
@@ -98,49 +89,25 @@ def run(source: Path, runs_dir: Path, epochs: int = 8, learning_rate: float = 5e
     trainable.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     before = trainable.evaluate(x_val, y_val, batch_size=64, verbose=0, return_dict=True)
-    say(f"before: val_loss {before['loss']:.4f}  val_acc {before['accuracy']:.4f}")
-
-    class EpochLine(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            say(f"epoch {epoch + 1:>3}/{epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
-                f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}  ({time.time() - self.t:.0f} s)")
+    run.say(f"before: val_loss {before['loss']:.4f}  val_acc {before['accuracy']:.4f}")
 
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    t1 = time.time()
-    hist = trainable.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
-                         callbacks=[stopper, EpochLine()], verbose=0, shuffle=True)
-    fit_seconds = time.time() - t1
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    with run.timed("fit"):
+        history = runs.history_of(trainable.fit(
+            x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size, verbose=0,
+            shuffle=True, callbacks=[stopper, runs.epoch_lines(run.say, epochs, timed=True)]))
 
     # The whole network, pixels → probabilities, for `dogcat train export`.
     pixels = keras.Input((*prep.size, 3), name="pixels")
     full = keras.Model(pixels, head(top(trunk(pixels))), name="dogcat_xception")
-    full.save(run_dir / "model.keras")
-    result = {
-        "experiment": experiment,
-        "train": metrics(trainable.predict(x_train, batch_size=64, verbose=0), y_train),
-        "val": metrics(trainable.predict(x_val, batch_size=64, verbose=0), y_val),
-        "val_before": {"loss": before["loss"], "top1": before["accuracy"]},
-        "epochs_total": len(history["loss"]), "epochs_best": best_epoch,
-        "seconds_features": round(feature_seconds, 1), "seconds_fit": round(fit_seconds, 1),
-        "seconds_total": round(time.time() - started, 1), "machine": runs.machine(),
-    }
-    runs.write_json(run_dir / "history.json", history)
-    runs.write_json(run_dir / "metrics.json", result)
-    say(f"best epoch {best_epoch}/{result['epochs_total']}: val top-1 {result['val']['top1']:.4f}, "
-        f"top-3 {result['val']['top3']:.4f} (before: {before['accuracy']:.4f}); {result['seconds_total']:.0f} s")
-    ledger.append(
-        ledger.path_for(runs_dir, ledger_path), experiment=experiment, key="xception exit-flow finetune",
+    full.save(run.dir / "model.keras")
+    result = run.finish(
+        {"train": runs.metrics(trainable.predict(x_train, batch_size=64, verbose=0), y_train),
+         "val": runs.metrics(trainable.predict(x_val, batch_size=64, verbose=0), y_val),
+         "val_before": {"loss": before["loss"], "top1": before["accuracy"]}},
+        history=history, key="xception exit-flow finetune",
         config={k: v for k, v in config.items() if k != "labels"} | {"weights": backbones.weights_id(cfg.weights)},
-        data=ledger.data_label(cfg.data_dir, len(labels), split.counts()), split_seed=cfg.seed,
-        val_accuracy=result["val"]["top1"], epochs_total=result["epochs_total"], epochs_best=best_epoch,
-        seconds=result["seconds_total"], run=run_dir.name, history=history,
         budget=f"{prep.size[0]}px, block 14 + head, up to {epochs} epochs (patience {patience}), "
-               f"block-13 activations cached, {runs.hardware()}",
-        seconds_features=result["seconds_features"], seconds_fit=result["seconds_fit"])
-    return run_dir
+               "block-13 activations cached")
+    run.summary(result, f", top-3 {result['val']['top3']:.4f} (before: {before['accuracy']:.4f})", end="s")
+    return run.dir

@@ -38,11 +38,11 @@ def _batches(paths, prep, batch_size):
     """Decode the next batch in a background thread while the backbone works on this one."""
     chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(images.load_batch, chunks[0], prep) if chunks else None
+        pending = [pool.submit(images.load_batch, chunk, prep) for chunk in chunks[:1]]
         for i in range(len(chunks)):
-            batch = pending.result()
+            batch = pending.pop().result()
             if i + 1 < len(chunks):
-                pending = pool.submit(images.load_batch, chunks[i + 1], prep)
+                pending.append(pool.submit(images.load_batch, chunks[i + 1], prep))
             yield batch
 
 
@@ -98,9 +98,10 @@ def class_features_multi(predict, classes: list[ClassFolder], prep: images.Prepr
     for c in classes:
         name = f"{c.label}-{c.fingerprint()[:16]}.npy"
         targets = [d / name if d else None for d in directories]
-        if all(t is not None and t.exists() for t in targets):
-            for result, target in zip(results, targets, strict=True):
-                result[c.label] = np.load(target)
+        found = [t for t in targets if t is not None and t.exists()]
+        if len(found) == len(targets):
+            for result, cached in zip(results, found, strict=True):
+                result[c.label] = np.load(cached)
             done += len(c.files)
             if progress:
                 progress(done, total)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import platform
 from pathlib import Path
-
-from dogcat.train import runs
 
 DEFAULT = Path("train") / "ledger.jsonl"
 FIELDS = ("time", "experiment", "key", "status", "config", "data", "split_seed", "val_accuracy", "epochs_total",
@@ -38,13 +37,29 @@ def append(path: str | Path, *, experiment: str, key: str, config: dict, data: s
            "val_accuracy": None if val_accuracy is None else round(float(val_accuracy), 4),
            "epochs_total": epochs_total, "epochs_best": epochs_best,
            "seconds": None if seconds is None else round(float(seconds), 1), "budget": budget,
-           "machine": runs.machine(), "run": run, "cpu_seconds": cpu_seconds(), "load_avg": load_average(), **extra,
+           "machine": machine(), "run": run, "cpu_seconds": cpu_seconds(), "load_avg": load_average(), **extra,
            "history": {k: [round(float(v), 5) for v in vals] for k, vals in (history or {}).items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
     return row
+
+
+def machine() -> str:
+    """'x86_64 2 cores, Linux, <CPU model>': what a row ran on."""
+    where = f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}"
+    return where + (f", {cpu_model()}" if cpu_model() else "")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return ""
 
 
 def cpu_seconds() -> float:

@@ -8,6 +8,7 @@ in the "here" columns comes from the ledger.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 # The original study, in its order: key → (what it was, val accuracy, "epochs (best)", wall time on a P100).
 # Scratch variations are cumulative (+ augmentation, then + BatchNorm/Dropout; RMSprop and 5x5 on top of that).
@@ -42,7 +43,7 @@ def is_study(row: dict) -> bool:
 def ordered(rows: list[dict]) -> list[tuple[str, dict | None]]:
     """(key, row) in the study's order, one per ledger row; study rows with no run yet get (key, None);
     other runs (more breeds, other backbones) follow in ledger order."""
-    out = []
+    out: list[tuple[str, dict | None]] = []
     for key in STUDY:
         mine = [r for r in rows if r.get("key") == key and is_study(r)]
         out += [(key, r) for r in mine] or [(key, None)]
@@ -54,9 +55,11 @@ def table(rows: list[dict]):
 
     t = Table(title="The study, re-run (study numbers: Tesla P100, 224 px, full budget; 'here': the ledger)",
               show_lines=True)
-    for name, kw in [("experiment", {}), ("study: val acc", {"justify": "right"}), ("epochs", {}), ("time", {}),
-                     ("here: val acc", {"justify": "right", "style": "bold"}), ("epochs (best)", {}),
-                     ("wall time", {}), ("budget / status", {}), ("data", {})]:
+    columns: list[tuple[str, dict[str, Any]]] = [
+        ("experiment", {}), ("study: val acc", {"justify": "right"}), ("epochs", {}), ("time", {}),
+        ("here: val acc", {"justify": "right", "style": "bold"}), ("epochs (best)", {}), ("wall time", {}),
+        ("budget / status", {}), ("data", {})]
+    for name, kw in columns:
         t.add_column(name, **kw)
     for key, row in ordered(rows):
         what, acc, epochs, when = STUDY.get(key, ("", None, "", ""))

@@ -8,41 +8,28 @@ saved model (and its ONNX export) takes the same 0..255 pixels as every other do
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dogcat import images
-from dogcat.train import data, ledger, runs
-from dogcat.train.transfer import metrics
+from dogcat.train import data, runs
 
 VGG16_BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]  # (filters, convolutions) before each pool
 
 
-@dataclass
-class ScratchConfig:
-    data_dir: str
+@dataclass(kw_only=True)
+class ScratchConfig(runs.HoldoutConfig):
     backbone: str = "vgg16"  # the architecture: vgg16 | resnet50 (named like TransferConfig's for export)
+    weights: str = "none"
+    classes: list[str] | int | None = 10
+    image_size: int = 224
     augment: bool = False
     batchnorm_dropout: bool = False
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     kernel_size: int = 3
-    classes: list[str] | int | None = 10
-    image_size: int = 224
-    resize: str = "stretch"
-    weights: str = "none"
-    seed: int = 42
-    val_fraction: float = 0.2
-    max_per_class: int | None = None
-    epochs: int = 50
-    patience: int = 10
-    batch_size: int = 32
-    experiment: str = ""
-
-    def preprocessing(self) -> images.Preprocessing:
-        return images.Preprocessing(size=(self.image_size, self.image_size), resize=self.resize)
 
     def key(self) -> str:
         """The study row this reproduces, e.g. 'vgg16 scratch +augment +bn-dropout rmsprop'."""
@@ -114,63 +101,37 @@ def fit(model, train, val, epochs: int, patience: int, batch_size: int, seed: in
     """model.fit with early stopping on val loss (best weights restored); returns the history dict."""
     import keras
 
-    class EpochLine(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            say(f"epoch {epoch + 1:>3}/{epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
-                f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}")
-
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    hist = model.fit(dataset(*train, batch_size, seed), validation_data=dataset(*val, batch_size), epochs=epochs,
-                     initial_epoch=initial_epoch, callbacks=[stopper, EpochLine()], verbose=0, shuffle=False)
-    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return runs.history_of(model.fit(dataset(train[0], train[1], batch_size, seed),
+                                     validation_data=dataset(val[0], val[1], batch_size), epochs=epochs,
+                                     initial_epoch=initial_epoch, verbose=0, shuffle=False,
+                                     callbacks=[stopper, runs.epoch_lines(say, epochs)]))
 
 
 def run(cfg: ScratchConfig, runs_dir: Path, console=None, ledger_path: Path | None = None) -> Path:
     started = time.time()
-    say = console.print if console else print
-    classes = data.discover(cfg.data_dir, cfg.classes)
-    split = data.split(classes, cfg.seed, cfg.val_fraction, cfg.max_per_class)
+    classes, split = cfg.select()
     experiment = cfg.experiment or f"{cfg.key()}, {len(classes)} breeds"
     model = build_model(cfg, len(classes))
-    run_dir = runs.new_run_dir(runs_dir, experiment)
-    runs.write_json(run_dir / "config.json", asdict(cfg) | {"experiment": experiment, "kind": "scratch",
-                                                           "labels": [c.label for c in classes]})
-    (run_dir / "split.json").write_text(split.to_json())
-    say(f"run folder: {run_dir}")
+    run = runs.Run.start(runs_dir, experiment, split=split, console=console, ledger_path=ledger_path,
+                         started=started, config=cfg.asdict() | {"experiment": experiment, "kind": "scratch",
+                                                                 "labels": [c.label for c in classes]})
     prep = cfg.preprocessing()
     train = load_split(Path(cfg.data_dir), classes, split.train, prep)
     val = load_split(Path(cfg.data_dir), classes, split.val, prep)
-    say(f"{len(classes)} breeds, {len(train[1])} training / {len(val[1])} validation photos at "
-        f"{cfg.image_size} px, {model.count_params():,} parameters")
-    t0 = time.time()
-    history = fit(model, train, val, cfg.epochs, cfg.patience, cfg.batch_size, cfg.seed, say)
-    fit_seconds = time.time() - t0
-    return finish(run_dir, model, history, train, val, experiment, cfg.key(), asdict(cfg) | {"kind": "scratch"},
-                  ledger.data_label(cfg.data_dir, len(classes), split.counts()), cfg.seed, started, fit_seconds,
-                  f"{cfg.image_size}px, up to {cfg.epochs} epochs (patience {cfg.patience}), {runs.hardware()}",
-                  say, ledger.path_for(runs_dir, ledger_path))
+    run.say(f"{len(classes)} breeds, {len(train[1])} training / {len(val[1])} validation photos at "
+            f"{cfg.image_size} px, {model.count_params():,} parameters")
+    with run.timed("fit"):
+        history = fit(model, train, val, cfg.epochs, cfg.patience, cfg.batch_size, cfg.seed, run.say)
+    finish(run, model, train, val, history, key=cfg.key(), config=cfg.asdict() | {"kind": "scratch"},
+           budget=f"{cfg.image_size}px, up to {cfg.epochs} epochs (patience {cfg.patience})")
+    return run.dir
 
 
-def finish(run_dir, model, history, train, val, experiment, key, config, data_label, seed, started, fit_seconds,
-           budget, say, ledger_file, first_epoch: int = 0) -> Path:
-    """Save the whole model, its history and metrics in the run folder; append the ledger row."""
-    best_epoch = first_epoch + int(np.argmin(history["val_loss"][first_epoch:])) + 1
-    model.save(run_dir / "model.keras")
-    result = {
-        "experiment": experiment,
-        "train": metrics(model.predict(train[0], verbose=0), train[1]),
-        "val": metrics(model.predict(val[0], verbose=0), val[1]),
-        "epochs_total": len(history["loss"]), "epochs_best": best_epoch,
-        "seconds_fit": round(fit_seconds, 1), "seconds_total": round(time.time() - started, 1),
-        "machine": runs.machine(),
-    }
-    runs.write_json(run_dir / "history.json", history)
-    runs.write_json(run_dir / "metrics.json", result)
-    say(f"best epoch {best_epoch}/{result['epochs_total']}: val top-1 {result['val']['top1']:.4f}; "
-        f"{result['seconds_total']:.0f} s in all")
-    ledger.append(ledger_file, experiment=experiment, key=key, config=config, data=data_label, split_seed=seed,
-                  val_accuracy=result["val"]["top1"], epochs_total=result["epochs_total"], epochs_best=best_epoch,
-                  seconds=result["seconds_total"], budget=budget, run=run_dir.name, history=history,
-                  seconds_fit=result["seconds_fit"])
-    return run_dir
+def finish(run: runs.Run, model, train, val, history: dict, first_epoch: int = 0, **row) -> None:
+    """A whole network's run (scratch, finetune): its model.keras, metrics on both parts, the ledger row."""
+    model.save(run.dir / "model.keras")
+    result = run.finish({"train": runs.metrics(model.predict(train[0], verbose=0), train[1]),
+                         "val": runs.metrics(model.predict(val[0], verbose=0), val[1])},
+                        history=history, first_epoch=first_epoch, **row)
+    run.summary(result)

@@ -8,42 +8,26 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dogcat import images
-from dogcat.train import backbones, data, features, ledger, runs
+from dogcat.train import backbones, data, features, runs
+
+STUDY_HEAD = (1024, 512)  # the study's hidden layers: Dense 1024 → Dropout → Dense 512 → Dropout → softmax
 
 
-@dataclass
-class TransferConfig:
-    data_dir: str
-    backbone: str = "xception"
-    weights: str = "imagenet"
-    classes: list[str] | int | None = None  # None: all; N: the first N folders; or a list of names
-    image_size: int | None = None  # None: the backbone's own size
-    resize: str = "stretch"
-    seed: int = 42
-    val_fraction: float = 0.2
-    max_per_class: int | None = None
-    epochs: int = 50
-    patience: int = 10
-    batch_size: int = 32
+@dataclass(kw_only=True)
+class TransferConfig(runs.HoldoutConfig):
     learning_rate: float = 1e-4
-    dense: list[int] = field(default_factory=lambda: [1024, 512])
+    dense: list[int] = field(default_factory=lambda: list(STUDY_HEAD))
     dropout: float = 0.5
     mirror: bool = False  # also train on each training photo's mirror image
     heads: int = 1  # train this many heads (seeds seed, seed+1, ...) and average their probabilities
-    experiment: str = ""
-
-    def preprocessing(self) -> images.Preprocessing:
-        size = self.image_size or backbones.input_size(self.backbone)
-        return images.Preprocessing(size=(size, size), resize=self.resize)
 
 
-def spec_features(cfg: TransferConfig, wanted: list[data.ClassFolder], say=print, progress_factory=None,
+def spec_features(cfg: runs.RunConfig, wanted: list[data.ClassFolder], say=print, progress_factory=None,
                   mirror: bool = False):
     """Features of `wanted` for cfg.backbone (one backbone or a '+' combination, see backbones.parse), each part
     from its own cache, each backbone's missing parts computed in one pass: ({label: (N, D)}, note).
@@ -139,7 +123,7 @@ def _ledger_key(cfg: TransferConfig, parts) -> str:
     """The study row a run reproduces ('xception transfer'), plus what it changes there, so that the report
     plots variants beside the study's row instead of in its place."""
     changes = []
-    if cfg.dense != TransferConfig.__dataclass_fields__["dense"].default_factory():
+    if cfg.dense != list(STUDY_HEAD):
         changes.append(f"head {','.join(map(str, cfg.dense))}" if cfg.dense else "linear head")
     if cfg.mirror:
         changes.append("mirror")
@@ -158,16 +142,6 @@ def _stack(feats: dict[str, np.ndarray], classes: list[data.ClassFolder], names:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def topk_accuracy(probs: np.ndarray, y: np.ndarray, k: int) -> float:
-    top = np.argsort(-probs, axis=1)[:, :k]
-    return float(np.mean([y[i] in top[i] for i in range(len(y))]))
-
-
-def metrics(probs: np.ndarray, y: np.ndarray) -> dict:
-    return {"n": int(len(y)), "top1": topk_accuracy(probs, y, 1), "top3": topk_accuracy(probs, y, 3),
-            "top5": topk_accuracy(probs, y, 5)}
-
-
 def run(cfg: TransferConfig, runs_dir: Path, console=None, progress_factory=None, key: str | None = None,
         ledger_path: Path | None = None) -> Path:
     """Train a head on cached features; write config, split, history, metrics and the head to a run folder.
@@ -176,99 +150,59 @@ def run(cfg: TransferConfig, runs_dir: Path, console=None, progress_factory=None
     `key` (default '<backbone> transfer'), the study row it reproduces."""
     import keras
 
-    started = time.time()
     parts = backbones.parse(cfg.backbone)
-    prep = cfg.preprocessing()
-    classes = data.discover(cfg.data_dir, cfg.classes)
-    split = data.split(classes, cfg.seed, cfg.val_fraction, cfg.max_per_class)
+    classes, split = cfg.select()  # each breed cut to the photos in the split: only those need features
     experiment = cfg.experiment or f"{'+'.join(p.name for p in parts)} transfer, {len(classes)} breeds"
-    run_dir = runs.new_run_dir(runs_dir, experiment)
-    runs.write_json(run_dir / "config.json", asdict(cfg) | {"experiment": experiment,
-                                                           "labels": [c.label for c in classes]})
-    (run_dir / "split.json").write_text(split.to_json())
-    say = console.print if console else print
-    say(f"run folder: {run_dir}")
-    say(f"{len(classes)} breeds, {split.counts()['train']} training / {split.counts()['val']} validation photos, "
-        f"seed {cfg.seed}")
+    run = runs.Run.start(runs_dir, experiment, split=split, console=console, ledger_path=ledger_path,
+                         config=cfg.asdict() | {"experiment": experiment, "labels": [c.label for c in classes]})
+    run.say(f"{len(classes)} breeds, {split.counts()['train']} training / {split.counts()['val']} validation "
+            f"photos, seed {cfg.seed}")
 
-    # Only the photos in the split need features (max_per_class may leave some out).
-    wanted = [data.ClassFolder(c.label, tuple(f for f in c.files if f.name in set(split.train[c.label])
-                                              | set(split.val[c.label]))) for c in classes]
-    t0 = time.time()
-    feats, features_note = spec_features(cfg, wanted, say, progress_factory)
-    feature_seconds = time.time() - t0
-
-    x_train, y_train = _stack(feats, wanted, split.train)
-    x_val, y_val = _stack(feats, wanted, split.val)
+    with run.timed("features"):
+        feats, features_note = spec_features(cfg, classes, run.say, progress_factory)
+    x_train, y_train = _stack(feats, classes, split.train)
+    x_val, y_val = _stack(feats, classes, split.val)
+    x_fit, y_fit = x_train, y_train
     if cfg.mirror:  # the training photos' mirror images: twice the training examples, same labels
-        train_only = [data.ClassFolder(c.label, tuple(f for f in c.files if f.name in set(split.train[c.label])))
-                      for c in wanted]
-        t0 = time.time()
-        feats_m, note_m = spec_features(cfg, train_only, say, progress_factory, mirror=True)
-        feature_seconds += time.time() - t0
+        train_only = data.within(classes, split.train)
+        with run.timed("features"):
+            feats_m, note_m = spec_features(cfg, train_only, run.say, progress_factory, mirror=True)
         features_note += f", {note_m}"
         x_mirror, y_mirror = _stack(feats_m, train_only, split.train)
         x_fit, y_fit = np.concatenate([x_train, x_mirror]), np.concatenate([y_train, y_mirror])
-    else:
-        x_fit, y_fit = x_train, y_train
 
-    class EpochLine(keras.callbacks.Callback):
-        def __init__(self, prefix):
-            super().__init__()
-            self.prefix = prefix
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            say(f"{self.prefix}epoch {epoch + 1:>3}/{cfg.epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
-                f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}")
-
-    t1 = time.time()
     heads, histories = [], []
-    for i in range(cfg.heads):
-        keras.utils.set_random_seed(cfg.seed + i)
-        # One part: the study's head as it was. Several: standardized first (see build_head).
-        head = build_head(x_fit.shape[1], len(classes), cfg.dense, cfg.dropout,
-                          standardize_on=x_fit if len(parts) > 1 else None,
-                          name="head" if cfg.heads == 1 else f"head_{i + 1}")
-        head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
-                     metrics=["accuracy"])
-        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                                restore_best_weights=True)
-        hist = head.fit(x_fit, y_fit, validation_data=(x_val, y_val), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                        callbacks=[stopper, EpochLine(f"head {i + 1}/{cfg.heads}  " if cfg.heads > 1 else "")],
-                        verbose=0, shuffle=True)
-        heads.append(head)
-        histories.append({k: [float(v) for v in vals] for k, vals in hist.history.items()})
-        if cfg.heads > 1:
-            say(f"head {i + 1}/{cfg.heads}: val top-1 {topk_accuracy(head.predict(x_val, verbose=0), y_val, 1):.4f}")
-    fit_seconds = time.time() - t1
+    with run.timed("fit"):
+        for i in range(cfg.heads):
+            keras.utils.set_random_seed(cfg.seed + i)
+            # One part: the study's head as it was. Several: standardized first (see build_head).
+            head = build_head(x_fit.shape[1], len(classes), cfg.dense, cfg.dropout,
+                              standardize_on=x_fit if len(parts) > 1 else None,
+                              name="head" if cfg.heads == 1 else f"head_{i + 1}")
+            head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                         loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                    restore_best_weights=True)
+            lines = runs.epoch_lines(run.say, cfg.epochs, f"head {i + 1}/{cfg.heads}  " if cfg.heads > 1 else "")
+            histories.append(runs.history_of(head.fit(x_fit, y_fit, validation_data=(x_val, y_val),
+                                                      epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0,
+                                                      shuffle=True, callbacks=[stopper, lines])))
+            heads.append(head)
+            if cfg.heads > 1:
+                run.say(f"head {i + 1}/{cfg.heads}: val top-1 "
+                        f"{runs.topk_accuracy(head.predict(x_val, verbose=0), y_val, 1):.4f}")
     head = heads[0] if cfg.heads == 1 else average_heads(heads, x_fit.shape[1])
-    history = histories[0]  # the ledger's curves: the first head's (the only one, by default)
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
-    head.save(run_dir / "head.keras")
-    result = {
-        "experiment": experiment,
-        "train": metrics(head.predict(x_train, verbose=0), y_train),
-        "val": metrics(head.predict(x_val, verbose=0), y_val),
-        "epochs_total": len(history["loss"]), "epochs_best": best_epoch,
-        **({"heads": [{"epochs_total": len(h["loss"]), "epochs_best": int(np.argmin(h["val_loss"])) + 1}
-                      for h in histories]} if cfg.heads > 1 else {}),
-        "seconds_features": round(feature_seconds, 1), "seconds_fit": round(fit_seconds, 1),
-        "seconds_total": round(time.time() - started, 1), "machine": runs.machine(),
-    }
-    runs.write_json(run_dir / "history.json", history)
-    runs.write_json(run_dir / "metrics.json", result)
-    say(f"best epoch {best_epoch}/{result['epochs_total']}: val top-1 {result['val']['top1']:.4f}, "
-        f"top-3 {result['val']['top3']:.4f}; {result['seconds_total']:.0f} s in all")
-    ledger.append(
-        ledger.path_for(runs_dir, ledger_path), experiment=experiment,
+    head.save(run.dir / "head.keras")
+    result = run.finish(
+        {"train": runs.metrics(head.predict(x_train, verbose=0), y_train),
+         "val": runs.metrics(head.predict(x_val, verbose=0), y_val),
+         **({"heads": [{"epochs_total": len(h["loss"]), "epochs_best": runs.best_epoch(h)} for h in histories]}
+            if cfg.heads > 1 else {})},
+        history=histories[0],  # the ledger's curves: the first head's (the only one, by default)
         key=key or _ledger_key(cfg, parts),
-        config=asdict(cfg) | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "transfer",
-                                "standardized": len(parts) > 1},
-        data=ledger.data_label(cfg.data_dir, len(classes), split.counts()), split_seed=cfg.seed,
-        val_accuracy=result["val"]["top1"], epochs_total=result["epochs_total"], epochs_best=best_epoch,
-        seconds=result["seconds_total"], run=run_dir.name, history=history,
-        budget=f"{prep.size[0]}px, up to {cfg.epochs} epochs (patience {cfg.patience}), {features_note}, "
-               f"{runs.hardware()}",
-        seconds_features=result["seconds_features"], seconds_fit=result["seconds_fit"])
-    return run_dir
+        config=cfg.asdict() | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "transfer",
+                               "standardized": len(parts) > 1},
+        budget=f"{cfg.preprocessing().size[0]}px, up to {cfg.epochs} epochs (patience {cfg.patience}), "
+               f"{features_note}")
+    run.summary(result, f", top-3 {result['val']['top3']:.4f}")
+    return run.dir

@@ -10,22 +10,20 @@ After the search the best settings are trained once more as an ordinary transfer
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from dogcat.train import backbones, data, ledger, runs, transfer
+from dogcat.train import backbones, ledger, runs, transfer
 
 TUNERS = ("hyperband", "bayesian", "random")
 
 
 def cached_features(cfg: transfer.TransferConfig, progress_factory=None):
     """(x_train, y_train, x_val, y_val, classes, split) from the feature cache, as transfer.run sees them."""
-    classes = data.discover(cfg.data_dir, cfg.classes)
-    split = data.split(classes, cfg.seed, cfg.val_fraction, cfg.max_per_class)
-    wanted = [data.ClassFolder(c.label, tuple(f for f in c.files if f.name in set(split.train[c.label])
-                                              | set(split.val[c.label]))) for c in classes]
-    feats, _ = transfer.spec_features(cfg, wanted, say=lambda *_: None, progress_factory=progress_factory)
-    return (*transfer._stack(feats, wanted, split.train), *transfer._stack(feats, wanted, split.val), classes, split)
+    classes, split = cfg.select()
+    feats, _ = transfer.spec_features(cfg, classes, say=lambda *_: None, progress_factory=progress_factory)
+    return (*transfer._stack(feats, classes, split.train), *transfer._stack(feats, classes, split.val), classes,
+            split)
 
 
 def run(cfg: transfer.TransferConfig, runs_dir: Path, tuner: str = "hyperband", max_trials: int = 12,
@@ -36,12 +34,12 @@ def run(cfg: transfer.TransferConfig, runs_dir: Path, tuner: str = "hyperband", 
 
     if tuner not in TUNERS:
         raise ValueError(f"unknown tuner {tuner!r}; known: {', '.join(TUNERS)}")
-    say = console.print if console else print
     started = time.time()
     x_train, y_train, x_val, y_val, classes, split = cached_features(cfg, progress_factory)
     experiment = f"{cfg.backbone} {tuner} search (dropout 0.3-0.6, lr 1e-2/1e-3/1e-4), {len(classes)} breeds"
-    run_dir = runs.new_run_dir(runs_dir, experiment)
-    say(f"run folder: {run_dir}")
+    # The search's folder holds tune.json (and keras-tuner's trials), no config or split of its own.
+    run = runs.Run.start(runs_dir, experiment, console=console, ledger_path=ledger_path, started=started,
+                         seed=cfg.seed, data_label=ledger.data_label(cfg.data_dir, len(classes), split.counts()))
 
     def build(hp):
         head = transfer.build_head(x_train.shape[1], len(classes), cfg.dense,
@@ -50,7 +48,7 @@ def run(cfg: transfer.TransferConfig, runs_dir: Path, tuner: str = "hyperband", 
                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return head
 
-    common = dict(objective="val_accuracy", seed=cfg.seed, directory=str(run_dir), project_name="tuner",
+    common = dict(objective="val_accuracy", seed=cfg.seed, directory=str(run.dir), project_name="tuner",
                   overwrite=True)
     if tuner == "hyperband":
         search = kt.Hyperband(build, max_epochs=cfg.epochs, factor=3, **common)
@@ -68,25 +66,21 @@ def run(cfg: transfer.TransferConfig, runs_dir: Path, tuner: str = "hyperband", 
                "val_accuracy": t.score} for t in search.oracle.trials.values() if t.score is not None]
     best = search.get_best_hyperparameters(1)[0].values
     best_score = max(t["val_accuracy"] for t in trials)
-    result = {"experiment": experiment, "tuner": tuner, "best": {k: best[k] for k in ("dropout", "learning_rate")},
-              "best_val_accuracy": best_score, "trials": trials, "seconds_search": round(search_seconds, 1),
-              "seconds_total": round(time.time() - started, 1), "machine": runs.machine()}
-    runs.write_json(run_dir / "tune.json", result)
-    say(f"{tuner}: {len(trials)} trials in {search_seconds:.0f} s; best dropout {best['dropout']:.1f}, "
-        f"lr {best['learning_rate']:g} (val accuracy {best_score:.4f})")
-    ledger.append(ledger.path_for(runs_dir, ledger_path), experiment=experiment, key=f"{cfg.backbone} tune",
-                  config=asdict(cfg) | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "tune",
-                                        "tuner": tuner, "max_trials": max_trials},
-                  data=ledger.data_label(cfg.data_dir, len(classes), split.counts()), split_seed=cfg.seed,
-                  val_accuracy=best_score, epochs_total=None, epochs_best=None, seconds=search_seconds,
-                  budget=f"{cfg.preprocessing().size[0]}px, {len(trials)} trials of up to {cfg.epochs} epochs, "
-                         f"cached features, {runs.hardware()}",
-                  run=run_dir.name, best=result["best"], trials=len(trials))
+    result = run.finish(
+        {"tuner": tuner, "best": {k: best[k] for k in ("dropout", "learning_rate")}, "best_val_accuracy": best_score,
+         "trials": trials, "seconds_search": round(search_seconds, 1)}, file="tune.json",
+        key=f"{cfg.backbone} tune", val_accuracy=best_score, seconds=search_seconds,
+        config=cfg.asdict() | {"weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "kind": "tune",
+                               "tuner": tuner, "max_trials": max_trials},
+        budget=f"{cfg.preprocessing().size[0]}px, {len(trials)} trials of up to {cfg.epochs} epochs, cached features",
+        best={k: best[k] for k in ("dropout", "learning_rate")}, trials=len(trials))
+    run.say(f"{tuner}: {len(trials)} trials in {search_seconds:.0f} s; best dropout {best['dropout']:.1f}, "
+            f"lr {best['learning_rate']:g} (val accuracy {best_score:.4f})")
     if final:
         tuned = replace(cfg, dropout=round(best["dropout"], 2), learning_rate=best["learning_rate"],
                         experiment=f"{cfg.backbone} transfer tuned (dropout {best['dropout']:.1f}, "
                                    f"lr {best['learning_rate']:g}), {len(classes)} breeds")
         result["final_run"] = str(transfer.run(tuned, runs_dir, console=console, progress_factory=progress_factory,
                                                key=f"{cfg.backbone} transfer tuned", ledger_path=ledger_path))
-        runs.write_json(run_dir / "tune.json", result)
+        runs.write_json(run.dir / "tune.json", result)
     return result
