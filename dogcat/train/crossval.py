@@ -237,6 +237,21 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     best_logreg = by_top1([n for n in oof if n.startswith("logreg")])
     chosen_C = float(best_logreg.split("=")[1])
 
+    # An L2 penalty strong enough to generalise best also flattens the softmax (out of fold the C=0.03 model's
+    # log loss was 0.36 for 0.92 top-1): sharpen it, softmax(a·z), with the `a` that minimises the out-of-fold
+    # log loss (temperature scaling). Top-1/top-3 do not change; confidences, and so the unsure threshold, do.
+    # It is done before any averaging, so that an average is of calibrated members (next to the study head's
+    # sharper softmax a flat regression would count for less than half), and `a` folds into the exported Dense
+    # layer's weights.
+    sharpen_log_loss = {a: scores(sharpened(oof[best_logreg], a), y)["log_loss"] for a in SHARPEN}
+    sharpen = min(sharpen_log_loss, key=lambda a: sharpen_log_loss[a])
+    say(f"{best_logreg} sharpened ×{sharpen:g}: out-of-fold log loss {sharpen_log_loss[1.0]:.4f} → "
+        f"{sharpen_log_loss[sharpen]:.4f}")
+    oof[best_logreg] = sharpened(oof[best_logreg], sharpen)
+    if xo is not None:
+        oof_o[best_logreg] = sharpened(oof_o[best_logreg], sharpen)
+    fold_heads[best_logreg] = [(coef * sharpen, intercept * sharpen) for coef, intercept in fold_heads[best_logreg]]
+
     if cfg.mlp_epochs:
         say(f"the study's head, {max(cfg.mlp_epochs)} epochs, OOF after {sorted(cfg.mlp_epochs)}")
         t = time.time()
@@ -268,26 +283,13 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
         say(f"{chosen} with the originals' labels added to each training fold")
         cv_logreg([C for C in cfg.C if C <= chosen_C], with_originals=True)
         plus = f"{chosen} + originals"
+        oof[plus], oof_o[plus] = sharpened(oof[plus], sharpen), sharpened(oof_o[plus], sharpen)  # as its base
+        fold_heads[plus] = [(coef * sharpen, intercept * sharpen) for coef, intercept in fold_heads[plus]]
         better_o = scores(oof_o[plus], yo)["top1"] > scores(oof_o[chosen], yo)["top1"]
         use_originals = better_o and scores(oof[plus], y)["top1"] >= scores(oof[chosen], y)["top1"]
         if use_originals:
             chosen = plus
     say(f"chosen: {chosen}")
-
-    # An L2 penalty strong enough to generalise best also flattens the softmax (out of fold the C=0.03 model's
-    # log loss was 0.36 for 0.92 top-1): sharpen it, softmax(a·z), with the `a` that minimises the out-of-fold
-    # log loss (temperature scaling). Top-1/top-3 do not change; confidences, and so the unsure threshold, do.
-    # a folds into the exported Dense layer's weights.
-    sharpen, sharpen_log_loss = 1.0, dict[float, float]()
-    if "study head" not in chosen:
-        sharpen_log_loss = {a: scores(sharpened(oof[chosen], a), y)["log_loss"] for a in SHARPEN}
-        sharpen = min(sharpen_log_loss, key=lambda a: sharpen_log_loss[a])
-        say(f"sharpened ×{sharpen:g}: out-of-fold log loss {sharpen_log_loss[1.0]:.4f} → "
-            f"{sharpen_log_loss[sharpen]:.4f}")
-        oof[chosen] = sharpened(oof[chosen], sharpen)
-        if xo is not None:
-            oof_o[chosen] = sharpened(oof_o[chosen], sharpen)
-        fold_heads[chosen] = [(coef * sharpen, intercept * sharpen) for coef, intercept in fold_heads[chosen]]
 
     candidates = {n: {"crops": scores(oof[n], y), **({"originals": scores(oof_o[n], yo)} if xo is not None else {})}
                   for n in oof}
