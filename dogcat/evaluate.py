@@ -194,7 +194,7 @@ def choose_thresholds(o: Observed, not_a_dog_below: float = 0.5) -> dict:
                      "answered": round(float(kept.mean()), 4),
                      "precision": round(float(o.top1[kept].mean()), 4) if kept.any() else None},
             "rules": {"not_a_dog": f"dog probability < {not_a_dog_below} and breed confidence below the largest "
-                                   f"value flagging at most {NOT_A_DOG_BUDGET:.0%} of tune dog photos",
+                                   f"value flagging at most {NOT_A_DOG_BUDGET:.1%} of tune dog photos",
                       "unsure": f"smallest threshold (step 0.01) whose dog answers are >= {DOG_PRECISION_GOAL:.0%} "
                                 "right on the tune half"},
             "tradeoff": tradeoff(o)}
