@@ -12,9 +12,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dogcat.console import err, fail
+from dogcat.helptext import Group
 
 app = typer.Typer(help="Train, compare and export breed models (needs: pip install '.\\[train]' from a checkout).",
-                  no_args_is_help=True)
+                  no_args_is_help=True, cls=Group)
 
 DEFAULT_DATA = "../shared/data/stanford-dogs-crops-224"
 
