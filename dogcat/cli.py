@@ -19,6 +19,7 @@ from rich.table import Table
 
 from dogcat import __version__, settings
 from dogcat.console import err, error, fail, out
+from dogcat.helptext import Group
 from dogcat.text import visible
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from rich.progress import ProgressColumn
 
 app = typer.Typer(
-    help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
+    cls=Group, help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
     no_args_is_help=True, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]},
 )
 

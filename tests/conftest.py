@@ -9,12 +9,20 @@ Two tiers (README, "Run the tests"):
   import check in ../shared/asm3 and TensorFlow. A test that needs one of these and does not find it is skipped
   with the reason on a developer's machine, and fails under CI (``CI`` set, as .ci/run has it): there a skip
   would hide a missing install step.
+
+A module marked ``own_process`` (the TensorFlow ones) runs in a pytest process of its own, started when the
+suite reaches it; its results are reported here as if it had run in this process. TensorFlow keeps what it
+allocates until its process ends, so in one process the TensorFlow modules' memory added up (the full tier
+peaked at about 14 GB; see pytest_runtest_protocol below). ``DOGCAT_TESTS_ONE_PROCESS=1`` runs them here.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,12 +50,16 @@ def needs_shared(path: Path, what: str) -> Path:
     return path
 
 
-def needs_module(name: str):
-    """Import ``name`` (TensorFlow, keras ...: the train extra), or skip/fail as :func:`missing`."""
+def needs_module(name: str) -> None:
+    """``name`` (TensorFlow, keras ...: the train extra) is installed, or skip/fail as :func:`missing`. Found, not
+    imported: importing keras takes 11 s and 650 MB, which the modules that need it spend in their own process
+    (own_process, below), not in the one that collects them."""
     try:
-        return importlib.import_module(name)
+        found = importlib.util.find_spec(name)
     except ImportError as e:
-        missing(f"{name} is not installed ({e}): pip install '.[train]'")
+        missing(f"{name} cannot be found ({e}): pip install '.[train]'")
+    if found is None:
+        missing(f"{name} is not installed: pip install '.[train]'")
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +119,62 @@ def make_model(model_path, tmp_path_factory):
         return folder / "model.onnx"
 
     return make
+
+
+# --- own_process: a module's tests in a child pytest, reported by this one -----------------------------------
+
+REPORTS = "DOGCAT_TESTS_REPORTS"  # set in the child: the file it appends its reports to, pickled (tuples stay tuples)
+_CHILD_RESULTS = pytest.StashKey[dict]()
+_config: pytest.Config | None = None
+
+
+def pytest_configure(config):
+    global _config
+    _config = config
+
+
+def pytest_runtest_protocol(item, nextitem):
+    """An own_process module: when its first test comes, run all of its selected tests in a child pytest, then
+    report each test's results from the child's in turn."""
+    if item.get_closest_marker("own_process") is None or os.environ.get(REPORTS) \
+            or os.environ.get("DOGCAT_TESTS_ONE_PROCESS"):
+        return None
+    module = item.nodeid.split("::", 1)[0]
+    done = item.config.stash.setdefault(_CHILD_RESULTS, {})
+    if module not in done:
+        items = [i for i in item.session.items if i.nodeid.split("::", 1)[0] == module]
+        done[module] = _run_child(item.config, module, items)
+    reports, log, status = done[module]
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    mine = reports.get(item.nodeid) or [pytest.TestReport(  # the child died (at this test, or before), or never ran it
+        item.nodeid, item.location, {}, "failed", f"no result from the child pytest that ran {module} (exit status "
+        f"{status}); the end of its output ({log}):\n{log.read_text(errors='replace')[-5000:]}", "call")]
+    for report in mine:
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def _run_child(config, module: str, items) -> tuple[dict[str, list], Path, int]:
+    folder = config._tmp_path_factory.mktemp(f"own-process-{Path(module).stem}")
+    reports_file, log = folder / "reports.pickle", folder / "output.txt"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={folder / 'tmp'}",
+               f"--tb={config.option.tbstyle}", *(i.nodeid for i in items)]
+    with log.open("w") as output:
+        child = subprocess.run(command, cwd=config.rootpath, env=os.environ | {REPORTS: str(reports_file)},
+                               stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+    reports: dict[str, list] = {}
+    if reports_file.exists():
+        with reports_file.open("rb") as f:
+            while f.peek(1):
+                report = config.hook.pytest_report_from_serializable(config=config, data=pickle.load(f))
+                reports.setdefault(report.nodeid, []).append(report)
+    return reports, log, child.returncode
+
+
+def pytest_runtest_logreport(report):
+    """In the child: each test's reports (setup, call, teardown), for the parent."""
+    if os.environ.get(REPORTS) and _config is not None:
+        data = _config.hook.pytest_report_to_serializable(config=_config, report=report)
+        with open(os.environ[REPORTS], "ab") as f:
+            pickle.dump(data, f)

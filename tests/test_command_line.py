@@ -3,6 +3,7 @@ NO_COLOR, and output that pipes (data on stdout, messages and progress on stderr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -54,6 +55,35 @@ def test_every_command_has_help_with_examples(command):
     assert "Usage: dogcat " + " ".join(command) in text or "Usage: root " + " ".join(command) in text, text[:200]
     assert "Example" in text and f"dogcat {' '.join(command)}" in text.split("Example", 1)[1], text
     assert runner.invoke(app, [*command, "-h"]).stdout == result.stdout  # -h is --help too
+
+
+def every_help_page() -> list[list[str]]:
+    """Every command's and every group's: dogcat, dogcat animals, dogcat train, and all under them."""
+    def walk(command, prefix):
+        subcommands = getattr(command, "commands", {})
+        return [prefix, *(path for name, sub in subcommands.items() for path in walk(sub, [*prefix, name]))]
+    return walk(get_command(app), [])
+
+
+@pytest.mark.parametrize("command", every_help_page(), ids=lambda c: " ".join(["dogcat", *c]))
+def test_help_paragraphs_flow_and_flags_show_no_type(command):
+    """Rendered far wider than any paragraph, each paragraph of a help page is one line: a paragraph on two
+    lines (or a command's description on two rows of the Commands panel) is a line break kept from the source,
+    which a terminal of any other width shows mid-sentence. A flag takes no value and an argument is named, so
+    neither shows a type (typer's <bool>, <list[str]>)."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "2000"})
+    assert result.exit_code == 0, result.output
+    page = result.stdout
+    assert "<bool>" not in page and "<list[" not in page, page
+    description, _, panels = page.partition("╭")
+    lines = [line.strip() for line in description.splitlines()]
+    broken = [(a, b) for a, b in itertools.pairwise(lines) if a and b]
+    assert not broken, f"paragraph broken over lines: {broken}"
+    for panel in panels.split("╭")[1:]:
+        if panel.startswith("─ Commands"):
+            rows = [line for line in panel.splitlines()[1:] if line.startswith("│")]
+            broken_rows = [row.strip("│ ") for row in rows if row.startswith("│  ")]
+            assert rows and not broken_rows, f"command description broken over rows: {broken_rows}"
 
 
 def test_bash_completion_completes_commands_options_and_choices(tmp_path):

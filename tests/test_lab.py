@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from tests.conftest import DATA, needs_module, needs_shared
 
 # TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_process]  # own_process: TensorFlow keeps its memory (conftest)
 needs_module("keras")
 needs_shared(DATA / "stanford-dogs-crops-224", "the Stanford Dogs crops")
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import needs_module  # noqa: E402
 
 # TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_process]  # own_process: TensorFlow keeps its memory (conftest)
 needs_module("keras")
 
 from dogcat import images  # noqa: E402

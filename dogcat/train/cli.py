@@ -13,9 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dogcat import settings
 from dogcat.console import err, fail
+from dogcat.helptext import Group
 
 app = typer.Typer(help="Train, compare and export breed models (needs: pip install '.\\[train]' from a checkout).",
-                  no_args_is_help=True)
+                  no_args_is_help=True, cls=Group)
 
 DEFAULT_DATA = "../shared/data/stanford-dogs-crops-224"
 
