@@ -94,8 +94,9 @@ def test_bash_completion_completes_commands_options_and_choices(tmp_path):
     (bindir / "dogcat").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m dogcat "$@"\n')
     (bindir / "dogcat").chmod(0o755)
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
-    script = dogcat("--show-completion", "bash").stdout
-    assert "_DOGCAT_COMPLETE=complete_bash" in script and "complete " in script
+    shown = dogcat("--show-completion", "bash")
+    script = shown.stdout
+    assert "_DOGCAT_COMPLETE=complete_bash" in script and "complete " in script, (shown.returncode, shown.stderr)
 
     def complete(*words: str) -> list[str]:
         line = " ".join(f"'{w}'" for w in words)
