@@ -153,6 +153,20 @@ NOT_A_DOG_BUDGET = 0.005
 DOG_PRECISION_GOAL = 0.97  # confident answers must be right this often on the tune half
 
 
+UNSURE_GRID = np.round(np.arange(0.05, 1.0, 0.01), 2)  # the unsure thresholds tried, lowest first
+
+
+def lowest_unsure_below(confidence: np.ndarray, right: np.ndarray, goal: float = DOG_PRECISION_GOAL) -> float | None:
+    """The `unsure` rule: the smallest threshold of UNSURE_GRID whose answers (confidence >= it) are right at
+    least `goal` of the time; None if none is. Shared by `dogcat train thresholds`/`oof`, `dogcat train crossval`
+    and benchmarks/oof_compare.py, so that all of them choose the same way."""
+    for t in UNSURE_GRID:
+        answered = confidence >= t
+        if answered.any() and right[answered].mean() >= goal:
+            return float(t)
+    return None
+
+
 def tradeoff(o: Observed, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> list[dict]:
     """For each unsure threshold: the share of photos answered as `dog` and the precision of those answers."""
     rows = []
@@ -177,12 +191,9 @@ def choose_thresholds(o: Observed, not_a_dog_below: float = 0.5) -> dict:
         if (doubted & (o.confidence < t)).mean() > NOT_A_DOG_BUDGET:
             break
         confidence_below = float(t)
-    unsure_below = 1.0
-    for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
-        answered = o.confidence >= t
-        if answered.any() and o.top1[answered].mean() >= DOG_PRECISION_GOAL:
-            unsure_below = float(t)
-            break
+    unsure_below = lowest_unsure_below(o.confidence, o.top1)
+    if unsure_below is None:
+        unsure_below = 1.0
     thresholds = Thresholds(not_a_dog_below, unsure_below, confidence_below)
     statuses = [decide(c, None if np.isnan(p) else float(p), thresholds)
                 for c, p in zip(o.confidence, o.dog_probability, strict=True)]

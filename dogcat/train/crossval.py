@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dogcat.evaluate import lowest_unsure_below
 from dogcat.train import backbones, data, runs, transfer
 
 
@@ -127,17 +128,15 @@ def unsure_tradeoff(probs: np.ndarray, y: np.ndarray, goal: float = 0.97) -> dic
     """How many photos a confidence threshold leaves answered (`dog`), how often those answers are right, and the
     smallest threshold (step 0.01) whose answers reach `goal`: the `unsure` threshold, chosen out of fold."""
     conf, right = probs.max(axis=1), probs.argmax(axis=1) == y
-    rows, chosen = [], None
-    for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
+
+    def row(t: float) -> dict:
         answered = conf >= t
-        precision = float(right[answered].mean()) if answered.any() else None
-        if chosen is None and precision is not None and precision >= goal:
-            chosen = {"unsure_below": float(t), "answered": round(float(answered.mean()), 4),
-                      "precision": round(precision, 4)}
-        if t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-            rows.append({"unsure_below": float(t), "answered": round(float(answered.mean()), 4),
-                         "precision": None if precision is None else round(precision, 4)})
-    return {"chosen": chosen, "goal": goal, "table": rows}
+        return {"unsure_below": float(t), "answered": round(float(answered.mean()), 4),
+                "precision": round(float(right[answered].mean()), 4) if answered.any() else None}
+
+    t = lowest_unsure_below(conf, right, goal)
+    return {"chosen": None if t is None else row(t), "goal": goal,
+            "table": [row(t) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)]}
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
