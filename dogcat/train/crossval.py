@@ -246,10 +246,14 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     sharpen = min(sharpen_log_loss, key=lambda a: sharpen_log_loss[a])
     say(f"{best_logreg} sharpened ×{sharpen:g}: out-of-fold log loss {sharpen_log_loss[1.0]:.4f} → "
         f"{sharpen_log_loss[sharpen]:.4f}")
-    oof[best_logreg] = sharpened(oof[best_logreg], sharpen)
-    if xo is not None:
-        oof_o[best_logreg] = sharpened(oof_o[best_logreg], sharpen)
-    fold_heads[best_logreg] = [(coef * sharpen, intercept * sharpen) for coef, intercept in fold_heads[best_logreg]]
+
+    def sharpen_candidate(name):  # its out-of-fold probabilities and its fold heads' weights, by `sharpen`
+        oof[name] = sharpened(oof[name], sharpen)
+        if xo is not None:
+            oof_o[name] = sharpened(oof_o[name], sharpen)
+        fold_heads[name] = [(coef * sharpen, intercept * sharpen) for coef, intercept in fold_heads[name]]
+
+    sharpen_candidate(best_logreg)
 
     if cfg.mlp_epochs:
         say(f"the study's head, {max(cfg.mlp_epochs)} epochs, OOF after {sorted(cfg.mlp_epochs)}")
@@ -282,8 +286,7 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
         say(f"{chosen} with the originals' labels added to each training fold")
         cv_logreg([C for C in cfg.C if C <= chosen_C], with_originals=True)
         plus = f"{chosen} + originals"
-        oof[plus], oof_o[plus] = sharpened(oof[plus], sharpen), sharpened(oof_o[plus], sharpen)  # as its base
-        fold_heads[plus] = [(coef * sharpen, intercept * sharpen) for coef, intercept in fold_heads[plus]]
+        sharpen_candidate(plus)  # as its base was
         better_o = scores(oof_o[plus], yo)["top1"] > scores(oof_o[chosen], yo)["top1"]
         use_originals = better_o and scores(oof[plus], y)["top1"] >= scores(oof[chosen], y)["top1"]
         if use_originals:
