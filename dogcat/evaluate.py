@@ -167,6 +167,13 @@ def lowest_unsure_below(confidence: np.ndarray, right: np.ndarray, goal: float =
     return None
 
 
+def said(o: Observed, thresholds: Thresholds) -> np.ndarray:
+    """Each photo's status (dog, unsure, not_a_dog) under `thresholds`; a photo the detector did not check (NaN)
+    is judged on its breed confidence alone."""
+    return np.array([decide(float(c), None if np.isnan(p) else float(p), thresholds)
+                     for c, p in zip(o.confidence, o.dog_probability, strict=True)])
+
+
 def tradeoff(o: Observed, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> list[dict]:
     """For each unsure threshold: the share of photos answered as `dog` and the precision of those answers."""
     rows = []
@@ -195,8 +202,7 @@ def choose_thresholds(o: Observed, not_a_dog_below: float = 0.5) -> dict:
     if unsure_below is None:
         unsure_below = 1.0
     thresholds = Thresholds(not_a_dog_below, unsure_below, confidence_below)
-    statuses = [decide(c, None if np.isnan(p) else float(p), thresholds)
-                for c, p in zip(o.confidence, o.dog_probability, strict=True)]
+    statuses = list(said(o, thresholds))
     kept = np.array([s == "dog" for s in statuses])
     return {"not_a_dog_below": not_a_dog_below, "not_a_dog_confidence_below": confidence_below,
             "unsure_below": unsure_below,

@@ -27,7 +27,7 @@ from dogcat import evaluate as ev
 from dogcat import images
 from dogcat.model import BreedModel, DogDetector
 from dogcat.modelcard import ModelCard
-from dogcat.status import Thresholds, decide
+from dogcat.status import Thresholds
 from dogcat.train import data, ledger, runs
 
 
@@ -126,7 +126,7 @@ def observed(probs: np.ndarray, label: np.ndarray, dog: np.ndarray) -> ev.Observ
 def statuses(o: ev.Observed, decision: dict) -> dict:
     """Shares of dog / unsure / not_a_dog under `decision`'s thresholds, and how often `dog` answers are right."""
     t = Thresholds(decision["not_a_dog_below"], decision["unsure_below"], decision["not_a_dog_confidence_below"])
-    said = np.array([decide(float(c), float(p), t) for c, p in zip(o.confidence, o.dog_probability, strict=True)])
+    said = ev.said(o, t)
     dog = said == "dog"
     return {"photos": len(said), **{s: int((said == s).sum()) for s in ("dog", "unsure", "not_a_dog")},
             "unsure_share": round(float((said == "unsure").mean()), 4),
