@@ -40,8 +40,10 @@ BOUND_INT8 = 4 * BOUND_FP32
 
 
 def val_photos(model: BreedModel, n: int) -> list[Path]:
-    """n validation photos, spread over the breeds (never training photos: the same as the accuracy figures)."""
-    split = json.loads(model.path.with_suffix(".split.json").read_text())["val"]
+    """n validation photos, spread over the breeds (never training photos: the same as the accuracy figures);
+    a model trained on every photo (dogcat train crossval) has none left, so its training photos."""
+    split = json.loads(model.path.with_suffix(".split.json").read_text())
+    split = split["val"] if any(split["val"].values()) else split["train"]
     labels = sorted(split)
     out, i = [], 0
     while len(out) < n:
@@ -157,6 +159,9 @@ def main():
     ap.add_argument("--model", type=Path, default=None, help="the shipped breed model (default: bundled)")
     ap.add_argument("--fp32", type=Path, default=ROOT / "models" / "xception-120.onnx",
                     help="the fp32 breed model, to compare with the shipped one")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another breed model (with its .json) timed on the same photos, e.g. the previous "
+                         "shipped one: git show REV:dogcat/models/xception-120-int8.onnx > /tmp/prev.onnx (and .json)")
     ap.add_argument("--batch", type=int, default=4, help="photos per ONNX Runtime call")
     ap.add_argument("--memory-photos", type=int, default=0, help="also catalog this many distinct photos and "
                     "report peak memory (10000 takes ~10 minutes)")
@@ -165,6 +170,8 @@ def main():
     args = ap.parse_args()
 
     shipped = BreedModel(args.model)
+    # A mirror-mean model (dogcat train crossval --mirror-mean) runs the backbone on each photo and its mirror.
+    looks = 2 if shipped.card.get("training", {}).get("mirror_mean") else 1
     detector = DogDetector()
     photos = val_photos(shipped, args.photos)
     prep, dprep = shipped.preprocessing, detector.preprocessing
@@ -179,7 +186,7 @@ def main():
         rows.append((name, r, note))
         print(f"{name:<46} {r:7.2f} photos/s  {note}", flush=True)
 
-    print(f"{len(photos)} validation photos, batch {args.batch}, {machine()}", flush=True)
+    print(f"{len(photos)} photos, batch {args.batch}, {machine()}", flush=True)
     add("decode + orient + resize (both inputs), 1 thread", decode_rate)
     keras = None if args.no_keras else keras_rate(pixels, 32)
     if keras:
@@ -190,7 +197,12 @@ def main():
         fp32 = rate(m.probabilities, chunks(pixels, args.batch))
         add(f"ONNX Runtime fp32 ({m.id})", fp32)
     ship = rate(shipped.probabilities, chunks(pixels, args.batch))
-    add(f"ONNX Runtime shipped ({shipped.id})", ship)
+    add(f"ONNX Runtime shipped ({shipped.id})", ship, "(each photo and its mirror image)" if looks == 2 else "")
+    baseline = None
+    if args.baseline:
+        b = BreedModel(args.baseline)
+        baseline = rate(b.probabilities, chunks(pixels, args.batch))
+        add(f"ONNX Runtime baseline ({b.id})", baseline)
     if fp32 is None:
         fp32 = ship if "quantization" not in shipped.card else None
     det = rate(detector.probabilities, chunks(dpixels, args.batch))
@@ -245,16 +257,18 @@ def main():
             ratios.append(("ONNX Runtime fp32 / Keras predict", fp32 / keras))
     if fp32 and "quantization" in shipped.card:
         ratios.append(("shipped int8 / fp32", ship / fp32))
-    bound = BOUND_INT8 if "quantization" in shipped.card else BOUND_FP32
+    if baseline:
+        ratios.append(("shipped / baseline", ship / baseline))
+    bound = (BOUND_INT8 if "quantization" in shipped.card else BOUND_FP32) / looks
     ratios.append((f"shipped model / compute bound ({bound:.0f} photos/s)", ship / bound))
     if fp32 and "quantization" in shipped.card:
-        ratios.append((f"fp32 / compute bound ({BOUND_FP32:.0f} photos/s)", fp32 / BOUND_FP32))
+        ratios.append((f"fp32 / compute bound ({BOUND_FP32 / looks:.1f} photos/s)", fp32 / (BOUND_FP32 / looks)))
     for name, r in ratios:
         print(f"{name:<46} {r:6.2f}")
 
     if args.markdown:
         print(f"\n### {time.strftime('%Y-%m-%d')}: `python benchmarks/run.py {' '.join(sys.argv[1:])}`\n")
-        print(f"Machine: {machine()}. {len(photos)} validation photos, ONNX Runtime batch {args.batch}.\n")
+        print(f"Machine: {machine()}. {len(photos)} photos, ONNX Runtime batch {args.batch}.\n")
         print("| what | photos/s | note |\n|---|---:|---|")
         for name, r, note in rows:
             print(f"| {name} | {r:.2f} | {note} |")

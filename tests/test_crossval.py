@@ -63,6 +63,16 @@ def cv_run(tmp_path_factory, xception_weights, tiny_data, monkeypatch_module):
 
 
 @pytest.fixture(scope="module")
+def mirror_run(tmp_path_factory, xception_weights, tiny_data, cv_run):
+    """The same photos with `mirror_mean` (cv_run first: it set DOGCAT_CACHE, so the unmirrored features come
+    from its cache and only the mirror images' are computed)."""
+    crops_dir, _ = tiny_data
+    cfg = crossval.CrossvalConfig(data_dir=str(crops_dir), weights=xception_weights, image_size=96, folds=2,
+                                  C=[0.3], mirror_mean=True)
+    return crossval.run(cfg, tmp_path_factory.mktemp("runs"), ledger_path=tmp_path_factory.mktemp("l") / "l.jsonl"), cfg
+
+
+@pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
         yield mp
@@ -109,6 +119,34 @@ def test_crossval_run_exports_as_one_model(cv_run, tmp_path, tiny_data):
     keras_model, _, _ = onnx_export.full_model(run_dir)
     batch = images.load_batch(files, model.preprocessing)
     np.testing.assert_allclose(model.probabilities(batch), keras_model.predict(batch, verbose=0), atol=1e-4)
+    # A model of one view answers a photo's mirror image differently (what mirror_mean's test relies on).
+    mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+    assert np.abs(model.probabilities(batch) - model.probabilities(mirrored)).max() > 1e-3
+
+
+def test_mirror_mean_exports_a_graph_that_averages_a_photo_and_its_mirror_image(mirror_run, tmp_path, tiny_data):
+    import onnxruntime as ort
+
+    from dogcat.train import oof
+
+    run_dir, cfg = mirror_run
+    onnx_path = onnx_export.export(run_dir, tmp_path / "mirror.onnx", parity_images=4)  # parity with Keras checked
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["training"]["mirror_mean"] is True
+    model = BreedModel(onnx_path)
+    files = sorted(tiny_data[0].glob("*/*.jpg"))[::4]
+    batch = images.load_batch(files, model.preprocessing)
+    mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+    np.testing.assert_allclose(model.probabilities(mirrored), model.probabilities(batch), atol=1e-5)
+    # The head's input in the graph is what the run trained on: the mean of both views' cached features.
+    name = oof.with_features_output(onnx_path, tmp_path / "features.onnx")
+    graph_features = ort.InferenceSession(str(tmp_path / "features.onnx")).run([name], {"pixels": batch})[0]
+    cached, note = crossval.features_of(cfg, data.discover(cfg.data_dir), say=lambda *_: None, progress_factory=None)
+    assert "mirrored features from cache" in note
+    rows = {(c.label, f.name): cached[c.label][i] for c in data.discover(cfg.data_dir) for i, f in enumerate(c.files)}
+    expected = np.stack([rows[(f.parent.name, f.name)] for f in files])
+    np.testing.assert_allclose(graph_features.reshape(len(files), -1), expected, atol=1e-4)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["oof"]["n"] == 24 and metrics["chosen"] == "logreg C=0.3"
 
 
 def test_crossval_cli_refuses_bad_folds(tmp_path):

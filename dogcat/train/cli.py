@@ -151,6 +151,10 @@ def crossval(
                                                "comma-separated.")] = "0.01,0.03,0.1,0.3",
     mlp_epochs: Annotated[str, typer.Option(help="The study's head after these epoch counts, comma-separated, "
                                                  "and its average with the best regression; '' to skip.")] = "",
+    mirror_mean: Annotated[bool, typer.Option(help="Give the head the mean of each photo's and its mirror "
+                                                   "image's features, in training and in the exported model "
+                                                   "(+0.3 points of top-1 out of fold, 1 point fewer unsure "
+                                                   "answers; the backbone runs twice per photo).")] = True,
     experiment: ExperimentOption = "",
     runs_dir: RunsDirOption = Path("train/runs"),
     ledger_path: LedgerOption = None,
@@ -173,7 +177,8 @@ def crossval(
         cfg = CrossvalConfig(data_dir=str(data_dir), originals_dir=originals or None, backbone=backbone,
                              weights=weights, classes=_classes(classes), image_size=image_size, seed=seed,
                              folds=folds, C=[float(v) for v in c.split(",") if v.strip()],
-                             mlp_epochs=_sizes(mlp_epochs, "--mlp-epochs"), experiment=experiment)
+                             mlp_epochs=_sizes(mlp_epochs, "--mlp-epochs"), mirror_mean=mirror_mean,
+                             experiment=experiment)
         run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
     except (FileNotFoundError, ValueError) as e:
         fail(escape(str(e)))

@@ -9,6 +9,9 @@ is then trained on every crop (and the uncropped originals, if adding them helpe
 run folder that `dogcat train export` turns into a model, like any transfer run.
 
 Features come from the lab's cache (features.py), so a second run on a machine skips the backbone entirely.
+With `mirror_mean` a photo's features are the mean of its own and its mirror image's, in every fold, in the
+final fit and in the exported graph (onnx_export.mirror_mean): a second look at each photo that costs the
+backbone twice at inference and was worth 0.3 points of top-1 and a point of `unsure` out of fold.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class CrossvalConfig(runs.RunConfig):
     learning_rate: float = 1e-4  # the study's head
     dropout: float = 0.5
     dense: list[int] = field(default_factory=lambda: list(transfer.STUDY_HEAD))
+    # A photo's features are the mean of its own and its mirror image's (both views through the backbone), in
+    # training and in the exported graph: +0.3 points of out-of-fold top-1 for twice the backbone's work.
+    mirror_mean: bool = False
 
 
 # --- the candidate heads: fit on (x, y), give probabilities; each can also become a Keras head for export -------
@@ -153,6 +159,16 @@ def _rows(feats, classes, names_by_label):
     return np.concatenate(xs), np.concatenate(ys), ids
 
 
+def features_of(cfg: CrossvalConfig, wanted, say, progress_factory):
+    """The lab's cached features of `wanted` ({label: (N, D)}, note); with `mirror_mean`, the mean of each photo's
+    and its mirror image's, which is what onnx_export.full_model computes in one graph."""
+    feats, note = transfer.spec_features(cfg, wanted, say, progress_factory)
+    if not cfg.mirror_mean:
+        return feats, note
+    mirrored, note_m = transfer.spec_features(cfg, wanted, say, progress_factory, mirror=True)
+    return {label: (f + mirrored[label]) / 2 for label, f in feats.items()}, f"{note}, {note_m}, averaged"
+
+
 def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None,  # noqa: C901 — one linear pipeline (folds, candidates, the final fit), read top to bottom as keras-io examples are
         ledger_path: Path | None = None) -> Path:
     import keras
@@ -163,7 +179,8 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     classes = cfg.breeds()
     labels = [c.label for c in classes]
     fold_of = data.folds(classes, cfg.folds, cfg.seed)
-    experiment = cfg.experiment or f"{cfg.backbone} cross-validated head, {len(classes)} breeds, {cfg.folds} folds"
+    experiment = cfg.experiment or (f"{cfg.backbone}{' mirror mean' if cfg.mirror_mean else ''} cross-validated "
+                                    f"head, {len(classes)} breeds, {cfg.folds} folds")
     # Every photo trains the final head: the split lists them all as training photos, and keeps the folds, one
     # digit per photo in the listed order (k <= 10), so `dogcat train oof` and anyone else can tell which fold's
     # head never saw a photo.
@@ -175,7 +192,7 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     say = run.say
 
     t0 = time.time()
-    feats, note = transfer.spec_features(cfg, classes, say, progress_factory)
+    feats, note = features_of(cfg, classes, say, progress_factory)
     x, y, ids = _rows(feats, classes, everything)
     fold = np.array([fold_of[label][name] for label, name in ids])
     # Uncropped originals: each belongs to the fold of its crop (same file name), so it is never predicted by a
@@ -185,7 +202,7 @@ def run(cfg: CrossvalConfig, runs_dir: Path, console=None, progress_factory=None
     fold_o: Any = None
     if cfg.originals_dir:
         found = [c for c in data.discover(cfg.originals_dir) if c.label in fold_of]
-        feats_o, note_o = transfer.spec_features(cfg, found, say, progress_factory)
+        feats_o, note_o = features_of(cfg, found, say, progress_factory)
         note += f", {note_o}"
         order = {c.label: i for i, c in enumerate(classes)}
         keep = [(c, [f.name for f in c.files if f.name in fold_of[c.label]]) for c in found]

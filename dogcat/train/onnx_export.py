@@ -29,7 +29,8 @@ class ParityError(RuntimeError):
 
 
 def full_model(run_dir: Path):
-    """Rebuild pixels → scaling → backbone → head from a run folder (the backbone from its weights).
+    """Rebuild pixels → scaling → backbone → head from a run folder (the backbone from its weights; a run made
+    with `mirror_mean` averages the features of each photo and its mirror image before the head).
 
     Runs that trained the whole network (scratch, finetune) saved it as model.keras: that is loaded as is."""
     import keras
@@ -48,8 +49,19 @@ def full_model(run_dir: Path):
     standardize_class()  # registers the head's custom layer before loading
     head = keras.models.load_model(run_dir / "head.keras", compile=False)
     inputs = keras.Input((*prep.size, 3), name=INPUT_NAME)
-    outputs = head(extractor(inputs))
+    features = mirror_mean(extractor, inputs) if cfg_dict.get("mirror_mean") else extractor(inputs)
+    outputs = head(features)
     return keras.Model(inputs, outputs, name=f"dogcat_{_slug(cfg.backbone)}"), cfg, cfg_dict["labels"]
+
+
+def mirror_mean(extractor, inputs):
+    """The mean of the features of each photo and of its mirror image (crossval's `mirror_mean`): both views go
+    through the backbone as one batch [photos; mirrors], so the graph holds the backbone's weights once."""
+    import keras
+
+    both = keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)  # axis 2: NHWC width
+    pooled = extractor(both)
+    return keras.ops.mean(keras.ops.reshape(pooled, (2, -1, pooled.shape[-1])), axis=0)
 
 
 def _slug(spec: str) -> str:
@@ -163,6 +175,7 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
             "run": run_dir.name, "experiment": metrics["experiment"], "backbone": cfg.backbone,
             "weights": backbones.spec_weights_id(cfg.backbone, cfg.weights), "data": Path(cfg.data_dir).name,
             "seed": cfg.seed, "val_fraction": split.val_fraction, "split": split.counts(),
+            **({"mirror_mean": True} if runs.read_json(run_dir / "config.json").get("mirror_mean") else {}),
             **({"epochs_total": metrics["epochs_total"], "epochs_best": metrics["epochs_best"]}
                if "epochs_total" in metrics else {"head": metrics["chosen"]}),
         },
