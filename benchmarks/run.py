@@ -40,8 +40,8 @@ BOUND_INT8 = 4 * BOUND_FP32
 
 
 def val_photos(model: BreedModel, n: int) -> list[Path]:
-    """n validation photos, spread over the breeds (never training photos: the same as the accuracy figures);
-    a model trained on every photo (dogcat train crossval) has none left, so its training photos."""
+    """n photos spread over the breeds: the model's validation photos, or, for a model trained on every photo
+    (dogcat train crossval), which has none left, its training photos (speed does not depend on which)."""
     split = json.loads(model.path.with_suffix(".split.json").read_text())
     split = split["val"] if any(split["val"].values()) else split["train"]
     labels = sorted(split)
