@@ -57,7 +57,8 @@ def cv_run(tmp_path_factory, xception_weights, tiny_data, monkeypatch_module):
     monkeypatch_module.setenv("DOGCAT_CACHE", str(tmp_path_factory.mktemp("cache")))
     crops_dir, originals_dir = tiny_data
     cfg = crossval.CrossvalConfig(data_dir=str(crops_dir), originals_dir=str(originals_dir),
-                                  weights=xception_weights, image_size=96, folds=2, C=[0.3, 3.0], mlp_epochs=[2, 4])
+                                  weights=xception_weights, image_size=96, folds=2, C=[0.3, 3.0], mlp_epochs=[2, 4],
+                                  mirror_mean=False)
     ledger = tmp_path_factory.mktemp("ledger") / "ledger.jsonl"
     return crossval.run(cfg, tmp_path_factory.mktemp("runs"), ledger_path=ledger), ledger
 
@@ -140,9 +141,10 @@ def test_mirror_mean_exports_a_graph_that_averages_a_photo_and_its_mirror_image(
     # The head's input in the graph is what the run trained on: the mean of both views' cached features.
     name = oof.with_features_output(onnx_path, tmp_path / "features.onnx")
     graph_features = ort.InferenceSession(str(tmp_path / "features.onnx")).run([name], {"pixels": batch})[0]
-    cached, note = crossval.features_of(cfg, data.discover(cfg.data_dir), say=lambda *_: None, progress_factory=None)
+    classes = data.discover(cfg.data_dir)
+    cached, note = crossval.features_of(cfg, classes, say=lambda *_: None, progress_factory=None)
     assert "mirrored features from cache" in note
-    rows = {(c.label, f.name): cached[c.label][i] for c in data.discover(cfg.data_dir) for i, f in enumerate(c.files)}
+    rows = {(c.label, f.name): cached[c.label][i] for c in classes for i, f in enumerate(c.files)}
     expected = np.stack([rows[(f.parent.name, f.name)] for f in files])
     np.testing.assert_allclose(graph_features.reshape(len(files), -1), expected, atol=1e-4)
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -38,8 +38,9 @@ class CrossvalConfig(runs.RunConfig):
     dropout: float = 0.5
     dense: list[int] = field(default_factory=lambda: list(transfer.STUDY_HEAD))
     # A photo's features are the mean of its own and its mirror image's (both views through the backbone), in
-    # training and in the exported graph: +0.3 points of out-of-fold top-1 for twice the backbone's work.
-    mirror_mean: bool = False
+    # training and in the exported graph: +0.3 points of out-of-fold top-1 for twice the backbone's work. The
+    # same default as `dogcat train crossval`; a run folder from before the option has none (onnx_export: False).
+    mirror_mean: bool = True
 
 
 # --- the candidate heads: fit on (x, y), give probabilities; each can also become a Keras head for export -------
