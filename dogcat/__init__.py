@@ -8,7 +8,8 @@ The Python API (dogcat/api.py), imported on first use so that ``dogcat --help`` 
   ``.animals()``.
 """
 
-__version__ = "0.1.0"
+from dogcat.version import __version__
+
 __all__ = ["Catalog", "Result", "__version__", "classify"]
 _API = ("Catalog", "Result", "classify")
 

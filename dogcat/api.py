@@ -12,16 +12,22 @@
 
 ``import dogcat`` loads none of this (dogcat/__init__.py imports it on first use), so the command line starts
 fast. The models load once per process and set of options, on the first call that needs them.
+
+Layer: the library façade. The command line (dogcat.cli) is a shell over it: each command parses, makes one
+call here, and prints.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from dogcat import classifier, settings
+from dogcat import animals as grouping
+from dogcat import catalog, claims, classifier, corrections, export, readmodel, report, settings
+from dogcat import db as catdb
 from dogcat.status import Judge
 
 Photo = Any  # a path (str or Path), a photo's bytes, or a PIL image
@@ -70,11 +76,11 @@ class Result:
 
 
 @functools.lru_cache(maxsize=4)
-def _judge(model: str | None, detector: str | None, device: str, unsure_below: float | None,
-           not_dog_below: float | None) -> Judge:
-    judge = Judge.load(model, detector, not_dog_below, unsure_below, device)
-    judge.start()
-    return judge
+def load_judge(model: str | None = None, detector: str | None = None, device: str = "auto",
+               unsure_below: float | None = None, not_dog_below: float | None = None) -> Judge:
+    """The breed model, the dog detector and their thresholds, loaded once per process and set of options (the
+    one place that builds them, for the API and the command line). Raises ModelError for an unusable model."""
+    return Judge.load(model, detector, not_dog_below, unsure_below, device)
 
 
 def _name(photo: Photo, i: int) -> str:
@@ -97,48 +103,97 @@ def classify(photos: Photo | Iterable[Photo], top_k: int = 3, *, model: str | Pa
     if isinstance(photos, (str, Path, bytes, bytearray)) or hasattr(photos, "getpixel"):
         photos = [photos]
     photos = list(photos)
-    judge = _judge(str(model) if model else None, str(detector) if detector else None, device, unsure_below,
-                   not_dog_below)
+    judge = load_judge(str(model) if model else None, str(detector) if detector else None, device, unsure_below,
+                       not_dog_below)
+    judge.start()
     sources = [Path(p) if isinstance(p, str) else bytes(p) if isinstance(p, bytearray) else p for p in photos]
     names = [_name(p, i) for i, p in enumerate(photos)]
     return [Result(r, judge.model.id) for r in classifier.classify(judge, sources, top_k, names=names)]
 
 
 class Catalog:
-    """A shelter's catalog (a SQLite file or any SQLAlchemy URL), as ``dogcat catalog``/``export``/``animals``
-    use it. Use it in a ``with`` block, or call ``close()``."""
+    """A shelter's catalog (a SQLite file or any SQLAlchemy URL): everything ``dogcat catalog``, ``export``,
+    ``report``, ``animals`` and ``correct`` do, as methods. Use it in a ``with`` block, or call ``close()``.
+
+    ``create=False`` opens an existing catalog only (the read commands: a typo in ``--db`` is then an error,
+    not a new empty file). ``model``, ``detector``, ``device`` and the thresholds are used by :meth:`add`."""
 
     def __init__(self, db: str | Path = settings.DEFAULT_DB, *, model: str | Path | None = None,
-                 detector: str | Path | None = None, device: str = "auto"):
-        from dogcat import db as catdb
-
+                 detector: str | Path | None = None, device: str = "auto", create: bool = True,
+                 unsure_below: float | None = None, not_dog_below: float | None = None):
         self.db = str(db)
-        self._options = (str(model) if model else None, str(detector) if detector else None, device)
-        self.engine = catdb.connect(self.db, create=True)
+        self._options = (str(model) if model else None, str(detector) if detector else None, device, unsure_below,
+                         not_dog_below)
+        self.engine = catdb.connect(self.db, create=create)
+
+    @property
+    def name(self) -> str:
+        """The catalog as messages show it: a file's path, or the URL without its password."""
+        return catdb.describe(self.engine.url)
+
+    def judge(self) -> Judge:
+        """The models :meth:`add` classifies with (loaded on first use)."""
+        return load_judge(*self._options)
 
     def add(self, *folders: str | Path, animals: str | None = None, pattern: str | None = None, top_k: int = 3,
-            recursive: bool = True, progress=None):
+            recursive: bool = True, follow_symlinks: bool = False, batch_size: int = settings.DEFAULT_BATCH,
+            lease_s: float = claims.DEFAULT_LEASE_S, progress=None) -> catalog.Summary:
         """Catalog the photos under ``folders`` and group them into animals (``animals``: folder, pattern or
-        none; see dogcat.animals); returns the run's dogcat.catalog.Summary (``.new``, ``.skipped`` ...)."""
-        from dogcat import animals as grouping
-        from dogcat import catalog
-
-        judge = _judge(*self._options, None, None)
+        none; see dogcat.animals); returns the run's dogcat.catalog.Summary (``.new``, ``.skipped`` ...).
+        Raises GroupingError (exit 2) for a bad pattern, before anything is written."""
         how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders])
-        return catalog.run(self.engine, list(folders), judge, recursive=recursive, top_k=top_k,
+        return catalog.run(self.engine, list(folders), self.judge(), recursive=recursive, top_k=top_k,
+                           follow_symlinks=follow_symlinks, batch_size=batch_size, lease_s=lease_s,
                            progress=progress, grouping=how)
 
     def records(self, **filters) -> list[dict]:
-        """One dict per catalogued file (dogcat.export.records: the --per photo export's records)."""
-        from dogcat import export
+        """One dict per catalogued file (dogcat.readmodel.records: the --per photo export's records)."""
+        return list(readmodel.records(self.engine, **filters))
 
-        return list(export.records(self.engine, **filters))
+    def animals(self, *, include_empty: bool = False, **filters) -> list[readmodel.Answer]:
+        """Every animal with its answer (dogcat.readmodel.Answer; ``to_dict()`` is the --per animal record).
+        ``filters``: breed, min_confidence, model_id, status, as for :meth:`records`."""
+        if filters:
+            return readmodel.animal_answers(self.engine, **filters)
+        return readmodel.answers(self.engine, include_empty=include_empty)
 
-    def animals(self) -> list:
-        """Every animal with its answer (dogcat.animals.Answer; ``to_dict()`` is the --per animal record)."""
-        from dogcat.animals import answers
+    def merge(self, into: str, other: str) -> int:
+        """Animal ``other``'s photos go to ``into`` (``dogcat animals merge``); returns the files moved."""
+        with catdb.writing(self.engine) as conn:
+            return grouping.merge(conn, into, other)
 
-        return answers(self.engine)
+    def move(self, photo: str, to: str, new_name: str | None = None) -> list[str]:
+        """One photo (path or SHA-256) to animal ``to``, a new one named ``new_name`` if given."""
+        with catdb.writing(self.engine) as conn:
+            return grouping.move(conn, photo, to, new_name)
+
+    def correct(self, target: str, change: corrections.Change, by: str | None = None) -> tuple[str, str]:
+        """Record what staff say of an animal or photo: (what happened, the target as people read it)."""
+        return corrections.correct(self.engine, target, change, corrections.who(by))
+
+    def correct_from(self, csv_path: str | Path, by: str | None = None) -> dict[str, int]:
+        """Apply a CSV's corrected_breed column (``dogcat correct --from``): counts corrected/unchanged/blank."""
+        return corrections.from_csv(self.engine, Path(csv_path), corrections.who(by))
+
+    def staff_agreement(self) -> dict:
+        """The model's answers against every staff correction in force (``dogcat evaluate --db``)."""
+        return corrections.evaluate(self.engine)
+
+    def export(self, stream: IO[str], fmt: str = "csv", *, per: str = "photo", images: bool = True,
+               age: str | None = None, dob: str | None = None, **filters) -> int:
+        """Write the catalog to ``stream`` (``dogcat export``); returns how many records were written."""
+        if per == "photo":
+            return export.write(readmodel.records(self.engine, **filters), fmt, stream)
+        answers = readmodel.animal_answers(self.engine, **filters)
+        return export.write_animals(answers, fmt, stream, images=images, age=age, dob=dob)
+
+    def report(self, *, title: str | None = None, model_id: str | None = None, progress=None) -> tuple[str, int]:
+        """The HTML page of ``dogcat report`` and the number of files it shows."""
+        records = list(readmodel.records(self.engine, model_id=model_id, probabilities=True))
+        generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        page = report.render(records, title=title or f"dogcat: {self.name}", source=self.name, generated=generated,
+                             animals=readmodel.answers(self.engine, records), progress=progress)
+        return page, len(records)
 
     def close(self):
         self.engine.dispose()

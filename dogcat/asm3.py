@@ -23,14 +23,13 @@ details and the full breed table):
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import PurePath
 from typing import IO
 
 from dogcat.breeds import wnid
 from dogcat.decision import status_of
-from dogcat.text import visible
+from dogcat.errors import UsageError
+from dogcat.naming import UNNAMED, one_line
 
 COLUMNS = ["ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALAGE",
            "ANIMALDOB", "ANIMALCOMMENTS", "ANIMALIMAGE"]
@@ -175,22 +174,6 @@ def asm3_breed(label: str | None) -> str:
     return BREEDS.get(label) or _BY_WNID.get(wnid(label) or "", MIXED_BREED)
 
 
-def text(value: object) -> str:
-    """A field ASM3's CSV reader gives back unchanged: one line, no double quote (written '' as ASM3's own
-    exports do), no spaces around it."""
-    s = "" if value is None else str(value)
-    return visible(" ".join(s.replace('"', "''").split()))  # then no control or bidi character is left hidden
-
-
-def placeholder_name(path: str) -> str:
-    """The animal's name until staff give it one: the photo's file name, as plain words ("IMG_0001.jpg" →
-    "IMG 0001"). Never empty (ASM3 skips an animal without a name), never starts like a spreadsheet formula."""
-    stem = PurePath(path.replace("\\", "/")).stem if path else ""
-    words = re.sub(r"[^\w' -]+", " ", stem.replace("_", " "), flags=re.UNICODE)
-    name = text(words).strip("-' ")[:40].strip()
-    return name or "Unnamed dog"
-
-
 def _percent(p: float | None) -> str:
     if p is None:
         return "?"
@@ -201,7 +184,7 @@ def _guesses(top_k: list[dict], start: int) -> str:
     return ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in top_k[start:])
 
 
-class AgeError(ValueError):
+class AgeError(UsageError, ValueError):
     """--age / --dob missing or not one ASM3 accepts; the message says why."""
 
 
@@ -266,7 +249,7 @@ def _comments(answer, attached: list[dict]) -> str:
     notes.append("photo" + ("s " if len(paths) > 1 else " ") + ", ".join(paths))
     if answer.model:
         notes.append(f"model {answer.model}")
-    return text("dogcat: " + "; ".join(notes) + ".")
+    return one_line("dogcat: " + "; ".join(notes) + ".")
 
 
 def _breeds(answer) -> tuple[str, str]:
@@ -292,7 +275,7 @@ def rows(answers, *, age: str | float | None = None, dob: str | None = None,
             continue
         attached = _photos_to_attach(a)
         breed1, breed2 = _breeds(a)
-        name = text(a.name) or "Unnamed dog"
+        name = one_line(a.name) or UNNAMED
         row = {"ANIMALCODE": a.animal, "ANIMALNAME": name, "ANIMALTYPE": ANIMAL_TYPE, "ANIMALSPECIES": SPECIES,
                "ANIMALBREED1": breed1, "ANIMALBREED2": breed2, **born,
                "ANIMALCOMMENTS": _comments(a, attached), "ANIMALIMAGE": ""}
@@ -309,7 +292,7 @@ def rows(answers, *, age: str | float | None = None, dob: str | None = None,
                     extra.append({**{c: "" for c in COLUMNS}, "ANIMALCODE": a.animal, "ANIMALNAME": name,
                                   "ANIMALIMAGE": uri})
             if problems:
-                row["ANIMALCOMMENTS"] += text(" Photo not attached: " + "; ".join(problems) + ".")
+                row["ANIMALCOMMENTS"] += one_line(" Photo not attached: " + "; ".join(problems) + ".")
         yield row
         yield from extra
 

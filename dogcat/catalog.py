@@ -21,7 +21,7 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,38 +29,13 @@ from typing import TypeGuard
 
 from sqlalchemy import Row, select
 
-from dogcat import animals, claims, db, images, pathkeys, settings
-from dogcat.classifier import PHOTO_SUFFIXES
+from dogcat import animals, claims, db, images, settings
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
+from dogcat.walk import Entry, is_image_name, reason, scan
 
-# Names that promise a photo: such a file becomes a row even when its content is not an image (with an error
-# saying so). Any other file is catalogued only when its first bytes are those of an image format.
-IMAGE_SUFFIXES = PHOTO_SUFFIXES | {".jpe", ".jfif", ".heic", ".heif", ".avif", ".jp2"}
 IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
 DEFAULT_BATCH = settings.DEFAULT_BATCH
-
-
-class CatalogError(Exception):
-    """The run cannot start (a folder that does not exist ...); the message is one line."""
-
-
-@dataclass(slots=True)
-class Entry:
-    """A path found by the walk: a regular file (size, mtime) or one that cannot be read (error)."""
-
-    path: Path
-    key: str  # what the database records: the absolute path as text (pathkeys.key)
-    size: int | None = None
-    mtime_ns: int | None = None
-    error: str | None = None
-
-
-@dataclass
-class Scan:
-    entries: list[Entry] = field(default_factory=list)
-    non_images: int = 0  # special files and broken links without a photo's name
-    links_skipped: int = 0  # symlinked folders not followed
 
 
 @dataclass
@@ -95,132 +70,6 @@ class Summary:
         return self.new / self.seconds if self.seconds > 0 else 0.0
 
 
-def path_key(path: str | os.PathLike) -> str:
-    """The absolute path as the database stores it: see :mod:`dogcat.pathkeys` (two names never share a key)."""
-    return pathkeys.key(path)
-
-
-def _reason(e: OSError) -> str:
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if e.errno == errno.ENOENT:
-        return "no such file (it disappeared during the run)"
-    if e.errno == errno.EISDIR:
-        return "is a directory, not an image"
-    if e.errno == errno.ELOOP:
-        return "too many levels of symbolic links"
-    return f"cannot read ({e.strerror or type(e).__name__})"
-
-
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def looks_like_photo(path: Path) -> bool:
-    """Whether the catalog takes this regular file as a photo: by its first bytes, or by a photo's name. A file
-    that cannot be opened counts as one, so that its error is recorded (``dogcat classify`` picks by this too)."""
-    if _is_image_name(path):
-        return True
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as f:
-            return images.sniff(f.read(images.SNIFF_BYTES)) is not None
-    except OSError:
-        return True
-
-
-def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: bool = False,
-         exclude: Iterable[str] = ()) -> Scan:
-    """List the files under ``roots`` in a stable order, each real folder once (so no symlink loop can
-    trap the walk); symlinked folders are followed only with ``follow_symlinks``. ``exclude``: absolute paths
-    to leave out silently (the catalog's own database files)."""
-    walk = _Walk(recursive, follow_symlinks, set(exclude))
-    for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            if not root.exists():
-                raise CatalogError(f"{root}: no such folder")
-            walk.add_file(root, root.stat())
-            continue
-        stack = [root]
-        while stack:
-            folder = stack.pop()
-            children = walk.list_once(folder)
-            if children is None:
-                continue
-            subfolders: list[Path] = []
-            for child in children:
-                walk.add_child(child, subfolders)
-            stack.extend(reversed(subfolders))  # depth first, in name order
-    return walk.out
-
-
-@dataclass
-class _Walk:
-    """scan's state: what it found so far and the real folders it has listed."""
-    recursive: bool
-    follow_symlinks: bool
-    exclude: set[str]
-    out: Scan = field(default_factory=Scan)
-    seen: set[tuple[int, int]] = field(default_factory=set)
-
-    def add_file(self, p: Path, st: os.stat_result) -> None:
-        if self.exclude and os.path.abspath(p) in self.exclude:
-            return
-        if stat.S_ISREG(st.st_mode):
-            self.out.entries.append(Entry(p, path_key(p), st.st_size, st.st_mtime_ns))
-        elif _is_image_name(p):  # never open a pipe or a device: it could block forever
-            self.out.entries.append(Entry(p, path_key(p), error="not a regular file (a pipe, socket or device)"))
-        else:
-            self.out.non_images += 1
-
-    def add_folder(self, p: Path, subfolders: list[Path]) -> None:
-        if _is_image_name(p):
-            self.out.entries.append(Entry(p, path_key(p), error="is a directory, not an image"))
-        if self.recursive:
-            subfolders.append(p)
-
-    def list_once(self, folder: Path) -> list[os.DirEntry[str]] | None:
-        """The folder's entries in name order; None when this real folder was listed already or cannot be
-        listed (then an error entry says why)."""
-        try:
-            st = folder.stat()
-            if (st.st_dev, st.st_ino) in self.seen:
-                return None
-            self.seen.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                return sorted(it, key=lambda c: c.name)
-        except OSError as e:
-            self.out.entries.append(Entry(folder, path_key(folder), error=f"cannot list folder: {_reason(e)}"))
-            return None
-
-    def add_child(self, child: os.DirEntry[str], subfolders: list[Path]) -> None:
-        """One entry of a listed folder: a file, a subfolder to walk (appended to ``subfolders``), or an error."""
-        p = Path(child.path)
-        try:
-            if child.is_symlink():
-                try:
-                    st = p.stat()
-                except OSError:
-                    if _is_image_name(p):
-                        self.out.entries.append(Entry(p, path_key(p), error="broken symbolic link"))
-                    else:
-                        self.out.non_images += 1
-                    return
-                if not stat.S_ISDIR(st.st_mode):
-                    self.add_file(p, st)
-                elif self.follow_symlinks:
-                    self.add_folder(p, subfolders)
-                else:
-                    self.out.links_skipped += 1
-            elif child.is_dir(follow_symlinks=False):
-                self.add_folder(p, subfolders)
-            else:
-                self.add_file(p, child.stat(follow_symlinks=False))
-        except OSError as e:
-            self.out.entries.append(Entry(p, path_key(p), error=_reason(e)))
-
-
 def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
     """(bytes, or None when too large to hold; SHA-256; size) of a photo, or None when its first bytes show
     it is not an image and its name does not claim to be one. Never blocks on a pipe."""
@@ -230,7 +79,7 @@ def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
         if not stat.S_ISREG(mode):  # it changed since the walk
             raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file")
         head = f.read(images.SNIFF_BYTES)
-        if images.sniff(head) is None and not _is_image_name(entry.path):
+        if images.sniff(head) is None and not is_image_name(entry.path):
             return None
         digest = hashlib.sha256(head)
         if (entry.size or 0) <= IN_MEMORY_LIMIT:
@@ -275,6 +124,18 @@ def _count(s: Summary, status: str | None, breed: str | None):
         s.breeds[breed] += 1
 
 
+@dataclass
+class Prepared:
+    """A batch read, hashed, claimed and decoded (_Run.prepare), waiting for the models (_Run.finish)."""
+
+    at: str  # the batch's timestamp
+    file_rows: list[dict]
+    photo_rows: list[dict]
+    prediction_rows: list[dict]  # of photos already known; finish() adds those it classifies
+    decoded: list[tuple]  # (SHA-256, images.Decoded, the entries holding it), to classify
+    counted: Summary  # what prepare counted (skipped, duplicates, errors ...), merged by finish()
+
+
 class _Run:
     def __init__(self, engine, judge: Judge, top_k: int, summary: Summary,
                  lease_s: float = claims.DEFAULT_LEASE_S):
@@ -296,7 +157,7 @@ class _Run:
     def batch(self, entries: Sequence[Entry]):
         self.finish(self.prepare(entries))
 
-    def prepare(self, entries: Sequence[Entry]) -> tuple:
+    def prepare(self, entries: Sequence[Entry]) -> Prepared:
         """Everything a batch needs before the models run: database lookups, reading, hashing, decoding.
         Runs in a worker thread while the main thread classifies the previous batch (Pillow, hashlib and
         ONNX Runtime release the GIL). Its counts go to a summary of its own, merged by finish()."""
@@ -325,8 +186,8 @@ class _Run:
             try:
                 read = _read(e)
             except OSError as ex:
-                file_rows.append(self._file_row(e, None, _reason(ex), now))
-                self._error(s, e, _reason(ex))
+                file_rows.append(self._file_row(e, None, reason(ex), now))
+                self._error(s, e, reason(ex))
                 continue
             if read is None:
                 s.non_images += 1
@@ -380,7 +241,7 @@ class _Run:
             photo_rows.append({"sha256": sha, "size": size, "format": d.format, "width": d.width,
                                "height": d.height, "error": None, "first_seen_at": now})
             decoded.append((sha, d, holders))
-        return now, file_rows, photo_rows, prediction_rows, decoded, s
+        return Prepared(now, file_rows, photo_rows, prediction_rows, decoded, s)
 
     def _claim(self, wanted: set[str], seen: dict[str, Row]) -> tuple[set[str], set[str], set[str]]:
         """Claim the contents this batch would classify: (those this run got, those another run holds, those
@@ -397,10 +258,11 @@ class _Run:
         seen.update(finished)
         return mine - set(finished), wanted - mine, set(finished)
 
-    def finish(self, prepared: tuple):
+    def finish(self, prepared: Prepared):
         """Classify a prepared batch and commit it in one transaction."""
         s, model = self.s, self.model
-        now, file_rows, photo_rows, prediction_rows, decoded, counted = prepared
+        now, file_rows, photo_rows = prepared.at, prepared.file_rows, prepared.photo_rows
+        prediction_rows, decoded, counted = prepared.prediction_rows, prepared.decoded, prepared.counted
         for name in ("skipped", "duplicates", "errors", "non_images"):
             setattr(s, name, getattr(s, name) + getattr(counted, name))
         self.deferred += counted.deferred
@@ -476,7 +338,7 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     photo is classified by one of them (see :mod:`dogcat.claims`); ``new`` counts what this run classified.
     ``lease_s``: how long a claim of this run outlives it if it dies.
 
-    ``progress(files done, files in all, photos classified)`` is called after each batch. Raises CatalogError
+    ``progress(files done, files in all, photos classified)`` is called after each batch. Raises WalkError
     when a root does not exist, GroupingError (before anything is written) when the grouping matches no file,
     SQLAlchemy errors when the database fails mid-run (committed batches stay).
     """
@@ -533,7 +395,7 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
 def group(engine, grouping: animals.Grouping, keys: Sequence[str]) -> int:
     """Put the catalogued files among ``keys`` in their animals, a transaction per chunk (short write locks)."""
     changed = 0
-    for chunk in db._chunks(list(keys)):
+    for chunk in db.chunks(list(keys)):
         with db.writing(engine) as conn:
             rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(db.files.c.path.in_(chunk)))
             changed += animals.assign(conn, grouping, [(r.path, r.sha256) for r in rows])

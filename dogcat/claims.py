@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from dogcat import db
 
 DEFAULT_LEASE_S = 120.0  # a run that dies holds up the photos it had claimed for at most this long
-_ROWS_PER_QUERY = 90  # 5 parameters a row: under SQLite's limit, as db._PARAMS_PER_QUERY
+_ROWS_PER_QUERY = 90  # 5 parameters a row: under SQLite's limit, as db.PARAMS_PER_QUERY
 
 
 def new_owner() -> str:
@@ -56,7 +56,7 @@ def claim(conn: Connection, hashes: Iterable[str], model_id: str, owner: str, le
         return set()
     now = db_now(conn)
     got: set[str] = set()
-    dialect_insert = db._dialect_insert(conn)
+    dialect_insert = db.dialect_insert(conn)
     assert dialect_insert is not None, "claims need INSERT ... ON CONFLICT: SQLite or PostgreSQL"
     for i in range(0, len(hashes), _ROWS_PER_QUERY):
         rows = [{"sha256": h, "model_id": model_id, "owner": owner, "claimed_at": now, "expires_at": now + lease_s}
@@ -74,9 +74,9 @@ def claim(conn: Connection, hashes: Iterable[str], model_id: str, owner: str, le
 def release(conn: Connection, hashes: Iterable[str], model_id: str, owner: str):
     """Drop the owner's claims on these contents (done, or found done by another run)."""
     hashes = sorted(set(hashes))
-    for i in range(0, len(hashes), db._PARAMS_PER_QUERY):
+    for i in range(0, len(hashes), db.PARAMS_PER_QUERY):
         conn.execute(delete(db.claims).where(and_(db.claims.c.owner == owner, db.claims.c.model_id == model_id,
-                                                  db.claims.c.sha256.in_(hashes[i:i + db._PARAMS_PER_QUERY]))))
+                                                  db.claims.c.sha256.in_(hashes[i:i + db.PARAMS_PER_QUERY]))))
 
 
 def renew(conn: Connection, owner: str, lease_s: float):

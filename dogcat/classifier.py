@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from dogcat import images
+from dogcat import images, walk
 from dogcat.model import BreedModel, Guess
 from dogcat.status import Judge, Thresholds, Verdict
 
 if TYPE_CHECKING:
     from PIL import Image
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -56,13 +55,11 @@ def folder_photos(folder: Path) -> list[Path | Result]:
     """The photos under ``folder``, chosen exactly as ``dogcat catalog`` chooses them (the same walk, and a
     file is a photo by its content or by a photo's name), with an error result for each entry the catalog would
     record as an error (a broken link or a folder named like a photo)."""
-    from dogcat import catalog  # here: catalog imports this module
-
     picked: list[Path | Result] = []
-    for entry in catalog.scan([folder]).entries:
+    for entry in walk.scan([folder]).entries:
         if entry.error is not None:
             picked.append(Result(str(entry.path), error=entry.error))
-        elif catalog.looks_like_photo(entry.path):
+        elif walk.looks_like_photo(entry.path):
             picked.append(entry.path)
     return picked
 

@@ -17,10 +17,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dogcat import __version__, settings
+from dogcat import settings
 from dogcat.console import err, error, fail, out
 from dogcat.helptext import Group
+from dogcat.shell import failures, output_stream
 from dogcat.text import visible
+from dogcat.version import __version__
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -84,87 +86,16 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show the d
                                                                       "(and, for catalog, every file with an error).")]
 
 
-def _known_errors() -> tuple[type[Exception], ...]:
-    """Errors the modules raise with a message already written for people, in one line: exit 1."""
-    from dogcat import animals, catalog, corrections, db
-    from dogcat.model import ModelError
-
-    return (db.DatabaseError, ModelError, catalog.CatalogError, animals.NotFound, corrections.CorrectionError,
-            FileNotFoundError)
-
-
 @contextmanager
-def _failures(db: str | None = None, output: Path | None = None, writes: bool = False, verbose: bool = False,
-              then: str = ""):
-    """Every command's one error policy. A known error: its line, exit 1. A database failing: ``DB: database
-    error: …``, exit 1. Writing the output failing: ``FILE: cannot write (…)``, exit 1 (a reader that went
-    away, as with ``| head``, quietly). Ctrl-C: exit 130. Anything else: ``unexpected …``, exit 1, never a
-    traceback (``--verbose`` shows it). ``then``: what to do next, added to a failure's line."""
-    import os
+def _catalog(db: str, create: bool = False):
+    """The catalog (the library's façade) for one command, closed at its end."""
+    from dogcat.api import Catalog
 
+    catalog = Catalog(db, create=create)
     try:
-        yield
-    except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors already decided
-        raise
-    except KeyboardInterrupt:
-        err.print("[yellow]dogcat: interrupted[/]" + (f": {then}" if then else ""), highlight=False)
-        raise typer.Exit(130) from None
-    except BrokenPipeError:  # `dogcat export | head`: the reader has gone, which is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(1) from None
-    except Exception as e:  # noqa: BLE001 — turned into one line and an exit code, below
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from dogcat.db import one_line
-
-        if writes and isinstance(e, OSError):  # before the known errors: FileNotFoundError is one of them
-            fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
-        if isinstance(e, _known_errors()):
-            fail(escape(str(e)))
-        if isinstance(e, SQLAlchemyError):
-            what = f"{db}: database error: {one_line(e)}"
-        else:
-            if verbose:
-                err.print_exception()
-            what = f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
-            then = then + ("" if verbose else " (--verbose shows details)")
-        fail(escape(what + (f". {then.strip()}" if then.strip() else "")))
-
-
-@contextmanager
-def _engine(db: str, create: bool = False):
-    """The catalog's engine for one command, disposed at its end."""
-    from dogcat import db as catdb
-
-    engine = catdb.connect(db, create=create)
-    try:
-        yield engine
+        yield catalog
     finally:
-        engine.dispose()
-
-
-@contextmanager
-def _output(output: Path | None):
-    """Where a command writes its data: stdout (UTF-8, line ends as written), or the file ``--output`` names,
-    which is replaced only once the whole output is there."""
-    import io
-    import os
-
-    if output is None:
-        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
-        try:
-            yield stream
-            stream.flush()
-        finally:
-            stream.detach()
-        return
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            yield f
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+        catalog.close()
 
 
 def _percent(p: float) -> str:
@@ -211,13 +142,14 @@ def classify(
 
       2  bad usage
     """
+    from dogcat.api import load_judge
     from dogcat.classifier import classify as run_classify
     from dogcat.classifier import expand
-    from dogcat.status import Judge
 
     items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
-    with _failures():
-        judge = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
+    with failures():
+        judge = load_judge(str(model_path) if model_path else None, str(detector_path) if detector_path else None,
+                           device.value, unsure_below, not_dog_below)
         model = judge.model
         if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
@@ -322,7 +254,7 @@ def evaluate(
         fail(f"--resize must be one of {', '.join(RESIZE_MODES)}", 2)
     if not data_dir.is_dir():
         fail(escape(f"{data_dir}: no such folder"))
-    with _failures():
+    with failures():
         judge = Judge.load(model_path, None, not_dog_below, unsure_below)
         if resize:
             judge.model.preprocessing = dataclasses.replace(judge.model.preprocessing, resize=resize)
@@ -350,7 +282,7 @@ def evaluate(
             fail("--record needs --part val", 2)
         from dogcat.modelcard import ModelCard
 
-        with _failures():  # read again: what else was written into the card since the model was loaded is kept
+        with failures():  # read again: what else was written into the card since the model was loaded is kept
             side = ModelCard.read(model.path).with_metrics(val={
                 "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
                 "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
@@ -376,10 +308,8 @@ def evaluate(
 
 
 def _evaluate_corrections(db: str, as_json: bool):
-    from dogcat import corrections as fixes
-
-    with _failures(db), _engine(db) as engine:
-        result = fixes.evaluate(engine)
+    with failures(db), _catalog(db) as catalog:
+        result = catalog.staff_agreement()
     if as_json:
         print(json.dumps({"db": db, **result}))
         return
@@ -495,35 +425,30 @@ def catalog(
     """
     import functools
 
-    from dogcat import animals
-    from dogcat import catalog as cat
-    from dogcat import db as catdb
-    from dogcat.status import Judge
+    from dogcat.animals import Grouping
+    from dogcat.api import Catalog
 
     missing = [f for f in folders if not f.exists() and not f.is_symlink()]
     if missing:
         fail(escape(f"{missing[0]}: no such folder"))
-    try:
-        grouping = animals.Grouping.parse(grouping_mode, pattern, [str(f) for f in folders])
-    except animals.GroupingError as e:
-        fail(escape(str(e)), 2)
+    with failures():  # a bad --animals / --pattern: exit 2 before the catalog is opened
+        Grouping.parse(grouping_mode, pattern, [str(f) for f in folders])
     saved = "Completed batches are saved; run the same command again to finish"
-    with _failures(db, verbose=verbose, then=saved):
-        model = Judge.load(model_path, detector_path, not_dog_below, unsure_below, device.value)
-        for warning in model.start():
-            error(escape(warning), kind="warning")
-        run = functools.partial(cat.run, roots=folders, model=model, recursive=recursive,
-                                follow_symlinks=follow_symlinks, batch_size=batch_size, top_k=top_k, lease_s=lease,
-                                grouping=grouping)
-        with _engine(db, create=True) as engine:
-            try:
-                if quiet:
-                    summary = run(engine)
-                else:
-                    with _catalog_progress() as advance:
-                        summary = run(engine, progress=advance)
-            except animals.GroupingError as e:  # the pattern matched no file: nothing was written
-                fail(escape(str(e)), 2)
+    with failures(db, verbose=verbose, then=saved):
+        with Catalog(db, model=model_path, detector=detector_path, device=device.value, unsure_below=unsure_below,
+                     not_dog_below=not_dog_below) as shelter:
+            judge = shelter.judge()
+            for warning in judge.start():
+                error(escape(warning), kind="warning")
+            add = functools.partial(shelter.add, *folders, animals=grouping_mode, pattern=pattern,
+                                    recursive=recursive, top_k=top_k, follow_symlinks=follow_symlinks,
+                                    batch_size=batch_size, lease_s=lease)
+            if quiet:
+                summary = add()
+            else:
+                with _catalog_progress() as advance:
+                    summary = add(progress=advance)
+            where = shelter.name
 
     if verbose:
         for path, reason in summary.error_files:
@@ -531,11 +456,11 @@ def catalog(
             err.print(f"[red]error:[/] {escape(visible(path))}: {escape(visible(reason))}", highlight=False,
                       markup=True)
     if as_json:
-        sys.stdout.write(json.dumps({**summary.to_dict(), "device": model.device}) + "\n")
+        sys.stdout.write(json.dumps({**summary.to_dict(), "device": judge.device}) + "\n")
         return
     if quiet:
         return
-    _print_summary(summary, catdb.describe(catdb.url_for(db)), model.device)
+    _print_summary(summary, where, judge.device)
 
 
 @contextmanager
@@ -664,7 +589,7 @@ def export(
 
     from dogcat import asm3
     from dogcat import export as exp
-    from dogcat.status import STATUSES
+    from dogcat.decision import STATUSES
 
     if status is not None and status not in STATUSES:
         fail(f"--status must be one of {', '.join(STATUSES)}", 2)
@@ -685,15 +610,10 @@ def export(
     per = per or "photo"
     if per == "animal" and errors:
         fail("--errors lists files: use it with --per photo", 2)
-    with _failures(db, output, writes=True), _engine(db) as engine, _output(output) as stream:
-        if per == "photo":
-            rows = exp.records(engine, breed=breed, min_confidence=min_confidence, errors=errors,
-                               model_id=model_id, status=status)
-            exp.write(rows, fmt.value, stream)
-        else:
-            answers = exp.animal_answers(engine, breed=breed, min_confidence=min_confidence, model_id=model_id,
-                                         status=status)
-            exp.write_animals(answers, fmt.value, stream, images=images, age=age, dob=dob)
+    filters = dict(breed=breed, min_confidence=min_confidence, model_id=model_id, status=status,
+                   **({"errors": errors} if per == "photo" else {}))
+    with failures(db, output, writes=True), _catalog(db) as catalog, output_stream(output) as stream:
+        catalog.export(stream, fmt.value, per=per, images=images, age=age, dob=dob, **filters)
 
 
 @app.command()
@@ -723,33 +643,21 @@ def report(
 
       0  the page was written;  1  the database cannot be read, or the page cannot be written;  2  bad usage
     """
-    import datetime as dt
-    import functools
-
-    from dogcat import db as catdb
-    from dogcat import export as exp
-    from dogcat import report as rep
-    from dogcat.animals import answers
-
-    with _failures(db, output, writes=True), _engine(db) as engine:
-        source = catdb.describe(catdb.url_for(db))
-        generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        records = list(exp.records(engine, model_id=model_id, probabilities=True))
-        page_of = functools.partial(rep.render, records, title=title or f"dogcat: {source}", source=source,
-                                    generated=generated, animals=answers(engine, records))
+    with failures(db, output, writes=True), _catalog(db) as catalog:
         if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
-            page = page_of()
+            page, files = catalog.report(title=title, model_id=model_id)
         else:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             with Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                           console=err, transient=True) as bar:
                 task = bar.add_task("thumbnails", total=None)
-                page = page_of(progress=lambda done, total: bar.update(task, completed=done, total=total))
-        with _output(output) as stream:
+                page, files = catalog.report(title=title, model_id=model_id, progress=lambda done, total:
+                                             bar.update(task, completed=done, total=total))
+        with output_stream(output) as stream:
             stream.write(page)
     if output is not None and not quiet:
-        err.print(f"{escape(visible(str(output)))}: {len(records)} files, {len(page) / 1e6:.1f} MB", highlight=False)
+        err.print(f"{escape(visible(str(output)))}: {files} files, {len(page) / 1e6:.1f} MB", highlight=False)
 
 
 animals_app = typer.Typer(
@@ -781,10 +689,8 @@ def animals_list(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dogcat import animals
-
-    with _failures(db), _engine(db) as engine:
-        answers = animals.answers(engine, include_empty=True)
+    with failures(db), _catalog(db) as catalog:
+        answers = catalog.animals(include_empty=True)
     if as_json:
         for a in answers:
             print(json.dumps(a.to_dict(), ensure_ascii=False))
@@ -826,11 +732,8 @@ def animals_merge(
 
       0  merged;  1  no such animal, or the database cannot be used;  2  bad usage
     """
-    from dogcat import animals
-    from dogcat import db as catdb
-
-    with _failures(db), _engine(db) as engine, catdb.writing(engine) as conn:
-        moved = animals.merge(conn, into, other)
+    with failures(db), _catalog(db) as catalog:
+        moved = catalog.merge(into, other)
     out.print(f"merged {escape(other)} into {escape(into)}: {moved} file{'s' if moved != 1 else ''} moved",
               highlight=False)
 
@@ -855,11 +758,8 @@ def animals_move(
 
       0  moved;  1  no such photo or animal (or --new with a code in use);  2  bad usage
     """
-    from dogcat import animals
-    from dogcat import db as catdb
-
-    with _failures(db), _engine(db) as engine, catdb.writing(engine) as conn:
-        paths = animals.move(conn, photo, to, new)
+    with failures(db), _catalog(db) as catalog:
+        paths = catalog.move(photo, to, new)
     out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(to)}", highlight=False)
 
 
@@ -906,8 +806,8 @@ def correct(
         if target is not None or breed or breed2 or not_a_dog or undo:
             fail("--from takes its targets and breeds from the CSV: give no TARGET, --breed, --not-a-dog "
                  "or --undo with it", 2)
-        with _failures(db), _engine(db) as engine:
-            counts = fixes.from_csv(engine, from_csv, fixes.who(by))
+        with failures(db), _catalog(db) as catalog:
+            counts = catalog.correct_from(from_csv, by)
         out.print(f"{escape(str(from_csv))}: {counts['corrected']} corrected, {counts['unchanged']} unchanged, "
                   f"{counts['blank']} rows left blank", highlight=False)
         return
@@ -919,8 +819,8 @@ def correct(
         change = fixes.Change.parse(breed, breed2, not_a_dog, undo)
     except fixes.CorrectionError as e:  # an unknown or ambiguous breed name
         fail(escape(str(e)))
-    with _failures(db), _engine(db) as engine:
-        what, shown = fixes.correct(engine, target, change, fixes.who(by))
+    with failures(db), _catalog(db) as catalog:
+        what, shown = catalog.correct(target, change, by)
     out.print(f"{escape(shown)}: {what}", highlight=False)
 
 

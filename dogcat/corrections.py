@@ -2,7 +2,7 @@
 
 A correction targets an animal (its code) or a photo (a catalogued path, or its SHA-256: the content, under
 every name). It is a row of its own in ``corrections`` with who and when; it is never overwritten by a model
-run, and every output prefers it (dogcat.export.records, dogcat.animals.answer). ``--undo`` marks the one in
+run, and every output prefers it (dogcat.readmodel decides how). ``--undo`` marks the one in
 force as undone, so the one before it (or the model) speaks again; nothing is deleted.
 
 Breed names are accepted as the model's class label (``n02088364-beagle``, ``beagle``), the human name
@@ -23,13 +23,17 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from dogcat import animals, asm3, db
+from dogcat import animals, asm3, db, readmodel
 from dogcat.breeds import breed_name
+from dogcat.errors import DogcatError
 
+# The column staff fill in a spreadsheet for `dogcat correct --from` (a breed, two as "A / B", or "not a dog");
+# dogcat export's CSV ends with it, empty.
+CORRECTION_COLUMN = "corrected_breed"
 NOT_A_DOG_WORDS = ("not a dog", "not_a_dog", "not-a-dog", "no dog")
 
 
-class CorrectionError(Exception):
+class CorrectionError(DogcatError):
     """A correction that cannot be applied (unknown breed, unknown target ...); the message is one line."""
 
 
@@ -174,8 +178,6 @@ def from_csv(engine, csv_path: Path, by: str) -> dict[str, int]:
     """Apply the ``corrected_breed`` column of an exported CSV (per photo or per animal) that staff filled in.
     Every row is checked first; one bad row (unknown breed, unknown animal or photo) and nothing is applied:
     CorrectionError lists each bad row. Returns counts: corrected, unchanged, blank."""
-    from dogcat.export import CORRECTION_COLUMN
-
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -228,15 +230,13 @@ def evaluate(engine, model_id: str | None = None) -> dict:
     has two); animals are judged by their fused answer. ``not_a_dog`` corrections count how many the model
     had flagged; ``dog_precision``: of the model's confident (``dog``) answers that staff corrected or
     confirmed, the share that named a breed staff gave."""
-    from dogcat import export
-
-    records = list(export.records(engine, model_id=model_id, probabilities=True, corrected=False))
+    records = list(readmodel.records(engine, model_id=model_id, probabilities=True, corrected=False))
     with db.reading(engine) as conn:
-        fixes = animals.active_corrections(conn)
+        fixes = readmodel.active_corrections(conn)
     by_sha: dict[str, dict] = {}
     for record in records:
         by_sha.setdefault(record["sha256"], record)
-    model_animals = {a.animal: a for a in animals.answers(engine, records, k=3, corrections={})}
+    model_animals = {a.animal: a for a in readmodel.answers(engine, records, k=3, corrections={})}
 
     breed = {"photo": [0, 0, 0], "animal": [0, 0, 0]}  # n, top-1 right, top-3 right
     not_dog = {"n": 0, "flagged": 0}

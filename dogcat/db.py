@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,7 +55,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from dogcat import __version__, settings
+from dogcat import naming, pathkeys, settings
+from dogcat.errors import DogcatError
+from dogcat.version import __version__
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
@@ -64,7 +67,7 @@ SCHEMA_VERSION = 3
 DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
-_PARAMS_PER_QUERY = 500  # stay well under SQLite's limit on bound parameters
+PARAMS_PER_QUERY = 500  # stay well under SQLite's limit on bound parameters
 
 metadata = MetaData()
 
@@ -192,9 +195,13 @@ claims = Table(
 Index("claims_owner", claims.c.owner)
 
 CATALOG_VIEW = "catalog"
+# animal_files.grouped_by of a file that staff placed (no catalog run moves it), and of one placed by the
+# schema 2 → 3 migration (the next run regroups it).
+STAFF = "staff"
+UPGRADED = "upgrade"
 
 
-class DatabaseError(Exception):
+class DatabaseError(DogcatError):
     """The database cannot be opened or used; the message says which and why, in one line."""
 
 
@@ -241,6 +248,14 @@ def describe(url: URL) -> str:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return url.database
     return url.render_as_string(hide_password=True)
+
+
+def describe_db(db: str) -> str:
+    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden."""
+    try:
+        return describe(url_for(db))
+    except DatabaseError:
+        return "the database"
 
 
 def connect(db: str, *, create: bool = True) -> Engine:
@@ -360,10 +375,6 @@ def _to_3_path_keys(conn: Connection):
     \\xNN may mean either of two names. Decided by the file system where it can: the candidate that exists
     with the row's size and mtime, else the one that exists, else the non-UTF-8 name (a literal \\xNN in a name is
     far rarer than an old camera's Latin-1 name). Keys without a backslash, nearly all, are unchanged."""
-    import os
-
-    from dogcat import pathkeys
-
     def stat(raw: bytes):
         try:
             return os.lstat(raw)
@@ -414,9 +425,15 @@ def _to_3_animals(conn: Connection):
         conn.execute(text(f"ALTER TABLE models ADD COLUMN {column}"))
     for table in (animals, animal_files, corrections):
         table.create(conn)
-    from dogcat import animals as grouping  # here: the animals module imports this one
-
-    grouping.assign_upgraded(conn)
+    # Every file already catalogued becomes an animal of its own (one per distinct photo), as the exports
+    # grouped them before; the next catalog run groups them as asked.
+    rows = conn.execute(select(files.c.path, files.c.sha256).order_by(files.c.path)).all()
+    at = now()
+    made: dict[str, str] = {}
+    for path, sha256 in rows:
+        key, wanted, name = naming.single(path, sha256)
+        code = animal_for_key(conn, key, wanted, name, at, made)
+        conn.execute(insert(animal_files).values(path=path, animal=code, grouped_by=UPGRADED, grouped_at=at))
 
 
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
@@ -464,7 +481,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> int:
 
 # --- queries ------------------------------------------------------------------------------------------------
 
-def _chunks(items: Sequence, n: int = _PARAMS_PER_QUERY) -> Iterator[Sequence]:
+def chunks(items: Sequence, n: int = PARAMS_PER_QUERY) -> Iterator[Sequence]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
 
@@ -478,7 +495,7 @@ def known_paths(conn: Connection, paths: Sequence[str], model_id: str) -> dict[s
          .select_from(files.outerjoin(photos, photos.c.sha256 == files.c.sha256)
                       .outerjoin(pred, and_(pred.c.sha256 == files.c.sha256, pred.c.model_id == model_id))))
     out = {}
-    for chunk in _chunks(list(paths)):
+    for chunk in chunks(list(paths)):
         for row in conn.execute(q.where(files.c.path.in_(chunk))):
             out[row.path] = row
     return out
@@ -491,13 +508,13 @@ def known_photos(conn: Connection, hashes: Iterable[str], model_id: str) -> dict
          .select_from(photos.outerjoin(pred, and_(pred.c.sha256 == photos.c.sha256,
                                                   pred.c.model_id == model_id))))
     out = {}
-    for chunk in _chunks(sorted(set(hashes))):
+    for chunk in chunks(sorted(set(hashes))):
         for row in conn.execute(q.where(photos.c.sha256.in_(chunk))):
             out[row.sha256] = row
     return out
 
 
-def _dialect_insert(conn: Connection) -> Callable[[Table], sqlite_dml.Insert | postgresql_dml.Insert] | None:
+def dialect_insert(conn: Connection) -> Callable[[Table], sqlite_dml.Insert | postgresql_dml.Insert] | None:
     if conn.dialect.name == "sqlite":
         from sqlalchemy.dialects import sqlite
 
@@ -514,9 +531,9 @@ def insert_ignore(conn: Connection, table: Table, rows: list[dict]):
     if not rows:
         return
     keys = [c.name for c in table.primary_key.columns]
-    dialect_insert = _dialect_insert(conn)
-    if dialect_insert is not None:
-        conn.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+    insert_for = dialect_insert(conn)
+    if insert_for is not None:
+        conn.execute(insert_for(table).on_conflict_do_nothing(index_elements=keys), rows)
         return
     for row in rows:  # other databases: one savepoint per row
         try:
@@ -532,9 +549,9 @@ def upsert(conn: Connection, table: Table, rows: list[dict], keep: Sequence[str]
         return
     keys = [c.name for c in table.primary_key.columns]
     changing = [c for c in rows[0] if c not in keys and c not in keep]
-    dialect_insert = _dialect_insert(conn)
-    if dialect_insert is not None:
-        stmt = dialect_insert(table)
+    insert_for = dialect_insert(conn)
+    if insert_for is not None:
+        stmt = insert_for(table)
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in changing})
         conn.execute(stmt, rows)
         return
@@ -571,3 +588,42 @@ def catalog_select(model_id: str | None = None, probabilities: bool = False):
 
 def top_k_json(guesses: list[dict]) -> str:
     return json.dumps(guesses, ensure_ascii=False)
+
+
+# --- animal rows --------------------------------------------------------------------------------------------
+
+def free_code(conn: Connection, wanted: str) -> str:
+    """``wanted``, or ``wanted-2``, ``-3`` ... : codes are unique regardless of case (ASM3 matches that way)."""
+    def taken(code: str) -> bool:
+        return bool(conn.scalar(select(func.count()).select_from(animals)
+                                .where(func.lower(animals.c.code) == code.lower())))
+
+    code, n = wanted, 1
+    while taken(code):
+        n += 1
+        code = f"{wanted}-{n}"
+    return code
+
+
+def follow_merges(conn: Connection, code: str) -> str:
+    """The animal that now holds what ``code`` held (``dogcat animals merge`` leaves a pointer behind)."""
+    seen = {code}
+    while True:
+        merged = conn.scalar(select(animals.c.merged_into).where(animals.c.code == code))
+        if not merged or merged in seen:
+            return code
+        seen.add(merged)
+        code = merged
+
+
+def animal_for_key(conn: Connection, key: str, wanted: str, name: str, at: str, made: dict[str, str]) -> str:
+    """The code of the animal with this grouping key (merges followed), made with a free code near ``wanted``
+    if there is none yet. ``made``: key → code, this transaction's memo."""
+    if key in made:
+        return made[key]
+    code = conn.scalar(select(animals.c.code).where(animals.c.key == key))
+    if code is None:
+        code = free_code(conn, wanted)
+        conn.execute(insert(animals).values(code=code, name=name, key=key, merged_into=None, created_at=at))
+    made[key] = code = follow_merges(conn, code)
+    return code

@@ -50,11 +50,17 @@ def decide(confidence: float, dog_probability: float | None, thresholds: Thresho
     if (dog_probability is not None and dog_probability < thresholds.not_a_dog_below
             and confidence < thresholds.not_a_dog_confidence_below):
         return "not_a_dog"
-    return "unsure" if confidence < thresholds.unsure_below else "dog"
+    return breed_status(confidence, thresholds.unsure_below)
+
+
+def breed_status(confidence: float, unsure_below: float = DEFAULT_UNSURE_BELOW) -> str:
+    """The one dog / unsure cut-off, for a photo (through :func:`decide`) and for an animal's fused answer:
+    ``dog`` when the top breed's confidence reaches ``unsure_below``, else ``unsure``."""
+    return "unsure" if confidence < unsure_below else "dog"
 
 
 def status_of(record: dict) -> str:
-    """A catalog record's status (dogcat.export.records). A photo catalogued before statuses (schema 1) has
+    """A catalog record's status (dogcat.readmodel.records). A photo catalogued before statuses (schema 1) has
     none until the next catalog run: it is judged as a model without a ``decision`` block would judge it, by its
     best guess's confidence alone (the dog detector did not run then)."""
     if record.get("error"):
@@ -64,4 +70,4 @@ def status_of(record: dict) -> str:
     top_k = record.get("top_k") or []
     if not top_k or top_k[0].get("confidence") is None:
         return "error"
-    return "unsure" if top_k[0]["confidence"] < DEFAULT_UNSURE_BELOW else "dog"
+    return breed_status(top_k[0]["confidence"])

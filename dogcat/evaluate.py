@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dogcat.classifier import PHOTO_SUFFIXES, classify
+from dogcat.classifier import classify
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds, decide
+from dogcat.walk import PHOTO_SUFFIXES
 
 PARTS = ("train", "val", "val-tune", "val-holdout")
 HALVES_SEED = 20261125

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dogcat.errors import DogcatError
+
 FORMAT = "dogcat-model/1"
 BREEDS, IMAGENET = "breeds", "imagenet-1k"  # the kinds of model dogcat runs; a card without "kind" is a breed model
 
@@ -36,7 +38,7 @@ FIXED_PIXELS = {"color": "RGB", "dtype": "float32", "range": [0, 255], "layout":
 THRESHOLDS = ("not_a_dog_below", "unsure_below", "not_a_dog_confidence_below")  # the decision block's, in 0..1
 
 
-class ModelError(Exception):
+class ModelError(DogcatError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 

@@ -24,6 +24,7 @@ from pathlib import PurePath
 from dogcat import previews, settings
 from dogcat.decision import status_of
 from dogcat.previews import Preview
+from dogcat.readmodel import Answer
 from dogcat.text import visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
@@ -189,8 +190,6 @@ class Catalog:
 
 def _alone(r: dict):
     """A photo as an animal of its own, for records given without animals."""
-    from dogcat.animals import Answer
-
     status = status_of(r)
     return Answer(PurePath(r["path"]).name, PurePath(r["path"]).stem, [r], status,
                   (r.get("top_k") or []) if status in ("dog", "unsure") else [], r.get("source") or "model",
@@ -325,7 +324,7 @@ def _animal_head(a) -> str:
 def render(records: Iterable[dict], *, title: str, source: str, generated: str,
            thumbnail: Callable[[dict], Preview] = thumbnail,
            progress: Callable[[int, int], None] | None = None, animals: Iterable | None = None) -> str:
-    """The page. ``animals``: dogcat.animals.answers for these records (default: each photo its own animal).
+    """The page. ``animals``: dogcat.readmodel.answers for these records (default: each photo its own animal).
     ``thumbnail(record)`` is asked once per distinct photo (not for errors); ``progress(done, total)``
     follows it."""
     c = sort(records, animals)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from dogcat import animals, catalog, corrections, db, export, fusion
+from dogcat import animals, catalog, corrections, db, export, fusion, readmodel
 from dogcat.cli import app
 from dogcat.status import Judge
 from tests.conftest import needs_shared
@@ -81,10 +81,10 @@ def copy(shelter, tmp_path) -> Path:
     return out
 
 
-def answers_of(path: Path) -> dict[str, animals.Answer]:
+def answers_of(path: Path) -> dict[str, readmodel.Answer]:
     engine = db.connect(str(path), create=False)
     try:
-        return {a.animal: a for a in animals.answers(engine, include_empty=True)}
+        return {a.animal: a for a in readmodel.answers(engine, include_empty=True)}
     finally:
         engine.dispose()
 
@@ -251,7 +251,7 @@ def test_corrections_win_everywhere_and_survive_a_new_model(copy, intake, make_m
         assert bella.source == "model" and bella.votes == 1 and bella.label == GOLDEN
         engine = db.connect(shelter, create=False)
         try:
-            by_path = {r["path"]: r for r in export.records(engine)}
+            by_path = {r["path"]: r for r in readmodel.records(engine)}
         finally:
             engine.dispose()
         assert by_path[pug]["source"] == "correction" and by_path[pug]["breed"] == "French Bulldog"
@@ -392,7 +392,7 @@ def test_a_schema_2_catalog_is_upgraded_keeping_every_row(tmp_path, intake, judg
         predictions = con.execute("SELECT sha256, model_id, label, status FROM predictions ORDER BY 1").fetchall()
     engine = db.connect(str(old))  # upgrades
     try:
-        found = {a.animal: a for a in animals.answers(engine)}
+        found = {a.animal: a for a in readmodel.answers(engine)}
     finally:
         engine.dispose()
     with sqlite3.connect(old) as con:
@@ -442,7 +442,7 @@ def test_a_schema_1_catalog_has_animals_before_any_new_run(tmp_path):
     shutil.copy(DATA / "catalog-v1.db", old)
     engine = db.connect(str(old))
     try:
-        found = {Path(a.photos[0]["path"]).name: a for a in animals.answers(engine)}
+        found = {Path(a.photos[0]["path"]).name: a for a in readmodel.answers(engine)}
     finally:
         engine.dispose()
     assert found["beagle-crop.jpg"].label == BEAGLE and found["beagle-crop.jpg"].status in ("dog", "unsure")

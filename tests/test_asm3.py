@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dogcat import asm3, catalog, db, export
+from dogcat import asm3, catalog, db, export, naming, readmodel
 from dogcat.cli import app
 from dogcat.model import BreedModel
 from dogcat.status import Judge
@@ -157,13 +157,13 @@ def shelter(crops, model_path, tmp_path_factory) -> tuple[Path, Path]:
 def records(shelter_db: Path) -> list[dict]:
     engine = db.connect(str(shelter_db), create=False)
     try:
-        return list(export.records(engine))
+        return list(readmodel.records(engine))
     finally:
         engine.dispose()
 
 
 def answers(shelter_db: Path) -> dict[str, object]:
-    from dogcat.animals import answers as all_answers
+    from dogcat.readmodel import answers as all_answers
 
     engine = db.connect(str(shelter_db), create=False)
     try:
@@ -201,7 +201,7 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
     for code, a in animals.items():
         answer = found[code]
         record = answer.photos[0]
-        assert a["row"]["ANIMALAGE"] == "3" and a["name"] == asm3.placeholder_name(record["path"])
+        assert a["row"]["ANIMALAGE"] == "3" and a["name"] == naming.placeholder_name(record["path"])
         assert " ".join(record["path"].replace(chr(34), chr(39) * 2).split()) in a["comments"]
         best, second = answer.top_k[0], answer.top_k[1]
         assert a["species"] == ASM3_SPECIES["dog"] and a["type"] == ASM3_TYPES["d (dog)"]
@@ -293,10 +293,10 @@ def test_age_rules():
     ("/intake/Bella's pup.png", "Bella's pup"), ("/intake/ünï ✓.jpg", "ünï"), ("/intake/!!!.jpg", "Unnamed dog"),
     ("/intake/" + "x" * 80 + ".jpg", "x" * 40)])
 def test_placeholder_names(path, name):
-    assert asm3.placeholder_name(path) == name
+    assert naming.placeholder_name(path) == name
 
 
 def test_names_and_comments_show_hidden_characters():
     """A bidi override in a folder or file name must not reorder what staff read in ASM3 (issue 13)."""
-    assert asm3.text("Max\u202egpj.exe") == "Max<U+202E>gpj.exe"
-    assert asm3.text('Rex "the\tgood"\nboy') == "Rex ''the good'' boy"  # whitespace still folded first
+    assert naming.one_line("Max\u202egpj.exe") == "Max<U+202E>gpj.exe"
+    assert naming.one_line('Rex "the\tgood"\nboy') == "Rex ''the good'' boy"  # whitespace still folded first

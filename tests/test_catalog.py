@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dogcat import catalog, db, images
+from dogcat import catalog, db, images, pathkeys, readmodel
 from dogcat.cli import app
 from dogcat.model import BreedModel
 
@@ -145,7 +145,7 @@ def test_a_raw_byte_name_and_its_escaped_spelling_are_two_files(crops, model, tm
     rows = dict(query(shelter, "SELECT path, sha256 FROM files"))
     assert len(rows) == 2
     for name, photo in ((RAW, first), (LITERAL, second)):
-        key = catalog.path_key(intake / name)
+        key = pathkeys.key(intake / name)
         assert rows[key] == hashlib.sha256(photo.read_bytes()).hexdigest()
         assert previews.preview(key, rows[key], 64).jpeg  # the report finds the very file catalogued
     assert set(rows) == {str(intake) + "/a\\xff.jpg", str(intake) + "/a\\\\xff.jpg"}
@@ -188,7 +188,7 @@ def test_schema_2_path_keys_are_migrated(crops, model, tmp_path):
         shutil.copy(photo, intake / name)
     shelter = tmp_path / "shelter.db"
     assert run(shelter, intake, model).new == len(names)
-    keys = {name: catalog.path_key(intake / name) for name in names}
+    keys = {name: pathkeys.key(intake / name) for name in names}
     before = {key: row for key, *row in query(shelter, "SELECT path, sha256, size, mtime_ns FROM files")}
     # Schema 2 kept one row for RAW and LITERAL: the one with LITERAL's content (its size and mtime).
     as_schema_2(shelter, keep=set(keys.values()) - {keys[RAW]})
@@ -239,7 +239,6 @@ def _counting(function, calls: list):
 
 
 def test_new_model_adds_predictions_and_export_shows_newest(crops, model, make_model, tmp_path):
-    from dogcat import export
 
     intake = make_intake(tmp_path / "intake", pick(crops, 5))
     shelter = tmp_path / "shelter.db"
@@ -252,8 +251,8 @@ def test_new_model_adds_predictions_and_export_shows_newest(crops, model, make_m
     assert query(shelter, "SELECT count(*) FROM photos") == [(5,)]
     engine = db.connect(str(shelter), create=False)
     try:
-        assert {r["model"] for r in export.records(engine)} == {"newer-model@0123456789ab"}
-        assert {r["model"] for r in export.records(engine, model_id=model.id)} == {model.id}
+        assert {r["model"] for r in readmodel.records(engine)} == {"newer-model@0123456789ab"}
+        assert {r["model"] for r in readmodel.records(engine, model_id=model.id)} == {model.id}
     finally:
         engine.dispose()
     assert run(shelter, intake, model).skipped == 5  # the old model's run is still complete

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from dogcat import catalog, db, export, report
+from dogcat import catalog, db, pathkeys, readmodel, report
 from dogcat.cli import app
 from dogcat.status import Judge
 
@@ -192,7 +192,7 @@ def shelter(crops, model_path, tmp_path_factory) -> tuple[Path, Path]:
 def records(shelter_db: Path) -> list[dict]:
     engine = db.connect(str(shelter_db), create=False)
     try:
-        return list(export.records(engine))
+        return list(readmodel.records(engine))
     finally:
         engine.dispose()
 
@@ -443,5 +443,5 @@ def test_thumbnails_show_only_the_photo_that_was_catalogued(shelter, tmp_path):
 
     odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes in a name, as old cameras and shares write
     shutil.copy(golden["path"], odd)
-    key = catalog.path_key(odd)
+    key = pathkeys.key(odd)
     assert key.endswith("caf\\xe9.jpg") and report.thumbnail({**golden, "path": key}).jpeg

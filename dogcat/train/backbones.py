@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from dogcat.train.efficientnet_lite import EfficientNetLite0
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -156,7 +158,6 @@ def application(backbone: Backbone):
     import keras
 
     if backbone.keras_name == "EfficientNetLite0":
-        from dogcat.train.efficientnet_lite import EfficientNetLite0
 
         return EfficientNetLite0
     return getattr(keras.applications, backbone.keras_name)

@@ -14,11 +14,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dogcat import settings
 from dogcat.console import err, fail
 from dogcat.helptext import Group
+from dogcat.shell import failures
 
 app = typer.Typer(help="Train, compare and export breed models (needs: pip install '.\\[train]' from a checkout).",
                   no_args_is_help=True, cls=Group)
 
 DEFAULT_DATA = "../shared/data/stanford-dogs-crops-224"
+# The lab's own errors for people besides dogcat's (DogcatError): its configs and data loaders raise ValueError
+# for a bad option or a folder without photos. Handled by the main command line's policy (dogcat.shell.failures).
+LAB_ERRORS: tuple[type[Exception], ...] = (ValueError,)
 
 # Options several lab commands take, declared once so that their help cannot drift apart.
 DataOption = Annotated[Path, typer.Option("--data", help="Stanford Dogs layout: <wnid>-<name>/*.jpg.")]
@@ -120,18 +124,17 @@ def transfer(
                          epochs=epochs, patience=patience, learning_rate=learning_rate, dropout=dropout,
                          dense=_sizes(dense), mirror=mirror, heads=heads,
                          experiment=experiment)
-    try:
-        run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
-    except Exception as e:
-        if weights != "imagenet" or "URL fetch failure" not in str(e):
-            raise
-        # Keras could not download the ImageNet weights (no internet here): record that the row was not run.
-        _not_run(cfg, runs_dir, ledger_path, f"{backbone} transfer",
-                 "not run here: ImageNet weights not available offline (Keras download failed)")
-        fail(escape(f"{backbone}: could not download the ImageNet weights ({' '.join(str(e).split())}); "
-                    "recorded as not run in the ledger"))
+    with failures(known=LAB_ERRORS):
+        try:
+            run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
+        except Exception as e:
+            if isinstance(e, LAB_ERRORS) or weights != "imagenet" or "URL fetch failure" not in str(e):
+                raise
+            # Keras could not download the ImageNet weights (no internet here): record that the row was not run.
+            _not_run(cfg, runs_dir, ledger_path, f"{backbone} transfer",
+                     "not run here: ImageNet weights not available offline (Keras download failed)")
+            fail(escape(f"{backbone}: could not download the ImageNet weights ({' '.join(str(e).split())}); "
+                        "recorded as not run in the ledger"))
     print(run_dir)
 
 
@@ -173,15 +176,13 @@ def crossval(
     _quiet_tensorflow()
     from dogcat.train.crossval import CrossvalConfig, run
 
-    try:
+    with failures(known=LAB_ERRORS):
         cfg = CrossvalConfig(data_dir=str(data_dir), originals_dir=originals or None, backbone=backbone,
                              weights=weights, classes=_classes(classes), image_size=image_size, seed=seed,
                              folds=folds, C=[float(v) for v in c.split(",") if v.strip()],
                              mlp_epochs=_sizes(mlp_epochs, "--mlp-epochs"), mirror_mean=mirror_mean,
                              experiment=experiment)
         run_dir = run(cfg, runs_dir, console=err, progress_factory=_progress, ledger_path=ledger_path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     print(run_dir)
 
 
@@ -227,7 +228,7 @@ def export_model(
         fail(escape(f"{run}: not a finished run folder (no head.keras or model.keras)"))
     try:
         export(run, out, name=name, say=err.print)
-    except ParityError as e:
+    except ParityError as e:  # the run folder is what the reader must find
         fail(escape(f"{run}: {e}"))
 
 
@@ -273,10 +274,8 @@ def scratch(
                         kernel_size=kernel_size, classes=_classes(classes), image_size=image_size, seed=seed,
                         val_fraction=val_fraction, max_per_class=max_per_class, epochs=epochs, patience=patience,
                         batch_size=batch_size, experiment=experiment)
-    try:
+    with failures(known=LAB_ERRORS):
         run_dir = run(cfg, runs_dir, console=err, ledger_path=ledger_path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     print(run_dir)
 
 
@@ -311,11 +310,9 @@ def tune(
     cfg = TransferConfig(data_dir=str(data_dir), backbone=backbone, weights=weights, classes=_classes(classes),
                          image_size=image_size, seed=seed, val_fraction=val_fraction, max_per_class=max_per_class,
                          epochs=epochs, patience=patience)
-    try:
+    with failures(known=LAB_ERRORS):
         result = tuning.run(cfg, runs_dir, tuner=tuner, max_trials=max_trials, final=final, console=err,
                             progress_factory=_progress, ledger_path=ledger_path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     if result.get("final_run"):
         print(result["final_run"])
 
@@ -341,11 +338,9 @@ def finetune(
     _quiet_tensorflow()
     from dogcat.train import finetune as fine
 
-    try:
+    with failures(known=LAB_ERRORS):
         run_dir = fine.run(run, runs_dir, epochs=epochs, learning_rate=learning_rate, patience=patience,
                            batch_size=batch_size, console=err, ledger_path=ledger_path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     print(run_dir)
 
 
@@ -367,13 +362,10 @@ def export_detector(
     """
     _quiet_tensorflow()
     from dogcat.train import data, detector
-    from dogcat.train.onnx_export import ParityError
 
-    try:
+    with failures(known=LAB_ERRORS):
         folders = data.discover(data_dir, 16)
         detector.export(out, [c.files[0] for c in folders], say=err.print)
-    except (FileNotFoundError, ValueError, ParityError) as e:
-        fail(escape(str(e)))
 
 
 @app.command()
@@ -406,13 +398,13 @@ def thresholds(
     from rich.progress import Progress
 
     from dogcat import evaluate as ev
-    from dogcat.model import BreedModel, DogDetector, ModelError
+    from dogcat.model import BreedModel, DogDetector
     from dogcat.modelcard import RESIZE_MODES, ModelCard
     from dogcat.status import Judge, Thresholds
 
     if resize not in (None, *RESIZE_MODES):
         fail(f"--resize must be one of {', '.join(RESIZE_MODES)}", 2)
-    try:
+    with failures(known=LAB_ERRORS):
         model, detector = BreedModel(model_path), DogDetector(detector_path)
         # Thresholds that decide nothing: we want the raw confidence and dog probability of every photo.
         judge = Judge(model, detector, Thresholds(not_a_dog_below=1e-12, unsure_below=0.0))
@@ -425,21 +417,17 @@ def thresholds(
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("tune half of the validation split", total=len(pairs))
             observed = ev.observe(judge, pairs, lambda n: bar.advance(task, n))
-    except (ModelError, FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     chosen = ev.choose_thresholds(observed)
     decision = {"detector": detector.path.name, "detector_id": detector.id, **chosen,
                 "chosen_on": f"{data_dir.name}, val-tune half ({len(pairs)} photos)"}
     print(json.dumps(decision, indent=2))
     if dry_run:
         return
-    try:
+    with failures(known=LAB_ERRORS):
         card = ModelCard.read(model.path).with_decision(decision)  # read again: keep what was written meanwhile
         if resize:
             card = card.with_preprocessing(resize=resize)
         side = card.write()
-    except (ModelError, OSError) as e:
-        fail(escape(str(e)))
     err.print(f"wrote the thresholds into {side}")
 
 
@@ -466,14 +454,11 @@ def oof(
       dogcat train oof train/runs/<crossval run> --model dogcat/models/xception-120-int8.onnx
     """
     _quiet_tensorflow()
-    from dogcat.model import ModelError
     from dogcat.train import oof as measure
 
-    try:
+    with failures(known=LAB_ERRORS):
         chosen = None if folds is None else [int(f) for f in folds.split(",") if f.strip()]
         result = measure.measure(run, model_path, detector_path, write=not dry_run, folds=chosen, say=err.print)
-    except (ModelError, FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     import json
 
     print(json.dumps({k: v for k, v in result.items() if k != "decision"} | {
@@ -503,17 +488,14 @@ def quantize(
 
       dogcat train quantize models/xception-120.onnx -o dogcat/models/xception-120-int8.onnx
     """
-    from dogcat.model import ModelError
     from dogcat.train import quantize as q
 
     if method not in settings.QUANTIZE_METHODS:
         fail(f"--method must be one of {', '.join(settings.QUANTIZE_METHODS)}", 2)
     if {k.strip() for k in keep_fp32.split(",") if k.strip()} - set(settings.QUANTIZE_PARTS):
         fail(f"--keep-fp32 takes {', '.join(settings.QUANTIZE_PARTS)} (comma-separated), or ''", 2)
-    try:
+    with failures(known=LAB_ERRORS):
         q.quantize(model_path, out, data_dir, per_breed, method, keep_fp32, histogram_photos, say=err.print)
-    except (ModelError, FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
 
 
 @app.command()
@@ -542,11 +524,9 @@ def exitflow(
     _quiet_tensorflow()
     from dogcat.train import exitflow as ef
 
-    try:
+    with failures(known=LAB_ERRORS):
         run_dir = ef.run(run, runs_dir, epochs=epochs, learning_rate=learning_rate, patience=patience,
                          batch_size=batch_size, console=err, progress_factory=_progress, ledger_path=ledger_path)
-    except (FileNotFoundError, ValueError) as e:
-        fail(escape(str(e)))
     print(run_dir)
 
 

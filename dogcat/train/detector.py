@@ -19,6 +19,7 @@ from pathlib import Path
 from dogcat import images
 from dogcat.modelcard import FORMAT, IMAGENET, ModelCard
 from dogcat.train import backbones
+from dogcat.train.efficientnet_lite import EfficientNetLite0
 from dogcat.train.onnx_export import INPUT_NAME, OUTPUT_NAME, convert_checked
 
 DOG_CLASSES = (151, 268)  # inclusive: Chihuahua … Mexican hairless, ImageNet-1k's dogs
@@ -35,7 +36,6 @@ def imagenet_classes() -> list[str]:
 def export(out: str | Path, parity_photos: list[Path], opset: int = 17, say=print) -> Path:
     import keras
 
-    from dogcat.train.efficientnet_lite import EfficientNetLite0
 
     out = Path(out)
     prep = images.Preprocessing(size=(SIZE, SIZE))

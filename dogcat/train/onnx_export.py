@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from dogcat import breeds, images
+from dogcat.errors import DogcatError
 from dogcat.modelcard import FORMAT, ModelCard
 from dogcat.train import backbones, data, runs
-from dogcat.train.transfer import TransferConfig
+from dogcat.train.transfer import TransferConfig, standardize_class
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
 
 
-class ParityError(RuntimeError):
+class ParityError(DogcatError, RuntimeError):
     pass
 
 
@@ -44,7 +45,6 @@ def full_model(run_dir: Path):
         model = keras.models.load_model(run_dir / "model.keras", compile=False)
         return model, cfg, cfg_dict["labels"]
     extractor = backbones.build_spec_extractor(cfg.backbone, cfg.weights, prep.size[0], cfg.seed)
-    from dogcat.train.transfer import standardize_class
 
     standardize_class()  # registers the head's custom layer before loading
     head = keras.models.load_model(run_dir / "head.keras", compile=False)

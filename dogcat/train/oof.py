@@ -29,6 +29,7 @@ from dogcat.model import BreedModel, DogDetector
 from dogcat.modelcard import ModelCard
 from dogcat.status import Thresholds
 from dogcat.train import data, ledger, runs
+from dogcat.train.transfer import standardize_class
 
 
 def photos(run_dir: Path) -> dict:
@@ -108,7 +109,6 @@ def fold_probabilities(run_dir: Path, features: np.ndarray, fold: np.ndarray) ->
     """Each photo's features through the head of the fold that held it out."""
     import keras
 
-    from dogcat.train.transfer import standardize_class
 
     standardize_class()
     out = np.zeros((len(features), len(runs.read_json(run_dir / "config.json")["labels"])), np.float32)

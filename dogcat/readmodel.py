@@ -1,0 +1,338 @@
+"""The read model: what the catalog says of each photo and each animal, the staff's corrections in force.
+
+Every output (exports, ASM3, the report, ``dogcat animals``, the Python API, ``evaluate --db``) reads through
+here, so the rule "staff win over the model" is decided once, in this module:
+
+- a photo (:func:`records`): its own correction, else its animal's correction when the model took the photo
+  for a dog (a photo the model found unreadable or not a dog keeps that, unless staff corrected the photo
+  itself) — :func:`photo_correction`;
+- an animal (:func:`answer`): its own correction, else the newest dog correction of one of its photos, else
+  the model's photos fused (dogcat.fusion). Photos that are not dogs, unreadable, or corrected as not a dog do
+  not vote; an animal is ``not_a_dog`` only when none of its photos shows a dog.
+
+Layer: the read model — it stands on the store (dogcat.db) and the leaf rules (decision, fusion, breeds,
+naming); jobs and outputs stand on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Connection
+
+from dogcat import db, fusion, naming
+from dogcat.breeds import breed_name
+from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
+
+# One record per catalogued file (:func:`records`) and per animal (Answer.to_dict): contracts for scripts, new
+# keys only ever added.
+FIELDS = ["path", "sha256", "size", "mtime", "width", "height", "format", "status", "label", "breed", "confidence",
+          "top_k", "dog_probability", "looks_like", "model", "error", "catalogued_at", "classified_at",
+          "animal", "source"]
+ANIMAL_FIELDS = ["animal", "name", "photos", "status", "label", "breed", "confidence", "breed2", "summary", "top_k",
+                 "source", "corrected_by", "corrected_at", "votes", "model"]
+
+
+@dataclass
+class Correction:
+    id: int
+    status: str  # dog / not_a_dog
+    label: str | None
+    label2: str | None
+    by: str
+    at: str
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "label": self.label, "breed": breed_name(self.label) if self.label else None,
+                "label2": self.label2, "breed2": breed_name(self.label2) if self.label2 else None,
+                "by": self.by, "at": self.at}
+
+
+def active_corrections(conn: Connection) -> dict[tuple[str, str], Correction]:
+    """(kind, target) → the correction in force: the newest one not undone."""
+    c = db.corrections
+    out: dict[tuple[str, str], Correction] = {}
+    for r in conn.execute(select(c).where(c.c.undone_at.is_(None)).order_by(c.c.id)):
+        out[(r.target_kind, r.target)] = Correction(r.id, r.status, r.label, r.label2, r.corrected_by,
+                                                    r.corrected_at)
+    return out
+
+
+def photo_correction(record: dict, corrections: dict[tuple[str, str], Correction]) -> Correction | None:
+    """The staff's word in force for one photo record, if any: see the module's docstring."""
+    own = corrections.get(("photo", record["sha256"]))
+    if own is not None:
+        return own if record["status"] != "error" else None
+    if record["status"] in ("dog", "unsure"):
+        return corrections.get(("animal", record["animal"]))
+    return None
+
+
+@dataclass
+class Answer:
+    """One animal, the way every output shows it (``to_dict`` is the per-animal JSON Lines record)."""
+
+    animal: str
+    name: str
+    photos: list[dict]  # the per-photo records (:func:`records`), in path order
+    status: str  # dog / unsure / not_a_dog / error
+    top_k: list[dict] = field(default_factory=list)  # fused (or the staff's breeds), best first
+    source: str = "model"  # "correction" when staff said what the animal is
+    correction: Correction | None = None
+    votes: int = 0  # photos whose breed probabilities were fused
+    model: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.top_k[0]["label"] if self.top_k and self.status in ("dog", "unsure") else None
+
+    @property
+    def breed(self) -> str | None:
+        return self.top_k[0]["breed"] if self.top_k and self.status in ("dog", "unsure") else None
+
+    @property
+    def confidence(self) -> float | None:
+        if self.source == "correction" or not self.top_k or self.status not in ("dog", "unsure"):
+            return None
+        return self.top_k[0]["confidence"]
+
+    @property
+    def mix(self) -> tuple[str, str] | None:
+        """(breed 1, breed 2) of a possible or known mix: staff named two breeds, or the model is unsure."""
+        if self.source == "correction" and self.correction and self.correction.label and self.correction.label2:
+            return breed_name(self.correction.label), breed_name(self.correction.label2)
+        if self.status == "unsure" and len(self.top_k) > 1:
+            return self.top_k[0]["breed"], self.top_k[1]["breed"]
+        return None
+
+    def summary(self) -> str:
+        """One line for people: 'Beagle', 'Beagle / Labrador Retriever?', 'Beagle / Pug (staff)', 'not a dog'."""
+        staff = " (staff)" if self.source == "correction" else ""
+        if self.status == "not_a_dog":
+            return "not a dog" + staff
+        if self.status == "error":
+            return "no readable photo"
+        mix = self.mix
+        if mix:
+            return f"{mix[0]} / {mix[1]}" + ("?" if self.source == "model" else staff)
+        return (self.breed or "") + staff
+
+    def to_dict(self) -> dict:
+        mix = self.mix
+        return {"animal": self.animal, "name": self.name, "photos": [p["path"] for p in self.photos],
+                "status": self.status, "label": self.label, "breed": self.breed,
+                "confidence": round(self.confidence, 6) if self.confidence is not None else None,
+                "breed2": mix[1] if mix else None, "summary": self.summary(),
+                "top_k": self.top_k, "source": self.source,
+                "corrected_by": self.correction.by if self.correction else None,
+                "corrected_at": self.correction.at if self.correction else None,
+                "votes": self.votes, "model": self.model}
+
+
+def _guess(label: str, confidence: float | None) -> dict:
+    return {"label": label, "breed": breed_name(label),
+            "confidence": round(confidence, 6) if confidence is not None else None}
+
+
+def _staff_top_k(c: Correction) -> list[dict]:
+    labels = [c.label] + ([c.label2] if c.label2 else [])
+    return [_guess(label, None) for label in labels if label]
+
+
+class ModelInfo:
+    """What a model recorded in the catalog says about its probabilities and thresholds."""
+
+    def __init__(self, labels: list[str] | None, unsure_below: float):
+        self.labels, self.unsure_below = labels, unsure_below
+
+
+def model_infos(conn: Connection) -> dict[str, ModelInfo]:
+    out = {}
+    for r in conn.execute(select(db.models.c.id, db.models.c.labels, db.models.c.decision)):
+        decision = json.loads(r.decision) if r.decision else {}
+        out[r.id] = ModelInfo(json.loads(r.labels) if r.labels else None,
+                              decision.get("unsure_below", DEFAULT_UNSURE_BELOW))
+    return out
+
+
+def _distribution(photo: dict, info: ModelInfo | None) -> dict[str | None, float]:
+    """label → probability for one photo; what a top-k-only prediction left out is under None."""
+    probs = photo.get("probabilities")
+    if probs and info is not None and info.labels and len(info.labels) == len(probs):
+        return dict(zip(info.labels, probs, strict=True))
+    listed = {g["label"]: float(g["confidence"]) for g in photo.get("top_k") or [] if g.get("confidence") is not None}
+    listed[None] = max(0.0, 1.0 - sum(listed.values()))
+    return listed
+
+
+def fuse_photos(photos: Sequence[dict], infos: dict[str, ModelInfo], k: int = 3) -> list[dict]:
+    """The fused top-k of several photo records (each with top_k and, from schema 3, probabilities)."""
+    dists = [_distribution(p, infos.get(p["model"]) if p.get("model") is not None else None) for p in photos]
+    labels = sorted({label for d in dists for label in d if label is not None})
+    dense = []
+    for d in dists:
+        unlisted = [label for label in labels if label not in d]
+        share = d.get(None, 0.0) / max(1, len(unlisted) + 1)  # +1: the labels nobody listed
+        dense.append([d.get(label, share) for label in labels])
+    fused = fusion.fuse(dense)
+    return [_guess(label, p) for label, p in fusion.ranked(fused, labels, k)]
+
+
+def answer(code: str, name: str, photos: list[dict], corrections: dict[tuple[str, str], Correction],
+           infos: dict[str, ModelInfo], k: int = 3) -> Answer:
+    """One animal's answer from its photo records; see the module's docstring for the order of preference."""
+    own = corrections.get(("animal", code))
+    if own is not None:
+        status = own.status
+        return Answer(code, name, photos, status, _staff_top_k(own) if status == "dog" else [], "correction", own)
+    photo_fixes = [corrections[("photo", p["sha256"])] for p in photos if ("photo", p.get("sha256")) in corrections]
+    dog_fixes = sorted((c for c in photo_fixes if c.status == "dog"), key=lambda c: c.id)
+    if dog_fixes:
+        newest = dog_fixes[-1]
+        return Answer(code, name, photos, "dog", _staff_top_k(newest), "correction", newest)
+    # What is left are not_a_dog corrections: those photos do not vote.
+    not_dogs = {p["sha256"] for p in photos if ("photo", p.get("sha256")) in corrections}
+    voters = [p for p in photos if status_of(p) in ("dog", "unsure") and p.get("sha256") not in not_dogs]
+    voters = list({p["sha256"]: p for p in reversed(voters)}.values())[::-1]  # one vote per photo, not per name
+    if not voters:
+        if not_dogs and not any(status_of(p) == "not_a_dog" and p["sha256"] not in not_dogs for p in photos):
+            staff = max((c for c in photo_fixes), key=lambda c: c.id)
+            return Answer(code, name, photos, "not_a_dog", [], "correction", staff)
+        any_not_dog = any(status_of(p) == "not_a_dog" for p in photos)
+        return Answer(code, name, photos, "not_a_dog" if any_not_dog else "error")
+    top_k = fuse_photos(voters, infos, k)
+    newest_model = max((p.get("classified_at") or "", p.get("model") or "") for p in voters)[1] or None
+    info = infos.get(newest_model or "")
+    unsure_below = info.unsure_below if info else DEFAULT_UNSURE_BELOW
+    status = breed_status(top_k[0]["confidence"], unsure_below)
+    return Answer(code, name, photos, status, top_k, "model", None, len(voters), newest_model)
+
+
+def members(conn: Connection) -> dict[str, str]:
+    """path → animal code, for every grouped file."""
+    return {r.path: r.animal for r in conn.execute(select(db.animal_files.c.path, db.animal_files.c.animal))}
+
+
+def answers(engine, photos: Iterable[dict] | None = None, *, k: int = 3, model_id: str | None = None,
+            include_empty: bool = False, corrections: dict | None = None) -> list[Answer]:
+    """Every animal with its answer, in code order. ``photos``: the per-photo records to group, as
+    :func:`records` gives them (their ``animal`` says which; default: all of them, with probabilities).
+    Files not in any animal yet are animals of their own.
+    ``corrections``: those to apply (default: every one in force; {} for the model's answers alone)."""
+    if photos is None:
+        photos = records(engine, model_id=model_id, probabilities=True)
+    photos = list(photos)
+    with db.reading(engine) as conn:
+        if corrections is None:
+            corrections = active_corrections(conn)
+        infos = model_infos(conn)
+        known = {r.code: r for r in conn.execute(select(db.animals))}
+    groups: dict[str, list[dict]] = {}
+    names: dict[str, str] = {}
+    for r in photos:
+        code = r.get("animal")
+        if code is None:  # catalogued while another run was grouping: alone until the next run
+            _, code, name = naming.single(r["path"], r.get("sha256"))
+            names.setdefault(code, name)
+        groups.setdefault(code, []).append(r)
+    if include_empty:
+        for code, animal in known.items():
+            if animal.merged_into is None:
+                groups.setdefault(code, [])
+    out = []
+    for code in sorted(groups, key=str.lower):
+        row = known.get(code)
+        name = row.name if row is not None else names.get(code, code)
+        out.append(answer(code, name, groups[code], corrections, infos, k))
+    return out
+
+
+def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,
+            model_id: str | None = None, status: str | None = None, probabilities: bool = False,
+            corrected: bool = True) -> Iterator[dict]:
+    """Catalog rows as dicts (``top_k`` parsed from its JSON), in path order, filtered:
+
+    - ``breed``: the best guess is this breed, by human name ("golden retriever") or label
+      ("n02099601-golden_retriever" or "golden_retriever"), case-insensitive;
+    - ``min_confidence``: the best guess's confidence is at least this;
+    - ``errors``: only files recorded with an error;
+    - ``model_id``: that model's predictions rather than the newest;
+    - ``status``: only files with this status (dog, unsure, not_a_dog, error).
+
+    ``label``, ``breed`` and ``confidence`` are empty for a photo that is not a dog (``looks_like`` says what it
+    shows); ``top_k`` keeps the breed model's guesses for every photo. ``animal`` is the animal the file is
+    in. A staff correction (of the photo, else of its animal) wins over the model: ``status``, ``label`` and
+    ``breed`` are then the staff's, ``confidence`` empty and ``source`` "correction" (else "model").
+    ``probabilities``: add the model's whole distribution (a list, or None), for dogcat.animals.
+    ``corrected=False``: the model's answers only (dogcat.corrections.evaluate).
+    """
+    c = db.catalog_select(model_id, probabilities=probabilities).subquery("c")
+    columns = [name for name in FIELDS if name in c.c] + (["probabilities"] if probabilities else [])
+    q = select(*(c.c[name] for name in columns))
+    if breed is not None:
+        name = breed.strip().lower()
+        as_label = name.replace(" ", "_")
+        q = q.where(or_(func.lower(c.c.breed) == name, func.lower(c.c.breed) == name.replace("_", " "),
+                        func.lower(c.c.label) == name,
+                        func.lower(c.c.label).endswith("-" + as_label, autoescape=True)))
+    if min_confidence is not None:
+        q = q.where(and_(c.c.confidence.is_not(None), c.c.confidence >= min_confidence))
+    if errors:
+        q = q.where(c.c.error.is_not(None))
+    if status is not None:
+        q = q.where(c.c.status == status)
+    q = q.order_by(c.c.path)
+    with db.reading(engine) as conn:
+        member = members(conn)
+        corrections = active_corrections(conn) if corrected else {}
+        for row in conn.execution_options(yield_per=500).execute(q):
+            record = dict(row._mapping)
+            record["top_k"] = json.loads(record["top_k"]) if record["top_k"] else []
+            for key in ("confidence", "dog_probability"):
+                if record[key] is not None:
+                    record[key] = round(record[key], 6)
+            if probabilities and record["probabilities"]:
+                record["probabilities"] = json.loads(record["probabilities"])
+            record["animal"] = member.get(record["path"])
+            record["source"] = "model"
+            fix = photo_correction(record, corrections)
+            if fix is not None:
+                apply_correction(record, fix)
+            yield record
+
+
+def _breed_matches(name: str, label: str | None, breed: str | None) -> bool:
+    """--breed for an animal, as records() matches it for a photo: a human name or a label, any case."""
+    wanted = name.strip().lower()
+    label, breed = (label or "").lower(), (breed or "").lower()
+    return (breed in (wanted, wanted.replace("_", " ")) or label == wanted
+            or label.endswith("-" + wanted.replace(" ", "_")))
+
+
+def animal_answers(engine, *, breed: str | None = None, min_confidence: float | None = None,
+                   model_id: str | None = None, status: str | None = None, k: int = 3):
+    """The animals (:func:`answers`), filtered by their own answer as records() filters photos."""
+    out = []
+    for a in answers(engine, model_id=model_id, k=k):
+        if status is not None and a.status != status:
+            continue
+        if breed is not None and not _breed_matches(breed, a.label, a.breed):
+            continue
+        if min_confidence is not None and a.source == "model" and (a.confidence is None
+                                                                   or a.confidence < min_confidence):
+            continue
+        out.append(a)
+    return out
+
+
+def apply_correction(record: dict, fix) -> None:
+    """A per-photo record as the staff's correction says it is."""
+    record["source"] = "correction"
+    record["status"] = fix.status
+    record["label"] = fix.label
+    record["breed"] = (breed_name(fix.label) + (f" / {breed_name(fix.label2)}" if fix.label2 else "")
+                       if fix.label else None)
+    record["confidence"] = None

@@ -1,0 +1,86 @@
+"""What both command lines (``dogcat …`` and the lab's ``dogcat train …``) share: one error policy, and one way
+to write a command's data output.
+
+Layer: the command lines. The library raises; only here do errors become a line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import typer
+from rich.markup import escape
+
+from dogcat.console import err, fail
+from dogcat.errors import DogcatError
+
+
+@contextmanager
+def failures(db: str | None = None, output: Path | None = None, writes: bool = False, verbose: bool = False,
+             then: str = "", known: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Every command's one error policy. A DogcatError (or one of ``known``, the lab's ValueError for a bad
+    option): its line, and its exit code (1; 2 for usage). A database failing: ``DB: database error: …``, exit 1,
+    the URL's password hidden. Writing the output failing: ``FILE: cannot write (…)``, exit 1 (a reader that went
+    away, as with ``| head``, quietly). Ctrl-C: exit 130. Anything else: ``unexpected …``, exit 1, never a
+    traceback (``--verbose`` shows it). ``then``: what to do next, added to a failure's line."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors already decided
+        raise
+    except KeyboardInterrupt:
+        err.print("[yellow]dogcat: interrupted[/]" + (f": {then}" if then else ""), highlight=False)
+        raise typer.Exit(130) from None
+    except BrokenPipeError:  # `dogcat export | head`: the reader has gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except Exception as e:  # noqa: BLE001 — turned into one line and an exit code, below
+        _fail_with(e, db, output, writes, verbose, then, known)
+
+
+def _fail_with(e: Exception, db: str | None, output: Path | None, writes: bool, verbose: bool, then: str,
+               known: tuple[type[Exception], ...]):
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dogcat.db import describe_db, one_line
+
+    if writes and isinstance(e, OSError):  # before the known errors: FileNotFoundError is one of them
+        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+    if isinstance(e, DogcatError):
+        fail(escape(str(e)), e.exit_code)
+    if isinstance(e, (FileNotFoundError, *known)):
+        fail(escape(str(e)))
+    if isinstance(e, SQLAlchemyError):
+        what = f"{describe_db(db) if db else 'the database'}: database error: {one_line(e)}"
+    else:
+        if verbose:
+            err.print_exception()
+        what = f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
+        then = then + ("" if verbose else " (--verbose shows details)")
+    fail(escape(what + (f". {then.strip()}" if then.strip() else "")))
+
+
+@contextmanager
+def output_stream(output: Path | None) -> Iterator[IO[str]]:
+    """Where a command writes its data: stdout (UTF-8, line ends as written), or the file ``--output`` names,
+    which is replaced only once the whole output is there."""
+    if output is None:
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
+        try:
+            yield stream
+            stream.flush()
+        finally:
+            stream.detach()
+        return
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
