@@ -26,7 +26,8 @@ import csv
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
-from dogcat.breeds import wnid
+# Breed names and their ASM3 spellings live in dogcat.breeds (docs/asm3.md, docs/breeds.md).
+from dogcat.breeds import asm3_name as asm3_breed
 from dogcat.decision import status_of
 from dogcat.errors import UsageError
 from dogcat.naming import UNNAMED, one_line
@@ -35,143 +36,9 @@ COLUMNS = ["ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBRE
            "ANIMALDOB", "ANIMALCOMMENTS", "ANIMALIMAGE"]
 ANIMAL_TYPE = "D (Dog)"  # ASM3's default animal types: "D (Dog)", "A (Stray Dog)", "U (Unwanted Cat)" ...
 SPECIES = "Dog"
-MIXED_BREED = "Mixed Breed"
 IMAGE_MAX_SIDE = 1024  # ANIMALIMAGE: big enough for ASM3's own scaling ...
 IMAGE_MAX_CHARS = 131_072 - 1_024  # ... and under Python's csv field limit, which ASM3's reader keeps
 NOT_ANIMALS = ("not_a_dog", "error")  # statuses that create no animal
-
-# Stanford Dogs class → the breed as ASM3's default data names it (src/asm3/dbupdate.py, sql_default_data;
-# species 1). Where ASM3 has no entry of its own, the nearest one it has; docs/asm3.md says why for each.
-BREEDS: dict[str, str] = {
-    "n02085620-Chihuahua": "Chihuahua",
-    "n02085782-Japanese_spaniel": "Japanese Chin",
-    "n02085936-Maltese_dog": "Maltese",
-    "n02086079-Pekinese": "Pekingese",
-    "n02086240-Shih-Tzu": "Shih Tzu",
-    "n02086646-Blenheim_spaniel": "Cavalier King Charles Spaniel",
-    "n02086910-papillon": "Papillon",
-    "n02087046-toy_terrier": "Terrier",
-    "n02087394-Rhodesian_ridgeback": "Rhodesian Ridgeback",
-    "n02088094-Afghan_hound": "Afghan Hound",
-    "n02088238-basset": "Basset Hound",
-    "n02088364-beagle": "Beagle",
-    "n02088466-bloodhound": "Bloodhound",
-    "n02088632-bluetick": "Bluetick Coonhound",
-    "n02089078-black-and-tan_coonhound": "Black and Tan Coonhound",
-    "n02089867-Walker_hound": "Treeing Walker Coonhound",
-    "n02089973-English_foxhound": "Foxhound",
-    "n02090379-redbone": "Redbone Coonhound",
-    "n02090622-borzoi": "Borzoi",
-    "n02090721-Irish_wolfhound": "Irish Wolfhound",
-    "n02091032-Italian_greyhound": "Italian Greyhound",
-    "n02091134-whippet": "Whippet",
-    "n02091244-Ibizan_hound": "Ibizan Hound",
-    "n02091467-Norwegian_elkhound": "Norwegian Elkhound",
-    "n02091635-otterhound": "Otterhound",
-    "n02091831-Saluki": "Saluki",
-    "n02092002-Scottish_deerhound": "Scottish Deerhound",
-    "n02092339-Weimaraner": "Weimaraner",
-    "n02093256-Staffordshire_bullterrier": "Staffordshire Bull Terrier",
-    "n02093428-American_Staffordshire_terrier": "American Staffordshire Terrier",
-    "n02093647-Bedlington_terrier": "Bedlington Terrier",
-    "n02093754-Border_terrier": "Border Terrier",
-    "n02093859-Kerry_blue_terrier": "Kerry Blue Terrier",
-    "n02093991-Irish_terrier": "Irish Terrier",
-    "n02094114-Norfolk_terrier": "Norfolk Terrier",
-    "n02094258-Norwich_terrier": "Norwich Terrier",
-    "n02094433-Yorkshire_terrier": "Yorkshire Terrier Yorkie",
-    "n02095314-wire-haired_fox_terrier": "Fox Terrier",
-    "n02095570-Lakeland_terrier": "Lakeland Terrier",
-    "n02095889-Sealyham_terrier": "Sealyham Terrier",
-    "n02096051-Airedale": "Airedale Terrier",
-    "n02096177-cairn": "Cairn Terrier",
-    "n02096294-Australian_terrier": "Australian Terrier",
-    "n02096437-Dandie_Dinmont": "Dandi Dinmont Terrier",
-    "n02096585-Boston_bull": "Boston Terrier",
-    "n02097047-miniature_schnauzer": "Schnauzer",
-    "n02097130-giant_schnauzer": "Schnauzer",
-    "n02097209-standard_schnauzer": "Schnauzer",
-    "n02097298-Scotch_terrier": "Scottish Terrier Scottie",
-    "n02097474-Tibetan_terrier": "Tibetan Terrier",
-    "n02097658-silky_terrier": "Silky Terrier",
-    "n02098105-soft-coated_wheaten_terrier": "Wheaten Terrier",
-    "n02098286-West_Highland_white_terrier": "West Highland White Terrier Westie",
-    "n02098413-Lhasa": "Lhasa Apso",
-    "n02099267-flat-coated_retriever": "Flat-coated Retriever",
-    "n02099429-curly-coated_retriever": "Retriever",
-    "n02099601-golden_retriever": "Golden Retriever",
-    "n02099712-Labrador_retriever": "Labrador Retriever",
-    "n02099849-Chesapeake_Bay_retriever": "Chesapeake Bay Retriever",
-    "n02100236-German_short-haired_pointer": "German Shorthaired Pointer",
-    "n02100583-vizsla": "Vizsla",
-    "n02100735-English_setter": "English Setter",
-    "n02100877-Irish_setter": "Irish Setter",
-    "n02101006-Gordon_setter": "Gordon Setter",
-    "n02101388-Brittany_spaniel": "Brittany Spaniel",
-    "n02101556-clumber": "Clumber Spaniel",
-    "n02102040-English_springer": "English Springer Spaniel",
-    "n02102177-Welsh_springer_spaniel": "Welsh Springer Spaniel",
-    "n02102318-cocker_spaniel": "Cocker Spaniel",
-    "n02102480-Sussex_spaniel": "Spaniel",
-    "n02102973-Irish_water_spaniel": "Irish Water Spaniel",
-    "n02104029-kuvasz": "Kuvasz",
-    "n02104365-schipperke": "Schipperke",
-    "n02105056-groenendael": "Belgian Shepherd Dog Sheepdog",
-    "n02105162-malinois": "Belgian Shepherd Malinois",
-    "n02105251-briard": "Briard",
-    "n02105412-kelpie": "Australian Kelpie",
-    "n02105505-komondor": "Komondor",
-    "n02105641-Old_English_sheepdog": "Old English Sheepdog",
-    "n02105855-Shetland_sheepdog": "Shetland Sheepdog Sheltie",
-    "n02106030-collie": "Collie",
-    "n02106166-Border_collie": "Border Collie",
-    "n02106382-Bouvier_des_Flandres": "Bouvier des Flanders",
-    "n02106550-Rottweiler": "Rottweiler",
-    "n02106662-German_shepherd": "German Shepherd Dog",
-    "n02107142-Doberman": "Doberman Pinscher",
-    "n02107312-miniature_pinscher": "Miniature Pinscher",
-    "n02107574-Greater_Swiss_Mountain_dog": "Greater Swiss Mountain Dog",
-    "n02107683-Bernese_mountain_dog": "Bernese Mountain Dog",
-    "n02107908-Appenzeller": "Appenzell Mountain Dog",
-    "n02108000-EntleBucher": "Entlebucher",
-    "n02108089-boxer": "Boxer",
-    "n02108422-bull_mastiff": "Bullmastiff",
-    "n02108551-Tibetan_mastiff": "Tibetan Mastiff",
-    "n02108915-French_bulldog": "French Bulldog",
-    "n02109047-Great_Dane": "Great Dane",
-    "n02109525-Saint_Bernard": "Saint Bernard St. Bernard",
-    "n02109961-Eskimo_dog": "Eskimo Dog",
-    "n02110063-malamute": "Alaskan Malamute",
-    "n02110185-Siberian_husky": "Siberian Husky",
-    "n02110627-affenpinscher": "Affenpinscher",
-    "n02110806-basenji": "Basenji",
-    "n02110958-pug": "Pug",
-    "n02111129-Leonberg": "Leonberger",
-    "n02111277-Newfoundland": "Newfoundland Dog",
-    "n02111500-Great_Pyrenees": "Great Pyrenees",
-    "n02111889-Samoyed": "Samoyed",
-    "n02112018-Pomeranian": "Pomeranian",
-    "n02112137-chow": "Chow Chow",
-    "n02112350-keeshond": "Keeshond",
-    "n02112706-Brabancon_griffon": "Brussels Griffon",
-    "n02113023-Pembroke": "Welsh Corgi",
-    "n02113186-Cardigan": "Welsh Corgi",
-    "n02113624-toy_poodle": "Poodle",
-    "n02113712-miniature_poodle": "Poodle",
-    "n02113799-standard_poodle": "Poodle",
-    "n02113978-Mexican_hairless": "Xoloitzcuintle/Mexican Hairless",
-    "n02115641-dingo": MIXED_BREED,
-    "n02115913-dhole": MIXED_BREED,
-    "n02116738-African_hunting_dog": MIXED_BREED,
-}
-_BY_WNID = {wnid(label): name for label, name in BREEDS.items()}
-
-
-def asm3_breed(label: str | None) -> str:
-    """ASM3's name for a model label; a label outside Stanford Dogs' 120 (another model's) → Mixed Breed."""
-    if not label:
-        return MIXED_BREED
-    return BREEDS.get(label) or _BY_WNID.get(wnid(label) or "", MIXED_BREED)
 
 
 def _percent(p: float | None) -> str:

@@ -5,25 +5,25 @@ every name). It is a row of its own in ``corrections`` with who and when; it is 
 run, and every output prefers it (dogcat.readmodel decides how). ``--undo`` marks the one in
 force as undone, so the one before it (or the model) speaks again; nothing is deleted.
 
-Breed names are accepted as the model's class label (``n02088364-beagle``, ``beagle``), the human name
-(``Beagle``), ASM3's spelling (``German Shepherd Dog``) or the first words of exactly one of those
-(``labrador``), in any case; an unknown name is an error that lists the closest known ones.
+Breed names are read by dogcat.breeds.resolve: the model's class label (``n02088364-beagle``, ``beagle``), the
+human name (``Beagle``), ASM3's spelling (``German Shepherd Dog``), a shelter's short name (``GSD``, ``yorkie``)
+or the first words of exactly one breed (``labrador``), in any case; an unknown name is an error that lists the
+closest known ones. A correction names breeds of the model, so a breed outside its 120 (``Pit Bull Terrier``) or
+an ASM3 name for several of them (``Poodle``) is refused here with the reason.
 """
 
 from __future__ import annotations
 
 import csv
-import difflib
 import getpass
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from dogcat import animals, asm3, db, readmodel
+from dogcat import animals, breeds, db, readmodel
 from dogcat.breeds import breed_name
 from dogcat.errors import DogcatError
 
@@ -41,39 +41,25 @@ def _key(name: str) -> str:
     return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
-def breed_names(labels: Iterable[str] = asm3.BREEDS) -> dict[str, set[str]]:
-    """Every accepted spelling (normalised) → the labels it may mean."""
-    names: dict[str, set[str]] = {}
-    for label in labels:
-        spellings = {label, label.split("-", 1)[-1], breed_name(label)}
-        spelt = asm3.BREEDS.get(label)
-        if spelt and spelt != asm3.MIXED_BREED:
-            spellings.add(spelt)
-        for spelling in spellings:
-            names.setdefault(_key(spelling), set()).add(label)
-    return names
-
-
-_NAMES = breed_names()
-
-
 def resolve_breed(name: str) -> str:
-    """A breed name as staff write it → the model's label; CorrectionError if unknown or ambiguous."""
-    wanted = _key(name)
-    labels = _NAMES.get(wanted)
-    if labels is None and wanted:  # the start of one breed's name: "labrador" for Labrador Retriever
-        starts = {label for spelling, found in _NAMES.items() if spelling.startswith(wanted + " ")
-                  for label in found}
-        labels = starts if len(starts) == 1 else None
-    if labels is None:
-        close = difflib.get_close_matches(wanted, list(_NAMES), n=4, cutoff=0.6)
-        shown = sorted({breed_name(label) for c in close for label in _NAMES[c]})
-        hint = f"; did you mean {', '.join(shown)}?" if shown else " (dogcat knows the 120 Stanford Dogs breeds)"
-        raise CorrectionError(f"{name!r}: unknown breed{hint}")
-    if len(labels) > 1:
+    """A breed name as staff write it → the model's label; CorrectionError if unknown, ambiguous, a mix or not
+    one of the model's breeds (dogcat.breeds.resolve reads the words)."""
+    try:
+        words = breeds.resolve(name)
+    except breeds.UnknownBreed as e:
+        raise CorrectionError(str(e)) from None
+    if words.crossbreed:
+        raise CorrectionError(f"{name!r} is a mix ({words.breed1} / {words.breed2}); a correction names the "
+                              "model's breeds: one with --breed, a second with --breed2")
+    if words.label1 is not None:
+        return words.label1
+    labels = breeds.model_labels(words.breed1)
+    if len(labels) > 1 and words.breed1 not in breeds.CATCH_ALL:
         choices = ", ".join(sorted(breed_name(label) for label in labels))
         raise CorrectionError(f"{name!r} is ASM3's name for several breeds ({choices}): say which")
-    return next(iter(labels))
+    nearest = f" (the model's nearest: {breed_name(labels[0])})" if len(labels) == 1 else ""
+    raise CorrectionError(f"{name!r} is ASM3's {words.breed1}, not one of the model's {len(breeds.ASM3_BREEDS)} "
+                          f"breeds{nearest}")
 
 
 @dataclass(frozen=True)
