@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dogcat import asm3, catalog, db, export, naming, readmodel
+from dogcat import asm3, breeds, catalog, db, export, naming, readmodel
 from dogcat.cli import app
 from dogcat.model import BreedModel
 from dogcat.status import Judge
@@ -112,21 +112,21 @@ def asm3_import(data: bytes) -> list[dict]:
 
 def test_every_class_of_the_model_has_an_asm3_breed(model_path):
     model = BreedModel(model_path)
-    breeds = dog_breeds()
-    assert len(breeds) == 221 and breeds["mixed breed"] == 442
-    assert set(model.labels) <= set(asm3.BREEDS) and len(asm3.BREEDS) == 120
-    for label, name in asm3.BREEDS.items():
-        assert name.lower() in breeds, f"{label} → {name!r}: not a breed in ASM3's list"
-    assert asm3.asm3_breed("n02099601-golden_retriever") == "Golden Retriever"
-    assert asm3.asm3_breed("n02099601-Golden-Retriever") == "Golden Retriever"  # known by its WordNet id
-    assert asm3.asm3_breed("n09999999-wolf") == asm3.asm3_breed(None) == "Mixed Breed"
+    asm3_names = dog_breeds()
+    assert len(asm3_names) == 221 and asm3_names["mixed breed"] == 442
+    assert set(model.labels) <= set(breeds.ASM3_BREEDS) and len(breeds.ASM3_BREEDS) == 120
+    for label, name in breeds.ASM3_BREEDS.items():
+        assert name.lower() in asm3_names, f"{label} → {name!r}: not a breed in ASM3's list"
+    assert breeds.asm3_name("n02099601-golden_retriever") == "Golden Retriever"
+    assert breeds.asm3_name("n02099601-Golden-Retriever") == "Golden Retriever"  # known by its WordNet id
+    assert breeds.asm3_name("n09999999-wolf") == breeds.asm3_name(None) == "Mixed Breed"
 
 
 def test_the_documented_table_is_the_mapping():
     """docs/asm3.md lists all 120 classes with their ASM3 breed: the table must be the code's."""
     doc = (ROOT / "docs" / "asm3.md").read_text()
     rows = re.findall(r"^\| `(n\d{8}-[^`]+)` \| [^|]+ \| ([^|]+?) \|", doc, flags=re.MULTILINE)
-    assert dict(rows) == asm3.BREEDS and len(rows) == 120
+    assert dict(rows) == breeds.ASM3_BREEDS and len(rows) == 120
     assert "csvimport.py" in doc and "dbupdate.py" in doc  # where the names came from
 
 
@@ -205,7 +205,7 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
         assert " ".join(record["path"].replace(chr(34), chr(39) * 2).split()) in a["comments"]
         best, second = answer.top_k[0], answer.top_k[1]
         assert a["species"] == ASM3_SPECIES["dog"] and a["type"] == ASM3_TYPES["d (dog)"]
-        assert a["breed1"] == asm3_ids[asm3.asm3_breed(best["label"]).lower()] != 0
+        assert a["breed1"] == asm3_ids[breeds.asm3_name(best["label"]).lower()] != 0
         assert f"{round(best['confidence'] * 100)}%" in a["comments"] and best["breed"] in a["comments"]
         assert f"dog check {record['dog_probability']:.0%}" in a["comments"]
         assert f"from {answer.votes} photo" in a["comments"]
@@ -213,7 +213,7 @@ def test_export_is_what_asm3_imports(shelter, tmp_path):
             assert (a["breed2"], a["crossbreed"]) == (a["breed1"], False), a
             assert "mix?" not in a["comments"]
         else:  # unsure: a possible mix of the two best guesses
-            assert a["breed2"] == asm3_ids[asm3.asm3_breed(second["label"]).lower()]
+            assert a["breed2"] == asm3_ids[breeds.asm3_name(second["label"]).lower()]
             assert a["crossbreed"] == (a["breed1"] != a["breed2"]) and "mix?" in a["comments"]
         assert a["image"] and a["image"].startswith("data:image/jpeg;base64,")
         picture = Image.open(io.BytesIO(base64.b64decode(a["image"].split(",", 1)[1])))
