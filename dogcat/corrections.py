@@ -41,16 +41,22 @@ def _key(name: str) -> str:
     return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
-def resolve_breed(name: str) -> str:
-    """A breed name as staff write it → the model's label; CorrectionError if unknown, ambiguous, a mix or not
-    one of the model's breeds (dogcat.breeds.resolve reads the words)."""
+def resolve_words(name: str) -> breeds.BreedWords:
+    """A breed as staff write it (dogcat.breeds.resolve: any ASM3 breed, a short name, "X mix" ...) →
+    BreedWords; CorrectionError if unknown."""
     try:
-        words = breeds.resolve(name)
+        return breeds.resolve(name)
     except breeds.UnknownBreed as e:
         raise CorrectionError(str(e)) from None
+
+
+def resolve_breed(name: str) -> str:
+    """A breed name as staff write it → the model's label; CorrectionError if unknown, ambiguous, a mix or not
+    one of the model's breeds. For what a breed means to the model (training, evaluation); corrections take any
+    shelter breed (:func:`resolve_words`)."""
+    words = resolve_words(name)
     if words.crossbreed:
-        raise CorrectionError(f"{name!r} is a mix ({words.breed1} / {words.breed2}); a correction names the "
-                              "model's breeds: one with --breed, a second with --breed2")
+        raise CorrectionError(f"{name!r} is a mix ({words.breed1} / {words.breed2}), not one of the model's breeds")
     if words.label1 is not None:
         return words.label1
     labels = breeds.model_labels(words.breed1)
@@ -64,11 +70,27 @@ def resolve_breed(name: str) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """What staff say about a target: a breed (two for a mix), not a dog, or undo the last correction."""
+    """What staff say about a target: a breed (two for a mix), not a dog, or undo the last correction.
+
+    ``breed``/``breed2`` are the shelter's words in ASM3's spelling ("Pit Bull Terrier", "Mixed Breed");
+    ``label``/``label2`` the model's class for each, None where the model has no such breed. A purebred has no
+    second breed."""
 
     status: str | None  # dog / not_a_dog; None for undo
     label: str | None = None
     label2: str | None = None
+    breed: str | None = None
+    breed2: str | None = None
+    source: str = "staff"  # staff: dogcat correct; asm3: the breed ASM3 holds (dogcat asm3 pull)
+
+    @classmethod
+    def of_words(cls, first: breeds.BreedWords, second: breeds.BreedWords | None = None,
+                 source: str = "staff") -> Change:
+        """A dog of breed ``first`` ("Lab mix" is already two breeds), crossed with ``second`` if given."""
+        breed2, label2 = (second.breed1, second.label1) if second is not None else (first.breed2, first.label2)
+        if breed2 == first.breed1:
+            return cls("dog", first.label1, None, first.breed1, None, source)
+        return cls("dog", first.label1, label2, first.breed1, breed2, source)
 
     @classmethod
     def parse(cls, breed: str | None = None, breed2: str | None = None, not_a_dog: bool = False,
@@ -83,13 +105,16 @@ class Change:
         if not_a_dog:
             return cls("not_a_dog")
         assert breed is not None  # exactly one was given, and it was neither --not-a-dog nor --undo
-        label = resolve_breed(breed)
-        label2 = resolve_breed(breed2) if breed2 else None
-        return cls("dog", label, label2 if label2 != label else None)
+        first = resolve_words(breed)
+        second = resolve_words(breed2) if breed2 else None
+        if second is not None and first.crossbreed:
+            raise CorrectionError(f"{breed!r} already names two breeds ({first.breed1} / {first.breed2}): leave "
+                                  "out --breed2")
+        return cls.of_words(first, second)
 
     @classmethod
     def from_cell(cls, cell: str) -> Change:
-        """A spreadsheet cell: "Beagle", "Beagle / Pug" (a mix) or "not a dog"."""
+        """A spreadsheet cell: "Beagle", "Beagle / Pug" or "Lab mix" (a mix), or "not a dog"."""
         value = cell.strip()
         if _key(value) in NOT_A_DOG_WORDS:
             return cls("not_a_dog")
@@ -97,6 +122,11 @@ class Change:
         if len(parts) > 2:
             raise CorrectionError(f"{value!r}: at most two breeds (a mix: 'Beagle / Pug')")
         return cls.parse(parts[0], parts[1] if len(parts) > 1 else None)
+
+    @property
+    def what(self) -> tuple:
+        """What the change says, to compare with the correction in force."""
+        return self.status, self.label, self.label2, self.breed, self.breed2
 
 
 def who(by: str | None = None) -> str:
@@ -144,11 +174,11 @@ def apply(conn: Connection, kind: str, target: str, change: Change, by: str) -> 
         conn.execute(update(db.corrections).where(db.corrections.c.id == current.id)
                      .values(undone_by=by, undone_at=now))
         return "undone"
-    if current is not None and (current.status, current.label, current.label2) == (
-            change.status, change.label, change.label2):
+    if current is not None and readmodel.correction_of(current).what == change.what:
         return "unchanged"
     conn.execute(insert(db.corrections).values(target_kind=kind, target=target, status=change.status,
-                                               label=change.label, label2=change.label2, corrected_by=by,
+                                               label=change.label, label2=change.label2, breed=change.breed,
+                                               breed2=change.breed2, source=change.source, corrected_by=by,
                                                corrected_at=now))
     return "corrected"
 

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
     from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10
@@ -149,6 +149,14 @@ animals = Table(
     Column("key", Text, unique=True),
     Column("merged_into", Text),  # set by `dogcat animals merge`: its photos went to that animal
     Column("created_at", Text, nullable=False),
+    # Schema 4 (issue 23): what the shelter knows of the animal, from `dogcat asm3 pull` or --animals-csv: date
+    # of birth (ISO), else an estimated age in years, and sex (Male / Female / Unknown). NULL: not known.
+    Column("dob", Text),
+    Column("age", Text),
+    Column("sex", Text),
+    # Set by `dogcat animals prune`: every photo of the animal is gone from disk; kept, with its history, but no
+    # longer listed or exported.
+    Column("retired_at", Text),
 )
 
 animal_files = Table(
@@ -176,8 +184,50 @@ corrections = Table(
     # not undone is the one in force.
     Column("undone_by", Text),
     Column("undone_at", Text),
+    # Schema 4 (issue 23): the breeds in the shelter's words (ASM3's spelling: "Pit Bull Terrier", "Mixed
+    # Breed"), which label/label2 name when the model has the breed and leave NULL when it has not; where the
+    # correction came from (staff: `dogcat correct`; asm3: the breed ASM3 holds, read by `dogcat asm3 pull`);
+    # and, for one carried over to another animal (merge, regrouping), why.
+    Column("breed", Text),
+    Column("breed2", Text),
+    Column("source", Text),
+    Column("note", Text),
 )
 Index("corrections_target", corrections.c.target_kind, corrections.c.target)
+
+# Schema 4 (issue 23): the shelter's records in ASM3, and what dogcat sent there.
+# asm3_animals: an animal ASM3 has (code as ASM3 spells it, name exactly as ASM3 has it, and the breeds it
+# holds), learnt from ASM3's own animal export (`dogcat asm3 pull`, source "pull") or from a full row dogcat
+# wrote for a new animal (source "sent"). A row here means: never send this animal's staff fields again.
+asm3_animals = Table(
+    "asm3_animals", metadata,
+    Column("animal", Text, ForeignKey("animals.code"), primary_key=True),
+    Column("asm3_code", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("breed1", Text),
+    Column("breed2", Text),
+    Column("source", Text, nullable=False),  # pull / sent
+    Column("updated_at", Text, nullable=False),
+)
+# asm3_files: each ASM3 import file dogcat wrote (export --format asm3), and asm3_sent what each held: an animal
+# row ("animal", its breeds as sent), a photo ("photo", SHA-256) or a log entry ("log", the answer's text).
+# `dogcat asm3 forget ID` marks a file that was never imported: what it held counts as not sent.
+asm3_files = Table(
+    "asm3_files", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),  # the file written, or "stdout"
+    Column("written_at", Text, nullable=False),
+    Column("written_by", Text, nullable=False),
+    Column("forgotten_at", Text),
+)
+asm3_sent = Table(
+    "asm3_sent", metadata,
+    Column("file", Integer, ForeignKey("asm3_files.id"), primary_key=True),
+    Column("animal", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # animal / photo / log
+    Column("item", Text, primary_key=True),  # animal: "breed1 / breed2"; photo: SHA-256; log: the text
+)
+Index("asm3_sent_animal", asm3_sent.c.animal)
 
 # Schema 3 (issue 13): work claimed by a running catalog, so that concurrent runs (processes, machines sharing
 # one PostgreSQL) classify each photo once. A row says "run `owner` is classifying this content with this model
@@ -436,8 +486,27 @@ def _to_3_animals(conn: Connection):
         conn.execute(insert(animal_files).values(path=path, animal=code, grouped_by=UPGRADED, grouped_at=at))
 
 
+def _to_4(conn: Connection):
+    """Issue 23: what the shelter knows of each animal, breeds in the shelter's words, and the ASM3 tables."""
+    # A schema 2 catalog got its animals tables from _to_3 as this release defines them: with these columns.
+    for table, columns in ((animals, ("dob", "age", "sex", "retired_at")),
+                           (corrections, ("breed", "breed2", "source", "note"))):
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for column in columns:
+            if column not in present:
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} TEXT"))
+    for table in (asm3_animals, asm3_files, asm3_sent):
+        table.create(conn, checkfirst=True)
+    _to_4_codes(conn)
+
+
+def _to_4_codes(conn: Connection):
+    """Issue 23: folders named ``A1023-Rex`` mean code A1023, name Rex (dogcat.naming); animals grouped by such
+    a folder take that code, and what staff said of them follows."""
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4}
 
 
 def _version(conn: Connection) -> int | None:

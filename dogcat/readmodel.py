@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from dogcat import db, fusion, naming
-from dogcat.breeds import breed_name
+from dogcat.breeds import asm3_name, breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
 
 # One record per catalogued file (:func:`records`) and per animal (Answer.to_dict): contracts for scripts, new
@@ -38,17 +38,60 @@ ANIMAL_FIELDS = ["animal", "name", "photos", "status", "label", "breed", "confid
 
 @dataclass
 class Correction:
+    """A correction as every output reads it. ``label``/``label2``: the model's classes (None for a breed the
+    model does not have); ``breed``/``breed2``: the shelter's words in ASM3's spelling (schema 4; for an older
+    row, the label's ASM3 name)."""
+
     id: int
     status: str  # dog / not_a_dog
     label: str | None
     label2: str | None
     by: str
     at: str
+    breed: str | None = None
+    breed2: str | None = None
+    source: str = "staff"  # staff (dogcat correct) or asm3 (the breed ASM3 holds, read by dogcat asm3 pull)
+    note: str | None = None
+
+    @property
+    def what(self) -> tuple:
+        """What it says (compared with a new correction: the same is "unchanged")."""
+        return self.status, self.label, self.label2, self.breed, self.breed2
+
+    @property
+    def names(self) -> list[str]:
+        """The breeds as people read them: the model's name where it has the breed, else the shelter's words."""
+        if self.status != "dog":
+            return []
+        pairs = [(self.label, self.breed), (self.label2, self.breed2)]
+        return [breed_name(label) if label else str(words) for label, words in pairs if label or words]
+
+    @property
+    def outside_model(self) -> bool:
+        """A breed correction naming no breed the model has: it could not have named this dog."""
+        return self.status == "dog" and self.label is None and self.label2 is None
+
+    def asm3_breeds(self) -> tuple[str, str]:
+        """ANIMALBREED1/2 as ASM3 spells them; a purebred twice (ASM3 ticks Crossbreed when they differ)."""
+        first = self.breed or asm3_name(self.label)
+        second = self.breed2 or (asm3_name(self.label2) if self.label2 else first)
+        return first, second
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "label": self.label, "breed": breed_name(self.label) if self.label else None,
-                "label2": self.label2, "breed2": breed_name(self.label2) if self.label2 else None,
-                "by": self.by, "at": self.at}
+        names = self.names
+        return {"status": self.status, "label": self.label, "breed": names[0] if names else None,
+                "label2": self.label2, "breed2": names[1] if len(names) > 1 else None,
+                "by": self.by, "at": self.at, "source": self.source, "note": self.note}
+
+
+def correction_of(row) -> Correction:
+    """A row of the corrections table, as outputs read it."""
+    breed, breed2 = row.breed, row.breed2
+    if breed is None and row.label is not None:  # written before schema 4: the labels' ASM3 names
+        breed = asm3_name(row.label)
+        breed2 = asm3_name(row.label2) if row.label2 else None
+    return Correction(row.id, row.status, row.label, row.label2, row.corrected_by, row.corrected_at, breed, breed2,
+                      row.source or "staff", row.note)
 
 
 def active_corrections(conn: Connection) -> dict[tuple[str, str], Correction]:
@@ -56,8 +99,7 @@ def active_corrections(conn: Connection) -> dict[tuple[str, str], Correction]:
     c = db.corrections
     out: dict[tuple[str, str], Correction] = {}
     for r in conn.execute(select(c).where(c.c.undone_at.is_(None)).order_by(c.c.id)):
-        out[(r.target_kind, r.target)] = Correction(r.id, r.status, r.label, r.label2, r.corrected_by,
-                                                    r.corrected_at)
+        out[(r.target_kind, r.target)] = correction_of(r)
     return out
 
 
@@ -102,8 +144,9 @@ class Answer:
     @property
     def mix(self) -> tuple[str, str] | None:
         """(breed 1, breed 2) of a possible or known mix: staff named two breeds, or the model is unsure."""
-        if self.source == "correction" and self.correction and self.correction.label and self.correction.label2:
-            return breed_name(self.correction.label), breed_name(self.correction.label2)
+        if self.source == "correction" and self.correction and len(self.correction.names) == 2:
+            first, second = self.correction.names
+            return first, second
         if self.status == "unsure" and len(self.top_k) > 1:
             return self.top_k[0]["breed"], self.top_k[1]["breed"]
         return None
@@ -138,8 +181,8 @@ def _guess(label: str, confidence: float | None) -> dict:
 
 
 def _staff_top_k(c: Correction) -> list[dict]:
-    labels = [c.label] + ([c.label2] if c.label2 else [])
-    return [_guess(label, None) for label in labels if label]
+    labels = [c.label, c.label2][:len(c.names)]
+    return [{"label": label, "breed": name, "confidence": None} for label, name in zip(labels, c.names, strict=True)]
 
 
 class ModelInfo:
@@ -333,6 +376,5 @@ def apply_correction(record: dict, fix) -> None:
     record["source"] = "correction"
     record["status"] = fix.status
     record["label"] = fix.label
-    record["breed"] = (breed_name(fix.label) + (f" / {breed_name(fix.label2)}" if fix.label2 else "")
-                       if fix.label else None)
+    record["breed"] = " / ".join(fix.names) or None
     record["confidence"] = None

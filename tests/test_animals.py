@@ -396,7 +396,7 @@ def test_a_schema_2_catalog_is_upgraded_keeping_every_row(tmp_path, intake, judg
     finally:
         engine.dispose()
     with sqlite3.connect(old) as con:
-        assert con.execute("SELECT MAX(version) FROM schema_version").fetchone() == (3,)
+        assert con.execute("SELECT MAX(version) FROM schema_version").fetchone() == (db.SCHEMA_VERSION,)
         assert con.execute("SELECT * FROM files ORDER BY 1, 2").fetchall() == before["files"]
         assert con.execute("SELECT * FROM photos ORDER BY 1, 2").fetchall() == before["photos"]
         assert [r[:6] for r in con.execute("SELECT * FROM models ORDER BY 1, 2")] == [r[:6] for r in before["models"]]
