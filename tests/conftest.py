@@ -134,18 +134,27 @@ def dataset() -> Path:
 
 @pytest.fixture(scope="session")
 def make_model(model_path, tmp_path_factory):
-    """make_model(id, breeds=None) → a path to a "new" model: the model under test (its .onnx linked, not
-    copied) with another id in its sidecar, and optionally other human breed names."""
+    """make_model(id, breeds=None, swap=None) → a path to a "new" model: the model under test with another id in
+    its sidecar, and optionally other human breed names. Its .onnx is linked, not copied: the same answers under
+    a new id; or, with ``swap=(label_a, label_b)``, a copy whose final Dense layer has those two classes' columns
+    swapped (the ``onnx`` package, the train extra): a photo the model under test calls a is called b, and back."""
+    import hashlib
     import json
 
     from dogcat.model import BreedModel, sidecar_path
 
     source = BreedModel(model_path).path
 
-    def make(model_id: str, breeds: list[str] | None = None) -> Path:
+    def make(model_id: str, breeds: list[str] | None = None, swap: tuple[str, str] | None = None) -> Path:
         folder = tmp_path_factory.mktemp("model")
-        (folder / "model.onnx").symlink_to(source.resolve())
         card = json.loads(sidecar_path(source).read_text())
+        if swap is None:
+            (folder / "model.onnx").symlink_to(source.resolve())
+        else:
+            needs_module("onnx")
+            columns = [card["labels"].index(label) for label in swap]
+            (folder / "model.onnx").write_bytes(_swap_classes(source, card["output"], *columns))
+            card["sha256"] = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
         card["id"] = model_id
         if breeds is not None:
             card["breeds"] = breeds
@@ -153,6 +162,37 @@ def make_model(model_path, tmp_path_factory):
         return folder / "model.onnx"
 
     return make
+
+
+def _swap_classes(path: Path, output: str, a: int, b: int) -> bytes:
+    """The ONNX graph at ``path`` with classes a and b swapped in the Dense layer (Gemm, or MatMul + Add) that
+    feeds the Softmax giving ``output``: its weight columns and its biases."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = (model := onnx.load(str(path))).graph
+    producer = {name: node for node in graph.node for name in node.output}
+    softmax = producer[output]
+    assert softmax.op_type == "Softmax", f"{path}: {output} comes from {softmax.op_type}, not a Softmax"
+    dense = producer[softmax.input[0]]
+    if dense.op_type == "Gemm":
+        trans_b = next((attr.i for attr in dense.attribute if attr.name == "transB"), 0)
+        swaps = [(dense.input[1], 0 if trans_b else 1), *([(dense.input[2], -1)] if len(dense.input) > 2 else [])]
+    else:
+        assert dense.op_type == "Add", f"{path}: the Softmax's input comes from {dense.op_type}"
+        inits = {i.name for i in graph.initializer}
+        [matmul] = [producer[i] for i in dense.input if i in producer and producer[i].op_type == "MatMul"]
+        swaps = [(matmul.input[1], 1), *[(i, -1) for i in dense.input if i in inits]]
+    initializers = {i.name: i for i in graph.initializer}
+    for name, axis in swaps:
+        values = numpy_helper.to_array(initializers[name]).copy()
+        index = [slice(None)] * values.ndim
+        index[axis] = [a, b]
+        swapped = list(index)
+        swapped[axis] = [b, a]
+        values[tuple(index)] = values[tuple(swapped)]
+        initializers[name].CopyFrom(numpy_helper.from_array(values, name))
+    return model.SerializeToString()
 
 
 # --- own_process: a module's tests in a child pytest, reported by this one -----------------------------------

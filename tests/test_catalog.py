@@ -241,10 +241,12 @@ def _counting(function, calls: list):
 def test_new_model_adds_predictions_and_export_shows_newest(crops, model, make_model, tmp_path):
     from dogcat import export
 
-    intake = make_intake(tmp_path / "intake", pick(crops, 5))
+    intake = make_intake(tmp_path / "intake", pick(crops, 5))  # two Chihuahuas, a Japanese spaniel, ...
     shelter = tmp_path / "shelter.db"
     run(shelter, intake, model)
-    newer = BreedModel(make_model("newer-model@0123456789ab"))
+    # A model that answers otherwise: these two classes swapped in its last layer.
+    swap = {"n02085620-Chihuahua": "n02085782-Japanese_spaniel", "n02085782-Japanese_spaniel": "n02085620-Chihuahua"}
+    newer = BreedModel(make_model("newer-model@0123456789ab", swap=tuple(swap)))
     s = run(shelter, intake, newer)
     assert (s.new, s.skipped, s.model_id) == (5, 0, "newer-model@0123456789ab")
     assert query(shelter, "SELECT model_id, count(*) FROM predictions GROUP BY model_id ORDER BY 1") == \
@@ -252,10 +254,15 @@ def test_new_model_adds_predictions_and_export_shows_newest(crops, model, make_m
     assert query(shelter, "SELECT count(*) FROM photos") == [(5,)]
     engine = db.connect(str(shelter), create=False)
     try:
-        assert {r["model"] for r in export.records(engine)} == {"newer-model@0123456789ab"}
-        assert {r["model"] for r in export.records(engine, model_id=model.id)} == {model.id}
+        newest = {r["path"]: (r["model"], r["label"]) for r in export.records(engine)}
+        old = {r["path"]: (r["model"], r["label"]) for r in export.records(engine, model_id=model.id)}
     finally:
         engine.dispose()
+    assert {m for m, _ in newest.values()} == {"newer-model@0123456789ab"}
+    assert {m for m, _ in old.values()} == {model.id}
+    assert {path: swap.get(label, label) for path, (_, label) in old.items()} == \
+        {path: label for path, (_, label) in newest.items()}  # each answer is the new model's ...
+    assert sum(newest[p][1] != old[p][1] for p in old) >= 3  # ... and three of them changed
     assert run(shelter, intake, model).skipped == 5  # the old model's run is still complete
 
 
