@@ -474,6 +474,33 @@ def _check_database(db_path: Path, n: int):
     assert query(db_path, "SELECT count(*) FROM photos") == [(n,)]
 
 
+def test_ctrl_c_exits_130_keeping_whole_batches_and_a_rerun_finishes(crops, model_path, tmp_path):
+    """README: exit status 130 when interrupted; the batches committed before are kept."""
+    intake = make_intake(tmp_path / "intake", pick(crops, 8))
+    shelter = tmp_path / "shelter.db"
+    args = ["catalog", str(intake), "--db", str(shelter), "--batch-size", "2", "--quiet", *model_args(model_path)]
+    proc = cli(*args, script=SLOW_CLI, env_extra={"DOGCAT_TEST_DELAY": "0.3"})
+    deadline = time.monotonic() + 120
+    while _count(shelter, "predictions") < 2:  # the first batch is committed
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no batch was committed in time"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    committed = _count(shelter, "predictions")
+    assert 2 <= committed < 8 and committed % 2 == 0  # whole batches, and not all of them
+    assert query(shelter, "PRAGMA integrity_check") == [("ok",)]
+
+    rerun = cli(*args, "--json")
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    summary = json.loads(stdout.splitlines()[-1])
+    assert (summary["new"], summary["skipped"], summary["errors"]) == (8 - committed, committed, 0)
+    _check_database(shelter, 8)
+
+
 @pytest.mark.slow  # several processes, or a whole install: the full tier
 def test_sigkill_mid_run_then_rerun_completes(crops, model_path, tmp_path):
     intake = make_intake(tmp_path / "intake", pick(crops, 40))
