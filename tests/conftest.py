@@ -19,10 +19,10 @@ developer's machine.
 A module marked ``own_process`` (the TensorFlow ones) runs in a pytest process of its own, started when the
 suite reaches it; its results are reported here as if it had run in this process. A child that crashes cannot
 pass: each selected test without an outcome of its own (a call, or a failed or skipped setup) fails with the end
-of the child's output, and a child that ends by a signal or with a non-zero status without reporting a failure
-fails the module (an error at its last test's teardown). TensorFlow keeps what it
-allocates until its process ends, so in one process the TensorFlow modules' memory added up (the full tier
-peaked at about 14 GB; see pytest_runtest_protocol below). ``DOGCAT_TESTS_ONE_PROCESS=1`` runs them here.
+of the child's output, and a child that ends by a signal, or with a non-zero status without reporting a
+failure, fails the module (an error at its last test's teardown). TensorFlow keeps what it allocates until its
+process ends, so in one process the TensorFlow modules' memory added up (the full tier peaked at about 14 GB;
+see pytest_runtest_protocol below). ``DOGCAT_TESTS_ONE_PROCESS=1`` runs them here.
 """
 
 from __future__ import annotations
