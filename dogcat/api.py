@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dogcat import animals as grouping
-from dogcat import catalog, claims, classifier, corrections, export, readmodel, report, settings
+from dogcat import asm3, asm3_sync, catalog, claims, classifier, corrections, export, readmodel, report, settings
 from dogcat import db as catdb
 from dogcat.status import Judge
 
@@ -179,13 +179,43 @@ class Catalog:
         """The model's answers against every staff correction in force (``dogcat evaluate --db``)."""
         return corrections.evaluate(self.engine)
 
-    def export(self, stream: IO[str], fmt: str = "csv", *, per: str = "photo", images: bool = True,
-               age: str | None = None, dob: str | None = None, **filters) -> int:
-        """Write the catalog to ``stream`` (``dogcat export``); returns how many records were written."""
+    def export(self, stream: IO[str], fmt: str = "csv", *, per: str = "photo", **filters) -> int:
+        """Write the catalog to ``stream`` as CSV or JSON Lines (``dogcat export``), per photo or per animal;
+        returns how many records were written."""
         if per == "photo":
             return export.write(readmodel.records(self.engine, **filters), fmt, stream)
-        answers = readmodel.animal_answers(self.engine, **filters)
-        return export.write_animals(answers, fmt, stream, images=images, age=age, dob=dob)
+        return export.write_animals(readmodel.animal_answers(self.engine, **filters), fmt, stream)
+
+    def asm3_plan(self, *, resend: bool = False, age: str | None = None, dob: str | None = None,
+                  animals_csv: str | Path | None = None, codes: list[str] | None = None) -> asm3_sync.Plan:
+        """What an ASM3 import file would hold now (dogcat.asm3_sync.plan): only what ASM3 has not been sent,
+        or everything with ``resend``. Raises UsageError when an animal new to ASM3 has no age."""
+        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
+        return asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts, codes=codes)
+
+    def asm3_write(self, stream: IO[str], plan: asm3_sync.Plan, *, images: bool = True) -> int:
+        """Write ``plan`` as ASM3's import file (``dogcat export --format asm3``); returns the rows written. A
+        photo that cannot be attached leaves the plan with a warning (plan.warnings). Then, once the file is
+        complete, :meth:`asm3_record` keeps what it held."""
+        pictures = asm3.attach_images(plan, asm3.image_for if images else None)
+        return asm3.write(asm3.rows(plan, pictures), stream)
+
+    def asm3_record(self, plan: asm3_sync.Plan, path: str, by: str | None = None) -> int:
+        """Keep what a written ASM3 file held, so that the next one sends only what is new; returns the file's id
+        (``dogcat asm3 forget ID`` takes it back if it is never imported)."""
+        return asm3_sync.record(self.engine, plan, path, corrections.who(by))
+
+    def asm3_pull(self, path: str | Path, *, day_first: bool = False) -> asm3_sync.Pulled:
+        """Read ASM3's animal export (``dogcat asm3 pull``)."""
+        return asm3_sync.pull(self.engine, path, day_first=day_first)
+
+    def asm3_files(self) -> list[dict]:
+        """The ASM3 import files written, with what each held (``dogcat asm3 files``)."""
+        return asm3_sync.files(self.engine)
+
+    def asm3_forget(self, file_id: int) -> dict:
+        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``)."""
+        return asm3_sync.forget(self.engine, file_id)
 
     def report(self, *, title: str | None = None, model_id: str | None = None, progress=None) -> tuple[str, int]:
         """The HTML page of ``dogcat report`` and the number of files it shows."""

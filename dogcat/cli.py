@@ -525,7 +525,7 @@ def export(
     db: DbOption = settings.DEFAULT_DB,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheet-safe), jsonl (one "
                                               "JSON object per line) or asm3 (an Animal Shelter Manager import "
-                                              "file: one animal per dog photo).")] = ExportFormat.csv,
+                                              "file: what ASM3 has not been sent yet).")] = ExportFormat.csv,
     output: OutputOption = None,
     breed: Annotated[str | None, typer.Option("--breed", help="Only photos whose best guess is this breed, by "
                      "name or label, any case: 'golden retriever', golden_retriever.", show_default=False)] = None,
@@ -541,10 +541,16 @@ def export(
     per: Annotated[str | None, typer.Option("--per", help="photo (one record per catalogued file; the default) "
                    "or animal (one per animal, its photos fused into one answer). asm3 is always per animal.",
                    show_default=False)] = None,
-    age: Annotated[str | None, typer.Option("--age", help="asm3: the estimated age in years ASM3 needs for a "
-                   "new animal (e.g. 2, or 0.5), given to every animal in the file.", show_default=False)] = None,
+    age: Annotated[str | None, typer.Option("--age", help="asm3: the estimated age in years ASM3 needs for an "
+                   "animal new to it (e.g. 2, or 0.5), for those with no age from a pull or --animals-csv.",
+                   show_default=False)] = None,
     dob: Annotated[str | None, typer.Option("--dob", help="asm3: a date of birth (YYYY-MM-DD) instead of --age.",
                    show_default=False)] = None,
+    animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="asm3: each new animal's name, date "
+                           "of birth or age, and sex: a CSV with columns code,name,dob,age,sex (comma, semicolon "
+                           "or tab).", show_default=False)] = None,
+    everything: Annotated[bool, typer.Option("--all", help="asm3: everything, also what was sent before "
+                          "(importing it again attaches those photos again).")] = False,
 ):
     """Write the catalog out: one record per catalogued file (--per photo), or per animal (--per animal).
 
@@ -559,10 +565,11 @@ def export(
 
     CSV quotes any odd file name, and defuses a cell that a spreadsheet would run as a formula.
 
-    --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads: one ASM3 animal per animal
-    (ANIMALCODE, so importing again updates it; ANIMALBREED1/2 in ASM3's spelling; the photos as ANIMALIMAGE,
-    one row each). ASM3 needs an age: give --age or --dob. Animals that are no dog are left out. See
-    docs/asm3.md.
+    --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads, only what ASM3 has not been
+    sent: a full row for an animal new to ASM3 (code, name, date of birth or age, sex, breeds in ASM3's
+    spelling), and for one it has (dogcat asm3 pull tells) only its new photos and dogcat's answer as a log
+    entry when it changed, never a field staff own. The catalog records what each file held; a file never
+    imported is taken back with dogcat asm3 forget ID. Animals that are no dog are left out. See docs/asm3.md.
 
     [b]Examples[/b]
 
@@ -578,16 +585,17 @@ def export(
 
       dogcat export --db shelter.db --format asm3 --age 2 -o asm3-import.csv
 
+      dogcat export --db shelter.db --format asm3 --animals-csv intake.csv -o asm3-import.csv
+
     [b]Exit codes[/b]
 
       0  the records were written (none matching the filters is not an error)
 
       1  the database cannot be read, or the output cannot be written
 
-      2  bad usage (asm3 without --age or --dob, --per photo with asm3 ...)
+      2  bad usage (--per photo with asm3, an animal new to ASM3 without an age, -o naming the catalog ...):
+      nothing written
     """
-
-    from dogcat import asm3
     from dogcat import export as exp
     from dogcat.decision import STATUSES
 
@@ -596,24 +604,46 @@ def export(
     if per not in (None, *exp.PER):
         fail(f"--per must be one of {', '.join(exp.PER)}", 2)
     if fmt is ExportFormat.asm3:
-        if errors:
-            fail("--errors lists files that cannot become animals: use it with --format csv or jsonl", 2)
+        if errors or breed or min_confidence is not None or status or model_id:
+            fail("--format asm3 sends every animal with something new for ASM3: it takes no --errors, --breed, "
+                 "--min-confidence, --status or --model-id", 2)
         if per == "photo":
             fail("--format asm3 is one row per animal: leave out --per photo", 2)
-        per = "animal"
-        try:
-            asm3.estimated_age(age, dob)
-        except asm3.AgeError as e:
-            fail(escape(str(e)), 2)
-    elif age is not None or dob is not None:
-        fail("--age and --dob go with --format asm3", 2)
+        _export_asm3(db, output, images, age, dob, animals_csv, everything)
+        return
+    if age is not None or dob is not None or animals_csv is not None or everything:
+        fail("--age, --dob, --animals-csv and --all go with --format asm3", 2)
     per = per or "photo"
     if per == "animal" and errors:
         fail("--errors lists files: use it with --per photo", 2)
     filters = dict(breed=breed, min_confidence=min_confidence, model_id=model_id, status=status,
                    **({"errors": errors} if per == "photo" else {}))
     with failures(db, output, writes=True), _catalog(db) as catalog, output_stream(output) as stream:
-        catalog.export(stream, fmt.value, per=per, images=images, age=age, dob=dob, **filters)
+        catalog.export(stream, fmt.value, per=per, **filters)
+
+
+def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, dob: str | None,
+                 animals_csv: Path | None, everything: bool):
+    with failures(db, output, writes=True), _catalog(db) as catalog:
+        plan = catalog.asm3_plan(resend=everything, age=age, dob=dob, animals_csv=animals_csv)
+        with output_stream(output) as stream:
+            written = catalog.asm3_write(stream, plan, images=images)
+        file_id = catalog.asm3_record(plan, str(output.absolute()) if output else "stdout") if written else None
+    for warning in plan.warnings:
+        error(escape(warning), kind="warning")
+    new = sum(a.new for a in plan.animals)
+    logs = sum(bool(a.log) for a in plan.animals)
+    where = escape(visible(str(output))) if output else "stdout"
+    if file_id is None:
+        err.print(f"{where}: nothing new for ASM3 (no animal, photo or answer it has not been sent)",
+                  highlight=False)
+        return
+    err.print(f"{where}: {len(plan.animals)} animals ({new} new to ASM3), {plan.photos} photos, {logs} log "
+              f"entries; recorded as ASM3 file {file_id} (never imported? dogcat asm3 forget {file_id})",
+              highlight=False)
+    if everything:
+        error("--all: this file holds what was sent before too; importing it again attaches those photos again",
+              kind="warning")
 
 
 @app.command()
@@ -822,6 +852,109 @@ def correct(
     with failures(db), _catalog(db) as catalog:
         what, shown = catalog.correct(target, change, by)
     out.print(f"{escape(shown)}: {what}", highlight=False)
+
+
+asm3_app = typer.Typer(
+    help="Live with the shelter's records in Animal Shelter Manager 3: read them, and keep track of what was sent.",
+    rich_markup_mode="rich", no_args_is_help=True)
+app.add_typer(asm3_app, name="asm3")
+
+
+@asm3_app.command("pull")
+def asm3_pull(
+    export_file: Annotated[Path, typer.Argument(help="The CSV that ASM3's \"export animals as CSV\" wrote.",
+                                                show_default=False)],
+    db: DbOption = settings.DEFAULT_DB,
+    day_first: Annotated[bool, typer.Option("--day-first", help="Its dates are DD/MM/YYYY (ASM3 in a locale "
+                                            "other than US English); default MM/DD/YYYY.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="What changed, as one JSON object.")] = False,
+):
+    """Read the shelter's animals from ASM3's own animal export into the catalog.
+
+    For each animal the catalog also has (same code): the shelter's name, date of birth and sex become the
+    animal's, and the breed in ASM3 is what staff say the dog is (a correction with source asm3, unless it is
+    what dogcat itself sent). From then on dogcat export --format asm3 sends that animal only new photos and a
+    log entry, never a field staff own. Pulling the same file again changes nothing; codes only in the file are
+    listed, not invented.
+
+    [b]Example[/b]
+
+      dogcat asm3 pull asm3-animals.csv --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  read;  1  the file is malformed (the line is named; nothing changed) or the catalog cannot be used
+
+      2  bad usage
+    """
+    with failures(db), _catalog(db) as catalog:
+        pulled = catalog.asm3_pull(export_file, day_first=day_first)
+    if as_json:
+        print(json.dumps(pulled.to_dict()))
+        return
+    out.print(f"{escape(visible(str(export_file)))}: {len(pulled.matched)} animals matched, "
+              f"{len(pulled.changed)} updated, {len(pulled.corrected)} breeds taken from ASM3"
+              + (f", {len(pulled.only_in_file)} only in ASM3" if pulled.only_in_file else ""), highlight=False)
+    for code, fields in pulled.changed.items():
+        out.print(f"  {escape(visible(code))}: {', '.join(fields)}", highlight=False)
+    if pulled.only_in_file:
+        shown = ", ".join(pulled.only_in_file[:20]) + (" ..." if len(pulled.only_in_file) > 20 else "")
+        err.print(f"[dim]only in ASM3 (no photos catalogued under these codes): {escape(visible(shown))}[/]",
+                  highlight=False)
+
+
+@asm3_app.command("files")
+def asm3_files(
+    db: DbOption = settings.DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file per line.")] = False,
+):
+    """List the ASM3 import files dogcat wrote, and what each held.
+
+    [b]Example[/b]
+
+      dogcat asm3 files --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  listed;  1  the catalog cannot be read;  2  bad usage
+    """
+    with failures(db), _catalog(db) as catalog:
+        written = catalog.asm3_files()
+    if as_json:
+        for f in written:
+            print(json.dumps(f))
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("id", "written", "file", "animals", "photos", "logs", "taken back"):
+        table.add_column(column)
+    for f in written:
+        table.add_row(str(f["id"]), f["written_at"][:16], escape(visible(f["path"])), str(f["animals"]),
+                      str(f["photos"]), str(f["logs"]), (f["forgotten_at"] or "")[:16])
+    out.print(table)
+
+
+@asm3_app.command("forget")
+def asm3_forget(
+    file_id: Annotated[int, typer.Argument(help="The file's id (dogcat asm3 files lists them).",
+                                           show_default=False)],
+    db: DbOption = settings.DEFAULT_DB,
+):
+    """Take back an ASM3 file that was written but never imported: what it held counts as never sent, so the
+    next dogcat export --format asm3 writes it again. (A file that was imported must not be taken back: its
+    photos would be attached twice.)
+
+    [b]Example[/b]
+
+      dogcat asm3 forget 3 --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  taken back;  1  no such file, or the catalog cannot be used;  2  bad usage
+    """
+    with failures(db), _catalog(db) as catalog:
+        row = catalog.asm3_forget(file_id)
+    out.print(f"ASM3 file {row['id']} ({escape(visible(row['path']))}, written {row['written_at'][:16]}) taken "
+              "back: its content goes into the next export", highlight=False)
 
 
 def _add_train():

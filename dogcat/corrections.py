@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import getpass
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,27 +191,51 @@ def correct(engine, target: str, change: Change, by: str) -> tuple[str, str]:
         return apply(conn, kind, key, change, by), shown
 
 
-def from_csv(engine, csv_path: Path, by: str) -> dict[str, int]:
-    """Apply the ``corrected_breed`` column of an exported CSV (per photo or per animal) that staff filled in.
-    Every row is checked first; one bad row (unknown breed, unknown animal or photo) and nothing is applied:
-    CorrectionError lists each bad row. Returns counts: corrected, unchanged, blank."""
+def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """A CSV that a person or a spreadsheet wrote: (header, [(line, row)]). The separator is the header's: a
+    comma, a semicolon (what Excel saves in many European locales) or a tab; UTF-8 with or without a BOM.
+    Raises CorrectionError naming the file when it cannot be read."""
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = reader.fieldnames or []
-            table = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise CorrectionError(f"{csv_path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CorrectionError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        rows, start = [], reader.line_num + 1
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if any(f.strip() for f in fields):
+                rows.append((line, dict(zip(header, fields, strict=False))))
+    except csv.Error as e:
+        raise CorrectionError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
+    return header, rows
+
+
+def from_csv(engine, csv_path: Path, by: str) -> dict[str, int]:
+    """Apply the ``corrected_breed`` column of a CSV staff filled in: an export of dogcat's (per photo or per
+    animal), or one written by hand with just ``animal,corrected_breed``. Every row is checked first; one bad
+    row (unknown breed, unknown animal or photo, two rows saying different things of one target) and nothing
+    is applied: CorrectionError lists each bad row. Returns counts: corrected, unchanged, blank."""
+    fields, table = read_table(csv_path)
     if CORRECTION_COLUMN not in fields:
-        raise CorrectionError(f"{csv_path}: has no {CORRECTION_COLUMN} column (export with dogcat export "
-                              "--format csv, fill it in, then correct --from it)")
-    by_column = "animal" if "animal" in fields and "photos" in fields else "sha256" if "sha256" in fields else \
-        "path" if "path" in fields else None
+        raise CorrectionError(f"{csv_path}: has no {CORRECTION_COLUMN} column (its header: "
+                              f"{', '.join(fields)[:80] or 'empty'}; export with dogcat export --format csv, or "
+                              f"write animal,{CORRECTION_COLUMN})")
+    per_photo = "photos" not in fields and ("sha256" in fields or "path" in fields)
+    by_column = ("sha256" if "sha256" in fields else "path") if per_photo else "animal" if "animal" in fields \
+        else None
     if by_column is None:
-        raise CorrectionError(f"{csv_path}: needs an animal, sha256 or path column to say what each row is")
-    problems, planned, blank = [], [], 0
+        raise CorrectionError(f"{csv_path}: needs an animal, sha256 or path column beside {CORRECTION_COLUMN} to "
+                              "say what each row is")
+    problems: list[str] = []
+    planned: dict[tuple[str, str], tuple[int, Change, str]] = {}
+    blank = 0
     with db.writing(engine) as conn:
-        for line, row in enumerate(table, start=2):  # line 1 is the header
+        for line, row in table:
             cell = (row.get(CORRECTION_COLUMN) or "").strip()
             if not cell:
                 blank += 1
@@ -220,13 +245,16 @@ def from_csv(engine, csv_path: Path, by: str) -> dict[str, int]:
                 change = Change.from_cell(cell)
                 kind, key, _ = resolve_target(conn, target) if by_column != "animal" else \
                     ("animal", _animal_code(conn, target), target)
-                planned.append((kind, key, change))
+                earlier = planned.get((kind, key))
+                if earlier is not None and earlier[1] != change:
+                    raise CorrectionError(f"{target}: says {cell!r} here but {earlier[2]!r} on line {earlier[0]}")
+                planned[(kind, key)] = (line, change, cell)
             except (CorrectionError, animals.NotFound) as e:
                 problems.append(f"{csv_path}:{line}: {e}")
         if problems:
             raise CorrectionError(f"{len(problems)} row(s) cannot be applied, so none was: " + " | ".join(problems))
         counts = {"corrected": 0, "unchanged": 0, "blank": blank}
-        for kind, key, change in planned:
+        for (kind, key), (_, change, _) in planned.items():
             counts[apply(conn, kind, key, change, by)] += 1
     return counts
 

@@ -13,7 +13,6 @@ import csv
 import json
 from typing import IO
 
-from dogcat import asm3, previews, settings
 from dogcat.corrections import CORRECTION_COLUMN
 from dogcat.readmodel import ANIMAL_FIELDS, FIELDS
 
@@ -55,25 +54,7 @@ def write_jsonl(rows, fp: IO[str], fields: list[str] = FIELDS) -> int:
     return n
 
 
-# ANIMALIMAGE tries: (longest side, JPEG quality), largest first, until the data: URI fits a CSV field.
-ASM3_IMAGE_TRIES = ((asm3.IMAGE_MAX_SIDE, settings.ASM3_IMAGE_QUALITY), (asm3.IMAGE_MAX_SIDE, 70), (800, 70),
-                    (640, 65), (480, 60))
-
-
-def asm3_image(record: dict) -> tuple[str, str | None]:
-    """ANIMALIMAGE for a record: its photo, read again and shrunk until it fits in a CSV field
-    (asm3.IMAGE_MAX_CHARS), as a data: URI (or why there is none)."""
-    for side, quality in ASM3_IMAGE_TRIES:
-        shown = previews.preview(record["path"], record["sha256"], side, quality=quality)
-        if shown.problem:
-            return "", shown.problem
-        uri = shown.data_uri()
-        if len(uri) <= asm3.IMAGE_MAX_CHARS:
-            return uri, None
-    return "", "too detailed to fit in a CSV field even at 480 pixels"
-
-
-def write(rows, fmt: str, fp: IO[str], images: bool = True) -> int:
+def write(rows, fmt: str, fp: IO[str]) -> int:
     """Write per-photo records; returns how many were written."""
     if fmt == "csv":
         return write_csv(rows, fp)
@@ -82,15 +63,12 @@ def write(rows, fmt: str, fp: IO[str], images: bool = True) -> int:
     raise ValueError(f"per-photo export: unknown format {fmt!r}; known: csv, jsonl")
 
 
-def write_animals(answers, fmt: str, fp: IO[str], *, images: bool = True, age: str | None = None,
-                  dob: str | None = None) -> int:
-    """Write per-animal answers (dogcat.readmodel.answers); returns how many animals were written. ``images``,
-    ``age`` and ``dob``: asm3's ANIMALIMAGE and ANIMALAGE / ANIMALDOB."""
+def write_animals(answers, fmt: str, fp: IO[str]) -> int:
+    """Write per-animal answers (dogcat.readmodel.answers); returns how many animals were written. (ASM3's
+    import file is written by dogcat.asm3, from what dogcat.asm3_sync plans.)"""
     dicts = (a.to_dict() for a in answers)
     if fmt == "csv":
         return write_csv(dicts, fp, ANIMAL_FIELDS)
     if fmt == "jsonl":
         return write_jsonl(dicts, fp, ANIMAL_FIELDS)
-    if fmt == "asm3":
-        return asm3.write(asm3.rows(answers, age=age, dob=dob, image_for=asm3_image if images else None), fp)
-    raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    raise ValueError(f"per-animal export: unknown format {fmt!r}; known: csv, jsonl")

@@ -375,10 +375,10 @@ def test_asm3_imports_one_animal_per_animal_with_its_photos(copy, tmp_path):
     assert codes == ["Bella", "Bella", "Max", "Max", "Max", "pug"]  # Rex (no dog) and Ghost (unreadable) left out
     first = {r["ANIMALCODE"]: r for r in reversed(rows)}
     assert first["Max"]["ANIMALAGE"] == "2" and first["Max"]["ANIMALBREED1"] == "Beagle"
-    assert "breed from staff (carol" in first["Bella"]["ANIMALCOMMENTS"]
+    assert "staff said Golden Retriever / Labrador Retriever (carol" in first["Bella"]["LOGCOMMENTS"]
     extra = [r for r in rows if r["ANIMALTYPE"] == ""]
     assert len(extra) == 3 and all(r["ANIMALNAME"] and r["ANIMALIMAGE"].startswith("data:image/jpeg")
-                                   for r in extra)
+                                   and not r["LOGCOMMENTS"] for r in extra)
 
     imported = asm3_import(out)
     assert imported["success"] == len(rows) and imported["errors"] == []
@@ -389,6 +389,15 @@ def test_asm3_imports_one_animal_per_animal_with_its_photos(copy, tmp_path):
     assert (made["Bella"]["breed1"], made["Bella"]["breed2"], made["Bella"]["crossbreed"]) == (
         "Golden Retriever", "Labrador Retriever", 1)
     assert made["pug"]["breed1"] == made["pug"]["breed2"] == "Pug"
+
+    # The file was recorded: the next export has nothing new, and after `asm3 forget` the same content again.
+    again = invoke("export", "--db", shelter, "--format", "asm3", "--age", "2")
+    assert list(csv.reader(again.stdout.splitlines()))[1:] == [] and "nothing new" in again.stderr
+    invoke("asm3", "forget", "1", "--db", shelter)
+    rewritten = list(csv.DictReader(invoke("export", "--db", shelter, "--format", "asm3", "--age", "2")
+                                    .stdout.splitlines()))
+    assert [r["ANIMALCODE"] for r in rewritten] == codes
+    assert invoke("asm3", "forget", "9", "--db", shelter, ok=False).exit_code == 1
 
 
 # --- the schema 2 → 3 upgrade ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import html
 import io
 import json
@@ -22,8 +23,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dogcat import asm3, breeds, catalog, db, export, naming, readmodel
+from dogcat import asm3, asm3_sync, breeds, catalog, db, naming, readmodel
 from dogcat.cli import app
+from dogcat.errors import UsageError
 from dogcat.model import BreedModel
 from dogcat.status import Judge
 from tests.conftest import SHARED, needs_shared
@@ -72,9 +74,14 @@ def asm3_import(data: bytes, folder: Path) -> dict:
     result = json.loads(done.stdout)
     result["per_animal"] = {a["code"]: a for a in result["per_animal"]}
     with sqlite3.connect(kept) as con:
-        result["stored"] = {code: {"name": name, "comments": comments, "dob": dob, "photos": []} for code, name,
-                            comments, dob in con.execute("SELECT ShelterCode, AnimalName, AnimalComments, "
-                                                         "DateOfBirth FROM animal ORDER BY ID")}
+        result["stored"] = {code: {"name": name, "comments": comments, "dob": dob, "sex": sex, "photos": [],
+                                   "logs": []} for code, name, comments, dob, sex in con.execute(
+            "SELECT ShelterCode, AnimalName, AnimalComments, DateOfBirth, Sex FROM animal ORDER BY ID")}
+        for code, logged, kind in con.execute("SELECT a.ShelterCode, l.Comments, t.LogTypeName FROM log l JOIN "
+                                              "animal a ON a.ID = l.LinkID LEFT JOIN logtype t ON t.ID = "
+                                              "l.LogTypeID WHERE l.LinkType = 0 AND l.Comments LIKE 'dogcat:%' "
+                                              "ORDER BY l.ID"):
+            result["stored"][code]["logs"].append((kind, html.unescape(logged.replace("`", "'"))))
         for code, content in con.execute("SELECT a.ShelterCode, d.Content FROM media m JOIN animal a ON a.ID = "
                                          "m.LinkID JOIN dbfs d ON d.ID = m.DBFSID WHERE m.LinkTypeID = 0 "
                                          "ORDER BY m.ID"):
@@ -152,17 +159,26 @@ def export_asm3(shelter_db: Path, *args: str) -> bytes:
     return result.stdout_bytes
 
 
-def test_export_writes_asm3s_columns(shelter, tmp_path):
+@pytest.fixture
+def fresh(shelter, tmp_path):
+    """The module's catalog, copied: an ASM3 export records what it sent, and each test starts from nothing sent."""
     shelter_db, intake = shelter
+    copy = tmp_path / "fresh.db"
+    shutil.copy(shelter_db, copy)
+    return copy, intake
+
+
+def test_export_writes_asm3s_columns(fresh, tmp_path):
+    shelter_db, intake = fresh
     out = tmp_path / "asm3.csv"
-    result = runner.invoke(app, ["export", "--db", str(shelter_db), "--format", "asm3", "--age", "3", "-o",
-                                 str(out)])
+    result = runner.invoke(app, ["export", "--db", str(shelter_db), "--format", "asm3", "--all", "--age", "3",
+                                 "-o", str(out)])
     assert result.exit_code == 0 and result.stdout == "", result.output
     rows = csv_rows(out.read_bytes())
     header = list(rows[0])
     assert header == asm3.COLUMNS and set(header) <= set(valid_fields())
-    assert {"ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALAGE",
-            "ANIMALCOMMENTS", "ANIMALIMAGE"} <= set(header)
+    # Never a field ASM3 would overwrite staff's with on an animal it has: no comments, no description.
+    assert not {"ANIMALCOMMENTS", "ANIMALDESCRIPTION", "ANIMALHIDDENDETAILS"} & set(header)
 
     # The photos lie loose in the intake folder: each is an animal of its own, and the pug's two names (one
     # photo) are one animal with one picture; the broken file makes none.
@@ -174,45 +190,43 @@ def test_export_writes_asm3s_columns(shelter, tmp_path):
     assert len(animals) >= 5 and "pug_2" not in animals
     assert (len(found["pug"].photos), found["pug"].votes) == (2, 1)  # one photo under two names: one vote
     asm3_breeds = dog_breeds()
+    today = dt.date.today().isoformat()
     for code, row in animals.items():
         answer = found[code]
-        record, comments = answer.photos[0], row["ANIMALCOMMENTS"]
+        record, logged = answer.photos[0], row["LOGCOMMENTS"]
         assert row["ANIMALAGE"] == "3" and row["ANIMALNAME"] == naming.placeholder_name(record["path"])
         assert (row["ANIMALSPECIES"], row["ANIMALTYPE"]) == ("Dog", "D (Dog)")
-        assert " ".join(record["path"].replace(chr(34), chr(39) * 2).split()) in comments
+        assert (row["LOGDATE"], row["LOGTYPE"]) == (today, "History")  # dogcat's answer, as a dated log entry
         best, second = answer.top_k[0], answer.top_k[1]
         assert row["ANIMALBREED1"] == breeds.asm3_name(best["label"]) and row["ANIMALBREED1"].lower() in asm3_breeds
-        assert f"{round(best['confidence'] * 100)}%" in comments and best["breed"] in comments
-        assert f"dog check {record['dog_probability']:.0%}" in comments
-        assert f"from {answer.votes} photo" in comments
+        assert f"{round(best['confidence'] * 100)}%" in logged and best["breed"] in logged
+        assert f"from {answer.votes} photo" in logged and record["path"] not in logged
         if answer.status == "dog":  # purebred: the same breed twice, so ASM3 ticks no crossbreed
-            assert row["ANIMALBREED2"] == row["ANIMALBREED1"] and "mix?" not in comments, row
+            assert row["ANIMALBREED2"] == row["ANIMALBREED1"] and "mix?" not in logged, row
         else:  # unsure: a possible mix of the two best guesses
-            assert row["ANIMALBREED2"] == breeds.asm3_name(second["label"]) and "mix?" in comments
+            assert row["ANIMALBREED2"] == breeds.asm3_name(second["label"]) and "mix?" in logged
         assert row["ANIMALIMAGE"].startswith("data:image/jpeg;base64,")
         picture = Image.open(io.BytesIO(base64.b64decode(row["ANIMALIMAGE"].split(",", 1)[1])))
         assert picture.format == "JPEG" and max(picture.size) <= asm3.IMAGE_MAX_SIDE
         assert picture.size == (record["width"], record["height"])  # these crops are smaller: not scaled
 
     torn = animals["torn"]  # the breed model is torn on it: unsure, a mix of its two best guesses
-    assert torn["ANIMALBREED1"] != torn["ANIMALBREED2"] and "mix?" in torn["ANIMALCOMMENTS"]
+    assert torn["ANIMALBREED1"] != torn["ANIMALBREED2"] and "mix?" in torn["LOGCOMMENTS"]
     if found["torn"].model == BreedModel().id:  # the bundled model (the default): its two guesses, by name
         assert (torn["ANIMALBREED1"], torn["ANIMALBREED2"]) == ("Eskimo Dog", "Siberian Husky")
-    pug = animals["pug"]
-    assert f"photos {intake / 'pug.jpg'}, {intake / 'pug_2.jpg'}" in pug["ANIMALCOMMENTS"]
-    assert pug["ANIMALBREED1"] == "Pug"
+    assert animals["pug"]["ANIMALBREED1"] == "Pug"
     odd = next(a for a in animals.values() if "Rex" in a["ANIMALNAME"])
-    assert odd["ANIMALNAME"] == "Rex the good boy line two"
-    assert "''the good boy'' line two.jpg" in odd["ANIMALCOMMENTS"] and '"' not in odd["ANIMALCOMMENTS"]
+    assert odd["ANIMALNAME"] == "Rex the good boy line two" and '"' not in odd["LOGCOMMENTS"]
 
 
 @pytest.mark.slow  # ASM3's own import, twice: a few seconds
-def test_asm3_imports_the_export(shelter, tmp_path):
+def test_asm3_imports_the_export(fresh, tmp_path):
     """What ASM3's code makes of the export: every row imported, one animal per animal with its breeds found
     by name (an unknown name would silently become the database's default), every text as a standard CSV
-    reader reads it (no quote or line break that ASM3's own parser mangles), and the photo attached."""
-    shelter_db, _ = shelter
-    data = export_asm3(shelter_db, "--age", "3")
+    reader reads it (no quote or line break that ASM3's own parser mangles), the photo attached and dogcat's
+    answer in the animal's log."""
+    shelter_db, _ = fresh
+    data = export_asm3(shelter_db, "--all", "--age", "3")
     rows = csv_rows(data)
     imported = asm3_import(data, tmp_path)
     assert (imported["rows"], imported["success"], imported["errors"]) == (len(rows), len(rows), [])
@@ -227,45 +241,53 @@ def test_asm3_imports_the_export(shelter, tmp_path):
         assert a["crossbreed"] == (row["ANIMALBREED1"] != row["ANIMALBREED2"]), a
         # ASM3 stores text XSS-escaped, ' as ` and ` as &bt; (src/asm3/dbms/base.py, encode_str_before_write;
         # encode_str_after_read turns them back, its screens undo the HTML escaping)
-        shown = tuple(html.unescape(stored[code][k].replace("`", "'").replace("&bt;", "`"))
-                      for k in ("name", "comments"))
-        assert shown == (row["ANIMALNAME"], row["ANIMALCOMMENTS"])
+        name = html.unescape(stored[code]["name"].replace("`", "'").replace("&bt;", "`"))
+        assert (name, stored[code]["comments"] or "") == (row["ANIMALNAME"], "")
+        assert stored[code]["logs"] == [("History", row["LOGCOMMENTS"])]
         [photo] = stored[code]["photos"]
         picture = Image.open(io.BytesIO(photo))
         assert picture.format == "JPEG" and picture.size == (record["width"], record["height"])
     assert made["torn"]["crossbreed"] and made["torn"]["breed1"] != made["torn"]["breed2"]
     assert "Rex the good boy line two" in {a["name"] for a in made.values()}
 
-    # No photo and a date of birth: the animal has no picture and that birthday.
+    # No photo and a date of birth: the animals have no picture and that birthday.
     (tmp_path / "dob").mkdir()
-    pug = asm3_import(export_asm3(shelter_db, "--no-images", "--breed", "pug", "--dob", "2023-05-01"),
-                      tmp_path / "dob")
-    assert (pug["success"], pug["errors"], list(pug["per_animal"])) == (1, [], ["pug"])
-    assert (pug["per_animal"]["pug"]["breed1"], pug["per_animal"]["pug"]["media"]) == ("Pug", 0)
-    assert pug["stored"]["pug"]["dob"].startswith("2023-05-01")
+    plain = asm3_import(export_asm3(shelter_db, "--all", "--no-images", "--dob", "2023-05-01"), tmp_path / "dob")
+    assert (plain["success"], plain["errors"]) == (len(rows), [])
+    assert (plain["per_animal"]["pug"]["breed1"], plain["per_animal"]["pug"]["media"]) == ("Pug", 0)
+    assert plain["stored"]["pug"]["dob"].startswith("2023-05-01")
 
 
-def test_filters_images_and_usage(shelter, tmp_path):
-    shelter_db, intake = shelter
-    [pug] = csv_rows(export_asm3(shelter_db, "--no-images", "--breed", "pug", "--dob", "2023-05-01"))
-    assert (pug["ANIMALBREED1"], pug["ANIMALIMAGE"], pug["ANIMALDOB"], pug["ANIMALAGE"]) == (
-        "Pug", "", "2023-05-01", "")
-
-    for bad in (["--errors", "--age", "1"], ["--per", "photo", "--age", "1"], []):
-        result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", *bad])
-        assert result.exit_code == 2, (bad, result.output)
+def test_usage_errors_write_nothing(fresh, tmp_path):
+    shelter_db, _ = fresh
+    out = tmp_path / "asm3.csv"
+    for bad in (["--errors"], ["--breed", "pug"], ["--status", "dog"], ["--per", "photo"], ["--age", "0"],
+                ["--age", "old"], ["--dob", "2999-01-01"], ["--age", "2", "--dob", "2020-01-01"]):
+        result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "--all", *bad, "-o", str(out)])
+        assert result.exit_code == 2 and not out.exists(), (bad, result.output)
+    # No age for animals new to ASM3: exit 2, each listed, nothing written or recorded.
+    result = runner.invoke(app, ["export", "--db", str(shelter_db), "-f", "asm3", "-o", str(out)])
+    assert result.exit_code == 2 and not out.exists() and "pug" in result.stderr and "--age" in result.stderr
+    assert runner.invoke(app, ["asm3", "files", "--db", str(shelter_db), "--json"]).stdout == ""
     result = runner.invoke(app, ["export", "--db", str(shelter_db), "--age", "1"])
-    assert result.exit_code == 2 and "--age and --dob go with --format asm3" in result.stderr
+    assert result.exit_code == 2 and "go with --format asm3" in result.stderr
 
-    moved = tmp_path / "moved"  # a photo that is no longer where it was catalogued: exported without a picture
-    shutil.copytree(intake, moved)
-    (intake / "beagle.jpg").rename(moved / "beagle, moved.jpg")
+
+def test_a_photo_gone_from_disk_is_not_attached_and_not_recorded(fresh, tmp_path):
+    copy, intake = fresh
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (intake / "beagle.jpg").rename(moved / "beagle.jpg")
     try:
-        [beagle] = csv_rows(export_asm3(shelter_db, "--breed", "beagle", "--age", "1"))
-        assert beagle["ANIMALIMAGE"] == ""
-        assert f"Photo not attached: {intake / 'beagle.jpg'}: file no longer there." in beagle["ANIMALCOMMENTS"]
+        result = runner.invoke(app, ["export", "--db", str(copy), "-f", "asm3", "--age", "1"])
     finally:
-        (moved / "beagle, moved.jpg").rename(intake / "beagle.jpg")
+        (moved / "beagle.jpg").rename(intake / "beagle.jpg")
+    assert result.exit_code == 0, result.output
+    assert "beagle: every photo is gone from disk; left out" in " ".join(result.stderr.split())
+    assert "beagle" not in {r["ANIMALCODE"] for r in csv_rows(result.stdout_bytes)}
+    # Back on disk: the next export sends it, and only it.
+    again = csv_rows(export_asm3(copy, "--age", "1"))
+    assert [r["ANIMALCODE"] for r in again] == ["beagle"]
 
 
 def test_a_photo_too_detailed_for_a_csv_field_is_shrunk(tmp_path):
@@ -277,7 +299,7 @@ def test_a_photo_too_detailed_for_a_csv_field_is_shrunk(tmp_path):
     Image.fromarray(noise).save(path)
     import hashlib
 
-    uri, problem = export.asm3_image({"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    uri, problem = asm3.image_for({"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
     assert problem is None and uri.startswith("data:image/jpeg;base64,") and len(uri) <= asm3.IMAGE_MAX_CHARS
     first_try = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert max(first_try.size) < asm3.IMAGE_MAX_SIDE  # noise at 1024 px is too big: it took a smaller try
@@ -286,13 +308,20 @@ def test_a_photo_too_detailed_for_a_csv_field_is_shrunk(tmp_path):
 # --- the rules for ages, mixes and names ---------------------------------------------------------------------
 
 def test_age_rules():
-    assert asm3.estimated_age("2") == {"ANIMALAGE": "2", "ANIMALDOB": ""}
-    assert asm3.estimated_age(0.5) == {"ANIMALAGE": "0.5", "ANIMALDOB": ""}
-    assert asm3.estimated_age(dob="2020-02-29") == {"ANIMALAGE": "", "ANIMALDOB": "2020-02-29"}
-    for age, dob in ((None, None), ("0", None), ("101", None), ("two", None), (None, "29/02/2020"),
-                     (None, "2999-01-01"), ("2", "2020-01-01")):
-        with pytest.raises(asm3.AgeError):
-            asm3.estimated_age(age, dob)
+    assert asm3_sync.estimated_age("2") == {"ANIMALAGE": "2", "ANIMALDOB": ""}
+    assert asm3_sync.estimated_age(0.5) == {"ANIMALAGE": "0.5", "ANIMALDOB": ""}
+    assert asm3_sync.estimated_age(dob="2020-02-29") == {"ANIMALAGE": "", "ANIMALDOB": "2020-02-29"}
+    assert asm3_sync.estimated_age() == {}  # none given: the animal needs one of its own
+    for age, dob, why in (("0", None, "above 0"), ("101", None, "at most 100"), ("two", None, "not a number"),
+                          (None, "29/02/2020", "YYYY-MM-DD"), (None, "2999-01-01", "in the future"),
+                          ("2", "2020-01-01", "not both")):
+        with pytest.raises(UsageError, match=why):
+            asm3_sync.estimated_age(age, dob)
+
+
+def test_formula_looking_names_are_defused():
+    assert asm3.text("=HYPERLINK(1)") == "'=HYPERLINK(1)" and asm3.text("@SUM") == "'@SUM"
+    assert asm3.text("Rex") == "Rex" and asm3.text(' -1"x"') == "'-1''x''"
 
 
 @pytest.mark.parametrize("path,name", [

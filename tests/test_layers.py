@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("the store: tables, schema and migrations, claims", {"dogcat.db", "dogcat.claims"}),
     ("the read model: each photo's and animal's answer, staff corrections in force", {"dogcat.readmodel"}),
     ("jobs: catalog, grouping, corrections, evaluation", {
-        "dogcat.animals", "dogcat.catalog", "dogcat.corrections", "dogcat.evaluate"}),
+        "dogcat.animals", "dogcat.catalog", "dogcat.corrections", "dogcat.evaluate", "dogcat.asm3_sync"}),
     ("outputs: CSV / JSON Lines, ASM3, the HTML report", {"dogcat.export", "dogcat.asm3", "dogcat.report"}),
     ("the lab (TensorFlow; the train extra)", {f"dogcat.train.{p.stem}" for p in (PACKAGE / "train").glob("*.py")}
      | {"dogcat.train"}),
