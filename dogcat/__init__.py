@@ -6,6 +6,8 @@ The Python API (dogcat/api.py), imported on first use so that ``dogcat --help`` 
   ``classify --json`` record);
 - ``dogcat.Catalog(db)``: ``.add(folder)`` catalogs as ``dogcat catalog`` does, ``.records()``,
   ``.animals()``.
+
+Layer: the library façade (docs/architecture.md).
 """
 
 from dogcat.version import __version__

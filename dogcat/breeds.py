@@ -11,6 +11,8 @@ names staff say (``lab``, ``GSD``, ``pit bull``, ``Lab mix``). docs/breeds.md ha
   each where there is one); :class:`UnknownBreed` with the closest names otherwise.
 
 A leaf module: the standard library only, so any dogcat module may import it.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

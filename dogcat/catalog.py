@@ -9,6 +9,8 @@ the batch in flight; the next run picks up the rest. A bad file becomes a row wi
 Runs at the same time (processes, or machines sharing one PostgreSQL) claim each batch's photos in the database
 before decoding them (:mod:`dogcat.claims`): a photo another run is classifying is left to it and looked at
 again at the end, when it is recorded, or taken over once that run's lease is over (it died).
+
+Layer: a job (docs/architecture.md).
 """
 
 from __future__ import annotations

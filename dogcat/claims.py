@@ -12,6 +12,8 @@ deleted in the transaction that records the prediction. Times come from the data
 machine's: machines whose clocks disagree still agree on when a lease is over. A run that starts first ends the
 leases of runs on its own machine whose process is gone (:func:`expire_dead_local`), so re-running a command
 after a crash takes its work over at once.
+
+Layer: the store (docs/architecture.md).
 """
 
 from __future__ import annotations

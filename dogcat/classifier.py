@@ -1,4 +1,7 @@
-"""Photos → breed guesses, in batches, a bad file becoming an error result rather than an exception."""
+"""Photos → breed guesses, in batches, a bad file becoming an error result rather than an exception.
+
+Layer: pixels and models (docs/architecture.md).
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Heavy modules (onnxruntime, sqlalchemy, tensorflow) are imported inside the commands that need them, so
 ``dogcat --help`` is instant and inference never loads TensorFlow.
+
+Layer: the command lines (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ NO_COLOR (https://no-color.org): rich alone only drops colours and still sends b
 movements of a live progress bar. Set, it means plain text here: no style codes (``color_system=None``) and no
 live display (the console is not treated as a terminal, so a progress bar is printed once, when it is done).
 Typer's own help pages are told the same.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ human name (``Beagle``), ASM3's spelling (``German Shepherd Dog``), a shelter's 
 or the first words of exactly one breed (``labrador``), in any case; an unknown name is an error that lists the
 closest known ones. A correction names breeds of the model, so a breed outside its 120 (``Pit Bull Terrier``) or
 an ASM3 name for several of them (``Poodle``) is refused here with the reason.
+
+Layer: a job (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Tables (``sqlite3 shelter.db .schema`` shows them; ``SELECT * FROM catalog`` is 
 Times are ISO 8601 text in UTC. SQLite runs in WAL mode with a long busy timeout, and every write transaction
 starts with ``BEGIN IMMEDIATE``: concurrent runs queue for the write lock instead of failing with
 "database is locked", and readers never wait.
+
+Layer: the store (docs/architecture.md).
 """
 
 from __future__ import annotations

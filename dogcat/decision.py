@@ -5,6 +5,8 @@ A photo is `not_a_dog` when the dog detector's dog probability is below ``not_a_
 model is not confident of any breed either; otherwise `dog` when the breed model's top confidence reaches
 ``unsure_below``, else `unsure`. A file that could not be read is an `error`. The thresholds travel with the
 model (its sidecar's ``decision`` block); see dogcat.status for why both models must agree.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """The one base of every error dogcat raises for people: a message already written as one line, and the exit
 code a script gets for it. The command lines turn any of them into ``dogcat: error: <message>`` and that code
-(dogcat.failures); the Python API raises them as they are."""
+(dogcat.failures); the Python API raises them as they are.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
+"""
 
 from __future__ import annotations
 

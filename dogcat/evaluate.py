@@ -9,6 +9,8 @@
 Parts: ``train`` and ``val`` are the model's own split (its .split.json); ``val-tune`` and ``val-holdout`` halve
 ``val`` per breed with a fixed seed. Photos of a folder that the split does not list (uncropped originals of a
 crop, say) belong to the part their file name is listed under.
+
+Layer: a job (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ answers (0.999 against 1.000). With k augmented views of one photo (the pessimis
 within 0.1 point.
 
 Plain Python on purpose: exports and reports fuse a few hundred floats per animal and should not need numpy.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

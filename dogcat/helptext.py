@@ -14,6 +14,8 @@ What typer (0.2x) does not do by itself:
 
 ``dogcat``'s app and ``dogcat train``'s (which its tests also run alone) are made with ``typer.Typer(cls=Group,
 …)``; a group tidies every command under it, its subgroups' too.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Training and inference both call :func:`load_batch` / :func:`to_model_input` with the preprocessing recorded
 in the model's sidecar, so a model is always served the pixels it was trained on.
+
+Layer: pixels and models (docs/architecture.md).
 """
 
 from __future__ import annotations

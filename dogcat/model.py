@@ -2,6 +2,8 @@
 probabilities.
 
 Needs only numpy and onnxruntime: never TensorFlow.
+
+Layer: pixels and models (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ know, so that rewriting a card never loses anything.
 
 Standard library only (no numpy, no Pillow, no TensorFlow): the command line and the exporters read cards
 without loading the models' code.
+
+Layer: pixels and models (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 A code is what ASM3 calls ANIMALCODE and what ``dogcat correct CODE`` takes: letters, digits, ``-``, ``_`` and
 ``.`` only, so it is safe in a CSV, a file name and a shell. A name is what people read; until staff give one
 it is made from the photo's file name, as plain words. Leaf module: text only, no database.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ thumbnails and ASM3's ANIMALIMAGE.
 
 A file is only shown if it still holds the bytes that were classified (the same SHA-256): a photo replaced
 since the last ``dogcat catalog`` would otherwise show one dog under another dog's breed.
+
+Layer: pixels and models (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ can be mailed or opened from a USB stick. Every piece of text from the catalog (
 HTML-escaped (its control and bidi characters shown as ``<U+XXXX>``), and a Content-Security-Policy allows only
 this page's own script and style (by hash): even a mistake in escaping could not run a script that came from a
 file name.
+
+Layer: an output (docs/architecture.md).
 """
 
 from __future__ import annotations

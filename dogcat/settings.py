@@ -1,5 +1,8 @@
 """Named defaults that several modules share. No imports: the command line reads these for its --help without
-loading numpy, SQLAlchemy or ONNX Runtime."""
+loading numpy, SQLAlchemy or ONNX Runtime.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
+"""
 
 DEFAULT_DB = "dogcat.db"  # --db when none is given: a SQLite file in the current folder
 DEFAULT_BATCH = 32  # photos per model call batch and per committed transaction in `dogcat catalog`

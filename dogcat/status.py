@@ -10,6 +10,8 @@ Otherwise the breed model's best guess is the answer when its confidence reaches
 when it does not — the top-k then reads as a possible mix ("Labrador Retriever 55 % / Beagle 30 %").
 The thresholds were chosen on validation photos and live in the breed model's sidecar (``decision``), so a model
 and the thresholds measured for it travel together.
+
+Layer: pixels and models (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ makes ``photo<U+202E>gpj.exe`` display as "photoexe.jpg"; a line feed or an esca
 or recolour a terminal. Wherever a name is shown to a person (the HTML report, terminal tables and messages,
 ASM3's names and comments), it goes through :func:`visible` first. Stored data (the database, CSV, JSON) keeps
 the name exactly as it is. Pure Python, no numpy: any module may import it.
+
+Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
 from __future__ import annotations

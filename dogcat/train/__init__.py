@@ -1,1 +1,4 @@
-"""The Keras lab: the only package of dogcat that imports TensorFlow."""
+"""The Keras lab: the only package of dogcat that imports TensorFlow.
+
+Layer: the lab (docs/architecture.md).
+"""

@@ -1,4 +1,7 @@
-"""``dogcat train …``: the Keras lab. TensorFlow is imported inside each command, never at import time."""
+"""``dogcat train …``: the Keras lab. TensorFlow is imported inside each command, never at import time.
+
+Layer: the command lines (docs/architecture.md).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,115 @@
+"""Living with a shelter that already keeps its animals in ASM3 (issue 23), measured with ASM3's own code.
+
+``../shared/asm3/shelter.py`` is such a shelter: six dogs staff entered (names, dates of birth, sexes, breeds
+such as "Mixed Breed" and "Pit Bull Terrier", comments for adopters, hidden details), ASM3's own animal export,
+staff edits, and ASM3's own import, which says what it changed. Three cycles of pull → export → import, with a
+new photo and a staff edit in ASM3 in between: nothing staff own may change, every photo is attached once,
+the new animal is made once with its age, and a cycle with nothing new changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import SHARED, needs_shared
+from dogcat.cli import app
+
+pytestmark = pytest.mark.slow  # ASM3's own code, several imports: about half a minute
+
+runner = CliRunner()
+CROPS = SHARED / "data" / "stanford-dogs-crops-224"
+# The shelter's six dogs (shelter.py's DEFAULT_ANIMALS), each given two photos of a breed like it, and one dog
+# ASM3 does not have yet (A1007).
+FOLDERS = {"A1001-Rex": "n02106662-German_shepherd", "A1002 Bella": "n02088364-beagle",
+           "A1003_Daisy": "n02088364-beagle", "A1004-Bruno": "n02099712-Labrador_retriever",
+           "A1005-Max": "n02093256-Staffordshire_bullterrier", "A1006-Luna": "n02110958-pug",
+           "A1007-Pip": "n02085620-Chihuahua"}
+STAFF_FIELDS = ("name", "dob", "sex", "breed1", "breed2", "crossbreed", "comments", "hidden")
+
+
+def shelter(*args: str) -> dict:
+    """Run ../shared/asm3/shelter.py; its JSON answer (ASM3 logs a great deal on stderr)."""
+    script = needs_shared(SHARED / "asm3" / "shelter.py", "ASM3's shelter")
+    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+
+
+def dogcat(*args: str) -> str:
+    result = runner.invoke(app, [*map(str, args)])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def photos(folder: Path, breed: str, n: int, skip: int = 0):
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sorted((needs_shared(CROPS, "Stanford Dogs") / breed).glob("*.jpg"))[skip:skip + n]:
+        shutil.copy(source, folder / source.name)
+
+
+def test_three_cycles_with_a_shelter_that_uses_asm3(tmp_path):
+    asm3, intake, db = tmp_path / "asm3", tmp_path / "intake", tmp_path / "shelter.db"
+    shelter("make", asm3)
+    before = {a["code"]: a for a in shelter("show", asm3)["per_animal"]}
+    for folder, breed in FOLDERS.items():
+        photos(intake / folder, breed, 2)
+    ages = tmp_path / "ages.csv"
+    ages.write_text("code;name;dob;sex\nA1007;Pip;2025-02-01;Male\n", encoding="utf-8")  # a European spreadsheet
+
+    def cycle(n: int) -> dict:
+        dogcat("catalog", intake, "--db", db, "--quiet")
+        dogcat("asm3", "pull", asm3 / "asm3-animals.csv", "--db", db)
+        out = tmp_path / f"asm3-import-{n}.csv"
+        dogcat("export", "--db", db, "--format", "asm3", "--animals-csv", ages, "-o", out)
+        return shelter("import", asm3, out)
+
+    # Cycle 1: the six dogs get their photos only; A1007 is made, with its date of birth and sex.
+    first = cycle(1)
+    assert first["errors"] == [] and first["new_animals"] == ["A1007"], first
+    after = {a["code"]: a for a in first["per_animal"]}
+    for code, staff in before.items():
+        assert {f: after[code][f] for f in STAFF_FIELDS} == {f: staff[f] for f in STAFF_FIELDS}, code
+        assert set(first["changed"].get(code, {})) <= {"media"}, first["changed"][code]
+    assert after["A1007"]["name"] == "Pip" and after["A1007"]["sex"] == "Male"
+    assert after["A1007"]["dob"].startswith("2025-02-01")
+    assert (after["A1007"]["breed1"], after["A1007"]["crossbreed"]) == ("Chihuahua", 0)
+    assert [log for log in after["A1007"]["logs"] if "dogcat:" in log][0].startswith("History: dogcat: Chihuahua")
+    assert {code: a["media"] for code, a in after.items()} == {code: 2 for code in after}  # = photos on disk
+    # The animals ASM3 had speak the shelter's names and breeds in dogcat now.
+    animals = {a["animal"]: a for a in map(json.loads, dogcat("animals", "--db", db, "--json").splitlines())}
+    assert (animals["A1001"]["name"], animals["A1005"]["breed"], animals["A1005"]["source"]) == (
+        "Rex", "Pit Bull Terrier", "correction")
+    assert animals["A1002"]["breed"] == "Mixed Breed" and animals["A1007"]["source"] == "model"
+
+    # Staff work in ASM3: Bella is a Beagle mix after all, and has a new comment; a new photo of her comes in.
+    shelter("edit", asm3, "A1002", "breed1", "Beagle")
+    shelter("edit", asm3, "A1002", "comments", "Bella turned out to love cats.")
+    photos(intake / "A1002 Bella", FOLDERS["A1002 Bella"], 1, skip=10)
+    edited = {a["code"]: a for a in shelter("show", asm3)["per_animal"]}
+
+    second = cycle(2)
+    assert second["errors"] == [] and second["new_animals"] == [], second
+    assert second["changed"] == {"A1002": {"media": [2, 3]}}, second["changed"]  # the new photo, nothing else
+    after = {a["code"]: a for a in second["per_animal"]}
+    for code, staff in edited.items():
+        assert {f: after[code][f] for f in STAFF_FIELDS} == {f: staff[f] for f in STAFF_FIELDS}, code
+    bella = json.loads(dogcat("animals", "--db", db, "--json").splitlines()[1])
+    assert (bella["animal"], bella["breed"], bella["breed2"], bella["source"]) == (
+        "A1002", "Beagle", "Mixed Breed", "correction")
+    assert bella["corrected_by"] == "ASM3"
+
+    # Cycle 3: nothing new anywhere, so the import changes nothing at all.
+    shelter("export", asm3)
+    third = cycle(3)
+    assert (third["errors"], third["new_animals"], third["changed"]) == ([], [], {}), third
+    assert {a["code"]: a["media"] for a in third["per_animal"]} == {
+        code: len(list((intake / folder).glob("*.jpg"))) for code, folder in
+        ((f.replace("_", "-").replace(" ", "-").split("-")[0], f) for f in FOLDERS)}
