@@ -29,8 +29,8 @@ ENV = {**os.environ, "COLUMNS": "110", "NO_COLOR": "1", "TERM": "dumb", "PYTHONP
 ANIMALS = {"A1001-Max": [("n02088364-beagle", 0), ("n02088364-beagle", 1), ("n02088364-beagle", 2)],
            "A1002-Bella": [("n02099601-golden_retriever", 0), ("n02099601-golden_retriever", 1)],
            "A1003-Rex": [("n02110185-Siberian_husky", 0), ("n02109961-Eskimo_dog", 0)]}
-CORRECTIONS = ["correct A1003-Rex --breed 'siberian husky' --by alice",
-               "correct A1001-Max --breed beagle --breed2 labrador --by alice"]
+CORRECTIONS = ["correct A1003 --breed 'siberian husky' --by alice",
+               "correct A1001 --breed beagle --breed2 labrador --by alice"]
 
 
 def run(command: str, cwd: Path = ROOT) -> str:

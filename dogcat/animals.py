@@ -4,8 +4,11 @@ A shelter works in animals, not photos: intake staff take several photos of each
 holds one record per animal. ``dogcat catalog --animals MODE`` groups the files it catalogs:
 
 - ``folder`` (the default): the photos lying directly in one sub-folder are one animal, named after the folder
-  (``intake/A123456/*.jpg`` or ``intake/Max/*.jpg``). Photos lying directly in a folder named on the command
-  line are each an animal of their own: a flat intake folder is many dogs, not one.
+  (``intake/A123456/*.jpg`` or ``intake/Max/*.jpg``). A folder named like ``A1023-Rex`` (``A1023 Rex``,
+  ``A1023_Rex``; or as ``--folder-pattern`` says) is the animal with code A1023, named Rex
+  (dogcat.naming.split_folder), whatever folder it lies in: renaming the folder, or a second folder with the
+  same code, keeps one animal. Photos lying directly in a folder named on the command line are each an animal
+  of their own: a flat intake folder is many dogs, not one.
 - ``pattern``: the animal's code is read from each file name with a regular expression (its group named
   ``animal``, else its first group, else the whole match): ``A(\\d+)_`` groups ``A123456_1.jpg`` and
   ``A123456_2.jpg``. A file whose name does not match is an animal of its own.
@@ -15,7 +18,9 @@ Grouping is stored (tables ``animals`` and ``animal_files``, see dogcat.db) and 
 default grouping only places files that have no animal yet, a run given ``--animals`` explicitly regroups the
 files it sees, and neither ever moves a file that staff placed (``dogcat animals move`` / ``merge``).
 
-Each animal's answer is the read model's (dogcat.readmodel.answers).
+Each animal's answer is the read model's (dogcat.readmodel.answers). What staff said of an animal follows its
+photos: a merge or a regrouping that empties a corrected animal carries its correction along (dogcat.db
+.carry_correction). ``prune`` retires animals whose photos are all gone from disk.
 
 Layer: a job — it writes the store (dogcat.db); codes and names come from dogcat.naming.
 """
@@ -31,7 +36,7 @@ from pathlib import PurePath
 from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 
-from dogcat import db, naming, pathkeys, settings
+from dogcat import db, naming, pathkeys, readmodel, settings
 from dogcat.errors import DogcatError, UsageError
 
 GROUPINGS = ("folder", "pattern", "none")
@@ -54,11 +59,13 @@ class Grouping:
     mode: str = DEFAULT_GROUPING
     pattern: re.Pattern | None = None
     roots: tuple[str, ...] = ()  # absolute folders named on the command line (folder mode)
-    explicit: bool = False  # asked for with --animals: regroup what catalog placed before
+    explicit: bool = False  # asked for with --animals or --folder-pattern: regroup what catalog placed before
+    folder_pattern: re.Pattern | None = None  # folder mode: the shelter's own code-and-name scheme
 
     @classmethod
-    def parse(cls, mode: str | None, pattern: str | None = None, roots: Iterable[str] = ()) -> Grouping:
-        explicit = mode is not None or pattern is not None
+    def parse(cls, mode: str | None, pattern: str | None = None, roots: Iterable[str] = (),
+              folder_pattern: str | None = None) -> Grouping:
+        explicit = mode is not None or pattern is not None or folder_pattern is not None
         mode = mode or ("pattern" if pattern is not None else DEFAULT_GROUPING)
         if mode not in GROUPINGS:
             raise GroupingError(f"--animals must be one of {', '.join(GROUPINGS)}, not {mode!r}")
@@ -72,7 +79,17 @@ class Grouping:
                 raise GroupingError(f"--pattern {pattern!r}: not a valid regular expression ({e})") from None
         elif pattern is not None:
             raise GroupingError(f"--pattern goes with --animals pattern, not --animals {mode}")
-        return cls(mode, compiled, tuple(os.path.abspath(r) for r in roots), explicit)
+        return cls(mode, compiled, tuple(os.path.abspath(r) for r in roots), explicit,
+                   _folder_pattern(folder_pattern, mode))
+
+    def folder_animal(self, folder: str) -> tuple[str, str, str]:
+        """(key, code wanted, name) of the animal a sub-folder holds: by its code when its name holds one."""
+        base = os.path.basename(folder) or folder
+        split = naming.split_folder(base, self.folder_pattern)
+        if split is not None:
+            code, name = split
+            return naming.code_key(code), code, name
+        return f"folder:{folder}", naming.clean_code(base), base
 
     def code_in(self, file_name: str) -> str | None:
         """pattern mode: the animal's code in a file name, or None when it does not match."""
@@ -102,12 +119,27 @@ class Grouping:
         """(key, code wanted, name) of the animal a file belongs to under this grouping."""
         folder, name = os.path.split(path)
         if self.mode == "folder" and folder not in self.roots:
-            return f"folder:{folder}", naming.clean_code(os.path.basename(folder)), os.path.basename(folder) or folder
+            return self.folder_animal(folder)
         if self.mode == "pattern":
             code = self.code_in(name)
             if code:
                 return f"pattern:{code}", naming.clean_code(code), code
         return naming.single(path, sha256)
+
+
+def _folder_pattern(pattern: str | None, mode: str) -> re.Pattern | None:
+    if pattern is None:
+        return None
+    if mode != "folder":
+        raise GroupingError(f"--folder-pattern goes with --animals folder, not --animals {mode}")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise GroupingError(f"--folder-pattern {pattern!r}: not a valid regular expression ({e})") from None
+    if "code" not in compiled.groupindex:
+        raise GroupingError(f"--folder-pattern {pattern!r}: has no group named 'code' (e.g. "
+                            "'^(?P<code>A\\d+)[ _-]+(?P<name>.+)$')")
+    return compiled
 
 
 def _lock(conn: Connection):
@@ -128,7 +160,8 @@ def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str 
                                      db.animal_files.c.grouped_by).where(db.animal_files.c.path.in_(chunk))):
             current[r.path] = r
     made: dict[str, str] = {}
-    changed, left = 0, set()
+    changed = 0
+    went: dict[str, set[str]] = {}  # an animal a file left → the animals its files went to
     for path, sha256 in files:
         row = current.get(path)
         if row is not None and (row.grouped_by == STAFF or (row.grouped_by != UPGRADE and not grouping.explicit)):
@@ -142,12 +175,23 @@ def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str 
             conn.execute(update(db.animal_files).where(db.animal_files.c.path == path)
                          .values(animal=code, grouped_by=grouping.mode, grouped_at=now))
             if row.animal != code:
-                left.add(row.animal)
+                went.setdefault(row.animal, set()).add(code)
         else:
             continue
         changed += 1
-    _drop_empty(conn, left)
+    _carry_from_emptied(conn, went)
+    _drop_empty(conn, went)
     return changed
+
+
+def _carry_from_emptied(conn: Connection, went: dict[str, set[str]]):
+    """Staff's word follows the photos: an animal a regrouping emptied hands its correction to every animal its
+    files went to that has none of its own (it keeps it too, in its history)."""
+    for old in sorted(went):
+        if conn.scalar(select(func.count()).select_from(db.animal_files).where(db.animal_files.c.animal == old)):
+            continue
+        for new in sorted(went[old]):
+            db.carry_correction(conn, old, new, "regrouped")
 
 
 def _drop_empty(conn: Connection, codes: Iterable[str]):
@@ -177,17 +221,14 @@ def _existing(conn: Connection, code: str) -> str:
 
 def merge(conn: Connection, into: str, other: str) -> int:
     """Move every photo of ``other`` into ``into``; ``other`` remembers it (a later catalog run that finds its
-    folder again puts new photos into ``into`` too). Returns the number of files moved."""
+    folder again puts new photos into ``into`` too), and its correction applies to ``into`` unless ``into`` has
+    its own. Returns the number of files moved."""
     _lock(conn)
     into, other = _existing(conn, into), _existing(conn, other)
     if into == other:
         raise NotFound(f"{into}: cannot merge an animal into itself")
-    now = db.now()
-    moved = conn.execute(update(db.animal_files).where(db.animal_files.c.animal == other)
-                         .values(animal=into, grouped_by=STAFF, grouped_at=now)).rowcount
-    conn.execute(update(db.animals).where(db.animals.c.code == other).values(merged_into=into))
-    conn.execute(update(db.animals).where(db.animals.c.merged_into == other).values(merged_into=into))
-    return moved
+    # What staff said of ``other`` applies to ``into`` unless ``into`` has its own (db.carry_correction).
+    return db.merge_rows(conn, into, other, STAFF, db.now())
 
 
 def move(conn: Connection, photo: str, to: str, create_name: str | None = None) -> list[str]:
@@ -217,6 +258,19 @@ def move(conn: Connection, photo: str, to: str, create_name: str | None = None) 
                          .values(animal=to, grouped_by=STAFF, grouped_at=now))
     _drop_empty(conn, old - {to})
     return paths
+
+
+def prune(conn: Connection, dry_run: bool = False) -> dict[str, list[str]]:
+    """Retire every animal whose photos are all gone from disk (readmodel.gone): it stays in the catalog with
+    its files, corrections and history, but no output lists it any more. Returns code → its gone paths, retired
+    (or, ``dry_run``, that would be)."""
+    _lock(conn)
+    found = readmodel.gone(conn)
+    if not dry_run:
+        at = db.now()
+        for chunk in db.chunks(list(found)):
+            conn.execute(update(db.animals).where(db.animals.c.code.in_(chunk)).values(retired_at=at))
+    return found
 
 
 def photo_paths(conn: Connection, photo: str) -> list[str]:

@@ -137,11 +137,13 @@ class Catalog:
 
     def add(self, *folders: str | Path, animals: str | None = None, pattern: str | None = None, top_k: int = 3,
             recursive: bool = True, follow_symlinks: bool = False, batch_size: int = settings.DEFAULT_BATCH,
-            lease_s: float = claims.DEFAULT_LEASE_S, progress=None) -> catalog.Summary:
+            lease_s: float = claims.DEFAULT_LEASE_S, progress=None,
+            folder_pattern: str | None = None) -> catalog.Summary:
         """Catalog the photos under ``folders`` and group them into animals (``animals``: folder, pattern or
-        none; see dogcat.animals); returns the run's dogcat.catalog.Summary (``.new``, ``.skipped`` ...).
-        Raises GroupingError (exit 2) for a bad pattern, before anything is written."""
-        how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders])
+        none; ``folder_pattern``: how folder names hold codes and names; see dogcat.animals); returns the run's
+        dogcat.catalog.Summary (``.new``, ``.skipped`` ...). Raises GroupingError (exit 2) for a bad pattern,
+        before anything is written."""
+        how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders], folder_pattern)
         return catalog.run(self.engine, list(folders), self.judge(), recursive=recursive, top_k=top_k,
                            follow_symlinks=follow_symlinks, batch_size=batch_size, lease_s=lease_s,
                            progress=progress, grouping=how)
@@ -166,6 +168,11 @@ class Catalog:
         """One photo (path or SHA-256) to animal ``to``, a new one named ``new_name`` if given."""
         with catdb.writing(self.engine) as conn:
             return grouping.move(conn, photo, to, new_name)
+
+    def prune(self, dry_run: bool = False) -> dict[str, list[str]]:
+        """Retire the animals whose photos are all gone from disk (``dogcat animals prune``): code → its paths."""
+        with catdb.writing(self.engine) as conn:
+            return grouping.prune(conn, dry_run)
 
     def correct(self, target: str, change: corrections.Change, by: str | None = None) -> tuple[str, str]:
         """Record what staff say of an animal or photo: (what happened, the target as people read it)."""

@@ -100,6 +100,29 @@ def _catalog(db: str, create: bool = False):
         catalog.close()
 
 
+def _not_the_catalog(db: str, output: Path | None):
+    """Refuse an --output that is the catalog's own file (or its -wal, -shm, -journal): it would be replaced."""
+    if output is None:
+        return
+    import os
+
+    from dogcat.db import DatabaseError, url_for
+
+    try:
+        url = url_for(db)
+    except DatabaseError:
+        return  # the command's own opening of --db says what is wrong with it
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    target = os.path.realpath(output)
+    base = os.path.realpath(database)
+    for own in (base + suffix for suffix in ("", "-wal", "-shm", "-journal")):
+        if target == own:
+            fail(escape(f"{visible(str(output))}: is the catalog's own database file (--db {visible(db)}); "
+                        "write the output elsewhere"), 2)
+
+
 def _percent(p: float) -> str:
     return "<1%" if p < 0.005 else f"{p:.0%}"
 
@@ -388,6 +411,11 @@ def catalog(
     pattern: Annotated[str | None, typer.Option("--pattern", help="With --animals pattern: a regular "
                        "expression whose group 'animal' (else its first group) is the animal's code in the "
                        "file name, e.g. 'A(\\d+)_' for A123456_2.jpg.", show_default=False)] = None,
+    folder_pattern: Annotated[str | None, typer.Option("--folder-pattern", help="With --animals folder: a "
+                              "regular expression with groups 'code' and 'name' that reads an animal's code and "
+                              "name from its folder's name, for a scheme other than the default (A1023-Rex, "
+                              "A1023 Rex, A1023_Rex), e.g. '(?P<name>.+) \\((?P<code>A\\d+)\\)' for 'Rex (A1023)'. "
+                              "Given, it regroups what earlier runs grouped.", show_default=False)] = None,
 ):
     """Record every photo under FOLDERS in a database: path, SHA-256, size, mtime, width x height, status
     (dog / unsure / not_a_dog / error), breed guesses of the model, or the reason it could not be read.
@@ -413,7 +441,8 @@ def catalog(
 
       dogcat catalog ./intake --db shelter.db --animals pattern --pattern '^(A\\d+)_'
 
-    Photos are grouped into animals as they are catalogued (--animals); see them with dogcat animals.
+    Photos are grouped into animals as they are catalogued (--animals); see them with dogcat animals. A folder
+    named A1023-Rex (or A1023 Rex, A1023_Rex) is the animal with code A1023, named Rex.
 
     [b]Exit codes[/b]
 
@@ -421,7 +450,8 @@ def catalog(
 
       1  it could not run or finish: missing folder, bad --db, unusable model, database failure
 
-      2  bad usage (a --pattern that is not a regular expression or matches no file: nothing is written)
+      2  bad usage (a --pattern that is not a regular expression or matches no file, a --folder-pattern that
+      is not one or has no group 'code': nothing is written)
 
       130  interrupted (completed batches are saved)
     """
@@ -434,7 +464,7 @@ def catalog(
     if missing:
         fail(escape(f"{missing[0]}: no such folder"))
     with failures():  # a bad --animals / --pattern: exit 2 before the catalog is opened
-        Grouping.parse(grouping_mode, pattern, [str(f) for f in folders])
+        Grouping.parse(grouping_mode, pattern, [str(f) for f in folders], folder_pattern)
     saved = "Completed batches are saved; run the same command again to finish"
     with failures(db, verbose=verbose, then=saved):
         with Catalog(db, model=model_path, detector=detector_path, device=device.value, unsure_below=unsure_below,
@@ -444,7 +474,7 @@ def catalog(
                 error(escape(warning), kind="warning")
             add = functools.partial(shelter.add, *folders, animals=grouping_mode, pattern=pattern,
                                     recursive=recursive, top_k=top_k, follow_symlinks=follow_symlinks,
-                                    batch_size=batch_size, lease_s=lease)
+                                    batch_size=batch_size, lease_s=lease, folder_pattern=folder_pattern)
             if quiet:
                 summary = add()
             else:
@@ -620,12 +650,14 @@ def export(
         fail("--errors lists files: use it with --per photo", 2)
     filters = dict(breed=breed, min_confidence=min_confidence, model_id=model_id, status=status,
                    **({"errors": errors} if per == "photo" else {}))
+    _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db) as catalog, output_stream(output) as stream:
         catalog.export(stream, fmt.value, per=per, **filters)
 
 
 def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, dob: str | None,
                  animals_csv: Path | None, everything: bool):
+    _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db) as catalog:
         plan = catalog.asm3_plan(resend=everything, age=age, dob=dob, animals_csv=animals_csv)
         with output_stream(output) as stream:
@@ -674,7 +706,9 @@ def report(
     [b]Exit codes[/b]
 
       0  the page was written;  1  the database cannot be read, or the page cannot be written;  2  bad usage
+      (-o naming the catalog itself ...)
     """
+    _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db) as catalog:
         if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
             page, files = catalog.report(title=title, model_id=model_id)
@@ -768,6 +802,34 @@ def animals_merge(
         moved = catalog.merge(into, other)
     out.print(f"merged {escape(other)} into {escape(into)}: {moved} file{'s' if moved != 1 else ''} moved",
               highlight=False)
+
+
+@animals_app.command("prune")
+def animals_prune(
+    db: DbOption = settings.DEFAULT_DB,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say which animals would be retired.")] = False,
+):
+    """Retire the animals whose photos are all gone from disk (moved, deleted, a folder renamed): they stay in
+    the catalog with their photos' records, corrections and history, but are no longer listed, exported or
+    shown in the report. Prints each animal retired.
+
+    [b]Examples[/b]
+
+      dogcat animals prune --db shelter.db --dry-run
+
+      dogcat animals prune --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  done (none to retire included);  1  the database cannot be used;  2  bad usage
+    """
+    with failures(db), _catalog(db) as catalog:
+        found = catalog.prune(dry_run)
+    verb = "would retire" if dry_run else "retired"
+    for code, paths in found.items():
+        out.print(escape(f"{verb} {visible(code)}: its {len(paths)} photo{'s are' if len(paths) != 1 else ' is'} "
+                         "gone from disk"), highlight=False)
+    err.print(f"[dim]{len(found)} animal{'s' if len(found) != 1 else ''} {verb}[/]", highlight=False)
 
 
 @animals_app.command("move")

@@ -45,6 +45,7 @@ from sqlalchemy import (
     and_,
     case,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -503,8 +504,29 @@ def _to_4(conn: Connection):
 
 
 def _to_4_codes(conn: Connection):
-    """Issue 23: folders named ``A1023-Rex`` mean code A1023, name Rex (dogcat.naming); animals grouped by such
-    a folder take that code, and what staff said of them follows."""
+    """Issue 23: folders named ``A1023-Rex`` mean code A1023, name Rex (dogcat.naming.split_folder); animals
+    grouped by such a folder take that code, its key (``code:A1023``) and that name, as a catalog run of this
+    release would have made them, and every reference follows (photos, corrections, merges, ASM3 rows).
+
+    A code already taken by another animal (a folder named just ``A1023``, a staff-made animal) is not taken
+    over: the free-code rule gives ``A1023-2``, as a catalog run would. Two folders holding one code
+    (``A1023-Rex`` and ``other/A1023_Rex``) become one animal, as a run of this release groups them: the first by
+    code is renamed, the others are merged into it (``dogcat animals merge``'s rule: its own correction wins, the
+    other's stays in the history and applies when it has none). Animals merged by staff keep their code."""
+    rows = conn.execute(select(animals.c.code, animals.c.key)
+                        .where(and_(animals.c.key.like("folder:%"), animals.c.merged_into.is_(None)))
+                        .order_by(animals.c.code)).all()
+    for row in rows:
+        split = naming.split_folder(os.path.basename(row.key[len("folder:"):]))
+        if split is None:
+            continue
+        code, name = split
+        key = naming.code_key(code)
+        owner = conn.scalar(select(animals.c.code).where(animals.c.key == key))
+        if owner is not None:
+            merge_rows(conn, follow_merges(conn, owner), row.code)
+            continue
+        rename_animal(conn, row.code, code if code == row.code else free_code(conn, code), name, key)
 
 
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
@@ -698,3 +720,57 @@ def animal_for_key(conn: Connection, key: str, wanted: str, name: str, at: str, 
         conn.execute(insert(animals).values(code=code, name=name, key=key, merged_into=None, created_at=at))
     made[key] = code = follow_merges(conn, code)
     return code
+
+
+def rename_animal(conn: Connection, old: str, new: str, name: str, key: str | None):
+    """Give animal ``old`` the code ``new`` (free: see :func:`free_code`), a name and a grouping key; everything
+    that names it follows: its files, its corrections (history included), animals merged into it, ASM3 rows."""
+    row = conn.execute(select(animals).where(animals.c.code == old)).one()._asdict()
+    if new == old:
+        conn.execute(update(animals).where(animals.c.code == old).values(name=name, key=key))
+        return
+    conn.execute(update(animals).where(animals.c.code == old).values(key=None))  # the key is unique
+    conn.execute(insert(animals).values({**row, "code": new, "name": name, "key": key}))
+    conn.execute(update(animal_files).where(animal_files.c.animal == old).values(animal=new))
+    conn.execute(update(corrections).where(and_(corrections.c.target_kind == "animal", corrections.c.target == old))
+                 .values(target=new))
+    conn.execute(update(animals).where(animals.c.merged_into == old).values(merged_into=new))
+    conn.execute(update(asm3_animals).where(asm3_animals.c.animal == old).values(animal=new))
+    conn.execute(update(asm3_sent).where(asm3_sent.c.animal == old).values(animal=new))
+    conn.execute(delete(animals).where(animals.c.code == old))
+
+
+def merge_rows(conn: Connection, into: str, other: str, grouped_by: str | None = None, at: str | None = None) -> int:
+    """Animal ``other`` becomes part of ``into``: its files move (``grouped_by``: how, when given), it points to
+    ``into``, as do the animals merged into it (a run that finds its key again follows the pointer), and its
+    correction comes along (:func:`carry_correction`). Returns the files moved."""
+    moving = update(animal_files).where(animal_files.c.animal == other).values(animal=into)
+    if grouped_by is not None:
+        moving = moving.values(grouped_by=grouped_by, grouped_at=at or now())
+    moved = conn.execute(moving).rowcount
+    conn.execute(update(animals).where(animals.c.code == other).values(merged_into=into))
+    conn.execute(update(animals).where(animals.c.merged_into == other).values(merged_into=into))
+    carry_correction(conn, other, into, "merged")
+    return moved
+
+
+def correction_in_force(conn: Connection, code: str) -> Row | None:
+    """The staff's word on animal ``code`` now: its newest correction not undone."""
+    c = corrections.c
+    return conn.execute(select(corrections).where(and_(c.target_kind == "animal", c.target == code,
+                                                       c.undone_at.is_(None))).order_by(c.id.desc())).first()
+
+
+def carry_correction(conn: Connection, source: str, target: str, why: str) -> bool:
+    """What staff said of animal ``source`` goes with its photos to ``target`` (a merge, a regrouping), unless
+    ``target`` has a correction of its own, which wins. Carried as a new row saying the same (status, breeds,
+    who, when, where from) with a note "from SOURCE (why)": ``source``'s row stays as it was, in its history, and
+    the read model needs no rule of its own. Returns whether it was carried."""
+    said = correction_in_force(conn, source)
+    if said is None or source == target or correction_in_force(conn, target) is not None:
+        return False
+    conn.execute(insert(corrections).values(
+        target_kind="animal", target=target, status=said.status, label=said.label, label2=said.label2,
+        breed=said.breed, breed2=said.breed2, source=said.source, corrected_by=said.corrected_by,
+        corrected_at=said.corrected_at, note=f"from {source} ({why})"))
+    return True

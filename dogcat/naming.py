@@ -4,6 +4,9 @@ A code is what ASM3 calls ANIMALCODE and what ``dogcat correct CODE`` takes: let
 ``.`` only, so it is safe in a CSV, a file name and a shell. A name is what people read; until staff give one
 it is made from the photo's file name, as plain words. Leaf module: text only, no database.
 
+A shelter's intake folders often carry both: ``A1023-Rex``, ``A1023 Rex`` and ``A1023_Rex`` are the animal with
+code ``A1023``, named Rex (:func:`split_folder`; ``dogcat catalog --folder-pattern`` for other schemes).
+
 Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
 
@@ -23,6 +26,30 @@ def clean_code(text: str) -> str:
     """A code safe everywhere it goes (ASM3's ANIMALCODE, a file name, a shell): letters, digits, - _ ."""
     code = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:CODE_MAX].strip("-.")
     return code or "animal"
+
+
+# A first token holding a digit (the shelter's code), one or more separators (- _ or spaces), then the name. The
+# digit keeps "Big-Max" and "Rex_Jr" whole names (a code is what a shelter's system numbers); the name must start
+# with a letter, so that dated folders (2024-06-01, 2024_06_02) are not all one animal "2024".
+FOLDER_CODE = re.compile(r"(?P<code>[^\s_-]*\d[^\s_-]*)[\s_-]+(?P<name>[^\W\d_].*)", re.DOTALL)
+
+
+def split_folder(folder_name: str, pattern: re.Pattern | None = None) -> tuple[str, str] | None:
+    """(code, name) of an intake folder named after its animal, or None when the name holds no code (the folder is
+    then its own code and name). ``pattern``: the shelter's own scheme, a regular expression with groups ``code``
+    and, optionally, ``name`` (searched in the folder's name); default :data:`FOLDER_CODE` (matched whole)."""
+    m = pattern.search(folder_name) if pattern is not None else FOLDER_CODE.fullmatch(folder_name)
+    if m is None or not m.groupdict().get("code"):
+        return None
+    code = clean_code(m.group("code"))
+    name = one_line(m.groupdict().get("name") or "")[:NAME_MAX].strip() or code
+    return code, name
+
+
+def code_key(code: str) -> str:
+    """The grouping key of an animal known by its code (dogcat.animals): one animal per code whatever folders it
+    is found in or renamed to, in any case (ASM3 matches codes regardless of case)."""
+    return f"code:{code.upper()}"
 
 
 def one_line(value: object) -> str:

@@ -17,13 +17,14 @@ naming); jobs and outputs stand on it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
-from dogcat import db, fusion, naming
+from dogcat import db, fusion, naming, pathkeys
 from dogcat.breeds import asm3_name, breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
 
@@ -261,9 +262,9 @@ def members(conn: Connection) -> dict[str, str]:
 
 def answers(engine, photos: Iterable[dict] | None = None, *, k: int = 3, model_id: str | None = None,
             include_empty: bool = False, corrections: dict | None = None) -> list[Answer]:
-    """Every animal with its answer, in code order. ``photos``: the per-photo records to group, as
-    :func:`records` gives them (their ``animal`` says which; default: all of them, with probabilities).
-    Files not in any animal yet are animals of their own.
+    """Every animal with its answer, in code order; retired animals (``dogcat animals prune``) are left out.
+    ``photos``: the per-photo records to group, as :func:`records` gives them (their ``animal`` says which;
+    default: all of them, with probabilities). Files not in any animal yet are animals of their own.
     ``corrections``: those to apply (default: every one in force; {} for the model's answers alone)."""
     if photos is None:
         photos = records(engine, model_id=model_id, probabilities=True)
@@ -288,9 +289,31 @@ def answers(engine, photos: Iterable[dict] | None = None, *, k: int = 3, model_i
     out = []
     for code in sorted(groups, key=str.lower):
         row = known.get(code)
+        if row is not None and row.retired_at is not None:  # dogcat animals prune: its photos are gone
+            continue
         name = row.name if row is not None else names.get(code, code)
         out.append(answer(code, name, groups[code], corrections, infos, k))
     return out
+
+
+def gone(conn: Connection) -> dict[str, list[str]]:
+    """code → its photos' paths, for every animal in use (not merged, not retired) that has photos and whose
+    photos are all gone from disk (moved, deleted, a folder renamed): what ``dogcat animals prune`` retires."""
+    a, f = db.animals, db.animal_files
+    rows = conn.execute(select(f.c.animal, f.c.path).join(a, a.c.code == f.c.animal)
+                        .where(and_(a.c.merged_into.is_(None), a.c.retired_at.is_(None))).order_by(f.c.path))
+    by_animal: dict[str, list[str]] = {}
+    for r in rows:
+        by_animal.setdefault(r.animal, []).append(r.path)
+    return {code: paths for code, paths in sorted(by_animal.items(), key=lambda kv: kv[0].lower())
+            if not any(os.path.lexists(pathkeys.to_bytes(p)) for p in paths)}
+
+
+def gone_animals(engine) -> list[str]:
+    """The codes of the animals whose photos are all gone from disk and that are not retired yet (an export to
+    ASM3 skips them: there is no photo left to send)."""
+    with db.reading(engine) as conn:
+        return list(gone(conn))
 
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,

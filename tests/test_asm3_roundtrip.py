@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED, needs_shared
 from typer.testing import CliRunner
 
-from conftest import SHARED, needs_shared
 from dogcat.cli import app
 
 pytestmark = pytest.mark.slow  # ASM3's own code, several imports: about half a minute
