@@ -762,23 +762,6 @@ def animals_list(
     err.print(f"[dim]{len(answers)} animals[/]", highlight=False)
 
 
-def _guess_of(photo: dict) -> str:
-    """The model's own answer for one photo, as a line shows it."""
-    status = photo["status"]
-    if status == "error":
-        return f"could not be read: {photo['error']}"
-    if status == "not_a_dog":
-        looks = photo.get("looks_like")
-        return "not a dog" + (f" (looks like {looks})" if looks else "")
-    guesses = photo.get("top_k") or []
-    if not guesses:
-        return status
-    best = f"{guesses[0]['breed']} {_percent(guesses[0]['confidence'])}"
-    if status == "unsure" and len(guesses) > 1:
-        return f"unsure: {best} / {guesses[1]['breed']} {_percent(guesses[1]['confidence'])}?"
-    return best
-
-
 @animals_app.command("show")
 def animals_show(
     code: Annotated[str, typer.Argument(help="The animal's code (any case).")],
@@ -800,6 +783,8 @@ def animals_show(
 
       0  shown;  1  no such animal, or the database cannot be read;  2  bad usage
     """
+    from dogcat.readmodel import guess_summary
+
     with failures(db), _catalog(db) as catalog:
         detail = catalog.animal(code)
     if as_json:
@@ -825,7 +810,7 @@ def animals_show(
     line(f"answer: {a.summary()}{confidence}, by {by}")
     line(f"photos ({len(detail.guesses)}), each with the model's own guess:")
     for photo in detail.guesses:
-        line(f"  {photo['path']}: {_guess_of(photo)}")
+        line(f"  {photo['path']}: {guess_summary(photo)}")
     line(f"corrections ({len(detail.history)}), oldest first:" if detail.history else "corrections: none")
     for h in detail.history:
         fix = h.correction

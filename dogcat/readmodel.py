@@ -176,6 +176,26 @@ class Answer:
                 "votes": self.votes, "model": self.model}
 
 
+def _percent(p: float | None) -> str:
+    return "" if p is None else "<1%" if p < 0.005 else f"{p:.0%}"
+
+
+def guess_summary(record: dict) -> str:
+    """A photo's own answer from the model (its record before corrections) as one line for people: 'Beagle 96%',
+    'unsure: Beagle 49% / Walker Hound 15%?', 'not a dog (looks like tabby)', 'could not be read: …'."""
+    status, top_k = status_of(record), record.get("top_k") or []
+    if status == "error":
+        return f"could not be read: {record.get('error') or 'no prediction'}"
+    if status == "not_a_dog":
+        return "not a dog" + (f" (looks like {record['looks_like']})" if record.get("looks_like") else "")
+    if not top_k:
+        return status
+    best = f"{top_k[0]['breed']} {_percent(top_k[0].get('confidence'))}"
+    if status == "unsure" and len(top_k) > 1:
+        return f"unsure: {best} / {top_k[1]['breed']} {_percent(top_k[1].get('confidence'))}?"
+    return best
+
+
 def _guess(label: str, confidence: float | None) -> dict:
     return {"label": label, "breed": breed_name(label),
             "confidence": round(confidence, 6) if confidence is not None else None}

@@ -26,7 +26,7 @@ from pathlib import PurePath
 from dogcat import previews, settings
 from dogcat.decision import status_of
 from dogcat.previews import Preview
-from dogcat.readmodel import Answer
+from dogcat.readmodel import Answer, guess_summary
 from dogcat.text import visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
@@ -310,26 +310,13 @@ def _body_of(r: dict) -> str:
                                                                                          lambda _: "")(r)
 
 
-def model_guess(guess: dict) -> str:
-    """The model's own answer for one photo (its record before corrections), as a short line."""
-    status, top_k = status_of(guess), guess.get("top_k") or []
-    if status == "not_a_dog":
-        return "not a dog" + (f" (looks like {guess['looks_like']})" if guess.get("looks_like") else "")
-    if not top_k:
-        return status
-    best = f"{top_k[0]['breed']} {_percent(top_k[0].get('confidence'))}"
-    if status == "unsure" and len(top_k) > 1:
-        return f"unsure: {best} / {top_k[1]['breed']} {_percent(top_k[1].get('confidence'))}?"
-    return best
-
-
 def _corrected_body(r: dict, guess: dict, animal_by_staff: bool) -> str:
     """A photo that staff's word covers: the model's own guess, small, and the staff's word for this photo
     when it is not the animal's (the animal's card already says that one)."""
     own = "" if animal_by_staff else (
         f'<span class="fix">staff: {esc(r.get("breed") or r["status"].replace("_", " "))}</span>')
-    return own + f'<span class="guess" title="the model\'s own guess for this photo">model: {esc(model_guess(guess))}' \
-                 '</span>'
+    said = esc(guess_summary(guess))
+    return own + f'<span class="guess" title="the model\'s own guess for this photo">model: {said}</span>'
 
 
 def _animal_head(a) -> str:
