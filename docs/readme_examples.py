@@ -123,6 +123,11 @@ def animals_demo() -> str:
                       console("dogcat animals --db shelter.db", folder, keep=lambda lines: lines[:-1])])
 
 
+def animal_show_demo() -> str:
+    """Rex before any correction (a correction would carry today's time)."""
+    return console("dogcat animals show A1003-Rex --db shelter.db", demo())
+
+
 def corrections_demo() -> str:
     folder = demo()
     shown = [console(f"dogcat {command} --db shelter.db", folder) for command in CORRECTIONS]

@@ -156,8 +156,13 @@ class Catalog:
         """Every animal with its answer (dogcat.readmodel.Answer; ``to_dict()`` is the --per animal record).
         ``filters``: breed, min_confidence, model_id, status, as for :meth:`records`."""
         if filters:
-            return readmodel.animal_answers(self.engine, **filters)
+            return readmodel.animal_answers(self.engine, include_empty=include_empty, **filters)
         return readmodel.answers(self.engine, include_empty=include_empty)
+
+    def animal(self, code: str) -> readmodel.AnimalDetail:
+        """One animal in full (``dogcat animals show``): its answer, each photo's own guess, every correction
+        of it and its photos, the ASM3 files that held it. Raises readmodel.NoSuchAnimal (exit 1)."""
+        return readmodel.animal_detail(self.engine, code)
 
     def merge(self, into: str, other: str) -> int:
         """Animal ``other``'s photos go to ``into`` (``dogcat animals merge``); returns the files moved."""
@@ -227,9 +232,13 @@ class Catalog:
     def report(self, *, title: str | None = None, model_id: str | None = None, progress=None) -> tuple[str, int]:
         """The HTML page of ``dogcat report`` and the number of files it shows."""
         records = list(readmodel.records(self.engine, model_id=model_id, probabilities=True))
+        # Each photo's own guess, shown under it where staff's word covers it.
+        covered = {r["path"] for r in records if r["source"] == "correction"}
+        guesses = {r["path"]: r for r in readmodel.records(self.engine, model_id=model_id, corrected=False)
+                   if r["path"] in covered} if covered else {}
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = report.render(records, title=title or f"dogcat: {self.name}", source=self.name, generated=generated,
-                             animals=readmodel.answers(self.engine, records), progress=progress)
+                             animals=readmodel.answers(self.engine, records), progress=progress, guesses=guesses)
         return page, len(records)
 
     def close(self):

@@ -691,11 +691,13 @@ def report(
 ):
     """A picture catalog: one self-contained HTML page of the catalog, to open in any browser or mail.
 
-    Thumbnails grouped by breed, with the confidence of each guess; unsure photos, photos that are not a dog
-    and files that could not be read in sections of their own; duplicates (the same photo under two names)
-    marked; a search box (file names, breeds, problems; the query is kept in the address, #q=...).
-    Thumbnails are read from the photos again: a photo moved or changed since it was catalogued shows why
-    it has none.
+    One card per animal: its name, code and answer (the model's, fused from its photos, with its confidence;
+    or the staff's, marked "staff"), then a thumbnail of each photo with that photo's own guess. The
+    animals to review (unsure) come first, then the dogs by breed (a corrected animal in its breed's
+    section), then animals that are not a dog, then the files that could not be read. Counts are animals
+    (files for the unreadable ones). A later copy of a photo says "duplicate of" the first. A search box
+    (file names, breeds, codes, problems; the query is kept in the address, #q=...). Thumbnails are read
+    from the photos again: a photo moved or changed since it was catalogued shows why it has none.
 
     [b]Examples[/b]
 
@@ -726,24 +728,58 @@ def report(
         err.print(f"{escape(visible(str(output)))}: {files} files, {len(page) / 1e6:.1f} MB", highlight=False)
 
 
-animals_app = typer.Typer(
-    help="The animals in a catalog: list them, and fix how photos were grouped.",
-    rich_markup_mode="rich", invoke_without_command=True)
+# Its help is animals_list's docstring (a help= here would hide that page's examples and exit codes).
+animals_app = typer.Typer(rich_markup_mode="rich", invoke_without_command=True)
 app.add_typer(animals_app, name="animals")
+
+
+class AnimalStatus(str, Enum):
+    dog = "dog"
+    unsure = "unsure"
+    not_a_dog = "not_a_dog"
+    error = "error"
+
+
+def _print_whole(table: Table) -> None:
+    """A table on stdout. Into a file or a pipe (a script reads it, or a person later) as wide as its cells need,
+    so that no code, name or breed is folded or cut; a terminal gets its own width."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    natural = Measurement.get(out, out.options.update_width(1 << 16), table).maximum
+    Console(file=out.file, width=max(out.width, natural), soft_wrap=True, color_system=None,
+            force_terminal=False).print(table)
 
 
 @animals_app.callback()
 def animals_list(
     ctx: typer.Context,
     db: DbOption = settings.DEFAULT_DB,
+    status: Annotated[AnimalStatus | None, typer.Option("--status", help="Only animals whose answer has this "
+                      "status (unsure: the ones to look at).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per animal per line (the same "
                                                          "record as export --per animal --format jsonl).")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV, the columns of export --per animal --format csv "
+                                                       "(spreadsheet-safe).")] = False,
 ):
-    """List the animals: code, name, photos, and the answer fused from their photos (or the staff's).
+    """The animals in a catalog: list them, show one in full, fix how photos were grouped.
+
+    Without a command: one line per animal, its code, name, photos, and the answer fused from its photos (or
+    the staff's). Into a file or a pipe the table is as wide as it needs: codes and names are never cut.
+    --json and --csv are for scripts and spreadsheets.
 
     [b]Examples[/b]
 
       dogcat animals --db shelter.db
+
+      dogcat animals --db shelter.db --status unsure
+
+      dogcat animals --db shelter.db --csv > animals.csv
+
+      dogcat animals show A123 --db shelter.db
 
       dogcat animals merge A123 A124 --db shelter.db
 
@@ -751,15 +787,25 @@ def animals_list(
 
     [b]Exit codes[/b]
 
-      0  done;  1  the database cannot be read, or no such animal or photo;  2  bad usage
+      0  done;  1  the database cannot be read, or no such animal or photo;  2  bad usage (--json with --csv,
+      an unknown --status)
     """
     if ctx.invoked_subcommand is not None:
         return
+    if as_json and as_csv:
+        fail("give --json or --csv, not both", 2)
+    filters = {"status": status.value} if status is not None else {}
     with failures(db), _catalog(db) as catalog:
-        answers = catalog.animals(include_empty=True)
+        answers = catalog.animals(include_empty=True, **filters)
     if as_json:
         for a in answers:
             print(json.dumps(a.to_dict(), ensure_ascii=False))
+        return
+    if as_csv:
+        from dogcat.export import write_animals
+
+        with failures(output=None, writes=True), output_stream(None) as stream:
+            write_animals(answers, "csv", stream)
         return
     table = Table(show_edge=False, header_style="bold")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
@@ -777,8 +823,78 @@ def animals_list(
             by = ""
         table.add_row(escape(visible(a.animal)), escape(visible(a.name)), str(len(a.photos)), a.status,
                       escape(visible(a.summary())), confidence, escape(by))
-    out.print(table)
+    _print_whole(table)
     err.print(f"[dim]{len(answers)} animals[/]", highlight=False)
+
+
+@animals_app.command("show")
+def animals_show(
+    code: Annotated[str, typer.Argument(help="The animal's code (any case).")],
+    db: DbOption = settings.DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the export --per animal record and "
+                                          "dob, age, sex, merged, photos (each the model's own guess), "
+                                          "corrections, asm3, never_sent.")] = False,
+):
+    """One animal in full: its answer, each photo with the model's own guess, every correction of it or its
+    photos (undone ones too, oldest first, the ones in force marked) and the ASM3 import files that held it.
+
+    [b]Examples[/b]
+
+      dogcat animals show A123 --db shelter.db
+
+      dogcat animals show A123 --db shelter.db --json
+
+    [b]Exit codes[/b]
+
+      0  shown;  1  no such animal, or the database cannot be read;  2  bad usage
+    """
+    from dogcat.readmodel import guess_summary
+
+    with failures(db), _catalog(db) as catalog:
+        detail = catalog.animal(code)
+    if as_json:
+        print(json.dumps(detail.to_dict(), ensure_ascii=False))
+        return
+    a = detail.answer
+
+    def line(text: str) -> None:
+        out.print(escape(visible(text)), highlight=False)
+
+    line(f"{a.animal}  {a.name}" if a.name != a.animal else a.animal)
+    if detail.asked.lower() != a.animal.lower():
+        line(f"  ({detail.asked} was merged into {a.animal})")
+    facts = [f"{what} {value}" for what, value in (("born", detail.dob), ("age", detail.age), ("sex", detail.sex))
+             if value]
+    if facts:
+        line("  " + ", ".join(facts))
+    if a.source == "correction" and a.correction:
+        by = f"staff ({a.correction.by}, {a.correction.at})"
+    else:
+        by = f"model, {a.votes} photo{'s' if a.votes != 1 else ''}" if a.votes else "no photo voted"
+    confidence = f" {_percent(a.confidence)}" if a.confidence is not None else ""
+    line(f"answer: {a.summary()}{confidence}, by {by}")
+    line(f"photos ({len(detail.guesses)}), each with the model's own guess:")
+    for photo in detail.guesses:
+        line(f"  {photo['path']}: {guess_summary(photo)}")
+    line(f"corrections ({len(detail.history)}), oldest first:" if detail.history else "corrections: none")
+    for h in detail.history:
+        fix = h.correction
+        undone = f"; undone by {h.undone_by}, {h.undone_at}" if h.undone_at else ""
+        note = f"; note: {fix.note}" if fix.note else ""
+        mark = "  [in force]" if h.in_force else ""
+        line(f"  {fix.at}  {h.kind} {h.target}: {h.said()} (by {fix.by}, {fix.source}{note}{undone}){mark}")
+    if not detail.sent:
+        line("ASM3: never sent")
+        return
+    line("ASM3: never sent (every file that held it was forgotten)" if detail.never_sent else "ASM3:")
+    for f in detail.sent:
+        kinds: dict[str, list[str]] = {}
+        for kind, item in f.items:
+            kinds.setdefault(kind, []).append(item)
+        held = "; ".join(f"{kind} {', '.join(items)}" if kind == "animal" else
+                         f"{len(items)} {kind}{'s' if len(items) != 1 else ''}" for kind, items in kinds.items())
+        forgotten = f" (forgotten {f.forgotten_at}: never imported)" if f.forgotten_at else ""
+        line(f"  {f.written_at}  file {f.id} {f.path} by {f.written_by}: {held}{forgotten}")
 
 
 @animals_app.command("merge")

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from dogcat import db, fusion, naming, pathkeys
 from dogcat.breeds import asm3_name, breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
+from dogcat.errors import DogcatError
 
 # One record per catalogued file (:func:`records`) and per animal (Answer.to_dict): contracts for scripts, new
 # keys only ever added.
@@ -176,6 +177,26 @@ class Answer:
                 "votes": self.votes, "model": self.model}
 
 
+def _percent(p: float | None) -> str:
+    return "" if p is None else "<1%" if p < 0.005 else f"{p:.0%}"
+
+
+def guess_summary(record: dict) -> str:
+    """A photo's own answer from the model (its record before corrections) as one line for people: 'Beagle 96%',
+    'unsure: Beagle 49% / Walker Hound 15%?', 'not a dog (looks like tabby)', 'could not be read: …'."""
+    status, top_k = status_of(record), record.get("top_k") or []
+    if status == "error":
+        return f"could not be read: {record.get('error') or 'no prediction'}"
+    if status == "not_a_dog":
+        return "not a dog" + (f" (looks like {record['looks_like']})" if record.get("looks_like") else "")
+    if not top_k:
+        return status
+    best = f"{top_k[0]['breed']} {_percent(top_k[0].get('confidence'))}"
+    if status == "unsure" and len(top_k) > 1:
+        return f"unsure: {best} / {top_k[1]['breed']} {_percent(top_k[1].get('confidence'))}?"
+    return best
+
+
 def _guess(label: str, confidence: float | None) -> dict:
     return {"label": label, "breed": breed_name(label),
             "confidence": round(confidence, 6) if confidence is not None else None}
@@ -318,7 +339,7 @@ def gone_animals(engine) -> list[str]:
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,
             model_id: str | None = None, status: str | None = None, probabilities: bool = False,
-            corrected: bool = True) -> Iterator[dict]:
+            corrected: bool = True, animal: str | None = None) -> Iterator[dict]:
     """Catalog rows as dicts (``top_k`` parsed from its JSON), in path order, filtered:
 
     - ``breed``: the best guess is this breed, by human name ("golden retriever") or label
@@ -326,7 +347,8 @@ def records(engine, *, breed: str | None = None, min_confidence: float | None = 
     - ``min_confidence``: the best guess's confidence is at least this;
     - ``errors``: only files recorded with an error;
     - ``model_id``: that model's predictions rather than the newest;
-    - ``status``: only files with this status (dog, unsure, not_a_dog, error).
+    - ``status``: only files with this status (dog, unsure, not_a_dog, error);
+    - ``animal``: only the files of the animal with this code.
 
     ``label``, ``breed`` and ``confidence`` are empty for a photo that is not a dog (``looks_like`` says what it
     shows); ``top_k`` keeps the breed model's guesses for every photo. ``animal`` is the animal the file is
@@ -350,6 +372,8 @@ def records(engine, *, breed: str | None = None, min_confidence: float | None = 
         q = q.where(c.c.error.is_not(None))
     if status is not None:
         q = q.where(c.c.status == status)
+    if animal is not None:
+        q = q.where(c.c.path.in_(select(db.animal_files.c.path).where(db.animal_files.c.animal == animal)))
     q = q.order_by(c.c.path)
     with db.reading(engine) as conn:
         member = members(conn)
@@ -379,10 +403,11 @@ def _breed_matches(name: str, label: str | None, breed: str | None) -> bool:
 
 
 def animal_answers(engine, *, breed: str | None = None, min_confidence: float | None = None,
-                   model_id: str | None = None, status: str | None = None, k: int = 3):
+                   model_id: str | None = None, status: str | None = None, k: int = 3,
+                   include_empty: bool = False):
     """The animals (:func:`answers`), filtered by their own answer as records() filters photos."""
     out = []
-    for a in answers(engine, model_id=model_id, k=k):
+    for a in answers(engine, model_id=model_id, k=k, include_empty=include_empty):
         if status is not None and a.status != status:
             continue
         if breed is not None and not _breed_matches(breed, a.label, a.breed):
@@ -401,3 +426,140 @@ def apply_correction(record: dict, fix) -> None:
     record["label"] = fix.label
     record["breed"] = " / ".join(fix.names) or None
     record["confidence"] = None
+
+
+# --- one animal in full (dogcat animals show) ------------------------------------------------------------------
+
+class NoSuchAnimal(DogcatError):
+    """An animal code the catalog does not have; one line."""
+
+
+@dataclass
+class HistoryEntry:
+    """One row of the corrections table about an animal or one of its photos, undone or not."""
+
+    correction: Correction
+    kind: str  # animal / photo
+    target: str  # the animal's code, or the photo's path (its first name in the catalog)
+    undone_by: str | None
+    undone_at: str | None
+    in_force: bool  # the newest row for its target not undone: what outputs use
+
+    def said(self) -> str:
+        """What it says, for people: 'Beagle / Labrador Retriever', 'not a dog'."""
+        return " / ".join(self.correction.names) if self.correction.status == "dog" else "not a dog"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "target": self.target, **self.correction.to_dict(),
+                "undone_by": self.undone_by, "undone_at": self.undone_at, "in_force": self.in_force}
+
+
+@dataclass
+class SentFile:
+    """An ASM3 import file that held this animal (asm3_files), and what of it (asm3_sent: kind, item)."""
+
+    id: int
+    path: str
+    written_at: str
+    written_by: str
+    forgotten_at: str | None  # `dogcat asm3 forget`: never imported, so its items count as not sent
+    items: list[tuple[str, str]]  # (animal | photo | log, the breeds / SHA-256 / text)
+
+    def to_dict(self) -> dict:
+        return {"file": self.id, "path": self.path, "written_at": self.written_at, "written_by": self.written_by,
+                "forgotten_at": self.forgotten_at, "items": [{"kind": k, "item": i} for k, i in self.items]}
+
+
+@dataclass
+class AnimalDetail:
+    """Everything the catalog knows of one animal: its answer, each photo with the model's own guess, every
+    correction made to it or its photos (newest last), and the ASM3 files that held it."""
+
+    answer: Answer
+    asked: str  # the code asked for: another one when that animal was merged into this one
+    dob: str | None
+    age: str | None
+    sex: str | None
+    merged: list[str]  # codes of the animals merged into this one
+    guesses: list[dict]  # per photo, the model's own record (records(corrected=False)), in path order
+    history: list[HistoryEntry]
+    sent: list[SentFile]
+
+    @property
+    def code(self) -> str:
+        return self.answer.animal
+
+    @property
+    def never_sent(self) -> bool:
+        return all(f.forgotten_at for f in self.sent)
+
+    def to_dict(self) -> dict:
+        return {**self.answer.to_dict(), "dob": self.dob, "age": self.age, "sex": self.sex, "merged": self.merged,
+                "photos": [{name: g[name] for name in GUESS_FIELDS} for g in self.guesses],
+                "corrections": [h.to_dict() for h in self.history], "asm3": [f.to_dict() for f in self.sent],
+                "never_sent": self.never_sent}
+
+
+# A photo's own guess in `animals show --json`: the model's answer, before any correction.
+GUESS_FIELDS = ["path", "sha256", "status", "label", "breed", "confidence", "top_k", "dog_probability", "looks_like",
+                "error", "model"]
+
+
+def _merged_into(conn: Connection, code: str) -> list[str]:
+    """Every code whose animal was merged, directly or through others, into ``code``."""
+    pointers = {r.code: r.merged_into for r in conn.execute(select(db.animals.c.code, db.animals.c.merged_into)
+                                                             .where(db.animals.c.merged_into.is_not(None)))}
+    found, frontier = [], {code}
+    while frontier:
+        frontier = {c for c, into in pointers.items() if into in frontier and c not in found and c != code}
+        found.extend(sorted(frontier))
+    return found
+
+
+def animal_detail(engine, code: str, *, k: int = 3) -> AnimalDetail:
+    """One animal by its code (any case; a merged animal's code shows the animal it went to). NoSuchAnimal if
+    the catalog has none."""
+    c, files, sent = db.corrections, db.asm3_files, db.asm3_sent
+    with db.reading(engine) as conn:
+        row = conn.execute(select(db.animals).where(func.lower(db.animals.c.code) == code.lower())).first()
+        if row is None:
+            raise NoSuchAnimal(f"{code}: no such animal")
+        if row.merged_into is not None:
+            row = conn.execute(select(db.animals).where(db.animals.c.code == db.follow_merges(conn, row.code))
+                               ).one()
+        codes = [row.code, *_merged_into(conn, row.code)]
+        fixes = active_corrections(conn)
+        infos = model_infos(conn)
+        history_rows = list(conn.execute(select(c).where(c.c.target_kind == "animal", c.c.target.in_(codes))))
+        sent_rows = list(conn.execute(
+            select(files, sent.c.kind, sent.c.item).join(sent, sent.c.file == files.c.id)
+            .where(sent.c.animal.in_(codes)).order_by(files.c.written_at, files.c.id, sent.c.kind, sent.c.item)))
+    guesses = list(records(engine, animal=row.code, probabilities=True, corrected=False))
+    corrected = []
+    for guess in guesses:
+        record = dict(guess, animal=row.code)
+        fix = photo_correction(record, fixes)
+        if fix is not None:
+            apply_correction(record, fix)
+        corrected.append(record)
+    the_answer = answer(row.code, row.name, corrected, fixes, infos, k)
+    for g in guesses:
+        g.pop("probabilities", None)
+    path_of: dict[str, str] = {}
+    for g in guesses:
+        if g["sha256"]:
+            path_of.setdefault(g["sha256"], g["path"])
+    if path_of:
+        with db.reading(engine) as conn:
+            history_rows += list(conn.execute(select(c).where(c.c.target_kind == "photo",
+                                                              c.c.target.in_(list(path_of)))))
+    in_force = {fix.id for fix in fixes.values()}
+    history = [HistoryEntry(correction_of(r), r.target_kind, path_of.get(r.target, r.target) if r.target_kind ==
+                            "photo" else r.target, r.undone_by, r.undone_at, r.id in in_force)
+               for r in sorted(history_rows, key=lambda r: r.id)]
+    by_file: dict[int, SentFile] = {}
+    for r in sent_rows:
+        by_file.setdefault(r.id, SentFile(r.id, r.path, r.written_at, r.written_by, r.forgotten_at, [])
+                           ).items.append((r.kind, r.item))
+    return AnimalDetail(the_answer, code, row.dob, row.age, row.sex, codes[1:], guesses, history,
+                        list(by_file.values()))

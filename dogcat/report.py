@@ -1,6 +1,8 @@
-"""The catalog as one self-contained HTML page for people: one card per animal with its photos' thumbnails,
-grouped by the animal's breed, the confidence of each; `unsure` and `not_a_dog` animals and unreadable files in
-sections of their own, staff corrections and duplicates marked, and a search box.
+"""The catalog as one self-contained HTML page for people: one card per animal with its photos' thumbnails.
+The animals to review (`unsure`) come first, then the dogs by breed (an animal staff corrected sits in its
+breed's section, marked "staff"), then `not_a_dog` animals and unreadable files. Under each thumbnail, that
+photo's own guess by the model, in a corrected animal too; a photo stored under a second name says "duplicate
+of" the first on the later copy. Counts are animals (files only where files are listed). A search box.
 
 Self-contained: thumbnails are data: URIs, the style and the script are inline, nothing is fetched, so the file
 can be mailed or opened from a USB stick. Every piece of text from the catalog (file names above all) is
@@ -26,7 +28,7 @@ from pathlib import PurePath
 from dogcat import previews, settings
 from dogcat.decision import status_of
 from dogcat.previews import Preview
-from dogcat.readmodel import Answer
+from dogcat.readmodel import Answer, guess_summary
 from dogcat.text import visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
@@ -65,7 +67,8 @@ figcaption { margin-top: 6px; font-size: 13px; overflow-wrap: anywhere; }
 .file { font-weight: 600; }
 .conf { float: right; font-variant-numeric: tabular-nums; }
 .low { color: var(--warn); }
-.then, .note { display: block; color: var(--muted); font-size: 12px; }
+.then, .note, .guess { display: block; color: var(--muted); font-size: 12px; }
+.fix { display: block; color: #2a7a3b; font-size: 12px; font-weight: 600; }
 .animal { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 8px; }
 .animal.staff { border-color: #2a7a3b; }
 .animal-head { font-size: 14px; margin: 0 0 6px; display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
@@ -91,24 +94,22 @@ SCRIPT = """
   var sections = Array.prototype.slice.call(document.querySelectorAll("section[data-group]"));
   function apply() {
     var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
-    var shown = 0;
     items.forEach(function (item) {
       var text = item.getAttribute("data-search");
-      var hit = words.every(function (w) { return text.indexOf(w) !== -1; });
-      item.hidden = !hit;
-      if (hit) { shown += 1; }
+      item.hidden = !words.every(function (w) { return text.indexOf(w) !== -1; });
     });
     Array.prototype.forEach.call(document.querySelectorAll(".animal"), function (animal) {
       animal.hidden = animal.querySelectorAll("[data-search]:not([hidden])").length === 0;
     });
+    // Counted as the page counts: animals, and files in the table of files that could not be read.
     sections.forEach(function (section) {
-      var n = section.querySelectorAll("[data-search]:not([hidden])").length;
+      var n = section.querySelectorAll(".animal:not([hidden]), tr[data-search]:not([hidden])").length;
       section.hidden = n === 0;
       section.querySelector(".n").textContent = n;
       var link = document.querySelector('nav a[href="#' + section.id + '"]');
       if (link) { link.hidden = n === 0; link.querySelector(".n").textContent = n; }
     });
-    document.getElementById("shown").textContent = shown;
+    document.getElementById("shown").textContent = document.querySelectorAll(".animal:not([hidden])").length;
     try {
       history.replaceState(null, "", words.length ? "#q=" + encodeURIComponent(box.value) : "#");
     } catch (e) { /* some browsers refuse this for file: pages; the search still works */ }
@@ -166,7 +167,7 @@ class Catalog:
     unsure: list = field(default_factory=list)  # animals
     not_a_dog: list = field(default_factory=list)  # animals
     errors: list[dict] = field(default_factory=list)  # files that could not be read
-    first_of: dict[str, str] = field(default_factory=dict)  # sha256 → the first path holding it
+    first_of: dict[str, str] = field(default_factory=dict)  # sha256 → the path catalogued first holding it
     names_of: dict[str, list[str]] = field(default_factory=dict)  # sha256 → every path holding it
     models: Counter = field(default_factory=Counter)
     folder: str = ""  # the folder every path is in: cards show names below it
@@ -189,6 +190,14 @@ class Catalog:
     def duplicates(self) -> int:
         return sum(len(paths) - 1 for paths in self.names_of.values())
 
+    @property
+    def dogs(self) -> int:
+        return sum(map(len, self.breeds.values()))
+
+    @property
+    def by_staff(self) -> int:
+        return sum(a.source == "correction" for group in self.breeds.values() for a in group)
+
 
 def _alone(r: dict):
     """A photo as an animal of its own, for records given without animals."""
@@ -206,11 +215,13 @@ def sort(records: Iterable[dict], animals: Iterable | None = None) -> Catalog:
     records = list(records)
     animals = list(animals) if animals is not None else [_alone(r) for r in records]
     c = Catalog(folder=_common_folder([r["path"] for r in records]))
-    for r in records:
+    # The copy catalogued first is the photo; a later one is its duplicate (ties: path order).
+    for r in sorted(records, key=lambda r: (r.get("catalogued_at") or "", r["path"])):
         sha = r.get("sha256")
         if sha:
             c.first_of.setdefault(sha, r["path"])
             c.names_of.setdefault(sha, []).append(r["path"])
+    for r in records:
         if r.get("model"):
             c.models[r["model"]] += 1
         if status_of(r) == "error":
@@ -218,8 +229,8 @@ def sort(records: Iterable[dict], animals: Iterable | None = None) -> Catalog:
     for a in animals:
         if not _shown_photos(a):
             continue
-        if a.status == "dog":
-            c.breeds.setdefault(a.summary() if a.source == "correction" else a.breed, []).append(a)
+        if a.status == "dog":  # corrected or not, in its (first) breed's section: staff's are marked there
+            c.breeds.setdefault(a.breed or a.summary(), []).append(a)
         elif a.status == "unsure":
             c.unsure.append(a)
         elif a.status == "not_a_dog":
@@ -234,19 +245,13 @@ def _search_text(r: dict, extra: str = "") -> str:
 
 
 def _duplicate_badge(r: dict, c: Catalog) -> tuple[str, str]:
-    """(badge HTML, search words) for a photo that has more than one name."""
-    names = c.names_of.get(r.get("sha256") or "", [])
-    if len(names) < 2:
+    """(badge HTML, search words) for a later copy of a photo catalogued before under another name; the first
+    copy is the photo itself and has none."""
+    first = c.first_of.get(r.get("sha256") or "")
+    if first is None or r["path"] == first:
         return "", ""
-    first = c.first_of[r["sha256"]]
-    if r["path"] == first:
-        others = [n for n in names if n != first]
-        label = f"also as {len(others)} other file{'s' if len(others) > 1 else ''}"
-        title = "The same photo is also at: " + "; ".join(others)
-    else:
-        label = f"duplicate of {c.shown(first)}"
-        title = f"The same photo (same SHA-256) as {first}"
-    return f'<span class="badge" title="{esc(title)}">{esc(label)}</span>', "duplicate"
+    title = f"The same photo (same SHA-256) as {first}"
+    return f'<span class="badge" title="{esc(title)}">{esc("duplicate of " + c.shown(first))}</span>', "duplicate"
 
 
 def _card(r: dict, c: Catalog, thumb: Preview, body: str, animal_words: str = "") -> str:
@@ -258,7 +263,7 @@ def _card(r: dict, c: Catalog, thumb: Preview, body: str, animal_words: str = ""
         picture = f'<img src="{uri}" alt="{esc(name)}" loading="lazy" decoding="async">'
     else:
         picture = f'<span class="none">{esc(thumb.problem or "no picture")}</span>'
-    return (f'<figure class="card{" dup" if badge and r["path"] != c.first_of.get(r["sha256"]) else ""}" '
+    return (f'<figure class="card{" dup" if badge else ""}" '
             f'data-search="{_search_text(r, words)}"><div class="thumb">{picture}</div>'
             f'<figcaption><span class="file" title="{esc(r["path"])}">{esc(name)}</span>{body}'
             f'{"<br>" + badge if badge else ""}</figcaption></figure>')
@@ -290,12 +295,11 @@ def _not_a_dog_body(r: dict) -> str:
             + (f'<span class="then">dog check {esc(_percent(p))}</span>' if p is not None else ""))
 
 
-def _section(group: str, ident: str, title: str, items: list[str], why: str = "", n: int | None = None) -> str:
-    """A section of cards; ``n``: the photos in it (the count the search box updates)."""
+def _section(group: str, ident: str, title: str, cards: list[str], why: str = "") -> str:
+    """A section of animal cards, headed by how many (the count the search box updates)."""
     why_html = f' <span class="why">{esc(why)}</span>' if why else ""
-    count = len(items) if n is None else n
-    return (f'<section id="{ident}" data-group="{group}"><h2>{esc(title)} <span class="n">{count}</span>'
-            f'{why_html}</h2><div class="cards">{"".join(items)}</div></section>')
+    return (f'<section id="{ident}" data-group="{group}"><h2>{esc(title)} <span class="n">{len(cards)}</span>'
+            f'{why_html}</h2><div class="cards">{"".join(cards)}</div></section>')
 
 
 def thumbnail(record: dict) -> Preview:
@@ -306,6 +310,15 @@ def thumbnail(record: dict) -> Preview:
 def _body_of(r: dict) -> str:
     return {"dog": _dog_body, "unsure": _unsure_body, "not_a_dog": _not_a_dog_body}.get(status_of(r),
                                                                                          lambda _: "")(r)
+
+
+def _corrected_body(r: dict, guess: dict, animal_by_staff: bool) -> str:
+    """A photo that staff's word covers: the model's own guess, small, and the staff's word for this photo
+    when it is not the animal's (the animal's card already says that one)."""
+    own = "" if animal_by_staff else (
+        f'<span class="fix">staff: {esc(r.get("breed") or r["status"].replace("_", " "))}</span>')
+    said = esc(guess_summary(guess))
+    return own + f'<span class="guess" title="the model\'s own guess for this photo">model: {said}</span>'
 
 
 def _animal_head(a) -> str:
@@ -325,11 +338,21 @@ def _animal_head(a) -> str:
 
 def render(records: Iterable[dict], *, title: str, source: str, generated: str,
            thumbnail: Callable[[dict], Preview] = thumbnail,
-           progress: Callable[[int, int], None] | None = None, animals: Iterable | None = None) -> str:
+           progress: Callable[[int, int], None] | None = None, animals: Iterable | None = None,
+           guesses: dict[str, dict] | None = None) -> str:
     """The page. ``animals``: dogcat.readmodel.answers for these records (default: each photo its own animal).
+    ``guesses``: path → the photo's record before corrections (readmodel.records(corrected=False)), the
+    model's own guess shown under a corrected photo (default: its record's top_k).
     ``thumbnail(record)`` is asked once per distinct photo (not for errors); ``progress(done, total)``
     follows it."""
     c = sort(records, animals)
+    guesses = guesses or {}
+
+    def body(r: dict, a) -> str:
+        if r.get("source") != "correction":
+            return _body_of(r)
+        guess = guesses.get(r["path"]) or {**r, "status": "dog" if r.get("top_k") else "error"}
+        return _corrected_body(r, guess, a.source == "correction")
     wanted = [r for group in (*c.breeds.values(), c.unsure, c.not_a_dog) for a in group for r in _shown_photos(a)]
     thumbs: dict[str, Preview] = {}
     total = len({r.get("sha256") or r["path"] for r in wanted})
@@ -345,44 +368,46 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
         out = []
         for a in group:
             words = " ".join([a.animal, a.name, a.summary(), "staff" if a.source == "correction" else ""])
-            photos = "".join(_card(r, c, thumbs[r.get("sha256") or r["path"]], _body_of(r), words)
+            photos = "".join(_card(r, c, thumbs[r.get("sha256") or r["path"]], body(r, a), words)
                              for r in _shown_photos(a))
             out.append(f'<div class="animal{" staff" if a.source == "correction" else ""}">{_animal_head(a)}'
                        f'<div class="photos">{photos}</div></div>')
         return out
 
-    def photo_count(group: list) -> int:
-        return sum(len(_shown_photos(a)) for a in group)
-
+    # The animals to review first, then the dogs by breed, then what is no dog; every count is of animals.
     sections, links = [], []
+    if c.unsure:
+        sections.append(_section("unsure", "unsure", "Unsure", cards(c.unsure), "to review: the answer from "
+                                 "the photos is not sure enough (a mix, or a breed the model is not sure of)"))
+        links.append(f'<a class="other" href="#unsure" title="animals to review">Unsure <span class="n">'
+                     f'{len(c.unsure)}</span></a>')
     for i, (breed, group) in enumerate(c.breeds.items(), 1):
         ident = f"breed-{i}-{_slug(breed)}"  # numbered: two names may make the same slug
-        sections.append(_section("breed", ident, breed, cards(group), n=photo_count(group)))
-        links.append(f'<a href="#{ident}">{esc(breed)} <span class="n">{photo_count(group)}</span></a>')
-    others = [("unsure", "Unsure", c.unsure, "the answer from the photos is not sure enough: a mix, or a breed "
-               "the model is not sure of"),
-              ("not-a-dog", "Not a dog", c.not_a_dog, "no photo of these shows a dog")]
-    for ident, heading, group, why in others:
-        if group:
-            sections.append(_section(ident, ident, heading, cards(group), why, n=photo_count(group)))
-            links.append(f'<a class="other" href="#{ident}">{heading} <span class="n">{photo_count(group)}'
-                         f'</span></a>')
+        sections.append(_section("breed", ident, breed, cards(group)))
+        links.append(f'<a href="#{ident}" title="animals">{esc(breed)} <span class="n">{len(group)}</span></a>')
+    if c.not_a_dog:
+        sections.append(_section("not-a-dog", "not-a-dog", "Not a dog", cards(c.not_a_dog),
+                                 "no photo of these shows a dog"))
+        links.append(f'<a class="other" href="#not-a-dog" title="animals">Not a dog <span class="n">'
+                     f'{len(c.not_a_dog)}</span></a>')
     if c.errors:
         rows = "".join(f'<tr data-search="{_search_text(r)}">'
                        f'<td title="{esc(r["path"])}">{esc(c.shown(r["path"]))}</td>'
                        f'<td class="error">{esc(r["error"])}</td></tr>' for r in c.errors)
         sections.append(f'<section id="errors" data-group="errors"><h2>Could not be read <span class="n">'
-                        f'{len(c.errors)}</span></h2><table><thead><tr><th>file</th><th>problem</th></tr></thead>'
-                        f'<tbody>{rows}</tbody></table></section>')
-        links.append(f'<a class="other" href="#errors">Could not be read <span class="n">{len(c.errors)}</span></a>')
+                        f'{len(c.errors)}</span> <span class="why">files</span></h2><table><thead><tr><th>file'
+                        f'</th><th>problem</th></tr></thead><tbody>{rows}</tbody></table></section>')
+        links.append(f'<a class="other" href="#errors" title="files">Could not be read <span class="n">'
+                     f'{len(c.errors)}</span> files</a>')
 
-    dogs = sum(map(len, c.breeds.values()))
-    facts = (f"<b>{c.files}</b> files, <b>{c.animals}</b> animals: <b>{dogs}</b> dogs in <b>{len(c.breeds)}</b> "
-             f"breeds, <b>{len(c.unsure)}</b> unsure, <b>{len(c.not_a_dog)}</b> not a dog; <b>{len(c.errors)}</b> "
-             f"files could not be read; <b>{c.duplicates}</b> duplicate{'' if c.duplicates == 1 else 's'}. Model: "
-             + (esc(", ".join(c.models)) or "none") + f". Photos in {esc(c.folder or '(various folders)')}; "
-             f"catalog {esc(source)}, {esc(generated)}.")
-    searchable = c.files
+    duplicates = (f"; <b>{c.duplicates}</b> photo{' is a duplicate' if c.duplicates == 1 else 's are duplicates'}"
+                  " (the same photo under another name)" if c.duplicates else "")
+    facts = (f"<b>{c.animals}</b> animals, from <b>{c.files}</b> files: <b>{len(c.unsure)}</b> to review "
+             f"(unsure), <b>{c.dogs}</b> dogs in <b>{len(c.breeds)}</b> breeds (<b>{c.by_staff}</b> named by staff), "
+             f"<b>{len(c.not_a_dog)}</b> not a dog; <b>{len(c.errors)}</b> files could not be read{duplicates}. "
+             "Counts are animals. Model: " + (esc(", ".join(c.models)) or "none")
+             + f". Photos in {esc(c.folder or '(various folders)')}; catalog {esc(source)}, {esc(generated)}.")
+    searchable = c.animals
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -398,7 +423,7 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
 <h1>{esc(title)}</h1>
 <p class="facts">{facts}</p>
 <input id="q" type="search" placeholder="Search file names, breeds, problems…" aria-label="Search" autocomplete="off">
-<span id="count"><span id="shown">{searchable}</span> of {searchable} shown</span>
+<span id="count"><span id="shown">{searchable}</span> of {searchable} animals shown</span>
 </header>
 <nav>{"".join(links)}</nav>
 <main>

@@ -474,3 +474,117 @@ def test_a_schema_1_catalog_has_animals_before_any_new_run(tmp_path):
         engine.dispose()
     assert found["beagle-crop.jpg"].label == BEAGLE and found["beagle-crop.jpg"].status in ("dog", "unsure")
     assert found["beagle-crop.jpg"].votes == 1 and found["broken.jpg"].status == "error"
+
+
+# --- lists and one animal in full (dogcat animals, animals show) ---------------------------------------------
+
+def test_the_list_for_scripts_and_spreadsheets(copy, intake):
+    shelter = str(copy)
+    long_code = "A" + "1234567890" * 3 + "123456789"  # as long as a code may be (40) and, with the name,
+    # wider than any default width: a pipe gets both whole all the same
+    long_name = "Sir Reginald Fluffington " * 4
+    invoke("animals", "move", str(intake / "pug.jpg"), long_code, "--new", long_name.strip(), "--db", shelter)
+    table = invoke("animals", "--db", shelter).stdout
+    assert long_code in table and long_name.strip() in table
+    row = next(line for line in table.splitlines() if long_code in line)
+    assert long_name.strip() in row and "Pug" in row and len(row) > 150  # one line: nothing folded
+
+    found = answers_of(copy)
+    for status in ("dog", "unsure", "not_a_dog", "error"):
+        listed = [json.loads(line)["animal"] for line in
+                  invoke("animals", "--db", shelter, "--status", status, "--json").stdout.splitlines()]
+        assert listed == [code for code, a in found.items() if a.status == status], status
+    assert [json.loads(line)["animal"] for line in invoke("animals", "--db", shelter, "--status", "not_a_dog",
+                                                          "--json").stdout.splitlines()] == ["Rex"]
+    for command in (["animals"], ["animals", "show"]):
+        assert "Exit codes" in invoke(*command, "--help").stdout
+    bad = invoke("animals", "--db", shelter, "--status", "cat", ok=False)
+    assert bad.exit_code == 2 and "--status" in bad.output
+    assert invoke("animals", "--db", shelter, "--json", "--csv", ok=False).exit_code == 2
+
+    listed = invoke("animals", "--db", shelter, "--csv").stdout
+    exported = invoke("export", "--db", shelter, "--per", "animal", "--format", "csv").stdout
+    assert listed == exported  # the same columns, rows and spreadsheet-safe cells
+    assert list(csv.reader(io.StringIO(listed)))[0] == export.ANIMAL_FIELDS + ["corrected_breed"]
+    unsure = invoke("animals", "--db", shelter, "--csv", "--status", "not_a_dog").stdout
+    assert [r["animal"] for r in csv.DictReader(io.StringIO(unsure))] == ["Rex"]
+
+
+def test_a_formula_in_a_name_is_defused_in_the_csv_list(copy, intake):
+    shelter = str(copy)
+    invoke("animals", "move", str(intake / "pug.jpg"), "P-9", "--new", "=HYPERLINK(\"x\")", "--db", shelter)
+    rows = {r["animal"]: r for r in csv.DictReader(io.StringIO(invoke("animals", "--db", shelter, "--csv").stdout))}
+    assert rows["P-9"]["name"] == "'=HYPERLINK(\"x\")"
+
+
+def add_asm3_file(path: Path, file_path: str, written_at: str, items: list[tuple[str, str, str]],
+                  forgotten_at: str | None = None) -> int:
+    """What the ASM3 export records of a file it wrote (asm3_files, asm3_sent), written here directly."""
+    with sqlite3.connect(path) as con:
+        cursor = con.execute("INSERT INTO asm3_files (path, written_at, written_by, forgotten_at) VALUES (?, ?, ?, ?)",
+                             (file_path, written_at, "dora", forgotten_at))
+        file_id = cursor.lastrowid
+        con.executemany("INSERT INTO asm3_sent (file, animal, kind, item) VALUES (?, ?, ?, ?)",
+                        [(file_id, animal, kind, item) for animal, kind, item in items])
+    assert file_id is not None
+    return file_id
+
+
+def test_show_one_animal_in_full(copy, intake):
+    shelter = str(copy)
+    invoke("correct", "Max", "--breed", "pug", "--by", "alice", "--db", shelter)
+    invoke("correct", "Max", "--undo", "--by", "bob", "--db", shelter)
+    invoke("correct", "Max", "--breed", "beagle", "--breed2", "labrador", "--by", "carol", "--db", shelter)
+    max_photos = [p for p in answers_of(copy)["Max"].photos if p["path"].endswith(".jpg")]
+    invoke("correct", max_photos[0]["sha256"], "--not-a-dog", "--by", "dan", "--db", shelter)
+    with sqlite3.connect(copy) as con:
+        con.execute("UPDATE animals SET dob = '2021-03-04', sex = 'Male' WHERE code = 'Max'")
+    first = add_asm3_file(copy, "/exports/asm3-june.csv", "2024-06-02T10:00:00+00:00",
+                          [("Max", "animal", "Beagle / Labrador Retriever"), *(("Max", "photo", p["sha256"])
+                                                                               for p in max_photos[1:])])
+    add_asm3_file(copy, "/exports/asm3-try.csv", "2024-06-01T09:00:00+00:00", [("Max", "animal", "Pug / Pug")],
+                  forgotten_at="2024-06-01T09:05:00+00:00")
+
+    shown = invoke("animals", "show", "max", "--db", shelter).stdout  # any case
+    lines = shown.splitlines()
+    assert lines[0] == "Max" and "born 2021-03-04, sex Male" in lines[1]
+    assert "answer: Beagle / Labrador Retriever (staff), by staff (carol" in shown
+    for p in answers_of(copy)["Max"].photos:
+        assert p["path"] in shown
+    card = next(line for line in lines if line.strip().startswith(str(intake / "Max" / "card.png")))
+    assert card.endswith(": not a dog (looks like " + card.split("(looks like ")[1])
+    # The photo staff called no dog still shows what the model said of it: a breed.
+    corrected_photo = next(line for line in lines if line.strip().startswith(max_photos[0]["path"] + ":"))
+    assert "%" in corrected_photo and "not a dog" not in corrected_photo
+    history = lines[lines.index("corrections (3), oldest first:") + 1:][:3]  # an undo marks a row, adds none
+    assert "animal Max: Pug (by alice, staff; undone by bob" in history[0] and "[in force]" not in history[0]
+    assert "animal Max: Beagle / Labrador Retriever (by carol, staff)" in history[1] and "[in force]" in history[1]
+    assert f"photo {max_photos[0]['path']}: not a dog (by dan, staff)" in history[2] and "[in force]" in history[2]
+    asm3_lines = lines[lines.index("ASM3:") + 1:]
+    assert asm3_lines[0].strip().startswith("2024-06-01T09:00:00+00:00  file 2 /exports/asm3-try.csv by dora")
+    assert "forgotten 2024-06-01T09:05:00+00:00" in asm3_lines[0]
+    assert asm3_lines[1].strip() == (f"2024-06-02T10:00:00+00:00  file {first} /exports/asm3-june.csv by dora: "
+                                     "animal Beagle / Labrador Retriever; 2 photos")
+
+    record = json.loads(invoke("animals", "show", "Max", "--db", shelter, "--json").stdout)
+    assert set(export.ANIMAL_FIELDS) <= set(record) and record["source"] == "correction"
+    assert (record["dob"], record["sex"], record["age"], record["never_sent"]) == ("2021-03-04", "Male", None, False)
+    photos_by_path = {p["path"]: p for p in record["photos"]}
+    assert photos_by_path[max_photos[0]["path"]]["status"] in ("dog", "unsure")  # the model's own, uncorrected
+    assert photos_by_path[max_photos[0]["path"]]["breed"] == "Beagle"
+    assert [(c["by"], c["undone_by"], c["in_force"]) for c in record["corrections"]] == [
+        ("alice", "bob", False), ("carol", None, True), ("dan", None, True)]
+    assert [f["path"] for f in record["asm3"]] == ["/exports/asm3-try.csv", "/exports/asm3-june.csv"]
+    assert {"kind": "animal", "item": "Beagle / Labrador Retriever"} in record["asm3"][1]["items"]
+
+    bella = invoke("animals", "show", "Bella", "--db", shelter).stdout
+    assert bella.splitlines()[-1] == "ASM3: never sent" and "corrections: none" in bella
+    assert "answer: Golden Retriever" in bella and "by model, 2 photos" in bella
+    ghost = invoke("animals", "show", "Ghost", "--db", shelter).stdout
+    assert f"{intake / 'Ghost' / 'broken.jpg'}: could not be read: " in ghost and "answer: no readable photo" in ghost
+    missing = invoke("animals", "show", "Nobody", "--db", shelter, ok=False)
+    assert missing.exit_code == 1 and missing.stderr.strip() == "dogcat: error: Nobody: no such animal"
+
+    invoke("animals", "merge", "Max", "Bella", "--db", shelter)
+    merged = invoke("animals", "show", "Bella", "--db", shelter).stdout
+    assert merged.splitlines()[:2] == ["Max", "  (Bella was merged into Max)"]

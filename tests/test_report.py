@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import html
 import html.parser
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -196,6 +198,22 @@ def records(shelter_db: Path) -> list[dict]:
         engine.dispose()
 
 
+def animal_of(shelter_db: Path) -> dict[str, str]:
+    """path → the code of the animal it is in."""
+    engine = db.connect(str(shelter_db), create=False)
+    try:
+        return {p["path"]: a.animal for a in readmodel.answers(engine) for p in a.photos}
+    finally:
+        engine.dispose()
+
+
+def duplicate_pair(recs: dict[str, dict], intake: Path) -> tuple[str, str]:
+    """(the copy catalogued first, the later one) of the photo stored under two names."""
+    first, later = sorted([str(intake / "IMG_0042.jpg"), str(intake / "pug-1.jpg")],
+                          key=lambda p: (recs[p]["catalogued_at"], p))
+    return first, later
+
+
 @pytest.fixture(scope="module")
 def page(shelter, tmp_path_factory) -> Path:
     shelter_db, _ = shelter
@@ -242,6 +260,70 @@ def test_page_is_self_contained_and_escapes_every_text(page, shelter):
     assert "<title>Intake &lt;June&gt;</title>" in text
     csp = next(a["content"] for t, a in tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "img-src data:" in csp and "'unsafe-inline'" not in csp
+
+
+def sections_of(page: str) -> list[tuple[str, str, int, str]]:
+    """(id, heading, count shown, body) of each section, in page order."""
+    return [(ident, html.unescape(heading), int(n), body) for ident, heading, n, body in re.findall(
+        r'<section id="([^"]+)" data-group="[^"]+"><h2>(.*?) <span class="n">(\d+)</span>(.*?)</section>', page,
+        re.DOTALL)]
+
+
+def test_the_page_as_a_volunteer_reads_it(shelter, tmp_path):
+    """Without a browser: the animals to review first; a corrected animal in its breed's section, marked staff,
+    with each photo's own guess; counts in animals; "duplicate of" on the later copy only."""
+    shelter_db, intake = shelter
+    copy = tmp_path / "shelter.db"
+    shutil.copy(shelter_db, copy)
+    animals = animal_of(copy)
+    beagle, golden = animals[str(intake / "beagle-1.jpg")], animals[str(intake / "golden_retriever-2.jpg")]
+    for args in ([beagle, "--breed", "beagle", "--breed2", "labrador"], [golden, "--breed", "pug"]):
+        result = runner.invoke(app, ["correct", *args, "--by", "alice", "--db", str(copy)])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--db", str(copy), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    page = re.sub(r"data:image/jpeg;base64,[^\"]+", "data:", out.read_text(encoding="utf-8"))
+    engine = db.connect(str(copy), create=False)
+    try:
+        answers = readmodel.answers(engine)
+    finally:
+        engine.dispose()
+    status = {a.animal: a.status for a in answers}
+
+    sections = sections_of(page)
+    assert sections[0][:2] == ("unsure", "Unsure") and sections[0][2] == sum(s == "unsure" for s in status.values())
+    assert [ident for ident, *_ in sections[-2:]] == ["not-a-dog", "errors"]
+    headings = [heading for _, heading, *_ in sections]
+    assert not any("staff" in h or "/" in h for h in headings)  # no section of its own for staff's answers
+    by_heading = {heading: body for _, heading, _, body in sections}
+    staff_cards = re.findall(r'<div class="animal staff">.*?</div></div></div>', page, re.DOTALL)
+    assert len(staff_cards) == 2
+    assert 'title="animal code">' + beagle + "<" in by_heading["Beagle"]
+    assert "Beagle / Labrador Retriever (staff)" in by_heading["Beagle"]
+    assert 'title="animal code">' + golden + "<" in by_heading["Pug"]
+    golden_card = next(card for card in staff_cards if 'title="animal code">' + golden + "<" in card)
+    assert '<span class="src">staff (alice)</span>' in golden_card
+    # Under the thumbnail: what the model said of this photo, though staff said pug.
+    assert re.search(r'<span class="guess"[^>]*>model: Golden Retriever \d+%</span>', golden_card), golden_card
+
+    # One unit: animals, in the header, the chips and the headings (files only for files that could not be read).
+    for ident, heading, n, body in sections:
+        if ident == "errors":
+            assert n == body.count("<tr data-search") and "files" in body[:80]
+        else:
+            assert n == len(re.findall(r'<div class="animal( staff)?">', body)), heading
+            assert re.search(rf'href="#{ident}" title="animals[^"]*">[^<]*<span class="n">{n}</span></a>', page)
+    shown = sum(n for ident, _, n, _ in sections if ident != "errors")
+    facts = re.sub(r"<[^>]+>", "", re.search(r'<p class="facts">(.*?)</p>', page).group(1))
+    assert facts.startswith(f"{shown} animals, from 13 files: ") and "2 named by staff" in facts
+    assert f'<span id="shown">{shown}</span> of {shown} animals shown' in page
+
+    first, later = duplicate_pair({r["path"]: r for r in records(copy)}, intake)
+    badges = re.findall(r'<span class="badge" title="([^"]*)">([^<]*)</span>', page)
+    assert badges == [(html.escape(f"The same photo (same SHA-256) as {first}"),
+                       f"duplicate of {Path(first).name}")]
+    assert "also as" not in page
 
 
 def test_hostile_breed_names_and_errors_stay_text(shelter):
@@ -298,6 +380,7 @@ def test_the_page_in_a_real_browser(page, shelter, browser, tmp_path):
     expected.update({"Unsure": by_status["unsure"], "Not a dog": by_status["not_a_dog"],
                      "Could not be read": by_status["error"]})
     assert {k: sorted(v) for k, v in groups.items()} == expected
+    assert list(groups)[0] == "Unsure" and list(groups)[-2:] == ["Not a dog", "Could not be read"]
     confidences = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('figure')).filter(f => "
                              "f.querySelector('.conf')).map(f => [f.querySelector('.file').title, "
                              "f.querySelector('.conf').textContent]))")
@@ -307,8 +390,8 @@ def test_the_page_in_a_real_browser(page, shelter, browser, tmp_path):
     assert sorted(errors) == sorted(recs[p]["error"] for p in by_status["error"])
     badges = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('.badge')).map(b => "
                         "[b.closest('figure').querySelector('.file').title, b.textContent]))")
-    assert badges == {str(intake / "IMG_0042.jpg"): "also as 1 other file",
-                      str(intake / "pug-1.jpg"): "duplicate of IMG_0042.jpg"}
+    first, later = duplicate_pair(recs, intake)
+    assert badges == {later: f"duplicate of {Path(first).name}"}  # on the later copy only
 
     browser.screenshot(tmp_path / "report.png")
     screenshot = np.asarray(Image.open(tmp_path / "report.png").convert("HSV"))
@@ -326,11 +409,13 @@ def visible(browser: Chromium) -> list[str]:
 def test_the_search_box_filters_as_one_types(page, shelter, browser):
     shelter_db, intake = shelter
     recs = {r["path"]: r for r in records(shelter_db)}
+    animals = animal_of(shelter_db)
+    _, later = duplicate_pair(recs, intake)
 
     def matching(*words):
         return sorted(p for p, r in recs.items() if all(
             w in " ".join([p, *(g["breed"] for g in r["top_k"]), r["looks_like"] or "", r["error"] or "",
-                           "duplicate" if p.endswith(("IMG_0042.jpg", "pug-1.jpg")) else ""]).lower()
+                           "duplicate" if p == later else ""]).lower()
             for w in words))
 
     browser.open(page.as_uri())
@@ -340,7 +425,9 @@ def test_the_search_box_filters_as_one_types(page, shelter, browser):
     hits = matching("golden")
     assert str(intake / "golden_retriever-1.jpg") in hits and len(hits) < len(recs)
     assert sorted(visible(browser)) == hits
-    assert browser.js("document.getElementById('shown').textContent") == str(len(hits))
+    # Counted in animals, as the header counts them: those with a photo that matches.
+    assert browser.js("document.getElementById('shown').textContent") == str(len({animals[p] for p in hits
+                                                                             if recs[p]["status"] != "error"}))
     assert browser.js("Array.from(document.querySelectorAll('section')).filter(s => !s.hidden).length") == len(
         {recs[p]["breed"] if recs[p]["status"] == "dog" else recs[p]["status"] for p in hits})
     assert browser.js("location.hash") == "#q=golden"
