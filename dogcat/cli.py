@@ -660,17 +660,19 @@ def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, do
     _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db) as catalog:
         plan = catalog.asm3_plan(resend=everything, age=age, dob=dob, animals_csv=animals_csv)
-        with output_stream(output) as stream:
-            written = catalog.asm3_write(stream, plan, images=images)
-        file_id = catalog.asm3_record(plan, str(output.absolute()) if output else "stdout") if written else None
+        file_id = None
+        if plan.animals:  # nothing new: no file at all (ASM3's import fails on one without rows)
+            with output_stream(output) as stream:
+                written = catalog.asm3_write(stream, plan, images=images)
+            file_id = catalog.asm3_record(plan, str(output.absolute()) if output else "stdout") if written else None
     for warning in plan.warnings:
         error(escape(warning), kind="warning")
     new = sum(a.new for a in plan.animals)
     logs = sum(bool(a.log) for a in plan.animals)
     where = escape(visible(str(output))) if output else "stdout"
     if file_id is None:
-        err.print(f"{where}: nothing new for ASM3 (no animal, photo or answer it has not been sent)",
-                  highlight=False)
+        err.print(f"{where}: nothing new for ASM3 (no animal, photo or answer it has not been sent): "
+                  "nothing written", highlight=False)
         return
     err.print(f"{where}: {len(plan.animals)} animals ({new} new to ASM3), {plan.photos} photos, {logs} log "
               f"entries; recorded as ASM3 file {file_id} (never imported? dogcat asm3 forget {file_id})",
