@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from dogcat.errors import DogcatError
 from dogcat.text import visible
 
 REQUIRED = ("ANIMALCODE", "ANIMALNAME")
@@ -46,7 +47,7 @@ _DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})|(\d{4})-(\d{2})-(\d{2})")
 _TIME = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s*[AaPp][Mm])?")
 
 
-class ShelterFileError(ValueError):
+class ShelterFileError(DogcatError, ValueError):
     """The file is not an ASM3 animal export that can be read; the message names the file and the line."""
 
 

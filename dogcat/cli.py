@@ -350,6 +350,11 @@ def _evaluate_corrections(db: str, as_json: bool):
     out.print(f"{escape(db)}: {result['corrections']} staff corrections in force", highlight=False)
     out.print(line("photos", result["photos"]), highlight=False)
     out.print(line("animals", result["animals"]), highlight=False)
+    apart = result["outside_model"]
+    if apart["photos"] or apart["animals"]:
+        breeds = ", ".join(f"{name} {n}" for name, n in apart["breeds"].items())
+        out.print(escape(f"not counted: {apart['animals']} animals and {apart['photos']} photos whose breed the "
+                         f"model does not have ({breeds})"), highlight=False)
     nd = result["not_a_dog"]
     if nd["n"]:
         out.print(f"not a dog: {nd['n']} corrected, the model had flagged {nd['flagged']}", highlight=False)

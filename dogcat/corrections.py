@@ -20,6 +20,7 @@ import csv
 import getpass
 import io
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,7 +276,8 @@ def evaluate(engine, model_id: str | None = None) -> dict:
     Breed corrections count top-1 / top-3 right when the model's guess is one of the staff's breeds (a mix
     has two); animals are judged by their fused answer. ``not_a_dog`` corrections count how many the model
     had flagged; ``dog_precision``: of the model's confident (``dog``) answers that staff corrected or
-    confirmed, the share that named a breed staff gave."""
+    confirmed, the share that named a breed staff gave. A breed outside the model's 120 ("Mixed Breed", "Pit Bull
+    Terrier": the model could not have named it) is counted apart, in ``outside_model``, by breed."""
     records = list(readmodel.records(engine, model_id=model_id, probabilities=True, corrected=False))
     with db.reading(engine) as conn:
         fixes = readmodel.active_corrections(conn)
@@ -286,6 +288,7 @@ def evaluate(engine, model_id: str | None = None) -> dict:
 
     breed = {"photo": [0, 0, 0], "animal": [0, 0, 0]}  # n, top-1 right, top-3 right
     not_dog = {"n": 0, "flagged": 0}
+    outside: dict[str, Counter] = {"photo": Counter(), "animal": Counter()}
     dog_answers = [0, 0]  # model said dog, and it was right
     for (kind, target), fix in fixes.items():
         if kind == "photo":
@@ -301,6 +304,9 @@ def evaluate(engine, model_id: str | None = None) -> dict:
         if fix.status == "not_a_dog":
             not_dog["n"] += 1
             not_dog["flagged"] += status == "not_a_dog"
+            continue
+        if fix.outside_model:
+            outside[kind][" / ".join(fix.names)] += 1
             continue
         truth = {fix.label, fix.label2} - {None}
         labels = [g["label"] for g in guesses] if status in ("dog", "unsure") else []
@@ -318,5 +324,7 @@ def evaluate(engine, model_id: str | None = None) -> dict:
 
     return {"corrections": len(fixes), "photos": rates(breed["photo"]), "animals": rates(breed["animal"]),
             "not_a_dog": not_dog,
+            "outside_model": {"photos": sum(outside["photo"].values()), "animals": sum(outside["animal"].values()),
+                              "breeds": dict((outside["photo"] + outside["animal"]).most_common())},
             "dog_precision": round(dog_answers[1] / dog_answers[0], 4) if dog_answers[0] else None,
             "dog_answers": dog_answers[0]}
