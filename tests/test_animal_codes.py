@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dogcat import animals, catalog, db, naming, readmodel
-from dogcat.cli import app
 from dogcat.status import Judge
+from tests.test_animals import answers_of, invoke
 
 runner = CliRunner()
 DATA = Path(__file__).with_name("data")
@@ -31,21 +31,6 @@ def put(crops: Path, folder: Path, label: str, n: int, start: int = 0):
     folder.mkdir(parents=True, exist_ok=True)
     for p in photos(crops, label, n, start):
         shutil.copy(p, folder / p.name)
-
-
-def invoke(*args: str, ok: bool = True):
-    result = runner.invoke(app, list(args))
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def answers_of(path: Path) -> dict[str, readmodel.Answer]:
-    engine = db.connect(str(path), create=False)
-    try:
-        return {a.animal: a for a in readmodel.answers(engine, include_empty=True)}
-    finally:
-        engine.dispose()
 
 
 def rows(path: Path, sql: str) -> list[tuple]:
