@@ -984,15 +984,18 @@ def animals_move(
 def correct(
     target: Annotated[str | None, typer.Argument(help="An animal code, a photo path as catalogued, or a "
                                                       "photo's SHA-256.", show_default=False)] = None,
-    breed: Annotated[str | None, typer.Option("--breed", help="The breed, as the label, the human name or "
-                     "ASM3's spelling, any case: beagle, 'German Shepherd Dog'.", show_default=False)] = None,
+    breed: Annotated[str | None, typer.Option("--breed", help="The breed in the shelter's words, any case: "
+                     "any of ASM3's 221 dog breeds ('Pit Bull Terrier', 'Mixed Breed'), a short name (lab, GSD, "
+                     "yorkie, pit bull), 'X mix', or the model's name (beagle). docs/breeds.md lists them.",
+                     show_default=False)] = None,
     breed2: Annotated[str | None, typer.Option("--breed2", help="A second breed: a mix.",
                                                show_default=False)] = None,
     not_a_dog: Annotated[bool, typer.Option("--not-a-dog", help="The photo (or animal) is no dog.")] = False,
     undo: Annotated[bool, typer.Option("--undo", help="Take back the correction in force (the one before it, "
                                                       "or the model, speaks again).")] = False,
-    from_csv: Annotated[Path | None, typer.Option("--from", help="Apply the corrected_breed column of an "
-                        "exported CSV that staff filled in ('Beagle', 'Beagle / Pug', 'not a dog').",
+    from_csv: Annotated[Path | None, typer.Option("--from", help="Apply the corrected_breed column of a CSV "
+                        "staff filled in: an export of dogcat's, or one with just animal,corrected_breed (comma, "
+                        "semicolon or tab): 'Beagle', 'Beagle / Pug', 'Lab mix', 'not a dog'.",
                         show_default=False)] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who corrects. Default: $USER.",
                                            show_default=False)] = None,
@@ -1004,6 +1007,10 @@ def correct(
     [b]Examples[/b]
 
       dogcat correct A123 --breed beagle --breed2 'labrador retriever' --db shelter.db
+
+      dogcat correct A124 --breed 'lab mix' --db shelter.db
+
+      dogcat correct A125 --breed 'Pit Bull Terrier' --db shelter.db
 
       dogcat correct intake/A123/IMG_1.jpg --not-a-dog --db shelter.db
 
