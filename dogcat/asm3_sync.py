@@ -32,6 +32,7 @@ from dogcat import asm3_records, breeds, db, naming, pathkeys, readmodel
 from dogcat.corrections import Change, apply, read_table
 from dogcat.decision import status_of
 from dogcat.errors import DogcatError, UsageError
+from dogcat.text import percent
 
 
 class LookupFailed(DogcatError):
@@ -240,12 +241,6 @@ def _on_disk(record: dict) -> bool:
     return os.path.lexists(pathkeys.to_path(record["path"]))
 
 
-def _percent(p: float | None) -> str:
-    if p is None:
-        return "?"
-    return "<1%" if p < 0.005 else f"{p:.0%}"
-
-
 def log_text(answer: readmodel.Answer) -> str:
     """dogcat's answer for ASM3's log, one line: 'dogcat: Beagle 97% (then Basset 2%), from 3 photos, model …' or
     'dogcat: staff said Beagle / Pug (alice, 2026-12-04)'."""
@@ -254,11 +249,11 @@ def log_text(answer: readmodel.Answer) -> str:
         said = " / ".join(c.names) if c.status == "dog" else "not a dog"
         return naming.one_line(f"dogcat: staff said {said} ({c.by}, {c.at[:10]}).")
     if answer.mix:
-        guess = "mix? " + ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in answer.top_k)
+        guess = "mix? " + ", ".join(f"{g['breed']} {percent(g.get('confidence'), '?')}" for g in answer.top_k)
     else:
         best, rest = answer.top_k[0], answer.top_k[1:]
-        then = ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in rest)
-        guess = f"{best['breed']} {_percent(best.get('confidence'))}" + (f" (then {then})" if then else "")
+        then = ", ".join(f"{g['breed']} {percent(g.get('confidence'), '?')}" for g in rest)
+        guess = f"{best['breed']} {percent(best.get('confidence'), '?')}" + (f" (then {then})" if then else "")
     photos = f"{answer.votes} photo{'s' if answer.votes != 1 else ''}"
     return naming.one_line(f"dogcat: {guess}; from {photos}" + (f"; model {answer.model}" if answer.model else "")
                            + ".")

@@ -23,7 +23,7 @@ from dogcat import settings
 from dogcat.console import err, error, fail, out
 from dogcat.helptext import Group
 from dogcat.shell import failures, output_stream
-from dogcat.text import visible
+from dogcat.text import percent, visible
 from dogcat.version import __version__
 
 if TYPE_CHECKING:
@@ -123,10 +123,6 @@ def _not_the_catalog(db: str, output: Path | None):
                         "write the output elsewhere"), 2)
 
 
-def _percent(p: float) -> str:
-    return "<1%" if p < 0.005 else f"{p:.0%}"
-
-
 @app.command()
 def classify(
     paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively, picking the files "
@@ -204,13 +200,13 @@ def classify(
             best, rest = r.top_k[0], r.top_k[1:]
             if v.status == "not_a_dog":
                 assert v.dog_probability is not None  # only the dog check says not_a_dog
-                row = [r.path, v.status, v.summary(), f"dog {_percent(v.dog_probability)}"]
+                row = [r.path, v.status, v.summary(), f"dog {percent(v.dog_probability)}"]
             else:
-                row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), _percent(best.confidence)]
+                row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), percent(best.confidence)]
             row[1] = f"[{styles[v.status]}]{row[1]}[/]"
             row[0], row[2] = escape(visible(row[0])), escape(visible(row[2]))
             if top_k > 1:
-                row.append(escape(visible(", ".join(f"{g.breed} {_percent(g.confidence)}" for g in rest)))
+                row.append(escape(visible(", ".join(f"{g.breed} {percent(g.confidence)}" for g in rest)))
                            if v.status != "not_a_dog" else "")
             table.add_row(*row)
         if len(results) > len(errors):
@@ -821,7 +817,7 @@ def animals_list(
     for column, justify in columns:
         table.add_column(column, justify=justify)
     for a in answers:
-        confidence = _percent(a.confidence) if a.confidence is not None else ""
+        confidence = percent(a.confidence) if a.confidence is not None else ""
         if a.source == "correction" and a.correction:
             by = f"staff ({a.correction.by})"
         elif a.votes:
@@ -878,7 +874,7 @@ def animals_show(
         by = f"staff ({a.correction.by}, {a.correction.at})"
     else:
         by = f"model, {a.votes} photo{'s' if a.votes != 1 else ''}" if a.votes else "no photo voted"
-    confidence = f" {_percent(a.confidence)}" if a.confidence is not None else ""
+    confidence = f" {percent(a.confidence)}" if a.confidence is not None else ""
     line(f"answer: {a.summary()}{confidence}, by {by}")
     line(f"photos ({len(detail.guesses)}), each with the model's own guess:")
     for photo in detail.guesses:

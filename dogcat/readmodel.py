@@ -28,6 +28,7 @@ from dogcat import db, fusion, naming, pathkeys
 from dogcat.breeds import asm3_name, breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
 from dogcat.errors import DogcatError
+from dogcat.text import percent
 
 # One record per catalogued file (:func:`records`) and per animal (Answer.to_dict): contracts for scripts, new
 # keys only ever added.
@@ -177,10 +178,6 @@ class Answer:
                 "votes": self.votes, "model": self.model}
 
 
-def _percent(p: float | None) -> str:
-    return "" if p is None else "<1%" if p < 0.005 else f"{p:.0%}"
-
-
 def guess_summary(record: dict) -> str:
     """A photo's own answer from the model (its record before corrections) as one line for people: 'Beagle 96%',
     'unsure: Beagle 49% / Walker Hound 15%?', 'not a dog (looks like tabby)', 'could not be read: …'."""
@@ -191,9 +188,9 @@ def guess_summary(record: dict) -> str:
         return "not a dog" + (f" (looks like {record['looks_like']})" if record.get("looks_like") else "")
     if not top_k:
         return status
-    best = f"{top_k[0]['breed']} {_percent(top_k[0].get('confidence'))}"
+    best = f"{top_k[0]['breed']} {percent(top_k[0].get('confidence'))}"
     if status == "unsure" and len(top_k) > 1:
-        return f"unsure: {best} / {top_k[1]['breed']} {_percent(top_k[1].get('confidence'))}?"
+        return f"unsure: {best} / {top_k[1]['breed']} {percent(top_k[1].get('confidence'))}?"
     return best
 
 

@@ -29,7 +29,7 @@ from dogcat import previews, settings
 from dogcat.decision import status_of
 from dogcat.previews import Preview
 from dogcat.readmodel import Answer, guess_summary
-from dogcat.text import visible
+from dogcat.text import percent, visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
 LOW_CONFIDENCE = 0.5  # below this a breed's confidence is shown in warning colours
@@ -138,12 +138,6 @@ def esc(value: object) -> str:
     """Text (file names, breeds, errors) → HTML that shows it as text, in an element or an attribute, with
     every control and bidi character written out (``<U+202E>``): a name cannot hide or reorder its letters."""
     return html.escape(visible(value), quote=True)
-
-
-def _percent(p: float | None) -> str:
-    if p is None:
-        return ""
-    return "<1%" if p < 0.005 else f"{p:.0%}"
 
 
 def _slug(text: str) -> str:
@@ -270,7 +264,7 @@ def _card(r: dict, c: Catalog, thumb: Preview, body: str, animal_words: str = ""
 
 
 def _guesses(top_k: list[dict], start: int, n: int = 2) -> str:
-    return ", ".join(f"{g['breed']} {_percent(g.get('confidence'))}" for g in top_k[start:start + n])
+    return ", ".join(f"{g['breed']} {percent(g.get('confidence'))}" for g in top_k[start:start + n])
 
 
 def _dog_body(r: dict) -> str:
@@ -278,7 +272,7 @@ def _dog_body(r: dict) -> str:
     confidence = r.get("confidence", top_k[0].get("confidence") if top_k else None)
     low = " low" if confidence is not None and confidence < LOW_CONFIDENCE else ""
     then = _guesses(top_k, 1)
-    return (f'<span class="conf{low}" title="confidence of the best guess">{esc(_percent(confidence))}</span>'
+    return (f'<span class="conf{low}" title="confidence of the best guess">{esc(percent(confidence))}</span>'
             + (f'<span class="then">then {esc(then)}</span>' if then else ""))
 
 
@@ -292,7 +286,7 @@ def _not_a_dog_body(r: dict) -> str:
     looks = r.get("looks_like")
     p = r.get("dog_probability")
     return ((f'<span class="note">looks like: {esc(looks)}</span>' if looks else "")
-            + (f'<span class="then">dog check {esc(_percent(p))}</span>' if p is not None else ""))
+            + (f'<span class="then">dog check {esc(percent(p))}</span>' if p is not None else ""))
 
 
 def _section(group: str, ident: str, title: str, cards: list[str], why: str = "") -> str:
@@ -331,7 +325,7 @@ def _animal_head(a) -> str:
     return (f'<div class="animal-head"><span class="aname">{esc(a.name)}</span>'
             f'<span class="acode" title="animal code">{esc(a.animal)}</span>'
             f'<span class="answer">{esc(a.summary())}</span>'
-            + (f'<span class="aconf{low}" title="confidence of the animal\'s answer">{esc(_percent(confidence))}'
+            + (f'<span class="aconf{low}" title="confidence of the animal\'s answer">{esc(percent(confidence))}'
                f'</span>' if confidence is not None else "")
             + (f'<span class="src">{esc(who)}</span>' if who else "") + "</div>")
 

@@ -31,3 +31,11 @@ def visible(name: object) -> str:
     if s.isprintable() and not any(_hidden(ch) for ch in s):  # the common case, fast
         return s
     return "".join(f"<U+{ord(ch):04X}>" if _hidden(ch) else ch for ch in s)
+
+
+def percent(p: float | None, unknown: str = "") -> str:
+    """A probability as people read it: '96%', '<1%' below half a percent (never a misleading '0%'), and
+    ``unknown`` for none."""
+    if p is None:
+        return unknown
+    return "<1%" if p < 0.005 else f"{p:.0%}"
