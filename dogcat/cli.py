@@ -89,11 +89,12 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show the d
 
 
 @contextmanager
-def _catalog(db: str, create: bool = False):
-    """The catalog (the library's façade) for one command, closed at its end."""
+def _catalog(db: str, create: bool = False, readonly: bool = False):
+    """The catalog (the library's façade) for one command, closed at its end. ``readonly``: the command only
+    reads (it then works on a catalog on read-only media)."""
     from dogcat.api import Catalog
 
-    catalog = Catalog(db, create=create)
+    catalog = Catalog(db, create=create, readonly=readonly)
     try:
         yield catalog
     finally:
@@ -333,7 +334,7 @@ def evaluate(
 
 
 def _evaluate_corrections(db: str, as_json: bool):
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         result = catalog.staff_agreement()
     if as_json:
         print(json.dumps({"db": db, **result}))
@@ -502,7 +503,10 @@ def catalog(
 
 @contextmanager
 def _catalog_progress():
-    """The catalog's progress bar on stderr; yields the callback catalog.run reports to."""
+    """The catalog's progress bar on stderr; yields the callback catalog.run reports to. The bar appears on the
+    first report, once the files are found and the catalog is open: a run refused before then shows none."""
+    from contextlib import ExitStack
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -512,11 +516,19 @@ def _catalog_progress():
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                  _rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=err, transient=False) as bar:
-        task = bar.add_task("catalog", total=None, images=0)
-        yield lambda done, total, images: bar.update(task, completed=done, total=total, images=images)
+    with ExitStack() as stack:
+        shown: list = []
+
+        def advance(done: int, total: int, images: int):
+            if not shown:
+                bar = stack.enter_context(Progress(
+                    TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), _rate_column(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False))
+                shown.append((bar, bar.add_task("catalog", total=None, images=0)))
+            bar, task = shown[0]
+            bar.update(task, completed=done, total=total, images=images)
+
+        yield advance
 
 
 def _print_summary(s, database: str, device: str):
@@ -656,7 +668,7 @@ def export(
     filters = dict(breed=breed, min_confidence=min_confidence, model_id=model_id, status=status,
                    **({"errors": errors} if per == "photo" else {}))
     _not_the_catalog(db, output)
-    with failures(db, output, writes=True), _catalog(db) as catalog, output_stream(output) as stream:
+    with failures(db, output, writes=True), _catalog(db, readonly=True) as catalog, output_stream(output) as stream:
         catalog.export(stream, fmt.value, per=per, **filters)
 
 
@@ -718,7 +730,7 @@ def report(
       (-o naming the catalog itself ...)
     """
     _not_the_catalog(db, output)
-    with failures(db, output, writes=True), _catalog(db) as catalog:
+    with failures(db, output, writes=True), _catalog(db, readonly=True) as catalog:
         if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
             page, files = catalog.report(title=title, model_id=model_id)
         else:
@@ -802,7 +814,7 @@ def animals_list(
     if as_json and as_csv:
         fail("give --json or --csv, not both", 2)
     filters = {"status": status.value} if status is not None else {}
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         answers = catalog.animals(include_empty=True, **filters)
     if as_json:
         for a in answers:
@@ -857,7 +869,7 @@ def animals_show(
     """
     from dogcat.readmodel import guess_summary
 
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         detail = catalog.animal(code)
     if as_json:
         print(json.dumps(detail.to_dict(), ensure_ascii=False))
@@ -1105,7 +1117,7 @@ def asm3_files(
 
       0  listed;  1  the catalog cannot be read;  2  bad usage
     """
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         written = catalog.asm3_files()
     if as_json:
         for f in written:

@@ -39,10 +39,16 @@ def split_folder(folder_name: str, pattern: re.Pattern | None = None) -> tuple[s
     then its own code and name). ``pattern``: the shelter's own scheme, a regular expression with groups ``code``
     and, optionally, ``name`` (searched in the folder's name); default :data:`FOLDER_CODE` (matched whole)."""
     m = pattern.search(folder_name) if pattern is not None else FOLDER_CODE.fullmatch(folder_name)
-    if m is None or not m.groupdict().get("code"):
+    return code_and_name(m.groupdict()) if m is not None else None
+
+
+def code_and_name(groups: dict[str, str | None]) -> tuple[str, str] | None:
+    """(code, name) from a folder name's match: its groups ``code`` and, optionally, ``name``; None without a
+    code."""
+    if not groups.get("code"):
         return None
-    code = clean_code(m.group("code"))
-    name = one_line(m.groupdict().get("name") or "")[:NAME_MAX].strip() or code
+    code = clean_code(groups["code"] or "")
+    name = one_line(groups.get("name") or "")[:NAME_MAX].strip() or code
     return code, name
 
 

@@ -7,6 +7,7 @@ Layer: the command lines. The library raises; only here do errors become a line 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -17,8 +18,22 @@ from typing import IO
 import typer
 from rich.markup import escape
 
-from dogcat.console import err, fail
+from dogcat.console import err, error, fail
 from dogcat.errors import DogcatError
+
+
+class _Notices(logging.Handler):
+    """What the library says while it works (dogcat.db: "waiting for another writer"), as one line on stderr,
+    through the same console as errors (names made visible)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error(escape(record.getMessage()), kind="waiting" if record.levelno < logging.ERROR else "error")
+
+
+_library = logging.getLogger("dogcat")
+if not any(isinstance(h, _Notices) for h in _library.handlers):
+    _library.addHandler(_Notices())
+    _library.propagate = False
 
 
 @contextmanager
