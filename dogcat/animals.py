@@ -93,7 +93,7 @@ class Grouping:
         if split is not None:
             code, name = split
             return naming.code_key(code), code, name
-        return f"folder:{folder}", naming.clean_code(base), base
+        return f"folder:{folder}", naming.clean_code(base), naming.folder_name(base)
 
     def code_in(self, file_name: str) -> str | None:
         """pattern mode: the animal's code in a file name, or None when it does not match."""

@@ -29,15 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 
 from dogcat import animals, claims, db, images, settings
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
-from dogcat.walk import Entry, Scan, is_image_name, reason, scan
+from dogcat.walk import NOT_AN_IMAGE, Entry, Scan, is_image_name, reason, scan
 
 IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
 DEFAULT_BATCH = settings.DEFAULT_BATCH
+
+
+class _NotAnImage(Exception):
+    """_read: the file is named like a photo, but its first bytes are those of no picture format (a row with
+    the error NOT_AN_IMAGE, and no animal)."""
 
 
 @dataclass
@@ -81,8 +86,11 @@ def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
         if not stat.S_ISREG(mode):  # it changed since the walk
             raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file")
         head = f.read(images.SNIFF_BYTES)
-        if images.sniff(head) is None and not is_image_name(entry.path):
-            return None
+        if images.sniff(head) is None:
+            if not is_image_name(entry.path):
+                return None
+            if head:  # an empty one is a photo that failed to copy: decoding says "empty file"
+                raise _NotAnImage
         digest = hashlib.sha256(head)
         if (entry.size or 0) <= IN_MEMORY_LIMIT:
             rest = f.read()
@@ -187,6 +195,10 @@ class _Run:
                 continue
             try:
                 read = _read(e)
+            except _NotAnImage:
+                file_rows.append(self._file_row(e, None, NOT_AN_IMAGE, now))
+                self._error(s, e, NOT_AN_IMAGE)
+                continue
             except OSError as ex:
                 file_rows.append(self._file_row(e, None, reason(ex), now))
                 self._error(s, e, reason(ex))
@@ -403,6 +415,7 @@ def group(engine, grouping: animals.Grouping, keys: Sequence[str]) -> int:
     changed = 0
     for chunk in db.chunks(list(keys)):
         with db.writing(engine) as conn:
-            rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(db.files.c.path.in_(chunk)))
+            rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(
+                db.files.c.path.in_(chunk), func.coalesce(db.files.c.error, "") != NOT_AN_IMAGE))
             changed += animals.assign(conn, grouping, [(r.path, r.sha256) for r in rows])
     return changed

@@ -107,7 +107,7 @@ def _not_the_catalog(db: str, output: Path | None):
         return
     import os
 
-    from dogcat.db import DatabaseError, url_for
+    from dogcat.db import DatabaseError, describe_db, url_for
 
     try:
         url = url_for(db)
@@ -120,7 +120,7 @@ def _not_the_catalog(db: str, output: Path | None):
     base = os.path.realpath(database)
     for own in (base + suffix for suffix in ("", "-wal", "-shm", "-journal")):
         if target == own:
-            fail(escape(f"{visible(str(output))}: is the catalog's own database file (--db {visible(db)}); "
+            fail(escape(f"{visible(str(output))}: is the catalog's own database file (--db {describe_db(db)}); "
                         "write the output elsewhere"), 2)
 
 
@@ -294,7 +294,8 @@ def evaluate(
                 print(json.dumps({"model": model.id, "data": str(data_dir), "thresholds":
                                   dataclasses.asdict(judge.thresholds), **flagged}))
             else:
-                out.print(f"{model.id} on {escape(str(data_dir))}: {flagged['not_a_dog']} of {flagged['n']} photos "
+                out.print(f"{escape(visible(model.id))} on {escape(visible(str(data_dir)))}: "
+                          f"{flagged['not_a_dog']} of {flagged['n']} photos "
                           f"flagged not_a_dog ({flagged['share_not_a_dog']:.1%})")
                 for m in flagged["missed"]:
                     out.print(escape(f"  missed: {visible(m['path'])} ({m['status']}, dog probability "
@@ -313,14 +314,15 @@ def evaluate(
                 "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
                 "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
             ).write()
-        err.print(f"recorded in {side}")
+        err.print(f"recorded in {escape(visible(str(side)))}", highlight=False)
     if as_json:
         print(json.dumps({"model": model.id, "data": str(data_dir), "part": part,
                           "resize": model.preprocessing.resize,
                           "thresholds": dataclasses.asdict(judge.thresholds), **result.to_dict()}))
     else:
         st = result.statuses
-        out.print(f"{model.id} on {escape(str(data_dir))} ({part or 'all'}, {model.preprocessing.resize}): "
+        out.print(f"{escape(visible(model.id))} on {escape(visible(str(data_dir)))} ({part or 'all'}, "
+                  f"{model.preprocessing.resize}): "
                   f"{result.n} photos, top-1 {result.top1:.4f}, top-3 {result.top3:.4f}"
                   + (f", {result.errors} unreadable" if result.errors else "")
                   + (f", {len(result.skipped_labels)} folders not in the model" if result.skipped_labels else ""))
@@ -336,11 +338,13 @@ def evaluate(
 def _evaluate_corrections(db: str, as_json: bool):
     with failures(db), _catalog(db, readonly=True) as catalog:
         result = catalog.staff_agreement()
+        where = catalog.name  # the URL without its password
     if as_json:
-        print(json.dumps({"db": db, **result}))
+        print(json.dumps({"db": where, **result}))
         return
     if not result["corrections"]:
-        out.print(f"{escape(db)}: no staff corrections yet (dogcat correct records them)", highlight=False)
+        out.print(f"{escape(visible(where))}: no staff corrections yet (dogcat correct records them)",
+                  highlight=False)
         return
 
     def line(what: str, r: dict) -> str:
@@ -348,14 +352,14 @@ def _evaluate_corrections(db: str, as_json: bool):
             return f"{what}: no breed corrections"
         return f"{what}: {r['n']} corrected, the model's top-1 right {r['top1']:.1%}, top-3 {r['top3']:.1%}"
 
-    out.print(f"{escape(db)}: {result['corrections']} staff corrections in force", highlight=False)
+    out.print(f"{escape(visible(where))}: {result['corrections']} staff corrections in force", highlight=False)
     out.print(line("photos", result["photos"]), highlight=False)
     out.print(line("animals", result["animals"]), highlight=False)
     apart = result["outside_model"]
     if apart["photos"] or apart["animals"]:
         breeds = ", ".join(f"{name} {n}" for name, n in apart["breeds"].items())
-        out.print(escape(f"not counted: {apart['animals']} animals and {apart['photos']} photos whose breed the "
-                         f"model does not have ({breeds})"), highlight=False)
+        out.print(escape(visible(f"not counted: {apart['animals']} animals and {apart['photos']} photos whose breed "
+                                 f"the model does not have ({breeds})")), highlight=False)
     nd = result["not_a_dog"]
     if nd["n"]:
         out.print(f"not a dog: {nd['n']} corrected, the model had flagged {nd['flagged']}", highlight=False)
@@ -841,7 +845,7 @@ def animals_list(
         else:
             by = ""
         table.add_row(escape(visible(a.animal)), escape(visible(a.name)), str(len(a.photos)), a.status,
-                      escape(visible(a.summary())), confidence, escape(by))
+                      escape(visible(a.summary())), confidence, escape(visible(by)))
     _print_whole(table)
     err.print(f"[dim]{len(answers)} animals[/]", highlight=False)
 
@@ -935,8 +939,8 @@ def animals_merge(
     """
     with failures(db), _catalog(db) as catalog:
         moved = catalog.merge(into, other)
-    out.print(f"merged {escape(other)} into {escape(into)}: {moved} file{'s' if moved != 1 else ''} moved",
-              highlight=False)
+    out.print(f"merged {escape(visible(other))} into {escape(visible(into))}: {moved} "
+              f"file{'s' if moved != 1 else ''} moved", highlight=False)
 
 
 @animals_app.command("prune")
@@ -989,7 +993,7 @@ def animals_move(
     """
     with failures(db), _catalog(db) as catalog:
         paths = catalog.move(photo, to, new)
-    out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(to)}", highlight=False)
+    out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(visible(to))}", highlight=False)
 
 
 @app.command()
@@ -1037,8 +1041,8 @@ def correct(
                  "or --undo with it", 2)
         with failures(db), _catalog(db) as catalog:
             counts = catalog.correct_from(from_csv, by)
-        out.print(f"{escape(str(from_csv))}: {counts['corrected']} corrected, {counts['unchanged']} unchanged, "
-                  f"{counts['blank']} rows left blank", highlight=False)
+        out.print(f"{escape(visible(str(from_csv)))}: {counts['corrected']} corrected, "
+                  f"{counts['unchanged']} unchanged, {counts['blank']} rows left blank", highlight=False)
         return
     if target is None:
         fail("say what to correct: an animal code, a photo path or a SHA-256 (or --from FILE.csv)", 2)
@@ -1050,7 +1054,7 @@ def correct(
         fail(escape(str(e)))
     with failures(db), _catalog(db) as catalog:
         what, shown = catalog.correct(target, change, by)
-    out.print(f"{escape(shown)}: {what}", highlight=False)
+    out.print(f"{escape(visible(shown))}: {what}", highlight=False)
 
 
 asm3_app = typer.Typer(

@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -284,7 +285,7 @@ def url_for(db: str) -> URL:
         try:
             url = make_url(db)
         except Exception:  # ArgumentError, ValueError ... for a malformed URL
-            raise DatabaseError(f"{db}: not a valid database URL (e.g. sqlite:///shelter.db, "
+            raise DatabaseError(f"{_masked(db)}: not a valid database URL (e.g. sqlite:///shelter.db, "
                                 "postgresql://user@host/db)") from None
         return _with_installed_driver(url)
     return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
@@ -309,11 +310,36 @@ def describe(url: URL) -> str:
 
 
 def describe_db(db: str) -> str:
-    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden."""
+    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden (also when it is
+    not a valid URL). Every message that names a database names it so."""
     try:
         return describe(url_for(db))
     except DatabaseError:
-        return "the database"
+        return _masked(db)
+
+
+# user:password@ in a URL that may not parse: everything between the user's colon and the last @ before the host.
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+
+
+def _masked(db: str) -> str:
+    return _PASSWORD.sub(r"\1***@", db)
+
+
+def without_password(message: str, db: str | None) -> str:
+    """``message`` with ``--db``'s password, wherever it appears (a driver's error may quote its connection
+    string), replaced by ***: the last guard before a line is printed (dogcat.shell)."""
+    if not db or "://" not in db:
+        return message
+    try:
+        password = make_url(db).password
+    except Exception:  # noqa: BLE001 — a URL that does not parse: mask what looks like its password
+        m = re.search(r"://[^/@:]*:([^/]*)@", db)
+        password = m.group(1) if m else None
+    if password:
+        for shown in {str(password), urllib.parse.quote(str(password), safe="")}:
+            message = message.replace(shown, "***")
+    return message
 
 
 def own_files(url: URL) -> set[str]:

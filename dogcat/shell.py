@@ -62,22 +62,28 @@ def _fail_with(e: Exception, db: str | None, output: Path | None, writes: bool, 
                known: tuple[type[Exception], ...]):
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dogcat.db import describe_db, one_line
+    from dogcat.db import READ_ONLY, describe_db, one_line, without_password
+
+    def failing(message: str, code: int = 1):
+        fail(escape(without_password(message, db)), code)  # whatever a driver quoted: never the password
 
     if writes and isinstance(e, OSError):  # before the known errors: FileNotFoundError is one of them
-        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+        failing(f"{output or 'stdout'}: cannot write ({e.strerror or e})")
     if isinstance(e, DogcatError):
-        fail(escape(str(e)), e.exit_code)
+        failing(str(e), e.exit_code)
     if isinstance(e, (FileNotFoundError, *known)):
-        fail(escape(str(e)))
+        failing(str(e))
+    where = describe_db(db) if db else "the database"
+    if isinstance(e, SQLAlchemyError) and "readonly database" in one_line(e):
+        failing(f"{where}: {READ_ONLY}: cannot write to it")
     if isinstance(e, SQLAlchemyError):
-        what = f"{describe_db(db) if db else 'the database'}: database error: {one_line(e)}"
+        what = f"{where}: database error: {one_line(e)}"
     else:
         if verbose:
             err.print_exception()
         what = f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
         then = then + ("" if verbose else " (--verbose shows details)")
-    fail(escape(what + (f". {then.strip()}" if then.strip() else "")))
+    failing(what + (f". {then.strip()}" if then.strip() else ""))
 
 
 @contextmanager
