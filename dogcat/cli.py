@@ -336,9 +336,11 @@ def evaluate(
 
 
 def _evaluate_corrections(db: str, as_json: bool):
+    from dogcat.db import describe_db
+
     with failures(db), _catalog(db, readonly=True) as catalog:
         result = catalog.staff_agreement()
-        where = catalog.name  # the URL without its password
+    where = describe_db(db)  # a URL without its password
     if as_json:
         print(json.dumps({"db": where, **result}))
         return
@@ -460,8 +462,9 @@ def catalog(
 
       1  it could not run or finish: missing folder, bad --db, unusable model, database failure
 
-      2  bad usage (a --pattern that is not a regular expression or matches no file, a --folder-pattern that
-      is not one or has no group 'code': nothing is written)
+      2  bad usage (a --pattern that is not a regular expression, matches no file or cannot be matched within
+      2 s, a --folder-pattern that is not one, has no group 'code' or is as slow: nothing is written, not even a
+      new catalog file)
 
       130  interrupted (completed batches are saved)
     """
@@ -1029,7 +1032,9 @@ def correct(
 
     [b]Exit codes[/b]
 
-      0  recorded;  1  unknown breed, animal or photo, or a CSV row that cannot be applied (then nothing is)
+      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied or two rows saying
+      different things of one animal or photo (then nothing is), a read-only catalog, or another writer holding
+      the catalog for more than 10 minutes (dogcat waits for it, saying so)
 
       2  bad usage
     """

@@ -311,7 +311,9 @@ def describe(url: URL) -> str:
 
 def describe_db(db: str) -> str:
     """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden (also when it is
-    not a valid URL). Every message that names a database names it so."""
+    not a valid URL). Every message that names a database names it so; a path, as it was given."""
+    if "://" not in db:
+        return db
     try:
         return describe(url_for(db))
     except DatabaseError:
