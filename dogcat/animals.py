@@ -37,15 +37,17 @@ from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from dogcat import db, naming, pathkeys, readmodel, settings
-from dogcat.errors import DogcatError, UsageError
+from dogcat.errors import DogcatError
+from dogcat.patterns import PatternError, UserPattern
 
 GROUPINGS = ("folder", "pattern", "none")
 DEFAULT_GROUPING = "folder"
 STAFF, UPGRADE = db.STAFF, db.UPGRADED  # grouped_by: staff placed it (kept); the schema 3 migration did (regrouped)
 
 
-class GroupingError(UsageError):
-    """A grouping that cannot be used (a bad regular expression, one that matches no file); one line."""
+class GroupingError(PatternError):
+    """A grouping that cannot be used (a bad regular expression, one that matches no file, one that cannot be
+    matched in time: dogcat.patterns); one line."""
 
 
 class NotFound(DogcatError):
@@ -57,10 +59,11 @@ class NotFound(DogcatError):
 @dataclass(frozen=True)
 class Grouping:
     mode: str = DEFAULT_GROUPING
-    pattern: re.Pattern | None = None
+    # The user's regular expressions, matched with a time budget (dogcat.patterns): never re.search them here.
+    pattern: UserPattern | None = None
     roots: tuple[str, ...] = ()  # absolute folders named on the command line (folder mode)
     explicit: bool = False  # asked for with --animals or --folder-pattern: regroup what catalog placed before
-    folder_pattern: re.Pattern | None = None  # folder mode: the shelter's own code-and-name scheme
+    folder_pattern: UserPattern | None = None  # folder mode: the shelter's own code-and-name scheme
 
     @classmethod
     def parse(cls, mode: str | None, pattern: str | None = None, roots: Iterable[str] = (),
@@ -73,10 +76,7 @@ class Grouping:
         if mode == "pattern":
             if not pattern:
                 raise GroupingError("--animals pattern needs --pattern REGEX (e.g. --pattern 'A(\\d+)_')")
-            try:
-                compiled = re.compile(pattern)
-            except re.error as e:
-                raise GroupingError(f"--pattern {pattern!r}: not a valid regular expression ({e})") from None
+            compiled = UserPattern.compile("--pattern", pattern)
         elif pattern is not None:
             raise GroupingError(f"--pattern goes with --animals pattern, not --animals {mode}")
         return cls(mode, compiled, tuple(os.path.abspath(r) for r in roots), explicit,
@@ -85,11 +85,15 @@ class Grouping:
     def folder_animal(self, folder: str) -> tuple[str, str, str]:
         """(key, code wanted, name) of the animal a sub-folder holds: by its code when its name holds one."""
         base = os.path.basename(folder) or folder
-        split = naming.split_folder(base, self.folder_pattern)
+        if self.folder_pattern is not None:
+            found = self.folder_pattern.search(base)
+            split = naming.code_and_name(found[2]) if found is not None else None
+        else:
+            split = naming.split_folder(base)
         if split is not None:
             code, name = split
             return naming.code_key(code), code, name
-        return f"folder:{folder}", naming.clean_code(base), base
+        return f"folder:{folder}", naming.clean_code(base), naming.folder_name(base)
 
     def code_in(self, file_name: str) -> str | None:
         """pattern mode: the animal's code in a file name, or None when it does not match."""
@@ -97,22 +101,28 @@ class Grouping:
         m = self.pattern.search(file_name)
         if m is None:
             return None
-        if "animal" in m.groupdict():
-            found = m.group("animal")
-        elif m.re.groups:
-            found = m.group(1)
+        whole, groups, named = m
+        if "animal" in named:
+            found = named["animal"]
+        elif groups:
+            found = groups[0]
         else:
-            found = m.group(0)
+            found = whole
         return found or None
 
     def check(self, paths: Sequence[str]):
-        """Refuse a pattern that matches none of the files about to be catalogued (a typo, most likely)."""
+        """Match the user's patterns against the names about to be grouped, within their time budget (one that
+        cannot finish is refused: dogcat.patterns), and refuse a pattern that matches none of the files (a typo,
+        most likely). Raises GroupingError or PatternError (exit 2); call it before anything is written."""
+        if self.folder_pattern is not None:
+            self.folder_pattern.search_all(os.path.basename(os.path.dirname(p)) for p in paths)
         if self.mode != "pattern" or not paths:
             return
         assert self.pattern is not None  # parse() sets it in pattern mode
         names = [PurePath(p).name for p in paths]
+        self.pattern.search_all(names)
         if not any(self.code_in(n) for n in names):
-            raise GroupingError(f"--pattern {self.pattern.pattern!r} matches none of the {len(names)} file "
+            raise GroupingError(f"--pattern {self.pattern.text!r} matches none of the {len(names)} file "
                                 f"names (e.g. {names[0]!r}): nothing was catalogued")
 
     def animal_for(self, path: str, sha256: str | None) -> tuple[str, str, str]:
@@ -127,16 +137,13 @@ class Grouping:
         return naming.single(path, sha256)
 
 
-def _folder_pattern(pattern: str | None, mode: str) -> re.Pattern | None:
+def _folder_pattern(pattern: str | None, mode: str) -> UserPattern | None:
     if pattern is None:
         return None
     if mode != "folder":
         raise GroupingError(f"--folder-pattern goes with --animals folder, not --animals {mode}")
-    try:
-        compiled = re.compile(pattern)
-    except re.error as e:
-        raise GroupingError(f"--folder-pattern {pattern!r}: not a valid regular expression ({e})") from None
-    if "code" not in compiled.groupindex:
+    compiled = UserPattern.compile("--folder-pattern", pattern)
+    if "code" not in compiled.regex.groupindex:
         raise GroupingError(f"--folder-pattern {pattern!r}: has no group named 'code' (e.g. "
                             "'^(?P<code>A\\d+)[ _-]+(?P<name>.+)$')")
     return compiled

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy.engine import Engine
+
 from dogcat import animals as grouping
 from dogcat import asm3, asm3_sync, catalog, claims, classifier, corrections, export, readmodel, report, settings
 from dogcat import db as catdb
@@ -116,20 +118,31 @@ class Catalog:
     ``report``, ``animals`` and ``correct`` do, as methods. Use it in a ``with`` block, or call ``close()``.
 
     ``create=False`` opens an existing catalog only (the read commands: a typo in ``--db`` is then an error,
-    not a new empty file). ``model``, ``detector``, ``device`` and the thresholds are used by :meth:`add`."""
+    not a new empty file); ``readonly=True`` opens it for reading only, which works on read-only media too (a
+    write then fails). ``model``, ``detector``, ``device`` and the thresholds are used by :meth:`add`."""
 
     def __init__(self, db: str | Path = settings.DEFAULT_DB, *, model: str | Path | None = None,
                  detector: str | Path | None = None, device: str = "auto", create: bool = True,
-                 unsure_below: float | None = None, not_dog_below: float | None = None):
+                 unsure_below: float | None = None, not_dog_below: float | None = None, readonly: bool = False):
         self.db = str(db)
         self._options = (str(model) if model else None, str(detector) if detector else None, device, unsure_below,
                          not_dog_below)
-        self.engine = catdb.connect(self.db, create=create)
+        self.url = catdb.url_for(self.db)  # a malformed URL: an error now
+        # A catalog that may be created is opened on first use: a run refused for bad usage (add's pattern that
+        # matches nothing) leaves no new file behind. One that must exist is opened now: a typo is an error.
+        self._engine = None if create and not readonly else catdb.connect(self.db, create=False, readonly=readonly)
+
+    @property
+    def engine(self) -> Engine:
+        """The open catalog (created, or its schema upgraded, on first use when ``create``)."""
+        if self._engine is None:
+            self._engine = catdb.connect(self.db, create=True)
+        return self._engine
 
     @property
     def name(self) -> str:
         """The catalog as messages show it: a file's path, or the URL without its password."""
-        return catdb.describe(self.engine.url)
+        return catdb.describe(self.url)
 
     def judge(self) -> Judge:
         """The models :meth:`add` classifies with (loaded on first use)."""
@@ -144,9 +157,11 @@ class Catalog:
         dogcat.catalog.Summary (``.new``, ``.skipped`` ...). Raises GroupingError (exit 2) for a bad pattern,
         before anything is written."""
         how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders], folder_pattern)
+        found = catalog.find(list(folders), how, recursive=recursive, follow_symlinks=follow_symlinks,
+                             exclude=catdb.own_files(self.url))
         return catalog.run(self.engine, list(folders), self.judge(), recursive=recursive, top_k=top_k,
                            follow_symlinks=follow_symlinks, batch_size=batch_size, lease_s=lease_s,
-                           progress=progress, grouping=how)
+                           progress=progress, grouping=how, found=found)
 
     def records(self, **filters) -> list[dict]:
         """One dict per catalogued file (dogcat.readmodel.records: the --per photo export's records)."""
@@ -242,7 +257,8 @@ class Catalog:
         return page, len(records)
 
     def close(self):
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Catalog:
         return self

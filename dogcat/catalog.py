@@ -23,21 +23,26 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 
 from dogcat import animals, claims, db, images, settings
 from dogcat.model import BreedModel
 from dogcat.status import Judge, Thresholds
-from dogcat.walk import Entry, is_image_name, reason, scan
+from dogcat.walk import NOT_AN_IMAGE, Entry, Scan, is_image_name, reason, scan
 
 IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
 DEFAULT_BATCH = settings.DEFAULT_BATCH
+
+
+class _NotAnImage(Exception):
+    """_read: the file is named like a photo, but its first bytes are those of no picture format (a row with
+    the error NOT_AN_IMAGE, and no animal)."""
 
 
 @dataclass
@@ -81,8 +86,11 @@ def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
         if not stat.S_ISREG(mode):  # it changed since the walk
             raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, "not a regular file")
         head = f.read(images.SNIFF_BYTES)
-        if images.sniff(head) is None and not is_image_name(entry.path):
-            return None
+        if images.sniff(head) is None:
+            if not is_image_name(entry.path):
+                return None
+            if head:  # an empty one is a photo that failed to copy: decoding says "empty file"
+                raise _NotAnImage
         digest = hashlib.sha256(head)
         if (entry.size or 0) <= IN_MEMORY_LIMIT:
             rest = f.read()
@@ -187,6 +195,10 @@ class _Run:
                 continue
             try:
                 read = _read(e)
+            except _NotAnImage:
+                file_rows.append(self._file_row(e, None, NOT_AN_IMAGE, now))
+                self._error(s, e, NOT_AN_IMAGE)
+                continue
             except OSError as ex:
                 file_rows.append(self._file_row(e, None, reason(ex), now))
                 self._error(s, e, reason(ex))
@@ -320,19 +332,21 @@ def _release_all(engine, owner: str):
         pass
 
 
-def _own_files(engine) -> set[str]:
-    """A SQLite catalog kept inside the folder it catalogs: its files are not photos, nor worth a count."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return set()
-    base = os.path.abspath(database)
-    return {base + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+def find(roots: Sequence[str | Path], grouping: animals.Grouping, *, recursive: bool = True,
+         follow_symlinks: bool = False, exclude: Iterable[str] = ()) -> Scan:
+    """The files a run would catalog, with the grouping checked against their names (a pattern that matches none,
+    or cannot be matched in time, raises a UsageError): all before the catalog is opened, so that a refused run
+    writes nothing. ``exclude``: the catalog's own files (dogcat.db.own_files)."""
+    found = scan(roots, recursive=recursive, follow_symlinks=follow_symlinks, exclude=exclude)
+    grouping.check([e.key for e in found.entries])
+    return found
 
 
 def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recursive: bool = True,
         follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = settings.DEFAULT_TOP_K,
         progress: Callable[[int, int, int], None] | None = None,
-        lease_s: float = claims.DEFAULT_LEASE_S, grouping: animals.Grouping | None = None) -> Summary:
+        lease_s: float = claims.DEFAULT_LEASE_S, grouping: animals.Grouping | None = None,
+        found: Scan | None = None) -> Summary:
     """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`), then put the files
     in animals by ``grouping`` (default: :data:`dogcat.animals.DEFAULT_GROUPING`, see dogcat.animals).
 
@@ -342,16 +356,18 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
 
     ``progress(files done, files in all, photos classified)`` is called after each batch. Raises WalkError
     when a root does not exist, GroupingError (before anything is written) when the grouping matches no file,
-    SQLAlchemy errors when the database fails mid-run (committed batches stay).
+    SQLAlchemy errors when the database fails mid-run (committed batches stay). ``found``: what :func:`find`
+    returned for these roots and grouping (else the walk is done here).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     judge = model if isinstance(model, Judge) else Judge(model, None, Thresholds(0.0, 0.0))
     start = time.perf_counter()
-    found = scan(roots, recursive=recursive, follow_symlinks=follow_symlinks, exclude=_own_files(engine))
     if grouping is None:
         grouping = animals.Grouping.parse(None, roots=[str(r) for r in roots])
-    grouping.check([e.key for e in found.entries])
+    if found is None:
+        found = find(roots, grouping, recursive=recursive, follow_symlinks=follow_symlinks,
+                     exclude=db.own_files(engine.url))
     summary = Summary(judge.model.id, files=len(found.entries), non_images=found.non_images,
                       links_skipped=found.links_skipped)
     worker = _Run(engine, judge, top_k, summary, lease_s)
@@ -399,6 +415,7 @@ def group(engine, grouping: animals.Grouping, keys: Sequence[str]) -> int:
     changed = 0
     for chunk in db.chunks(list(keys)):
         with db.writing(engine) as conn:
-            rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(db.files.c.path.in_(chunk)))
+            rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(
+                db.files.c.path.in_(chunk), func.coalesce(db.files.c.error, "") != NOT_AN_IMAGE))
             changed += animals.assign(conn, grouping, [(r.path, r.sha256) for r in rows])
     return changed

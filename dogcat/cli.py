@@ -89,11 +89,12 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show the d
 
 
 @contextmanager
-def _catalog(db: str, create: bool = False):
-    """The catalog (the library's façade) for one command, closed at its end."""
+def _catalog(db: str, create: bool = False, readonly: bool = False):
+    """The catalog (the library's façade) for one command, closed at its end. ``readonly``: the command only
+    reads (it then works on a catalog on read-only media)."""
     from dogcat.api import Catalog
 
-    catalog = Catalog(db, create=create)
+    catalog = Catalog(db, create=create, readonly=readonly)
     try:
         yield catalog
     finally:
@@ -106,7 +107,7 @@ def _not_the_catalog(db: str, output: Path | None):
         return
     import os
 
-    from dogcat.db import DatabaseError, url_for
+    from dogcat.db import DatabaseError, describe_db, url_for
 
     try:
         url = url_for(db)
@@ -119,7 +120,7 @@ def _not_the_catalog(db: str, output: Path | None):
     base = os.path.realpath(database)
     for own in (base + suffix for suffix in ("", "-wal", "-shm", "-journal")):
         if target == own:
-            fail(escape(f"{visible(str(output))}: is the catalog's own database file (--db {visible(db)}); "
+            fail(escape(f"{visible(str(output))}: is the catalog's own database file (--db {describe_db(db)}); "
                         "write the output elsewhere"), 2)
 
 
@@ -289,7 +290,8 @@ def evaluate(
                 print(json.dumps({"model": model.id, "data": str(data_dir), "thresholds":
                                   dataclasses.asdict(judge.thresholds), **flagged}))
             else:
-                out.print(f"{model.id} on {escape(str(data_dir))}: {flagged['not_a_dog']} of {flagged['n']} photos "
+                out.print(f"{escape(visible(model.id))} on {escape(visible(str(data_dir)))}: "
+                          f"{flagged['not_a_dog']} of {flagged['n']} photos "
                           f"flagged not_a_dog ({flagged['share_not_a_dog']:.1%})")
                 for m in flagged["missed"]:
                     out.print(escape(f"  missed: {visible(m['path'])} ({m['status']}, dog probability "
@@ -308,14 +310,15 @@ def evaluate(
                 "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
                 "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
             ).write()
-        err.print(f"recorded in {side}")
+        err.print(f"recorded in {escape(visible(str(side)))}", highlight=False)
     if as_json:
         print(json.dumps({"model": model.id, "data": str(data_dir), "part": part,
                           "resize": model.preprocessing.resize,
                           "thresholds": dataclasses.asdict(judge.thresholds), **result.to_dict()}))
     else:
         st = result.statuses
-        out.print(f"{model.id} on {escape(str(data_dir))} ({part or 'all'}, {model.preprocessing.resize}): "
+        out.print(f"{escape(visible(model.id))} on {escape(visible(str(data_dir)))} ({part or 'all'}, "
+                  f"{model.preprocessing.resize}): "
                   f"{result.n} photos, top-1 {result.top1:.4f}, top-3 {result.top3:.4f}"
                   + (f", {result.errors} unreadable" if result.errors else "")
                   + (f", {len(result.skipped_labels)} folders not in the model" if result.skipped_labels else ""))
@@ -329,13 +332,17 @@ def evaluate(
 
 
 def _evaluate_corrections(db: str, as_json: bool):
-    with failures(db), _catalog(db) as catalog:
+    from dogcat.db import describe_db
+
+    with failures(db), _catalog(db, readonly=True) as catalog:
         result = catalog.staff_agreement()
+    where = describe_db(db)  # a URL without its password
     if as_json:
-        print(json.dumps({"db": db, **result}))
+        print(json.dumps({"db": where, **result}))
         return
     if not result["corrections"]:
-        out.print(f"{escape(db)}: no staff corrections yet (dogcat correct records them)", highlight=False)
+        out.print(f"{escape(visible(where))}: no staff corrections yet (dogcat correct records them)",
+                  highlight=False)
         return
 
     def line(what: str, r: dict) -> str:
@@ -343,14 +350,14 @@ def _evaluate_corrections(db: str, as_json: bool):
             return f"{what}: no breed corrections"
         return f"{what}: {r['n']} corrected, the model's top-1 right {r['top1']:.1%}, top-3 {r['top3']:.1%}"
 
-    out.print(f"{escape(db)}: {result['corrections']} staff corrections in force", highlight=False)
+    out.print(f"{escape(visible(where))}: {result['corrections']} staff corrections in force", highlight=False)
     out.print(line("photos", result["photos"]), highlight=False)
     out.print(line("animals", result["animals"]), highlight=False)
     apart = result["outside_model"]
     if apart["photos"] or apart["animals"]:
         breeds = ", ".join(f"{name} {n}" for name, n in apart["breeds"].items())
-        out.print(escape(f"not counted: {apart['animals']} animals and {apart['photos']} photos whose breed the "
-                         f"model does not have ({breeds})"), highlight=False)
+        out.print(escape(visible(f"not counted: {apart['animals']} animals and {apart['photos']} photos whose breed "
+                                 f"the model does not have ({breeds})")), highlight=False)
     nd = result["not_a_dog"]
     if nd["n"]:
         out.print(f"not a dog: {nd['n']} corrected, the model had flagged {nd['flagged']}", highlight=False)
@@ -451,8 +458,9 @@ def catalog(
 
       1  it could not run or finish: missing folder, bad --db, unusable model, database failure
 
-      2  bad usage (a --pattern that is not a regular expression or matches no file, a --folder-pattern that
-      is not one or has no group 'code': nothing is written)
+      2  bad usage (a --pattern that is not a regular expression, matches no file or cannot be matched within
+      2 s, a --folder-pattern that is not one, has no group 'code' or is as slow: nothing is written, not even a
+      new catalog file)
 
       130  interrupted (completed batches are saved)
     """
@@ -498,7 +506,10 @@ def catalog(
 
 @contextmanager
 def _catalog_progress():
-    """The catalog's progress bar on stderr; yields the callback catalog.run reports to."""
+    """The catalog's progress bar on stderr; yields the callback catalog.run reports to. The bar appears on the
+    first report, once the files are found and the catalog is open: a run refused before then shows none."""
+    from contextlib import ExitStack
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -508,11 +519,19 @@ def _catalog_progress():
         TimeRemainingColumn,
     )
 
-    with Progress(TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                  _rate_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=err, transient=False) as bar:
-        task = bar.add_task("catalog", total=None, images=0)
-        yield lambda done, total, images: bar.update(task, completed=done, total=total, images=images)
+    with ExitStack() as stack:
+        shown: list = []
+
+        def advance(done: int, total: int, images: int):
+            if not shown:
+                bar = stack.enter_context(Progress(
+                    TextColumn("cataloguing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), _rate_column(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False))
+                shown.append((bar, bar.add_task("catalog", total=None, images=0)))
+            bar, task = shown[0]
+            bar.update(task, completed=done, total=total, images=images)
+
+        yield advance
 
 
 def _print_summary(s, database: str, device: str):
@@ -652,7 +671,7 @@ def export(
     filters = dict(breed=breed, min_confidence=min_confidence, model_id=model_id, status=status,
                    **({"errors": errors} if per == "photo" else {}))
     _not_the_catalog(db, output)
-    with failures(db, output, writes=True), _catalog(db) as catalog, output_stream(output) as stream:
+    with failures(db, output, writes=True), _catalog(db, readonly=True) as catalog, output_stream(output) as stream:
         catalog.export(stream, fmt.value, per=per, **filters)
 
 
@@ -714,7 +733,7 @@ def report(
       (-o naming the catalog itself ...)
     """
     _not_the_catalog(db, output)
-    with failures(db, output, writes=True), _catalog(db) as catalog:
+    with failures(db, output, writes=True), _catalog(db, readonly=True) as catalog:
         if quiet or not err.is_terminal:  # the bar vanishes when done: in a log it would only leave a blank line
             page, files = catalog.report(title=title, model_id=model_id)
         else:
@@ -798,7 +817,7 @@ def animals_list(
     if as_json and as_csv:
         fail("give --json or --csv, not both", 2)
     filters = {"status": status.value} if status is not None else {}
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         answers = catalog.animals(include_empty=True, **filters)
     if as_json:
         for a in answers:
@@ -825,7 +844,7 @@ def animals_list(
         else:
             by = ""
         table.add_row(escape(visible(a.animal)), escape(visible(a.name)), str(len(a.photos)), a.status,
-                      escape(visible(a.summary())), confidence, escape(by))
+                      escape(visible(a.summary())), confidence, escape(visible(by)))
     _print_whole(table)
     err.print(f"[dim]{len(answers)} animals[/]", highlight=False)
 
@@ -853,7 +872,7 @@ def animals_show(
     """
     from dogcat.readmodel import guess_summary
 
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         detail = catalog.animal(code)
     if as_json:
         print(json.dumps(detail.to_dict(), ensure_ascii=False))
@@ -919,8 +938,8 @@ def animals_merge(
     """
     with failures(db), _catalog(db) as catalog:
         moved = catalog.merge(into, other)
-    out.print(f"merged {escape(other)} into {escape(into)}: {moved} file{'s' if moved != 1 else ''} moved",
-              highlight=False)
+    out.print(f"merged {escape(visible(other))} into {escape(visible(into))}: {moved} "
+              f"file{'s' if moved != 1 else ''} moved", highlight=False)
 
 
 @animals_app.command("prune")
@@ -973,7 +992,7 @@ def animals_move(
     """
     with failures(db), _catalog(db) as catalog:
         paths = catalog.move(photo, to, new)
-    out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(to)}", highlight=False)
+    out.print(f"moved {len(paths)} file{'s' if len(paths) != 1 else ''} to {escape(visible(to))}", highlight=False)
 
 
 @app.command()
@@ -1016,7 +1035,9 @@ def correct(
 
     [b]Exit codes[/b]
 
-      0  recorded;  1  unknown breed, animal or photo, or a CSV row that cannot be applied (then nothing is)
+      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied or two rows saying
+      different things of one animal or photo (then nothing is), a read-only catalog, or another writer holding
+      the catalog for more than 10 minutes (dogcat waits for it, saying so)
 
       2  bad usage
     """
@@ -1028,8 +1049,8 @@ def correct(
                  "or --undo with it", 2)
         with failures(db), _catalog(db) as catalog:
             counts = catalog.correct_from(from_csv, by)
-        out.print(f"{escape(str(from_csv))}: {counts['corrected']} corrected, {counts['unchanged']} unchanged, "
-                  f"{counts['blank']} rows left blank", highlight=False)
+        out.print(f"{escape(visible(str(from_csv)))}: {counts['corrected']} corrected, "
+                  f"{counts['unchanged']} unchanged, {counts['blank']} rows left blank", highlight=False)
         return
     if target is None:
         fail("say what to correct: an animal code, a photo path or a SHA-256 (or --from FILE.csv)", 2)
@@ -1041,7 +1062,7 @@ def correct(
         fail(escape(str(e)))
     with failures(db), _catalog(db) as catalog:
         what, shown = catalog.correct(target, change, by)
-    out.print(f"{escape(shown)}: {what}", highlight=False)
+    out.print(f"{escape(visible(shown))}: {what}", highlight=False)
 
 
 asm3_app = typer.Typer(
@@ -1108,7 +1129,7 @@ def asm3_files(
 
       0  listed;  1  the catalog cannot be read;  2  bad usage
     """
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, readonly=True) as catalog:
         written = catalog.asm3_files()
     if as_json:
         for f in written:

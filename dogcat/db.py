@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,7 +71,10 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 4
 DEFAULT_DB = settings.DEFAULT_DB
-BUSY_TIMEOUT_S = 60.0
+BUSY_TIMEOUT_S = 60.0  # a statement waiting for a lock (readers of a catalog not in WAL mode, the WAL switch)
+WRITE_WAIT_S = settings.WRITE_WAIT_S  # a write transaction waiting for another writer (SQLite)
+QUIET_WAIT_S = 2.0  # waited silently first: most waits (another run's batch) are shorter
+log = logging.getLogger("dogcat")  # "waiting for another writer": the command line prints it on stderr
 CONNECT_TIMEOUT_S = 10
 PARAMS_PER_QUERY = 500  # stay well under SQLite's limit on bound parameters
 
@@ -279,7 +285,7 @@ def url_for(db: str) -> URL:
         try:
             url = make_url(db)
         except Exception:  # ArgumentError, ValueError ... for a malformed URL
-            raise DatabaseError(f"{db}: not a valid database URL (e.g. sqlite:///shelter.db, "
+            raise DatabaseError(f"{_masked(db)}: not a valid database URL (e.g. sqlite:///shelter.db, "
                                 "postgresql://user@host/db)") from None
         return _with_installed_driver(url)
     return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
@@ -304,18 +310,62 @@ def describe(url: URL) -> str:
 
 
 def describe_db(db: str) -> str:
-    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden."""
+    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden (also when it is
+    not a valid URL). Every message that names a database names it so; a path, as it was given."""
+    if "://" not in db:
+        return db
     try:
         return describe(url_for(db))
     except DatabaseError:
-        return "the database"
+        return _masked(db)
 
 
-def connect(db: str, *, create: bool = True) -> Engine:
-    """Open the catalog at ``db``; with ``create``, make or upgrade its schema, else require it to exist."""
+# user:password@ in a URL that may not parse: everything between the user's colon and the last @ before the host.
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
+
+
+def _masked(db: str) -> str:
+    return _PASSWORD.sub(r"\1***@", db)
+
+
+def without_password(message: str, db: str | None) -> str:
+    """``message`` with ``--db``'s password, wherever it appears (a driver's error may quote its connection
+    string), replaced by ***: the last guard before a line is printed (dogcat.shell)."""
+    if not db or "://" not in db:
+        return message
+    try:
+        password = make_url(db).password
+    except Exception:  # noqa: BLE001 — a URL that does not parse: mask what looks like its password
+        m = re.search(r"://[^/@:]*:([^/]*)@", db)
+        password = m.group(1) if m else None
+    if password:
+        for shown in {str(password), urllib.parse.quote(str(password), safe="")}:
+            message = message.replace(shown, "***")
+    return message
+
+
+def own_files(url: URL) -> set[str]:
+    """A SQLite catalog's files (the database, its -wal, -shm, -journal): kept inside the folder it catalogs,
+    they are not photos, nor worth a count."""
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return set()
+    base = os.path.abspath(database)
+    return {base + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+
+
+def connect(db: str, *, create: bool = True, readonly: bool = False) -> Engine:
+    """Open the catalog at ``db``; with ``create``, make or upgrade its schema, else require it to exist.
+
+    ``readonly``: for commands that only read. A SQLite file is then opened read-only (as SQLite's
+    ``mode=ro``, or ``immutable=1`` on read-only media, where SQLite cannot make the WAL index), so that a catalog
+    on a read-only file, folder or disk can be read. Otherwise a SQLite catalog that cannot be written is refused
+    at once, in one line. A database that holds tables but is no dogcat catalog (another program's) is refused
+    before anything is written to it."""
     url = url_for(db)
     name = describe(url)
     sqlite = url.get_backend_name() == "sqlite"
+    path: Path | None = None
     if sqlite and url.database not in (None, "", ":memory:") and not url.database.startswith("file:"):
         path = Path(url.database)
         if path.is_dir():
@@ -324,22 +374,36 @@ def connect(db: str, *, create: bool = True) -> Engine:
             raise DatabaseError(f"{name}: no such database file (dogcat catalog creates it)")
         if create and not path.parent.is_dir():
             raise DatabaseError(f"{name}: the folder {path.parent} does not exist")
+        if path.exists():
+            try:
+                with closing(_open_sqlite_readonly(path)) as peek:
+                    refuse_a_stranger(_sqlite_tables(peek, name), name)
+            except sqlite3.Error as e:
+                raise DatabaseError(f"{name}: cannot open ({e})") from None
+            if not readonly:
+                _require_writable(path, name)
+        elif not os.access(path.parent, os.W_OK):
+            raise DatabaseError(f"{name}: cannot create the catalog: its folder is read-only")
     connect_args: dict = {}
     if sqlite:
         connect_args["timeout"] = BUSY_TIMEOUT_S
     elif url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S  # a server that is down: an error, not a hang
     try:
-        engine = create_engine(url, connect_args=connect_args)
+        if readonly and path is not None:
+            ro_path = path  # the opener below, once per pooled connection
+            engine = create_engine(url, creator=lambda: _open_sqlite_readonly(ro_path))
+        else:
+            engine = create_engine(url, connect_args=connect_args)
     except ImportError as e:
         hint = "; from dogcat's checkout: pip install '.[postgres]'" if url.get_backend_name() == "postgresql" else ""
         raise DatabaseError(f"{name}: the database driver is not installed ({e}{hint})") from None
     except Exception as e:  # NoSuchModuleError for an unknown dialect, ArgumentError ...
         raise DatabaseError(f"{name}: cannot use this database URL ({one_line(e)})") from None
     if sqlite:
-        _setup_sqlite(engine, wal=create)
+        _setup_sqlite(engine, wal=create and not readonly)
     try:
-        ensure_schema(engine, create=create)
+        ensure_schema(engine, create=create and not readonly)
     except DatabaseError as e:
         engine.dispose()
         raise DatabaseError(f"{name}: {e}") from None
@@ -347,6 +411,54 @@ def connect(db: str, *, create: bool = True) -> Engine:
         engine.dispose()
         raise DatabaseError(f"{name}: {one_line(e)}") from None
     return engine
+
+
+READ_ONLY = "the catalog is read-only (a read-only file, folder or file system)"
+
+
+def _require_writable(path: Path, name: str):
+    """A command that writes: refuse a catalog it cannot write, in one line, before it starts. SQLite writes the
+    file and, beside it, its -wal and -shm (or -journal) files."""
+    beside = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
+    folder_ok = os.access(path.parent, os.W_OK) or all(os.access(b, os.W_OK) for b in beside)
+    if not (os.access(path, os.W_OK) and folder_ok):
+        raise DatabaseError(f"{name}: {READ_ONLY}: this command writes to it; the read commands (animals, export, "
+                            "report, evaluate --db) still work")
+
+
+def _open_sqlite_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a SQLite file, which writes nothing, not even a WAL switch. On read-only media a
+    WAL catalog cannot be opened so (SQLite cannot make its -shm index there): then ``immutable=1``, which is true
+    of such media."""
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens the file on first use
+        return conn
+    except sqlite3.OperationalError:  # "unable to open database file": no -shm can be made beside it
+        conn.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    except sqlite3.DatabaseError:  # not a database at all: _sqlite_tables says so
+        return conn
+    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+
+
+def _sqlite_tables(conn: sqlite3.Connection, name: str) -> list[str]:
+    try:
+        return [t for t, in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    except sqlite3.DatabaseError as e:  # "file is not a database": a photo, a text file given as --db
+        raise DatabaseError(f"{name}: not a SQLite database ({e}); dogcat left it as it was") from None
+
+
+def refuse_a_stranger(tables: Sequence[str], name: str | None = None):
+    """Another program's database (tables, but no schema_version) is not dogcat's to change: refuse it, naming
+    some of its tables, before anything is written."""
+    if tables and schema_version.name not in tables:
+        shown = ", ".join(tables[:5]) + (" ..." if len(tables) > 5 else "")
+        raise DatabaseError(f"{name + ': ' if name else ''}not a dogcat catalog (it holds other tables: {shown}); "
+                            "dogcat left it as it was: give --db a new file or an empty database")
 
 
 def _setup_sqlite(engine: Engine, wal: bool):
@@ -368,9 +480,42 @@ def _setup_sqlite(engine: Engine, wal: bool):
     def _on_begin(conn):
         # A deferred transaction that reads then writes can fail at once with SQLITE_BUSY when another
         # process wrote in between (no busy wait is possible then); BEGIN IMMEDIATE takes the write lock
-        # first, waiting up to busy_timeout for it.
-        immediate = conn.get_execution_options().get("dogcat_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # first, waiting for it (_begin_writing).
+        if conn.get_execution_options().get("dogcat_write", False):
+            _begin_writing(conn, ms)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_writing(conn: Connection, busy_ms: int):
+    """BEGIN IMMEDIATE, waiting for another writer: silently for QUIET_WAIT_S, then saying so (log, which the
+    command line prints on stderr) and waiting up to WRITE_WAIT_S in all; then one line saying who held it."""
+    try:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(QUIET_WAIT_S * 1000)}")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except SQLAlchemyError as e:
+            if not _locked(e):
+                raise
+        name = describe(conn.engine.url)
+        log.warning("%s: another program is writing to the catalog; waiting for it (up to %.0f s)", name,
+                    WRITE_WAIT_S)
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int((WRITE_WAIT_S - QUIET_WAIT_S) * 1000)}")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except SQLAlchemyError as e:
+            if not _locked(e):
+                raise
+            raise DatabaseError(f"{name}: another program held the catalog's write lock for more than "
+                                f"{WRITE_WAIT_S:.0f} s: try again once it is done") from None
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+
+
+def _locked(e: BaseException) -> bool:
+    text = str(getattr(e, "orig", e))
+    return "locked" in text or "busy" in text
 
 
 def _switch_to_wal(cursor, timeout_s: float = BUSY_TIMEOUT_S):
@@ -557,6 +702,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> int:
             conn.execute(text(f"SELECT pg_advisory_xact_lock({settings.LOCK_SCHEMA})"))
         version = _version(conn)  # again, under the write lock: another run may have just done it
         if version is None:
+            refuse_a_stranger(inspect(conn).get_table_names())
             metadata.create_all(conn)
             _create_view(conn)
             version = SCHEMA_VERSION

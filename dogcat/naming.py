@@ -12,9 +12,11 @@ Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/archit
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import PurePath
 
+from dogcat import pathkeys
 from dogcat.text import visible
 
 CODE_MAX = 40
@@ -39,10 +41,16 @@ def split_folder(folder_name: str, pattern: re.Pattern | None = None) -> tuple[s
     then its own code and name). ``pattern``: the shelter's own scheme, a regular expression with groups ``code``
     and, optionally, ``name`` (searched in the folder's name); default :data:`FOLDER_CODE` (matched whole)."""
     m = pattern.search(folder_name) if pattern is not None else FOLDER_CODE.fullmatch(folder_name)
-    if m is None or not m.groupdict().get("code"):
+    return code_and_name(m.groupdict()) if m is not None else None
+
+
+def code_and_name(groups: dict[str, str | None]) -> tuple[str, str] | None:
+    """(code, name) from a folder name's match: its groups ``code`` and, optionally, ``name``; None without a
+    code."""
+    if not groups.get("code"):
         return None
-    code = clean_code(m.group("code"))
-    name = one_line(m.groupdict().get("name") or "")[:NAME_MAX].strip() or code
+    code = clean_code(groups["code"] or "")
+    name = one_line(groups.get("name") or "")[:NAME_MAX].strip() or code
     return code, name
 
 
@@ -61,11 +69,30 @@ def one_line(value: object) -> str:
 
 def placeholder_name(path: str) -> str:
     """The animal's name until staff give it one: the photo's file name, as plain words ("IMG_0001.jpg" →
-    "IMG 0001"). Never empty (ASM3 skips an animal without a name), never starts like a spreadsheet formula."""
-    stem = PurePath(path.replace("\\", "/")).stem if path else ""
-    words = re.sub(r"[^\w' -]+", " ", stem.replace("_", " "), flags=re.UNICODE)
+    "IMG 0001"). Never empty (ASM3 skips an animal without a name), never starts like a spreadsheet formula.
+    ``path``: a path key (dogcat.pathkeys); a byte that is not UTF-8 is shown as the tables show it
+    (``caf<U+DCE9>`` for caf + byte 0xE9), so that two names that differ stay different."""
+    stem = PurePath(_name_of_key(path)).stem if path else ""
+    # \udc80-\udcff: a non-UTF-8 byte, kept for one_line (visible) to show.
+    words = re.sub(r"[^\w' \udc80-\udcff-]+", " ", stem.replace("_", " "), flags=re.UNICODE)
     name = one_line(words).strip("-' ")[:NAME_MAX].strip()
     return name or UNNAMED
+
+
+def _name_of_key(key: str) -> str:
+    """The path a key names, as Python holds it (a non-UTF-8 byte as a lone surrogate); on Windows, where a
+    backslash separates folders, with / instead."""
+    if os.name == "nt":
+        return key.replace("\\", "/")
+    return pathkeys.to_bytes(key).decode("utf-8", "surrogateescape")
+
+
+def folder_name(key: str) -> str:
+    """A folder's name from its path key, for people: a non-UTF-8 byte written as visible() writes it."""
+    if "\\" not in key:
+        return key
+    text = _name_of_key(key)
+    return "".join(visible(ch) if 0xDC80 <= ord(ch) <= 0xDCFF else ch for ch in text)
 
 
 def single(path: str, sha256: str | None) -> tuple[str, str, str]:

@@ -29,6 +29,7 @@ from dogcat.breeds import asm3_name, breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
 from dogcat.errors import DogcatError
 from dogcat.text import percent
+from dogcat.walk import NOT_AN_IMAGE
 
 # One record per catalogued file (:func:`records`) and per animal (Answer.to_dict): contracts for scripts, new
 # keys only ever added.
@@ -297,6 +298,8 @@ def answers(engine, photos: Iterable[dict] | None = None, *, k: int = 3, model_i
     for r in photos:
         code = r.get("animal")
         if code is None:  # catalogued while another run was grouping: alone until the next run
+            if r.get("error") == NOT_AN_IMAGE:  # a text file named .jpg: listed as an error, never an animal
+                continue
             _, code, name = naming.single(r["path"], r.get("sha256"))
             names.setdefault(code, name)
         groups.setdefault(code, []).append(r)

@@ -7,6 +7,9 @@ Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/archit
 DEFAULT_DB = "dogcat.db"  # --db when none is given: a SQLite file in the current folder
 DEFAULT_BATCH = 32  # photos per model call batch and per committed transaction in `dogcat catalog`
 DEFAULT_TOP_K = 3  # breeds listed per photo
+# How long a command that writes a SQLite catalog waits for another one writing it (a catalog run's batch, a big
+# `correct --from`) before it gives up, saying after the first seconds that it waits (dogcat.db.writing).
+WRITE_WAIT_S = 600.0
 
 # JPEG qualities of the pictures dogcat makes from the photos (never of the photos themselves).
 THUMBNAIL_QUALITY = 75  # the report's thumbnails: small, many on one page

@@ -7,6 +7,7 @@ Layer: the command lines. The library raises; only here do errors become a line 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -17,8 +18,22 @@ from typing import IO
 import typer
 from rich.markup import escape
 
-from dogcat.console import err, fail
+from dogcat.console import err, error, fail
 from dogcat.errors import DogcatError
+
+
+class _Notices(logging.Handler):
+    """What the library says while it works (dogcat.db: "waiting for another writer"), as one line on stderr,
+    through the same console as errors (names made visible)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error(escape(record.getMessage()), kind="waiting" if record.levelno < logging.ERROR else "error")
+
+
+_library = logging.getLogger("dogcat")
+if not any(isinstance(h, _Notices) for h in _library.handlers):
+    _library.addHandler(_Notices())
+    _library.propagate = False
 
 
 @contextmanager
@@ -47,22 +62,28 @@ def _fail_with(e: Exception, db: str | None, output: Path | None, writes: bool, 
                known: tuple[type[Exception], ...]):
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dogcat.db import describe_db, one_line
+    from dogcat.db import READ_ONLY, describe_db, one_line, without_password
+
+    def failing(message: str, code: int = 1):
+        fail(escape(without_password(message, db)), code)  # whatever a driver quoted: never the password
 
     if writes and isinstance(e, OSError):  # before the known errors: FileNotFoundError is one of them
-        fail(escape(f"{output or 'stdout'}: cannot write ({e.strerror or e})"))
+        failing(f"{output or 'stdout'}: cannot write ({e.strerror or e})")
     if isinstance(e, DogcatError):
-        fail(escape(str(e)), e.exit_code)
+        failing(str(e), e.exit_code)
     if isinstance(e, (FileNotFoundError, *known)):
-        fail(escape(str(e)))
+        failing(str(e))
+    where = describe_db(db) if db else "the database"
+    if isinstance(e, SQLAlchemyError) and "readonly database" in one_line(e):
+        failing(f"{where}: {READ_ONLY}: cannot write to it")
     if isinstance(e, SQLAlchemyError):
-        what = f"{describe_db(db) if db else 'the database'}: database error: {one_line(e)}"
+        what = f"{where}: database error: {one_line(e)}"
     else:
         if verbose:
             err.print_exception()
         what = f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
         then = then + ("" if verbose else " (--verbose shows details)")
-    fail(escape(what + (f". {then.strip()}" if then.strip() else "")))
+    failing(what + (f". {then.strip()}" if then.strip() else ""))
 
 
 @contextmanager

@@ -21,9 +21,13 @@ from dogcat import images, pathkeys
 from dogcat.errors import DogcatError
 
 # Names that promise a photo: such a file becomes a row even when its content is not an image (with an error
-# saying so). Any other file is catalogued only when its first bytes are those of an image format.
+# saying so, and no animal: dogcat.catalog.NOT_AN_IMAGE). Any other file is catalogued only when its first bytes
+# are those of an image format.
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 IMAGE_SUFFIXES = PHOTO_SUFFIXES | {".jpe", ".jfif", ".heic", ".heif", ".avif", ".jp2"}
+# The error of a file named like a photo whose bytes are no picture at all (a text file saved as notes.jpg): it is
+# reported (export --errors) but never made an animal. A damaged photo (a JPEG cut short) is an animal's problem.
+NOT_AN_IMAGE = "not an image: named like a photo, but its content is no picture format"
 
 
 class WalkError(DogcatError):
@@ -105,6 +109,11 @@ def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: b
             for child in children:
                 walk.add_child(child, subfolders)
             stack.extend(reversed(subfolders))  # depth first, in name order
+    # A file named twice (``a.jpg a.jpg``, or a photo and the folder holding it) is one file: counted once.
+    first: dict[str, Entry] = {}
+    for e in walk.out.entries:
+        first.setdefault(e.key, e)
+    walk.out.entries = list(first.values())
     return walk.out
 
 

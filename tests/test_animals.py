@@ -57,7 +57,7 @@ def intake(crops, tmp_path_factory) -> Path:
     (root / "Rex").mkdir()
     kennel_card(root / "Rex" / "card.png")
     (root / "Ghost").mkdir()
-    (root / "Ghost" / "broken.jpg").write_text("not a photo")
+    (root / "Ghost" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a photo")  # a JPEG cut short
     shutil.copy(photos(crops, PUG, 1)[0], root / "pug.jpg")
     return root
 

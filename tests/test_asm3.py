@@ -125,7 +125,7 @@ def shelter(crops, model_path, tmp_path_factory) -> tuple[Path, Path]:
     shutil.copy(crops / TORN, intake / "torn.jpg")
     shutil.copy(intake / "pug.jpg", intake / "pug_2.jpg")
     shutil.copy(sorted((crops / "n02113799-standard_poodle").glob("*.jpg"))[0], intake / ODD_NAME)
-    (intake / "broken.jpg").write_text("not a photo")
+    (intake / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a photo")  # a JPEG cut short
     path = intake.parent / "shelter.db"
     engine = db.connect(str(path))
     try:

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dogcat"
 LAYERS: list[tuple[str, set[str]]] = [
     ("leaves: names, rules and text, no dogcat imports but each other", {
         "dogcat.version", "dogcat.settings", "dogcat.errors", "dogcat.text", "dogcat.breeds", "dogcat.decision",
-        "dogcat.fusion", "dogcat.pathkeys", "dogcat.naming", "dogcat.helptext", "dogcat.console",
+        "dogcat.fusion", "dogcat.pathkeys", "dogcat.naming", "dogcat.patterns", "dogcat.helptext", "dogcat.console",
         "dogcat.asm3_records"}),
     ("pixels and models: model card, decoding, ONNX sessions, statuses, the file walk", {
         "dogcat.modelcard", "dogcat.images", "dogcat.model", "dogcat.status", "dogcat.walk",
