@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from dogcat import corrections, db, naming, pathkeys
 from dogcat.cli import app
 from dogcat.shell import failures
+from tests.conftest import missing
 from tests.test_catalog import _as_anyone
 
 runner = CliRunner()
@@ -252,7 +253,7 @@ def test_a_catalog_on_read_only_media_can_be_read(tmp_path):
     unshare = shutil.which("unshare")
     probe = subprocess.run([unshare or "unshare", "-rm", "true"], capture_output=True) if unshare else None
     if probe is None or probe.returncode != 0:
-        pytest.skip("needs unshare -rm (user and mount namespaces) for a read-only bind mount")
+        missing("needs unshare -rm (user and mount namespaces) for a read-only bind mount")
     media = tmp_path / "media"
     media.mkdir()
     make_catalog(media / "s.db", ["Rex"])
