@@ -193,6 +193,9 @@ class _Run:
                 s.skipped += 1  # unchanged since this model saw it: not even opened
                 _count(s, k.status, k.breed)
                 continue
+            if k is not None and k.error == NOT_AN_IMAGE and (k.size, k.mtime_ns) == (e.size, e.mtime_ns):
+                s.skipped += 1  # a text file named .jpg, unchanged: its row already says so
+                continue
             try:
                 read = _read(e)
             except _NotAnImage:
