@@ -392,13 +392,14 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
                         f'{len(c.errors)}</span> <span class="why">files</span></h2><table><thead><tr><th>file'
                         f'</th><th>problem</th></tr></thead><tbody>{rows}</tbody></table></section>')
         links.append(f'<a class="other" href="#errors" title="files">Could not be read <span class="n">'
-                     f'{len(c.errors)}</span> files</a>')
+                     f'{len(c.errors)}</span> file{"" if len(c.errors) == 1 else "s"}</a>')
 
     duplicates = (f"; <b>{c.duplicates}</b> photo{' is a duplicate' if c.duplicates == 1 else 's are duplicates'}"
                   " (the same photo under another name)" if c.duplicates else "")
     facts = (f"<b>{c.animals}</b> animals, from <b>{c.files}</b> files: <b>{len(c.unsure)}</b> to review "
              f"(unsure), <b>{c.dogs}</b> dogs in <b>{len(c.breeds)}</b> breeds (<b>{c.by_staff}</b> named by staff), "
-             f"<b>{len(c.not_a_dog)}</b> not a dog; <b>{len(c.errors)}</b> files could not be read{duplicates}. "
+             f"<b>{len(c.not_a_dog)}</b> not a dog; <b>{len(c.errors)}</b> file{'' if len(c.errors) == 1 else 's'} "
+             f"could not be read{duplicates}. "
              "Counts are animals. Model: " + (esc(", ".join(c.models)) or "none")
              + f". Photos in {esc(c.folder or '(various folders)')}; catalog {esc(source)}, {esc(generated)}.")
     searchable = c.animals
