@@ -33,7 +33,7 @@ from sqlalchemy import Row, select
 
 from dogcat import animals, claims, db, images, settings
 from dogcat.model import BreedModel
-from dogcat.status import Judge, Thresholds
+from dogcat.status import Judge
 from dogcat.walk import Entry, is_image_name, reason, scan
 
 IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
@@ -346,7 +346,7 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    judge = model if isinstance(model, Judge) else Judge(model, None, Thresholds(0.0, 0.0))
+    judge = model if isinstance(model, Judge) else Judge.breeds_only(model)
     start = time.perf_counter()
     found = scan(roots, recursive=recursive, follow_symlinks=follow_symlinks, exclude=_own_files(engine))
     if grouping is None:
