@@ -110,3 +110,14 @@ def test_looks_on_the_command_line():
     bad = subprocess.run([sys.executable, "-m", "dogcat", "classify", str(PHOTOS[0]), "--looks", "3"],
                          capture_output=True, text=True, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2
+
+
+def test_the_lab_measures_the_rule_as_inference_applies_it():
+    """dogcat train looks' cascade (the rule chosen out of fold) is Judge.breed_probabilities' rule."""
+    from dogcat.train import looks
+
+    one = np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]], np.float32)
+    two = np.array([[0.8, 0.2], [0.3, 0.7], [0.45, 0.55]], np.float32)
+    answers, taken = looks.cascade(one, two, 0.6)
+    np.testing.assert_array_equal(taken, [1, 1, 2])  # below the rule, not at it: as Judge (confidence < rule)
+    np.testing.assert_array_equal(answers, [one[0], one[1], two[2]])

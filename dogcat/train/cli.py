@@ -532,6 +532,33 @@ def split_graph(
         graph_split.split_model(model_path, out_dir, backbone, head, pixels, say=err.print)
 
 
+@app.command("export-backbone")
+def export_backbone(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the backbone's .onnx.")],
+    weights: Annotated[str, typer.Option(help="The backbone's weights: a Keras weights file (offline: "
+                                              "../shared/tools/offline_weights.py) or 'imagenet'.")],
+    backbone: Annotated[str, typer.Option(help="The backbone (as dogcat train crossval names it).")] = "xception",
+    data_dir: Annotated[Path, typer.Option("--data", help="Photos to check ONNX Runtime against Keras on (the "
+                                                          "first of 16 breed folders).")] = Path(DEFAULT_DATA),
+):
+    """Export a frozen backbone alone (pixels → pooled features of one view) to ONNX: the fp32 backbone of a
+    split model, which is not committed because it is rebuilt from public weights.
+
+    [b]Example[/b]
+
+      W=$(python ../shared/tools/offline_weights.py xception)
+
+      dogcat train export-backbone --weights "$W" -o models/xception-fp32-backbone.onnx
+    """
+    _quiet_tensorflow()
+    from dogcat.train import onnx_export
+
+    with failures(known=LAB_ERRORS):
+        photos = [min(f for f in folder.iterdir() if f.is_file())
+                  for folder in sorted(p for p in data_dir.iterdir() if p.is_dir())[:16]]
+        onnx_export.export_backbone(backbone, weights, out, photos, say=err.print)
+
+
 @app.command()
 def looks(
     model_path: Annotated[Path | None, typer.Option("--model", "-m", help="A split model (dogcat train split) "

@@ -154,8 +154,9 @@ def split_model(model_path: str | Path, out_dir: str | Path, backbone_name: str,
         backbone_tmp.replace(out_dir / backbone_name)
         head_tmp.replace(out_dir / head_name)
     new.write(out_dir / head_name)
-    if model_path.with_suffix(".split.json").is_file():
-        shutil.copy(model_path.with_suffix(".split.json"), (out_dir / head_name).with_suffix(".split.json"))
+    split_file, new_split_file = model_path.with_suffix(".split.json"), (out_dir / head_name).with_suffix(".split.json")
+    if split_file.is_file() and split_file.resolve() != new_split_file.resolve():
+        shutil.copy(split_file, new_split_file)
     say(f"wrote {out_dir / backbone_name} ({(out_dir / backbone_name).stat().st_size / 1e6:.1f} MB), "
         f"{out_dir / head_name} ({(out_dir / head_name).stat().st_size / 1e6:.1f} MB) and "
         f"{sidecar_path(out_dir / head_name).name}: {new.id}")
