@@ -54,8 +54,6 @@ def open_session(path: Path, device_asked: str) -> tuple[ort.InferenceSession, s
     when that device could not be used (None when it could)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     available = ort.get_available_providers()
     cuda = device_asked != "cpu" and CUDA in available
     warning = None
@@ -63,14 +61,26 @@ def open_session(path: Path, device_asked: str) -> tuple[ort.InferenceSession, s
         warning = ("CUDA was asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu "
                    "instead of onnxruntime): running on the CPU")
     wanted = [CUDA, CPU] if cuda else [CPU]
-    graph = str(path)
+
+    def options():
+        made = ort.SessionOptions()
+        made.log_severity_level = 3
+        return made
+
+    session = None
     if not cuda:
-        graph = optimized_graph(path, options)
-    try:
-        session = ort.InferenceSession(graph, options, providers=wanted)
-    except Exception as e:  # onnxruntime raises its own exception types for a corrupt graph
-        raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
-    keep_optimized(options.optimized_model_filepath)
+        cached = options()
+        graph = optimized_graph(path, cached)
+        try:
+            session = ort.InferenceSession(graph, cached, providers=wanted)
+            keep_optimized(cached.optimized_model_filepath)
+        except Exception:  # a copy that cannot be read or written: load the graph itself, as without a cache
+            session = None
+    if session is None:
+        try:
+            session = ort.InferenceSession(str(path), options(), providers=wanted)
+        except Exception as e:  # onnxruntime raises its own exception types for a corrupt graph
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
     # ONNX Runtime drops a provider that fails to start (no driver, missing CUDA libraries) silently.
     if cuda and CUDA not in session.get_providers() and device_asked == "cuda":
         warning = "CUDA was asked for, but ONNX Runtime could not start it here: running on the CPU"

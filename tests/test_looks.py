@@ -121,3 +121,19 @@ def test_the_lab_measures_the_rule_as_inference_applies_it():
     answers, taken = looks.cascade(one, two, 0.6)
     np.testing.assert_array_equal(taken, [1, 1, 2])  # below the rule, not at it: as Judge (confidence < rule)
     np.testing.assert_array_equal(answers, [one[0], one[1], two[2]])
+
+
+def test_optimized_graphs_are_kept_and_answer_alike(tmp_path, monkeypatch, model, first_look):
+    """ONNX Runtime's optimized copy of a graph is saved once per machine (a faster cold start) and gives
+    the answers the graph gives; a cache folder that cannot be written is no error."""
+    from dogcat.model import open_session
+
+    monkeypatch.setenv("DOGCAT_CACHE", str(tmp_path))
+    made, _ = open_session(model.path, "cpu")  # the head: small and fast
+    [copy] = (tmp_path / "onnxruntime").iterdir()
+    again, _ = open_session(model.path, "cpu")  # from the copy
+    feed = {"features": first_look}
+    np.testing.assert_array_equal(made.run(None, feed)[0], again.run(None, feed)[0])
+    monkeypatch.setenv("DOGCAT_CACHE", str(copy))  # a file, not a folder: nothing can be written under it
+    unwritable, _ = open_session(model.path, "cpu")
+    np.testing.assert_array_equal(unwritable.run(None, feed)[0], made.run(None, feed)[0])
