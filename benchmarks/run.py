@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dogcat import images  # noqa: E402
-from dogcat.model import BreedModel, DogDetector  # noqa: E402
+from dogcat.model import BreedModel, DogDetector, ModelError  # noqa: E402
 from dogcat.status import Judge  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "stanford-dogs-crops-224"
@@ -168,6 +168,20 @@ def cpu_flags() -> list[str]:
     return [f for f in SIMD if f in have]
 
 
+def fp32_rate(path: Path | None, shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> float | None:
+    """The fp32 model at two looks (its backbone is rebuilt, not committed: dogcat train export-backbone)."""
+    if not path or not path.is_file() or path.resolve() == shipped.path.resolve():
+        return None
+    try:
+        m = BreedModel(path)
+    except ModelError as e:
+        print(f"fp32 model skipped: {e}", flush=True)
+        return None
+    r = rate(m.probabilities, chunks(pixels, batch))
+    add(f"ONNX Runtime fp32, 2 looks ({m.id})", r)
+    return r
+
+
 def looks_section(shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> dict[str, tuple[float, float]]:
     """The breed model alone at each number of looks (a split model; a one-graph model takes its own):
     looks → (photos/s, looks per photo)."""
@@ -221,6 +235,7 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="print a Markdown section for RESULTS.md")
     args = ap.parse_args()
 
+    load_before = os.getloadavg()[0]
     shipped = BreedModel(args.model)
     detector = DogDetector()
     photos = val_photos(shipped, args.photos)
@@ -241,11 +256,7 @@ def main():
     keras = None if args.no_keras else keras_rate(pixels, 32)
     if keras:
         add("Keras predict, Xception-299 fp32 (batch 32)", keras)
-    fp32 = None
-    if args.fp32 and args.fp32.is_file() and args.fp32.resolve() != shipped.path.resolve():
-        m = BreedModel(args.fp32)
-        fp32 = rate(m.probabilities, chunks(pixels, args.batch))
-        add(f"ONNX Runtime fp32 ({m.id})", fp32)
+    fp32 = fp32_rate(args.fp32, shipped, pixels, args.batch, add)
     looks_rates = looks_section(shipped, pixels, args.batch, add)
     ship = looks_rates["auto"][0]
     baseline = None
@@ -310,7 +321,9 @@ def main():
 
     if args.markdown:
         print(f"\n### {time.strftime('%Y-%m-%d')}: `python benchmarks/run.py {' '.join(sys.argv[1:])}`\n")
-        print(f"Machine: {machine()}. {len(photos)} photos, ONNX Runtime batch {args.batch}.\n")
+        print(f"Machine: {machine()}. {len(photos)} photos, ONNX Runtime batch {args.batch}. Load average (1 min) "
+              f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (above the core count: the "
+              "machine was shared).\n")
         print("| what | photos/s | note |\n|---|---:|---|")
         for name, r, note in rows:
             print(f"| {name} | {r:.2f} | {note} |")

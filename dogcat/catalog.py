@@ -300,7 +300,9 @@ class _Run:
             model_row = {"id": model.id, "name": card.get("name"), "sha256": card.get("sha256"),
                          "created": card.get("created"), "breeds": len(model.labels), "first_used_at": now,
                          "labels": json.dumps(list(model.labels)),
-                         "decision": json.dumps(dataclasses.asdict(self.judge.thresholds))}
+                         # the thresholds, and how many looks (--looks) the run took at its photos
+                         "decision": json.dumps(dataclasses.asdict(self.judge.thresholds)
+                                                | {"looks": self.judge.looks})}
         with db.writing(self.engine) as conn:
             _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows)
             # In the same transaction: the claims on what is now recorded go, the others are renewed.

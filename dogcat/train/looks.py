@@ -65,6 +65,8 @@ def features(model: BreedModel, detector: DogDetector, rows: list, cache: Path, 
     start = len(done.get("dog", []))
     out = {k: [v] for k, v in done.items() if k in ("f1", "f2", "dog")}
     label, fold = np.array([y for _, y, _ in rows]), np.array([f for _, _, f in rows])
+    if start and not (np.array_equal(done["label"], label[:start]) and np.array_equal(done["fold"], fold[:start])):
+        raise ValueError(f"{cache}: cached for other photos (labels or folds differ): delete it to start again")
     chunks = [rows[i:i + batch] for i in range(start, len(rows), batch)]
 
     def decode(chunk):
