@@ -50,6 +50,18 @@ def test_the_bundled_model_is_split_and_its_card_has_the_rule(model):
     assert 0 < rule < 1
 
 
+def test_the_card_has_the_rule_measured_out_of_fold(model):
+    """Issue 24's targets, as dogcat train looks measured them (a floor against shipping a worse rule)."""
+    measured = model.card["metrics"]["oof_looks"]
+    auto, two = measured["auto"], measured["two_looks"]
+    assert auto["n"] == two["n"] == 17456 and auto["top1"] >= two["top1"] - 0.0005
+    assert 1 < auto["looks_per_photo"] < 1.25  # the second look's cost
+    crops = measured["statuses"]["crops"]
+    assert crops["dog_precision"] >= 0.97 and crops["unsure_share"] <= 0.15
+    decision = model.card.decision
+    assert decision["second_look_below"] <= decision["unsure_below"] and "cascade" in decision["chosen_on"]
+
+
 def test_two_looks_reproduce_the_model_before_the_split(model, pixels):
     probs, looks = Judge.breeds_only(model, "2").breed_probabilities(pixels)
     assert (looks == 2).all()
