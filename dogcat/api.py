@@ -20,7 +20,6 @@ call here, and prints.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +29,7 @@ from sqlalchemy.engine import Engine
 from dogcat import animals as grouping
 from dogcat import asm3, asm3_sync, catalog, claims, classifier, corrections, export, readmodel, report, settings
 from dogcat import db as catdb
-from dogcat.status import Judge
+from dogcat.status import Judge, load_judge
 
 Photo = Any  # a path (str or Path), a photo's bytes, or a PIL image
 
@@ -77,14 +76,6 @@ class Result:
         return f"Result({self.path!r}, {self.status}, {self.breed or self.error!r})"
 
 
-@functools.lru_cache(maxsize=4)
-def load_judge(model: str | None = None, detector: str | None = None, device: str = "auto",
-               unsure_below: float | None = None, not_dog_below: float | None = None) -> Judge:
-    """The breed model, the dog detector and their thresholds, loaded once per process and set of options (the
-    one place that builds them, for the API and the command line). Raises ModelError for an unusable model."""
-    return Judge.load(model, detector, not_dog_below, unsure_below, device)
-
-
 def _name(photo: Photo, i: int) -> str:
     if isinstance(photo, (str, Path)):
         return str(photo)
@@ -96,17 +87,18 @@ def _name(photo: Photo, i: int) -> str:
 
 def classify(photos: Photo | Iterable[Photo], top_k: int = 3, *, model: str | Path | None = None,
              detector: str | Path | None = None, device: str = "auto", unsure_below: float | None = None,
-             not_dog_below: float | None = None) -> list[Result]:
+             not_dog_below: float | None = None, looks: str = "auto") -> list[Result]:
     """Name the breed in each photo (paths, bytes or PIL images; one photo or several), in order.
 
     A photo that cannot be read is a Result with status ``error`` and the reason in ``error``: never an
     exception. ``model``/``detector``: exported models (default: the bundled ones); the thresholds default to
-    the model's. Raises dogcat.model.ModelError for a model that cannot be used."""
+    the model's. ``looks``: "auto" (a second look at the mirror image only where the first is unsure: the
+    model card's rule), "1" or "2". Raises dogcat.model.ModelError for a model that cannot be used."""
     if isinstance(photos, (str, Path, bytes, bytearray)) or hasattr(photos, "getpixel"):
         photos = [photos]
     photos = list(photos)
     judge = load_judge(str(model) if model else None, str(detector) if detector else None, device, unsure_below,
-                       not_dog_below)
+                       not_dog_below, str(looks))
     judge.start()
     sources = [Path(p) if isinstance(p, str) else bytes(p) if isinstance(p, bytearray) else p for p in photos]
     names = [_name(p, i) for i, p in enumerate(photos)]
@@ -123,10 +115,11 @@ class Catalog:
 
     def __init__(self, db: str | Path = settings.DEFAULT_DB, *, model: str | Path | None = None,
                  detector: str | Path | None = None, device: str = "auto", create: bool = True,
-                 unsure_below: float | None = None, not_dog_below: float | None = None, readonly: bool = False):
+                 unsure_below: float | None = None, not_dog_below: float | None = None, readonly: bool = False,
+                 looks: str = "auto"):
         self.db = str(db)
         self._options = (str(model) if model else None, str(detector) if detector else None, device, unsure_below,
-                         not_dog_below)
+                         not_dog_below, str(looks))
         self.url = catdb.url_for(self.db)  # a malformed URL: an error now
         # A catalog that may be created is opened on first use: a run refused for bad usage (add's pattern that
         # matches nothing) leaves no new file behind. One that must exist is opened now: a typo is an error.

@@ -33,7 +33,7 @@ from sqlalchemy import Row, func, select
 
 from dogcat import animals, claims, db, images, settings
 from dogcat.model import BreedModel
-from dogcat.status import Judge, Thresholds
+from dogcat.status import Judge
 from dogcat.walk import NOT_AN_IMAGE, Entry, Scan, is_image_name, reason, scan
 
 IN_MEMORY_LIMIT = 64 << 20  # larger files are hashed in chunks and decoded from disk
@@ -315,7 +315,9 @@ class _Run:
             model_row = {"id": model.id, "name": card.get("name"), "sha256": card.get("sha256"),
                          "created": card.get("created"), "breeds": len(model.labels), "first_used_at": now,
                          "labels": json.dumps(list(model.labels)),
-                         "decision": json.dumps(dataclasses.asdict(self.judge.thresholds))}
+                         # the thresholds, and how many looks (--looks) the run took at its photos
+                         "decision": json.dumps(dataclasses.asdict(self.judge.thresholds)
+                                                | {"looks": self.judge.looks})}
         with db.writing(self.engine) as conn:
             _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows)
             # In the same transaction: the claims on what is now recorded go, the others are renewed.
@@ -364,7 +366,7 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    judge = model if isinstance(model, Judge) else Judge(model, None, Thresholds(0.0, 0.0))
+    judge = model if isinstance(model, Judge) else Judge.breeds_only(model)
     start = time.perf_counter()
     if grouping is None:
         grouping = animals.Grouping.parse(None, roots=[str(r) for r in roots])

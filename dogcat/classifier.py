@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dogcat import images, walk
 from dogcat.model import BreedModel, Guess
-from dogcat.status import Judge, Thresholds, Verdict
+from dogcat.status import Judge, Verdict
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -100,7 +100,7 @@ def classify(judge: Judge | BreedModel, paths: Iterable[str | Path | bytes | Ima
     A "path" may also be a photo's bytes or a PIL image (the Python API's dogcat.classify): ``names`` then
     gives each result's ``path``."""
     if isinstance(judge, BreedModel):
-        judge = Judge(judge, None, Thresholds(0.0, 0.0))
+        judge = Judge.breeds_only(judge)
     preps = judge.preprocessings
     pending: list[tuple[str, tuple]] = []
     names = iter(names) if names is not None else None

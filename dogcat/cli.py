@@ -68,6 +68,16 @@ class Device(str, Enum):
 DeviceOption = Annotated[Device, typer.Option(
     "--device", help="auto (CUDA when onnxruntime-gpu can use it, else the CPU), cpu, or cuda (says so once "
     "if CUDA is not available, then runs on the CPU).")]
+class Looks(str, Enum):
+    one = "1"
+    two = "2"
+    auto = "auto"
+
+
+LooksOption = Annotated[Looks, typer.Option(
+    "--looks", help="How many looks the breed model takes at a photo: auto (a second look, at the mirror image, "
+    "only when the first is unsure: the model card's rule, about 1.1 looks per photo), 1, or 2 (every photo "
+    "twice: the slowest).")]
 DetectorOption = Annotated[Path | None, typer.Option(
     "--detector", show_default=False, help="The dog detector (an exported ImageNet-1k model). Default: "
     "the one bundled with dogcat.")]
@@ -139,6 +149,7 @@ def classify(
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
     device: DeviceOption = Device.auto,
+    looks: LooksOption = Looks.auto,
 ):
     """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
 
@@ -164,14 +175,14 @@ def classify(
 
       2  bad usage
     """
-    from dogcat.api import load_judge
     from dogcat.classifier import classify as run_classify
     from dogcat.classifier import expand
+    from dogcat.status import load_judge  # not through dogcat.api: that imports the catalog (a slower cold start)
 
     items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
     with failures():
         judge = load_judge(str(model_path) if model_path else None, str(detector_path) if detector_path else None,
-                           device.value, unsure_below, not_dog_below)
+                           device.value, unsure_below, not_dog_below, looks.value)
         model = judge.model
         if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
@@ -230,6 +241,7 @@ def evaluate(
                                                     "letterbox or center-crop (to measure which is best).")] = None,
     unsure_below: UnsureOption = None,
     not_dog_below: NotDogOption = None,
+    looks: LooksOption = Looks.auto,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     record: Annotated[bool, typer.Option("--record", help="With --part val: write the top-1/top-3 into the "
                                          "model's sidecar (metrics.val), e.g. after quantizing.")] = False,
@@ -277,7 +289,7 @@ def evaluate(
     if not data_dir.is_dir():
         fail(escape(f"{data_dir}: no such folder"))
     with failures():
-        judge = Judge.load(model_path, None, not_dog_below, unsure_below)
+        judge = Judge.load(model_path, None, not_dog_below, unsure_below, looks=looks.value)
         if resize:
             judge.model.preprocessing = dataclasses.replace(judge.model.preprocessing, resize=resize)
         model = judge.model
@@ -410,6 +422,7 @@ def catalog(
     not_dog_below: NotDogOption = None,
     detector_path: DetectorOption = None,
     device: DeviceOption = Device.auto,
+    looks: LooksOption = Looks.auto,
     grouping_mode: Annotated[str | None, typer.Option("--animals", help="How photos are grouped into animals: "
                              "folder (each sub-folder holding photos is one animal, named after it; photos "
                              "directly in a FOLDER you name are each their own), pattern (the animal's code is "
@@ -477,7 +490,7 @@ def catalog(
     saved = "Completed batches are saved; run the same command again to finish"
     with failures(db, verbose=verbose, then=saved):
         with Catalog(db, model=model_path, detector=detector_path, device=device.value, unsure_below=unsure_below,
-                     not_dog_below=not_dog_below) as shelter:
+                     not_dog_below=not_dog_below, looks=looks.value) as shelter:
             judge = shelter.judge()
             for warning in judge.start():
                 error(escape(warning), kind="warning")

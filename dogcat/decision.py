@@ -20,6 +20,8 @@ STATUSES = ("dog", "unsure", "not_a_dog", "error")
 DEFAULT_NOT_A_DOG_BELOW = 0.5
 DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW = 0.2
 DEFAULT_UNSURE_BELOW = 0.5
+# A split model whose card has no second-look rule looks twice at every photo, as its one-graph export did.
+DEFAULT_SECOND_LOOK_BELOW = 1.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Thresholds:
     not_a_dog_below: float  # the detector's dog probability; 0 turns the check (and the detector) off
     unsure_below: float  # the breed model's top confidence
     not_a_dog_confidence_below: float = 1.0  # ... and the breed model's top confidence (1: the detector alone)
+    # A split model's second look (the mirror image) at a photo whose first look's top confidence is below
+    # this (1: every photo); the statuses are then decided on the mean of the two looks (dogcat.status.Judge).
+    second_look_below: float = DEFAULT_SECOND_LOOK_BELOW
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any], not_a_dog_below: float | None = None,
@@ -38,7 +43,8 @@ class Thresholds:
             not_a_dog_below=(not_a_dog_below if not_a_dog_below is not None
                              else decision.get("not_a_dog_below", DEFAULT_NOT_A_DOG_BELOW)),
             unsure_below=unsure_below if unsure_below is not None else decision.get("unsure_below",
-                                                                                    DEFAULT_UNSURE_BELOW))
+                                                                                    DEFAULT_UNSURE_BELOW),
+            second_look_below=decision.get("second_look_below", DEFAULT_SECOND_LOOK_BELOW))
 
 
     @classmethod

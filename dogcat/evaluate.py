@@ -120,7 +120,7 @@ def observe(judge: Judge, pairs: list[tuple[Path, str]], on_photo=None) -> Obser
 
 def evaluate(judge: Judge | BreedModel, data_dir: Path, part: str | None = None, on_batch=None) -> Evaluation:
     if isinstance(judge, BreedModel):
-        judge = Judge(judge, None, Thresholds(0.0, 0.0))
+        judge = Judge.breeds_only(judge)
     pairs, skipped = labelled_files(Path(data_dir), judge.model, part)
     o = observe(judge, pairs, on_batch)
     n = len(o.top1)

@@ -37,7 +37,9 @@ RESAMPLES = ("bilinear", "bicubic")  # Pillow's filters of those names (dogcat.i
 # What dogcat.images always gives a model. A card may say so (export writes them) but may not ask for anything
 # else: nothing would honour it, and the model would be served other pixels than it was trained on.
 FIXED_PIXELS = {"color": "RGB", "dtype": "float32", "range": [0, 255], "layout": "NHWC"}
-THRESHOLDS = ("not_a_dog_below", "unsure_below", "not_a_dog_confidence_below")  # the decision block's, in 0..1
+# The decision block's thresholds, each in 0..1. second_look_below: a split model's rule for a second look (the
+# mirror image) at a photo whose first look's top confidence is below it (dogcat.status.Judge).
+THRESHOLDS = ("not_a_dog_below", "unsure_below", "not_a_dog_confidence_below", "second_look_below")
 
 
 class ModelError(DogcatError):
@@ -230,6 +232,14 @@ class ModelCard(Mapping[str, Any]):
     def quantization(self) -> dict[str, Any] | None:
         return self._data.get("quantization")
 
+    @property
+    def backbone(self) -> dict[str, Any] | None:
+        """A split model's backbone (dogcat.train.graph_split): ``file`` (beside the model's .onnx), its
+        ``input`` (the pixels) and ``output`` (the pooled features of one view, the head's input), ``sha256``.
+        None for a model in one graph."""
+        block = self._data.get("backbone")
+        return dict(block) if block is not None else None
+
     # Mapping
 
     def __getitem__(self, key: str) -> Any:
@@ -278,7 +288,20 @@ def _validate(card: dict[str, Any]) -> Preprocessing:
         if card.get(key) is not None and not isinstance(card[key], dict):
             raise _Invalid(f"{key}: must be an object, not {_show(card[key])}")
     _validate_decision(card.get("decision") or {})
+    _validate_backbone(card.get("backbone"))
     return prep
+
+
+def _validate_backbone(block: Any) -> None:
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise _Invalid(f"backbone: must be an object, not {_show(block)}")
+    for key in ("file", "input", "output"):
+        if not isinstance(block.get(key), str) or not block[key]:
+            raise _Invalid(f"backbone.{key}: must be a non-empty string, not {_show(block.get(key))}")
+    if Path(block["file"]).name != block["file"] or block["file"] in (".", ".."):
+        raise _Invalid(f"backbone.file: must be a file name beside the model, not {_show(block['file'])}")
 
 
 def _validate_labels(card: dict[str, Any]) -> None:

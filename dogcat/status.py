@@ -11,11 +11,22 @@ when it does not — the top-k then reads as a possible mix ("Labrador Retriever
 The thresholds were chosen on validation photos and live in the breed model's sidecar (``decision``), so a model
 and the thresholds measured for it travel together.
 
+How many looks the breed model takes (``looks``): a split model (a backbone and a head, dogcat.model) takes a
+first look at the photo and a second at its mirror image only when the first look's top confidence is below
+``second_look_below`` (``auto``, the default), and answers from the mean of the two looks' features as its
+one-graph export did for every photo; ``1`` never looks twice, ``2`` always does. Out of fold, with the shipped
+model's own two views and head, the second look changed the answer only for photos the first was unsure of:
+two looks cost twice the backbone for +0.2 points of top-1, the cascade about 1.1 looks per photo for the same
+(dogcat/models/MODEL_CARD.md). The statuses' thresholds were chosen on the answers the cascade gives.
+
 Layer: pixels and models (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +41,9 @@ from dogcat.decision import (
     Thresholds,
     decide,
 )
-from dogcat.model import BreedModel, DogDetector, Guess, ModelError
+from dogcat.model import BreedModel, DogDetector, Guess, ModelError, mirrored
+
+LOOKS = ("1", "2", "auto")  # how many times the breed model's backbone looks at a photo (see the docstring)
 
 
 @dataclass
@@ -42,6 +55,7 @@ class Verdict:
     # The breed model's whole distribution, in its label order: the catalog keeps it so that an animal's
     # photos can be fused (dogcat.fusion).
     probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
+    looks: int = 1  # how many views of the photo the breed model's answer comes from (1 or 2)
 
     @property
     def best(self) -> Guess | None:
@@ -60,38 +74,50 @@ class Verdict:
 
 
 class Judge:
-    """The breed model, the dog detector and the thresholds: model inputs → verdicts."""
+    """The breed model, the dog detector, the thresholds and how many looks: model inputs → verdicts."""
 
     def __init__(self, model: BreedModel, detector: DogDetector | None = None,
-                 thresholds: Thresholds | None = None):
+                 thresholds: Thresholds | None = None, looks: str = "auto"):
+        if looks not in LOOKS:
+            raise ModelError(f"unknown number of looks {looks!r}; known: {', '.join(LOOKS)}")
+        if model.fixed_looks is not None and looks != "auto" and int(looks) != model.fixed_looks:
+            raise ModelError(f"{model.path}: one graph, pixels to probabilities, that looks {model.fixed_looks} "
+                             f"time(s) at every photo: --looks {looks} needs a split model (backbone and head)")
         self.model = model
         self.thresholds = thresholds or Thresholds.for_model(model)
         self.detector = detector if self.thresholds.not_a_dog_below > 0 else None
+        self.looks = looks
 
     @classmethod
     def load(cls, model_path: str | Path | None = None, detector_path: str | Path | None = None,
              not_a_dog_below: float | None = None, unsure_below: float | None = None,
-             device: str = "auto") -> Judge:
+             device: str = "auto", looks: str = "auto") -> Judge:
         model = BreedModel(model_path, device)
         thresholds = Thresholds.for_model(model, not_a_dog_below, unsure_below)
         detector = None
         if thresholds.not_a_dog_below > 0:
             detector = DogDetector(detector_path or _detector_beside(model), device)
-        return cls(model, detector, thresholds)
+        return cls(model, detector, thresholds, looks)
+
+    @classmethod
+    def breeds_only(cls, model: BreedModel, looks: str = "auto") -> Judge:
+        """The breed model alone: no dog check, no `unsure`; its looks as its card says."""
+        return cls(model, None, dataclasses.replace(Thresholds.for_model(model), not_a_dog_below=0.0,
+                                                    unsure_below=0.0), looks)
 
     def start(self) -> list[str]:
         """Load the ONNX Runtime sessions now; returns the warnings to show once (a device that is missing)."""
-        models = [m for m in (self.model, self.detector) if m is not None]
-        if len(models) > 1:  # ONNX Runtime loads graphs outside the GIL: both at once cut a cold start
+        graphs = self.model.graphs + ([self.detector] if self.detector is not None else [])
+        if len(graphs) > 1:  # ONNX Runtime loads graphs outside the GIL: all at once cut a cold start
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(len(models)) as pool:
-                list(pool.map(lambda m: m.session, models))
+            with ThreadPoolExecutor(len(graphs)) as pool:
+                list(pool.map(lambda g: g.session, graphs))
         warnings = []
-        for m in models:
-            _ = m.session
-            if m.warning and m.warning not in warnings:
-                warnings.append(m.warning)
+        for g in graphs:
+            _ = g.session
+            if g.warning and g.warning not in warnings:
+                warnings.append(g.warning)
         return warnings
 
     @property
@@ -103,21 +129,54 @@ class Judge:
         """What each photo must be decoded into: the breed model's input, then the detector's."""
         return (self.model.preprocessing,) + ((self.detector.preprocessing,) if self.detector else ())
 
+    @property
+    def second_look_below(self) -> float:
+        """A photo gets a second look when its first look's top confidence is below this (0: never, inf: always)."""
+        if self.looks == "1":
+            return 0.0
+        rule = self.thresholds.second_look_below
+        return math.inf if self.looks == "2" or rule >= 1.0 else rule
+
+    def breed_probabilities(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """NHWC pixels → (probabilities, looks taken per photo). The first look at every photo; the second (its
+        mirror image) only where the first is unsure, those photos answered from the mean of both looks."""
+        if self.model.backbone is None:
+            assert self.model.fixed_looks is not None
+            return self.model.probabilities(pixels), np.full(len(pixels), self.model.fixed_looks)
+        first = self.model.features(pixels)
+        probs = self.model.head(first)
+        again = probs.max(axis=1) < self.second_look_below
+        if again.any():
+            second = self.model.features(mirrored(pixels[again]))
+            probs[again] = self.model.head((first[again] + second) / 2)
+        return probs, 1 + again.astype(int)
+
     def judge(self, views: list[tuple[np.ndarray, ...]], k: int) -> list[Verdict]:
         """One tuple of model inputs per photo (as images.decode(..., *preprocessings).views) → verdicts."""
-        probs = self.model.probabilities(np.stack([v[0] for v in views]))
+        probs, looks = self.breed_probabilities(np.stack([v[0] for v in views]))
         dog_p: list[float | None] = [None] * len(views)
-        looks: Sequence[str | None] = [None] * len(views)
+        looks_like: Sequence[str | None] = [None] * len(views)
         if self.detector is not None:
             imagenet = self.detector.probabilities(np.stack([v[1] for v in views]))
             dog_p = [float(p) for p in self.detector.dog_probability(imagenet)]
-            looks = self.detector.looks_like(imagenet)
+            looks_like = self.detector.looks_like(imagenet)
         out = []
-        for row, p, look in zip(probs, dog_p, looks, strict=True):
+        for row, p, look, n in zip(probs, dog_p, looks_like, looks, strict=True):
             guesses = self.model.top_k(row, k)
             status = decide(guesses[0].confidence, p, self.thresholds)
-            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None, row))
+            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None, row, int(n)))
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def load_judge(model: str | None = None, detector: str | None = None, device: str = "auto",
+               unsure_below: float | None = None, not_dog_below: float | None = None, looks: str = "auto") -> Judge:
+    """The breed model, the dog detector and their thresholds, loaded once per process and set of options (the
+    one place that builds them, for the API and the command line). Raises ModelError for an unusable model.
+
+    Here rather than in dogcat.api so that `dogcat classify` need not import the catalog's modules (SQLAlchemy:
+    a fifth of a cold start)."""
+    return Judge.load(model, detector, not_dog_below, unsure_below, device, looks)
 
 
 def _detector_beside(model: BreedModel) -> Path | None:
@@ -128,5 +187,5 @@ def _detector_beside(model: BreedModel) -> Path | None:
     return None
 
 
-__all__ = ["STATUSES", "Thresholds", "Verdict", "Judge", "decide", "ModelError", "DEFAULT_NOT_A_DOG_BELOW",
-           "DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW", "DEFAULT_UNSURE_BELOW"]
+__all__ = ["STATUSES", "LOOKS", "Thresholds", "Verdict", "Judge", "load_judge", "decide", "ModelError",
+           "DEFAULT_NOT_A_DOG_BELOW", "DEFAULT_NOT_A_DOG_CONFIDENCE_BELOW", "DEFAULT_UNSURE_BELOW"]

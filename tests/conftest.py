@@ -155,6 +155,9 @@ def make_model(model_path, tmp_path_factory):
             columns = [card["labels"].index(label) for label in swap]
             (folder / "model.onnx").write_bytes(_swap_classes(source, card["output"], *columns))
             card["sha256"] = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+        if card.get("backbone"):  # a split model: the backbone its card names goes beside it (linked)
+            backbone = card["backbone"]["file"]
+            (folder / backbone).symlink_to((source.parent / backbone).resolve())
         card["id"] = model_id
         if breeds is not None:
             card["breeds"] = breeds

@@ -182,7 +182,11 @@ def test_bad_model_is_one_line_error(tmp_path, crops):
     photo = next((crops / "n02088364-beagle").iterdir())
     done = dogcat("classify", "--model", str(fake), str(photo))
     assert done.returncode == 1 and "sidecar is missing" in done.stderr
-    (tmp_path / "model.json").write_text(json.dumps(json.loads(BreedModel().path.with_suffix(".json").read_text())))
+    card = json.loads(BreedModel().path.with_suffix(".json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    done = dogcat("classify", "--model", str(fake), str(photo))  # a split model: its backbone is not beside it
+    assert done.returncode == 1 and "the backbone that model.json names" in done.stderr
+    (tmp_path / "model.json").write_text(json.dumps({k: v for k, v in card.items() if k != "backbone"}))
     done = dogcat("classify", "--model", str(fake), str(photo))
     assert done.returncode == 1 and "ONNX Runtime cannot load it" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -501,6 +501,102 @@ def quantize(
         q.quantize(model_path, out, data_dir, per_breed, method, keep_fp32, histogram_photos, say=err.print)
 
 
+@app.command("split")
+def split_graph(
+    model_path: Annotated[Path, typer.Argument(help="An exported model in one graph (.onnx with its sidecar).")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="The folder to write the two graphs into.")],
+    backbone: Annotated[str, typer.Option(help="The backbone's file name.")] = "xception-int8-backbone.onnx",
+    head: Annotated[str, typer.Option(help="The head's file name (its card and split file beside "
+                                           "it).")] = "xception-120-int8.onnx",
+    data_dir: Annotated[Path, typer.Option("--data", help="Photos to check the split on (one per breed folder, "
+                                                          "50 at most).")] = Path(DEFAULT_DATA),
+):
+    """Split a model into its backbone (pixels → pooled features of one view) and its head (features →
+    probabilities), checked on real photos against the graph it came from.
+
+    A split model takes a second look (the mirror image) only where the first is unsure (dogcat classify
+    --looks), and a new head is a small file beside the same backbone. Needs onnx, not TensorFlow.
+
+    [b]Example[/b]
+
+      dogcat train split dogcat/models/xception-120-int8.onnx -o dogcat/models
+    """
+    from dogcat import images
+    from dogcat.modelcard import ModelCard
+    from dogcat.train import graph_split
+
+    with failures(known=LAB_ERRORS):
+        folders = sorted(p for p in data_dir.iterdir() if p.is_dir())[:50]
+        photos = [min(f for f in folder.iterdir() if f.is_file()) for folder in folders]
+        pixels = images.load_batch(photos, ModelCard.read(model_path).preprocessing)
+        graph_split.split_model(model_path, out_dir, backbone, head, pixels, say=err.print)
+
+
+@app.command("export-backbone")
+def export_backbone(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the backbone's .onnx.")],
+    weights: Annotated[str, typer.Option(help="The backbone's weights: a Keras weights file (offline: "
+                                              "../shared/tools/offline_weights.py) or 'imagenet'.")],
+    backbone: Annotated[str, typer.Option(help="The backbone (as dogcat train crossval names it).")] = "xception",
+    data_dir: Annotated[Path, typer.Option("--data", help="Photos to check ONNX Runtime against Keras on (the "
+                                                          "first of 16 breed folders).")] = Path(DEFAULT_DATA),
+):
+    """Export a frozen backbone alone (pixels → pooled features of one view) to ONNX: the fp32 backbone of a
+    split model, which is not committed because it is rebuilt from public weights.
+
+    [b]Example[/b]
+
+      W=$(python ../shared/tools/offline_weights.py xception)
+
+      dogcat train export-backbone --weights "$W" -o models/xception-fp32-backbone.onnx
+    """
+    _quiet_tensorflow()
+    from dogcat.train import onnx_export
+
+    with failures(known=LAB_ERRORS):
+        photos = [min(f for f in folder.iterdir() if f.is_file())
+                  for folder in sorted(p for p in data_dir.iterdir() if p.is_dir())[:16]]
+        onnx_export.export_backbone(backbone, weights, out, photos, say=err.print)
+
+
+@app.command()
+def looks(
+    model_path: Annotated[Path | None, typer.Option("--model", "-m", help="A split model (dogcat train split) "
+                                                    "whose card gets the rule and thresholds. Default: the "
+                                                    "bundled model.")] = None,
+    data_dir: DataOption = Path(DEFAULT_DATA),
+    originals: Annotated[str, typer.Option(help="Uncropped photos named like their crops ('' for "
+                                                "none).")] = DEFAULT_ORIGINALS,
+    cache: Annotated[Path | None, typer.Option(help="Where the backbone's features of every photo are kept "
+                                                    "(resumes a killed run). Default: ~/.cache/dogcat/looks.",
+                                               show_default=False)] = None,
+    ledger_path: LedgerOption = None,
+    dry_run: DryRunOption = False,
+):
+    """Choose a split model's second-look rule out of fold, and its 'unsure' / 'not_a_dog' thresholds on the
+    answers the rule gives.
+
+    Both views of every photo go through the model's backbone once (cached; ~25 minutes on 2 cores for the
+    17,456 crops and 624 originals); the shipped recipe's head is fitted on each fold's other photos, and each
+    held-out photo gets its answer from one look and from two. The rule is the smallest whose top-1 is within
+    0.05 points of two looks'. Needs scikit-learn, not TensorFlow.
+
+    [b]Example[/b]
+
+      dogcat train looks --model dogcat/models/xception-120-int8.onnx
+    """
+    from dogcat.train import looks as second_look
+
+    with failures(known=LAB_ERRORS):
+        cache = cache or Path.home() / ".cache" / "dogcat" / "looks"
+        result = second_look.measure(model_path, data_dir, Path(originals) if originals else None, cache,
+                                     write=not dry_run, ledger_path=ledger_path, say=err.print)
+    import json
+
+    print(json.dumps({k: v for k, v in result.items() if k not in ("rules", "decision")} | {
+        "decision": {k: v for k, v in result["decision"].items() if k != "tradeoff"}}, indent=2))
+
+
 @app.command()
 def exitflow(
     run: Annotated[Path, typer.Argument(help="A 'dogcat train transfer --backbone xception' run folder.")],

@@ -19,6 +19,7 @@ from dogcat import breeds, images
 from dogcat.errors import DogcatError
 from dogcat.modelcard import FORMAT, ModelCard
 from dogcat.train import backbones, data, runs
+from dogcat.train.graph_split import FEATURES
 from dogcat.train.transfer import TransferConfig, standardize_class
 
 INPUT_NAME = "pixels"
@@ -106,7 +107,8 @@ def collecting_garbage(every: float = 0.5):
         gc.collect()
 
 
-def convert_checked(model, prep: images.Preprocessing, out: Path, photos: list[Path], opset: int = 17):
+def convert_checked(model, prep: images.Preprocessing, out: Path, photos: list[Path], opset: int = 17,
+                    output_name: str = OUTPUT_NAME):
     """Keras model → ONNX at `out`, written only if ONNX Runtime agrees with Keras on `photos` (else
     ParityError). Returns (max |diff|, number of photos)."""
     import onnxruntime as ort
@@ -119,11 +121,11 @@ def convert_checked(model, prep: images.Preprocessing, out: Path, photos: list[P
     tmp = out.with_suffix(".tmp.onnx")
     with collecting_garbage():
         tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=str(tmp))
-    _rename_output(tmp)
+    _rename_output(tmp, output_name)
     batch = images.load_batch(photos, prep)
     keras_probs = np.asarray(forward(tf.convert_to_tensor(batch)))
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    ort_probs = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+    ort_probs = session.run([output_name], {INPUT_NAME: batch})[0]
     try:
         diff = check_parity(keras_probs, ort_probs)
     except ParityError:
@@ -186,14 +188,32 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, parity
     return out
 
 
-def _rename_output(path: Path) -> None:
+def export_backbone(spec: str, weights: str | None, out: str | Path, photos: list[Path], say=print) -> Path:
+    """A frozen backbone alone, pixels → pooled features of one view (graph_split.FEATURES), as ONNX at `out`,
+    checked against Keras on `photos`: the fp32 backbone of a split model, rebuilt from its public weights
+    (the head, small, is committed; the 84 MB fp32 backbone need not be)."""
+    import keras
+
+    size = backbones.input_size(spec)
+    prep = images.Preprocessing(size=(size, size))
+    extractor = backbones.build_spec_extractor(spec, weights, size, 0)
+    inputs = keras.Input((size, size, 3), name=INPUT_NAME)
+    model = keras.Model(inputs, extractor(inputs), name=f"{_slug(spec)}_backbone")
+    out = Path(out)
+    diff, n = convert_checked(model, prep, out, photos, output_name=FEATURES)
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): ONNX Runtime matches Keras on {n} photos "
+        f"(max |diff| {diff:.1e}); weights {backbones.spec_weights_id(spec, weights)}")
+    return out
+
+
+def _rename_output(path: Path, name: str = OUTPUT_NAME) -> None:
     """Give the graph's single output a stable name, whatever tf2onnx derived from the Keras layers."""
     import onnx
 
     proto = onnx.load(str(path))
     old = proto.graph.output[0].name
-    if old != OUTPUT_NAME:
+    if old != name:
         for node in proto.graph.node:
-            node.output[:] = [OUTPUT_NAME if o == old else o for o in node.output]
-        proto.graph.output[0].name = OUTPUT_NAME
+            node.output[:] = [name if o == old else o for o in node.output]
+        proto.graph.output[0].name = name
         onnx.save(proto, str(path))

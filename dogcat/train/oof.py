@@ -144,6 +144,8 @@ def measure(run_dir: str | Path, model_path: str | Path | None, detector_path: P
     started = time.time()
     run_dir = Path(run_dir)
     model, detector = BreedModel(model_path, "cpu"), DogDetector(detector_path, "cpu")
+    if model.backbone is not None:  # its .onnx is the head alone: there are no pixels to run it on
+        raise ValueError(f"{model.path}: a split model (backbone and head): measure it with dogcat train looks")
     found = photos(run_dir)
     saved = dict(np.load(run_dir / "oof.npz"))
     if not np.array_equal(saved["label"], [y for _, y, _ in found["crops"]]) or not np.array_equal(
