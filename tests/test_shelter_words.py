@@ -10,17 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dogcat.cli import app
-
-runner = CliRunner()
-
-
-def dogcat(*args, code: int = 0):
-    result = runner.invoke(app, [*map(str, args)])
-    assert result.exit_code == code, result.output
-    return result
+from tests.test_asm3_pull import dogcat
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,10 @@ import numpy as np
 
 from dogcat import evaluate as ev
 from dogcat import images
-from dogcat.decision import Thresholds
 from dogcat.model import BreedModel, DogDetector, mirrored
 from dogcat.modelcard import ModelCard
 from dogcat.train import crossval, data, ledger, runs
+from dogcat.train.oof import observed, statuses  # the same measures as train oof's
 
 TOLERANCE = 0.0005  # the cascade's out-of-fold top-1 may be at most 0.05 points below two looks'
 # ... and its `unsure` share at most this, with `dog` answers >= 97 % right (issue #15's target), where a rule
@@ -128,20 +128,6 @@ def cascade(one: np.ndarray, two: np.ndarray, rule: float) -> tuple[np.ndarray, 
     """The answers and looks of Judge.breed_probabilities under ``rule``: two looks where one is unsure."""
     again = one.max(axis=1) < rule
     return np.where(again[:, None], two, one), 1 + again
-
-
-def observed(probs: np.ndarray, label: np.ndarray, dog: np.ndarray) -> ev.Observed:
-    top = np.argsort(-probs, axis=1)[:, :3]
-    return ev.Observed(probs.max(axis=1), top[:, 0] == label, (top == label[:, None]).any(axis=1), dog, [], 0)
-
-
-def statuses(o: ev.Observed, decision: dict) -> dict:
-    t = Thresholds(decision["not_a_dog_below"], decision["unsure_below"], decision["not_a_dog_confidence_below"])
-    said = ev.said(o, t)
-    dog = said == "dog"
-    return {"photos": len(said), **{s: int((said == s).sum()) for s in ("dog", "unsure", "not_a_dog")},
-            "unsure_share": round(float((said == "unsure").mean()), 4),
-            "dog_precision": round(float(o.top1[dog].mean()), 4) if dog.any() else None}
 
 
 def scores(probs: np.ndarray, label: np.ndarray, looks: np.ndarray) -> dict:
