@@ -19,6 +19,7 @@ call here, and prints.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,8 +28,22 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from dogcat import animals as grouping
-from dogcat import asm3, asm3_sync, catalog, claims, classifier, corrections, export, readmodel, report, settings
+from dogcat import (
+    asm3,
+    asm3_sync,
+    catalog,
+    claims,
+    classifier,
+    corrections,
+    evaluate,
+    export,
+    readmodel,
+    report,
+    settings,
+)
 from dogcat import db as catdb
+from dogcat.evaluate import Evaluation
+from dogcat.modelcard import ModelCard
 from dogcat.status import Judge, load_judge
 
 Photo = Any  # a path (str or Path), a photo's bytes, or a PIL image
@@ -103,6 +118,35 @@ def classify(photos: Photo | Iterable[Photo], top_k: int = 3, *, model: str | Pa
     sources = [Path(p) if isinstance(p, str) else bytes(p) if isinstance(p, bytearray) else p for p in photos]
     names = [_name(p, i) for i, p in enumerate(photos)]
     return [Result(r, judge.model.id) for r in classifier.classify(judge, sources, top_k, names=names)]
+
+
+def evaluation_judge(model: str | Path | None = None, *, resize: str | None = None, unsure_below: float | None = None,
+                     not_dog_below: float | None = None, looks: str = "auto") -> Judge:
+    """The models ``dogcat evaluate`` measures: loaded afresh, not the cached ones (``resize`` changes how this
+    one serves its photos, to measure which resize is best)."""
+    judge = Judge.load(model, None, not_dog_below, unsure_below, looks=looks)
+    if resize:
+        judge.model.preprocessing = dataclasses.replace(judge.model.preprocessing, resize=resize)
+    return judge
+
+
+def evaluate_folder(judge: Judge, data_dir: str | Path, part: str | None = None, on_batch=None) -> Evaluation:
+    """Top-1 / top-3 and statuses on a labelled folder (<wnid>-<name>/*.jpg), through the path classify uses."""
+    return evaluate.evaluate(judge, Path(data_dir), part, on_batch=on_batch)
+
+
+def evaluate_not_dogs(judge: Judge, folder: str | Path) -> dict:
+    """Photos without a dog: how many the judge flags not_a_dog (n is 0 for a folder without photos)."""
+    photos = evaluate.not_dog_photos(Path(folder))
+    return evaluate.evaluate_not_dogs(judge, photos) if photos else {"n": 0}
+
+
+def record_val_metrics(model_path: str | Path, result: Evaluation, measured_by: str) -> Path:
+    """Write a --part val evaluation into the model's sidecar (metrics.val); returns the sidecar's path. Read
+    again first: what else was written into the card since the model was loaded is kept."""
+    return ModelCard.read(Path(model_path)).with_metrics(val={
+        "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4), "measured_by": measured_by}
+    ).write()
 
 
 class Catalog:

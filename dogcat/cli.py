@@ -278,26 +278,26 @@ def evaluate(
 
     from rich.progress import Progress
 
-    from dogcat import evaluate as ev
+    from dogcat import api
+    from dogcat.evaluate import PARTS
     from dogcat.images import RESIZE_MODES
-    from dogcat.status import Judge
 
-    if part not in (None, *ev.PARTS):
-        fail(f"--part must be one of {', '.join(ev.PARTS)}", 2)
+    if part not in (None, *PARTS):
+        fail(f"--part must be one of {', '.join(PARTS)}", 2)
     if resize not in (None, *RESIZE_MODES):
         fail(f"--resize must be one of {', '.join(RESIZE_MODES)}", 2)
+    if record and part != "val":
+        fail("--record needs --part val", 2)
     if not data_dir.is_dir():
         fail(escape(f"{data_dir}: no such folder"))
     with failures():
-        judge = Judge.load(model_path, None, not_dog_below, unsure_below, looks=looks.value)
-        if resize:
-            judge.model.preprocessing = dataclasses.replace(judge.model.preprocessing, resize=resize)
+        judge = api.evaluation_judge(model_path, resize=resize, unsure_below=unsure_below,
+                                     not_dog_below=not_dog_below, looks=looks.value)
         model = judge.model
         if not_dogs:
-            photos = ev.not_dog_photos(data_dir)
-            if not photos:
-                fail(escape(f"{data_dir}: no photos"))
-            flagged = ev.evaluate_not_dogs(judge, photos)
+            flagged = api.evaluate_not_dogs(judge, data_dir)
+            if not flagged["n"]:
+                fail(escape(f"{data_dir}: no readable photos"))
             if as_json:
                 print(json.dumps({"model": model.id, "data": str(data_dir), "thresholds":
                                   dataclasses.asdict(judge.thresholds), **flagged}))
@@ -308,20 +308,14 @@ def evaluate(
                 for m in flagged["missed"]:
                     out.print(escape(f"  missed: {visible(m['path'])} ({m['status']}, dog probability "
                                      f"{m['dog_probability']:.3f})"))
-            raise typer.Exit(0 if flagged["n"] else 1)
+            raise typer.Exit(0)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("evaluating", total=None)
-            result = ev.evaluate(judge, data_dir, part, on_batch=lambda n: bar.advance(task, n))
+            result = api.evaluate_folder(judge, data_dir, part, on_batch=lambda n: bar.advance(task, n))
     if record:
-        if part != "val":
-            fail("--record needs --part val", 2)
-        from dogcat.modelcard import ModelCard
-
-        with failures():  # read again: what else was written into the card since the model was loaded is kept
-            side = ModelCard.read(model.path).with_metrics(val={
-                "n": result.n, "top1": round(result.top1, 4), "top3": round(result.top3, 4),
-                "measured_by": f"dogcat evaluate {data_dir} --part val" + (f" --resize {resize}" if resize else "")}
-            ).write()
+        with failures():
+            side = api.record_val_metrics(model.path, result, f"dogcat evaluate {data_dir} --part val"
+                                          + (f" --resize {resize}" if resize else ""))
         err.print(f"recorded in {escape(visible(str(side)))}", highlight=False)
     if as_json:
         print(json.dumps({"model": model.id, "data": str(data_dir), "part": part,
