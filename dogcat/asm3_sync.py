@@ -20,7 +20,6 @@ Layer: a job. It reads the read model (dogcat.readmodel) and writes the store; d
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,10 +236,6 @@ def photos_to_attach(answer: readmodel.Answer) -> list[dict]:
     return out
 
 
-def _on_disk(record: dict) -> bool:
-    return os.path.lexists(pathkeys.to_path(record["path"]))
-
-
 def log_text(answer: readmodel.Answer) -> str:
     """dogcat's answer for ASM3's log, one line: 'dogcat: Beagle 97% (then Basset 2%), from 3 photos, model …' or
     'dogcat: staff said Beagle / Pug (alice, 2026-12-04)'."""
@@ -290,7 +285,7 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
         if a.status in NOT_ANIMALS or not a.top_k or (wanted is not None and a.animal.casefold() not in wanted):
             continue
         attach = photos_to_attach(a)
-        present = [p for p in attach if _on_disk(p)]
+        present = [p for p in attach if pathkeys.exists(p["path"])]
         if attach and not present:
             warnings.append(f"{a.animal}: every photo is gone from disk; left out (dogcat animals prune retires it)")
             continue

@@ -162,17 +162,11 @@ def resolve_target(conn: Connection, target: str) -> tuple[str, str, str]:
     return "photo", sha, f"photo {paths[0]}"
 
 
-def _in_force(conn: Connection, kind: str, target: str):
-    c = db.corrections
-    return conn.execute(select(c).where(c.c.target_kind == kind, c.c.target == target, c.c.undone_at.is_(None))
-                        .order_by(c.c.id.desc())).first()
-
-
 def apply(conn: Connection, kind: str, target: str, change: Change, by: str) -> str:
     """Record one change in the caller's write transaction; returns what happened, for people: "corrected",
     "unchanged" (the same correction is already in force) or "undone"."""
     now = db.now()
-    current = _in_force(conn, kind, target)
+    current = db.correction_in_force(conn, target, kind)
     if change.status is None:
         if current is None:
             raise CorrectionError(f"{target}: has no correction to undo")

@@ -900,10 +900,11 @@ def merge_rows(conn: Connection, into: str, other: str, grouped_by: str | None =
     return moved
 
 
-def correction_in_force(conn: Connection, code: str) -> Row | None:
-    """The staff's word on animal ``code`` now: its newest correction not undone."""
+def correction_in_force(conn: Connection, code: str, kind: str = "animal") -> Row | None:
+    """The staff's word on animal ``code`` (or, with ``kind`` "photo", on a photo's SHA-256) now: its newest
+    correction not undone."""
     c = corrections.c
-    return conn.execute(select(corrections).where(and_(c.target_kind == "animal", c.target == code,
+    return conn.execute(select(corrections).where(and_(c.target_kind == kind, c.target == code,
                                                        c.undone_at.is_(None))).order_by(c.id.desc())).first()
 
 

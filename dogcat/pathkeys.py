@@ -70,6 +70,11 @@ def to_path(key_text: str) -> Path:
     return Path(os.fsdecode(to_bytes(key_text)))
 
 
+def exists(key_text: str) -> bool:
+    """Whether something is still at the path a key names (a broken link counts: the file is there, unreadable)."""
+    return os.path.lexists(to_bytes(key_text))
+
+
 def old_key(raw: bytes) -> str:
     """Schema 2's key: UTF-8 as it is, else every undecodable byte as \\xNN and backslashes left alone."""
     try:

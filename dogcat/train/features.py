@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dogcat import images
+from dogcat import images, model
 from dogcat.train.data import ClassFolder
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("DOGCAT_CACHE", Path.home() / ".cache" / "dogcat")) / "features"
+    return model.cache_root() / "features"
 
 
 def cache_dir(backbone: str, weights_id: str, prep: images.Preprocessing, mirrored: bool = False) -> Path:
