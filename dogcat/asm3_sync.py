@@ -85,14 +85,6 @@ def _asm3_change(animal: asm3_records.ShelterAnimal) -> Change | None:
     return Change.of_words(first, second, source=SOURCE)
 
 
-def _last_sent_breeds(conn: Connection, code: str) -> str | None:
-    """The breeds dogcat last sent in a full row for this animal (a file not taken back), as breeds_key."""
-    f, s = db.asm3_files, db.asm3_sent
-    return conn.scalar(select(s.c.item).select_from(s.join(f, f.c.id == s.c.file))
-                       .where(s.c.animal == code, s.c.kind == "animal", f.c.forgotten_at.is_(None))
-                       .order_by(f.c.id.desc()).limit(1))
-
-
 def _last_pulled_breeds(conn: Connection, code: str) -> tuple | None:
     """What the newest correction read from ASM3 for this animal said (in force or not)."""
     c = db.corrections
@@ -110,6 +102,7 @@ def pull(engine, path: str | Path, *, day_first: bool = False) -> Pulled:
     with db.writing(engine) as conn:
         live = select(db.animals).where(db.animals.c.merged_into.is_(None))
         ours = {r.code.casefold(): r for r in conn.execute(live)}
+        sent = _sent(conn)
         for animal in shelter:
             row = ours.get(animal.code.casefold())
             if row is None:
@@ -130,7 +123,7 @@ def pull(engine, path: str | Path, *, day_first: bool = False) -> Pulled:
             change = _asm3_change(animal)
             if change is None or _last_pulled_breeds(conn, row.code) == change.what:
                 continue
-            if _last_sent_breeds(conn, row.code) == breeds_key(animal.breed1, animal.breed2):
+            if sent.last.get((row.code, "animal")) == breeds_key(animal.breed1, animal.breed2):
                 continue  # dogcat's own answer, come back: not something staff said
             if apply(conn, "animal", row.code, change, "ASM3") == "corrected":
                 out.corrected.append(row.code)
@@ -203,23 +196,23 @@ def estimated_age(age: str | float | None = None, dob: str | None = None, what: 
     return {}
 
 
-def _sent(conn: Connection) -> dict[tuple[str, str], set[str]]:
-    """(animal, kind) → the items sent in files not taken back."""
+@dataclass
+class Sent:
+    """What the files not taken back sent, per (animal, kind): every item, and the newest file's."""
+
+    items: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    last: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def _sent(conn: Connection) -> Sent:
+    """Every ASM3 file not taken back, read once, oldest first: photos sent, and the breeds of the last full row
+    and the answer last logged for each animal."""
     f, s = db.asm3_files, db.asm3_sent
-    out: dict[tuple[str, str], set[str]] = {}
+    out = Sent()
     for r in conn.execute(select(s.c.animal, s.c.kind, s.c.item).select_from(s.join(f, f.c.id == s.c.file))
                           .where(f.c.forgotten_at.is_(None)).order_by(f.c.id)):
-        out.setdefault((r.animal, r.kind), set()).add(r.item)
-    return out
-
-
-def _last_logged(conn: Connection) -> dict[str, str]:
-    """animal → the answer last logged in ASM3 (the newest file not taken back that logged one)."""
-    f, s = db.asm3_files, db.asm3_sent
-    out: dict[str, str] = {}
-    for r in conn.execute(select(s.c.animal, s.c.item).select_from(s.join(f, f.c.id == s.c.file))
-                          .where(s.c.kind == "log", f.c.forgotten_at.is_(None)).order_by(f.c.id)):
-        out[r.animal] = r.item
+        out.items.setdefault((r.animal, r.kind), set()).add(r.item)
+        out.last[(r.animal, r.kind)] = r.item
     return out
 
 
@@ -277,8 +270,7 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
     with db.reading(engine) as conn:
         known = {r.animal: r for r in conn.execute(select(db.asm3_animals))}
         shelter = {r.code: r for r in conn.execute(select(db.animals))}
-        sent = {} if resend else _sent(conn)
-        logged = {} if resend else _last_logged(conn)
+        sent = Sent() if resend else _sent(conn)
     wanted = {c.casefold() for c in codes} if codes else None
     out, warnings, ageless = [], [], []
     for a in answers:
@@ -291,12 +283,12 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
             continue
         if len(present) < len(attach):
             warnings.append(f"{a.animal}: {len(attach) - len(present)} photo(s) gone from disk, not attached")
-        photos = [p for p in present if p["sha256"] not in sent.get((a.animal, "photo"), set())]
+        photos = [p for p in present if p["sha256"] not in sent.items.get((a.animal, "photo"), set())]
         is_known = not resend and a.animal in known
         key = a.summary()
         log = None
         if not (a.source == "correction" and a.correction and a.correction.source == SOURCE) and (
-                logged.get(a.animal) != key):
+                sent.last.get((a.animal, "log")) != key):
             log = log_text(a)
         if is_known:
             k = known[a.animal]
