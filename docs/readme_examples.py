@@ -171,3 +171,41 @@ def asm3_demo() -> str:
     shown += [" | ".join(columns)] + [" | ".join(r).rstrip() for r in rows]
     shown.append(console("dogcat export --db shelter.db --format asm3 --age 1 -o asm3-import-2.csv", folder))
     return "\n".join(shown)
+
+
+def teach_demo() -> str:
+    """A shelter whose staff call American Staffordshire Terriers "Pit Bull Terrier" (not one of the model's
+    120 breeds): eight such dogs labelled among 24, a dog found outside, then what dogcat teach makes of it and
+    which animals look most like the found dog's photo."""
+    folder = DEMO / "teach"
+    shutil.rmtree(folder, ignore_errors=True)
+    amstaff = "n02093428-American_Staffordshire_terrier"
+    intake = [(f"A20{i:02d}", amstaff, i) for i in range(8)]
+    others = ("n02085620-Chihuahua", "n02088364-beagle", "n02086079-Pekinese", "n02085936-Maltese_dog",
+              "n02085782-Japanese_spaniel", "n02099601-golden_retriever", "n02086910-papillon",
+              "n02093256-Staffordshire_bullterrier")
+    intake += [(f"A21{2 * i + j:02d}", label, j) for i, label in enumerate(others) for j in range(2)]
+    for code, label, i in intake:
+        (folder / "intake" / code).mkdir(parents=True)
+        shutil.copy(_photo(label, i), folder / "intake" / code / _photo(label, i).name)
+    (folder / "found").mkdir()
+    shutil.copy(_photo(amstaff, 10), folder / "found" / "found-dog.jpg")
+    out = run("dogcat catalog intake --db shelter.db --quiet", folder)
+    assert not out.strip(), out
+    for code, _, _ in intake[:8]:
+        out = run(f"dogcat correct {code} --breed 'pit bull' --db shelter.db", folder)
+        assert "corrected" in out, out
+    shown = ["$ # staff said 'pit bull' for the 8 dogs A2000 … A2007 (dogcat correct A2000 --breed 'pit bull' …)",
+             console("dogcat teach --db shelter.db -o shelter-model.onnx", folder),
+             console("dogcat classify found/found-dog.jpg", folder),
+             console("dogcat classify found/found-dog.jpg --model shelter-model.onnx", folder),
+             console("dogcat similar found/found-dog.jpg --db shelter.db --top 3", folder)]
+    return "\n".join(shown)
+
+
+def made_on() -> str:
+    """Which of ONNX Runtime's int8 kernels made these outputs (tests/test_readme.py compares them exactly on a
+    CPU with the same kernels only)."""
+    from dogcat.model import int8_kernels
+
+    return f"<!-- The outputs above were made on a CPU with ONNX Runtime int8 kernels: {int8_kernels()} -->\n"

@@ -40,9 +40,12 @@ from dogcat import (
     readmodel,
     report,
     settings,
+    similar,
+    teach,
 )
 from dogcat import db as catdb
 from dogcat.evaluate import Evaluation
+from dogcat.model import BreedModel
 from dogcat.modelcard import ModelCard
 from dogcat.status import Judge, load_judge
 
@@ -280,6 +283,30 @@ class Catalog:
     def asm3_forget(self, file_id: int) -> dict:
         """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``)."""
         return asm3_sync.forget(self.engine, file_id)
+
+    def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,
+              progress=None) -> teach.Taught:
+        """A shelter model (``dogcat teach``): ``model`` (default: the bundled one) plus the staff's own breed
+        words, written to ``output`` (an .onnx and its card) as a new head on the same backbone. ``progress(done,
+        total)`` is called while features of photos catalogued before dogcat kept them are computed. Raises
+        teach.TeachError when there is nothing to teach."""
+        base = BreedModel(model or None, self._options[2])
+        return teach.teach(self.engine, base, Path(output), min_photos=min_photos,
+                           catalog=catdb.describe_db(self.db), progress=progress)
+
+    def similar(self, query: str | Path, *, top: int = 5, retired: bool = False,
+                model: str | Path | None = None) -> list[similar.Match]:
+        """The animals that look most like ``query`` (``dogcat similar``), best first: a photo's path (catalogued
+        or not), else an animal's code. ``retired``: animals whose photos are gone are compared too."""
+        base = BreedModel(model or None, self._options[2])
+        if Path(query).is_file():
+            return similar.by_photo(self.engine, base, query, top, retired, answers=True)
+        if base.backbone_id is None:
+            raise similar.NothingToCompare(f"{base.path}: a model in one graph has no separate features")
+        try:
+            return similar.by_animal(self.engine, base.backbone_id, str(query), top, retired, answers=True)
+        except readmodel.NoSuchAnimal:
+            raise readmodel.NoSuchAnimal(f"{query}: no such photo, nor an animal code in the catalog") from None
 
     def report(self, *, title: str | None = None, model_id: str | None = None, progress=None) -> tuple[str, int]:
         """The HTML page of ``dogcat report`` and the number of files it shows."""

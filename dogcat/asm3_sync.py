@@ -252,10 +252,10 @@ def _breeds_of(answer: readmodel.Answer) -> tuple[str, str]:
     differ)."""
     if answer.source == "correction" and answer.correction is not None:
         return answer.correction.asm3_breeds()
-    first = breeds.asm3_name(answer.top_k[0]["label"])
+    first, second = breeds.asm3_pair(answer.top_k[0]["label"])
     if answer.mix:
         return first, breeds.asm3_name(answer.top_k[1]["label"])
-    return first, first
+    return first, second
 
 
 def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | None = None,

@@ -340,10 +340,24 @@ _BY_WNID = {wnid(label): name for label, name in ASM3_BREEDS.items()}
 
 
 def asm3_name(label: str | None) -> str:
-    """ASM3's name for a model label; a label outside Stanford Dogs' 120 (another model's) → Mixed Breed."""
+    """ASM3's name for a model label: a taught model's label of the shelter's ("Pit Bull Terrier", "Labrador
+    Retriever mix": dogcat teach) is its first breed; a label that is neither (another model's) → Mixed Breed."""
+    return asm3_pair(label)[0]
+
+
+def asm3_pair(label: str | None) -> tuple[str, str]:
+    """ASM3's breed 1 and breed 2 for a model's answer: a Stanford Dogs breed twice (a purebred), a taught
+    label as its words say ("Labrador Retriever mix": Labrador Retriever and Mixed Breed), else Mixed Breed."""
     if not label:
-        return MIXED_BREED
-    return ASM3_BREEDS.get(label) or _BY_WNID.get(wnid(label) or "", MIXED_BREED)
+        return MIXED_BREED, MIXED_BREED
+    name = ASM3_BREEDS.get(label) or _BY_WNID.get(wnid(label) or "")
+    if name is not None:
+        return name, name
+    try:
+        words = resolve(label)
+    except UnknownBreed:
+        return MIXED_BREED, MIXED_BREED
+    return words.breed1, words.breed2
 
 
 def model_labels(asm3_breed: str) -> tuple[str, ...]:

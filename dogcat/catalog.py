@@ -104,13 +104,15 @@ def _read(entry: Entry) -> tuple[bytes | None, str, int] | None:
 
 
 def _write_batch(conn, model_row: dict | None, photo_rows: list[dict], prediction_rows: list[dict],
-                 file_rows: list[dict]):
+                 file_rows: list[dict], feature_rows: Sequence[dict] = ()):
     """One batch, in one transaction (the caller's): a crash leaves either all of it or none."""
     if model_row is not None:
         db.insert_ignore(conn, db.models, [model_row])
     db.insert_ignore(conn, db.photos, photo_rows)
     # An upsert, not insert-or-ignore: a row from schema 1 (no status yet) gets its status now.
     db.upsert(conn, db.predictions, prediction_rows)
+    # The first features of a photo stay: a photo's features are the same whichever head answered from them.
+    db.insert_ignore(conn, db.features, list(feature_rows))
     db.upsert(conn, db.files, file_rows, keep=("catalogued_at",))
 
 
@@ -286,6 +288,7 @@ class _Run:
         s.breeds.update(counted.breeds)
         s.statuses.update(counted.statuses)
         s.error_files += counted.error_files
+        feature_rows: list[dict] = []
         if decoded:
             verdicts = self.judge.judge([d.views for _, d, _ in decoded], self.top_k)
             detector_id = self.judge.detector.id if self.judge.detector else None
@@ -299,6 +302,9 @@ class _Run:
                                                             if v.dog_probability is not None else None),
                                         "looks_like": v.looks_like, "detector_id": detector_id,
                                         "probabilities": _probabilities_json(v.probabilities)})
+                if v.features is not None and model.backbone_id is not None:
+                    feature_rows.append({"sha256": sha, "backbone": model.backbone_id, "looks": v.looks,
+                                         "vector": db.feature_bytes(v.features), "computed_at": now})
                 for i, (h, _, _) in enumerate(holders):
                     file_rows.append(self._file_row(h, sha, None, now))
                     if i == 0:
@@ -319,7 +325,7 @@ class _Run:
                          "decision": json.dumps(dataclasses.asdict(self.judge.thresholds)
                                                 | {"looks": self.judge.looks})}
         with db.writing(self.engine) as conn:
-            _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows)
+            _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows, feature_rows)
             # In the same transaction: the claims on what is now recorded go, the others are renewed.
             claims.release(conn, [row["sha256"] for row in photo_rows], model.id, self.owner)
             claims.renew(conn, self.owner, self.lease_s)

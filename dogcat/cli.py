@@ -1175,6 +1175,131 @@ def asm3_forget(
               "back: its content goes into the next export", highlight=False)
 
 
+@app.command()
+def teach(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The taught model to write (an .onnx; its card "
+                                         "goes beside it as .json). Written again by the next teach.",
+                                         show_default=False)],
+    db: DbOption = settings.DEFAULT_DB,
+    model_path: ModelOption = None,
+    min_photos: Annotated[int, typer.Option("--min-photos", min=2, help="Labelled photos a new breed word needs "
+                                            "before it is taught (5: about 9 in 10 of that breed's later photos "
+                                            "answered with it; docs/teach.md).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="What was taught and measured, as one JSON object.")] = False,
+):
+    """Teach the model the shelter's own breed words, from the photos staff labelled.
+
+    Every breed word staff gave (dogcat correct, or the breed in ASM3 read by dogcat asm3 pull) that is not one
+    of the model's 120 breeds, Pit Bull Terrier, Mixed Breed, Lab mix, with at least --min-photos labelled
+    photos, becomes a breed the taught model answers with: also for dogs the model names otherwise (photos staff
+    call Pit Bull Terrier that the model calls American Staffordshire Terrier). The model's own breeds are kept
+    as they were; the shipped model is never changed. The taught model is a small file sharing the bundled
+    backbone: use it with --model in classify, catalog and evaluate. Teaching again after more corrections takes
+    seconds: the catalog keeps every photo's features (photos catalogued by an older dogcat get theirs now, once).
+
+    [b]Example[/b]
+
+      dogcat teach --db shelter.db -o shelter-model.onnx
+
+      dogcat catalog ./intake --db shelter.db --model shelter-model.onnx
+
+    [b]Exit codes[/b]
+
+      0  taught;  1  nothing to teach yet (no word with enough photos), an unusable model, or the catalog cannot
+      be used;  2  bad usage (an output that is not .onnx, or a file teach did not write)
+    """
+    with failures(db), _catalog(db) as catalog, _teach_progress() as progress:
+        taught = catalog.teach(output, model=model_path, min_photos=min_photos, progress=progress)
+    if as_json:
+        print(json.dumps(taught.to_dict(), ensure_ascii=False))
+        return
+
+    def line(text: str, style: str = "") -> None:
+        out.print(f"[{style}]{escape(visible(text))}[/]" if style else escape(visible(text)), highlight=False)
+
+    oof = taught.measured
+    added = len(taught.added)
+    line(f"{taught.path}: {added} breed word{'s' if added != 1 else ''} of the shelter's taught, from "
+         f"{taught.labelled} labelled photos (of {taught.photos}); model {taught.model_id}")
+    for word, n in taught.added.items():
+        got = oof["labels"][word]
+        line(f"  {word}: {n} photos; answered with it out of fold: {percent(got['answered'])}")
+    if oof.get("others_taken") is not None:
+        line(f"  other photos taken for a new word out of fold: {oof['others_taken']:.2%} of {oof['others']}")
+    if taught.too_few:
+        line("  waiting for more photos (" + str(min_photos) + " needed): "
+             + ", ".join(f"{w} ({n})" for w, n in taught.too_few.items()), "dim")
+    if taught.computed or taught.missing:
+        line(f"  features computed now for {taught.computed} photos catalogued before dogcat kept them"
+             + (f"; {taught.missing} photos whose files are gone were left out" if taught.missing else ""), "dim")
+    line(f"use it: dogcat catalog FOLDER --db {catalog.name} --model {taught.path}", "dim")
+
+
+@contextmanager
+def _teach_progress():
+    """A progress bar on stderr while features are computed (only when some are: teaching itself takes seconds)."""
+    from contextlib import ExitStack
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with ExitStack() as stack:
+        shown: list = []
+
+        def advance(done: int, total: int):
+            if not shown:
+                bar = stack.enter_context(Progress(TextColumn("features of older photos"), BarColumn(),
+                                                   MofNCompleteColumn(), TimeRemainingColumn(), console=err))
+                shown.append((bar, bar.add_task("features", total=total)))
+            bar, task = shown[0]
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+@app.command()
+def similar(
+    query: Annotated[str, typer.Argument(help="A photo (catalogued or not), or an animal's code.",
+                                         show_default=False)],
+    db: DbOption = settings.DEFAULT_DB,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many animals to list.")] = 5,
+    retired: Annotated[bool, typer.Option("--retired", help="Compare the animals whose photos are gone too "
+                                          "(dogcat animals prune retired them): the same dog, back again.")] = False,
+    model_path: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per animal per line, best first.")] = False,
+):
+    """The catalogued animals that look most like a photo or an animal, best first, with a similarity (1: the
+    same look; compared on the features the breed model reads, so mostly breed, coat and build).
+
+    For a dog found outside, its photo against the animals in care; for an animal, the others that look like
+    it. The query's own animal is left out.
+
+    [b]Examples[/b]
+
+      dogcat similar found-dog.jpg --db shelter.db
+
+      dogcat similar A1023 --db shelter.db --top 10 --json
+
+    [b]Exit codes[/b]
+
+      0  listed;  1  no such photo or animal, no animal to compare with, or the catalog cannot be read;
+      2  bad usage (a photo that cannot be read)
+    """
+    with failures(db), _catalog(db, readonly=True) as catalog:
+        found = catalog.similar(query, top=top, retired=retired, model=model_path)
+    if as_json:
+        for m in found:
+            print(json.dumps(m.to_dict(), ensure_ascii=False))
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("", "animal", "name", "similarity", "breed", "photos", "most alike photo"):
+        table.add_column(column)
+    for i, m in enumerate(found, 1):
+        name = m.name if m.name != m.animal else ""
+        table.add_row(str(i), escape(visible(m.animal)) + (" (retired)" if m.retired else ""), escape(visible(name)),
+                      f"{m.similarity:.3f}", escape(visible(m.breed or "")), str(m.photos), escape(visible(m.photo)))
+    out.print(table)
+
+
 def _add_train():
     from dogcat.train.cli import app as train_app
 

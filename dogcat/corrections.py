@@ -385,8 +385,9 @@ def evaluate(engine, model_id: str | None = None) -> dict:
     Breed corrections count top-1 / top-3 right when the model's guess is one of the staff's breeds (a mix
     has two); animals are judged by their fused answer. ``not_a_dog`` corrections count how many the model
     had flagged; ``dog_precision``: of the model's confident (``dog``) answers that staff corrected or
-    confirmed, the share that named a breed staff gave. A breed outside the model's 120 ("Mixed Breed", "Pit Bull
-    Terrier": the model could not have named it) is counted apart, in ``outside_model``, by breed."""
+    confirmed, the share that named a breed staff gave. A breed outside the model's labels ("Mixed Breed", "Pit
+    Bull Terrier": the model could not have named it, unless ``dogcat teach`` taught it the word) is counted
+    apart, in ``outside_model``, by breed."""
     records = list(readmodel.records(engine, model_id=model_id, probabilities=True, corrected=False))
     with db.reading(engine) as conn:
         fixes = readmodel.active_corrections(conn)
@@ -394,6 +395,8 @@ def evaluate(engine, model_id: str | None = None) -> dict:
     for record in records:
         by_sha.setdefault(record["sha256"], record)
     model_animals = {a.animal: a for a in readmodel.answers(engine, records, k=3, corrections={})}
+    with db.reading(engine) as conn:
+        infos = readmodel.model_infos(conn)
 
     breed = {"photo": [0, 0, 0], "animal": [0, 0, 0]}  # n, top-1 right, top-3 right
     not_dog = {"n": 0, "flagged": 0}
@@ -404,20 +407,24 @@ def evaluate(engine, model_id: str | None = None) -> dict:
             r = by_sha.get(target)
             if r is None:
                 continue
-            status, guesses = r["status"], r["top_k"]
+            status, guesses, model = r["status"], r["top_k"], r["model"]
         else:
             a = model_animals.get(target)
             if a is None:
                 continue
-            status, guesses = a.status, a.top_k
+            status, guesses, model = a.status, a.top_k, a.model
         if fix.status == "not_a_dog":
             not_dog["n"] += 1
             not_dog["flagged"] += status == "not_a_dog"
             continue
-        if fix.outside_model:
-            outside[kind][" / ".join(fix.names)] += 1
-            continue
         truth = {fix.label, fix.label2} - {None}
+        if fix.outside_model:
+            # A model taught the shelter's word (dogcat teach) could name it; any other could not.
+            info = infos.get(model) if model else None
+            if info is None or not info.labels or fix.word not in info.labels:
+                outside[kind][" / ".join(fix.names)] += 1
+                continue
+            truth = {fix.word}
         labels = [g["label"] for g in guesses] if status in ("dog", "unsure") else []
         counts = breed[kind]
         counts[0] += 1

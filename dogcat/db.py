@@ -10,6 +10,8 @@ Tables (``sqlite3 shelter.db .schema`` shows them; ``SELECT * FROM catalog`` is 
   (dog / unsure / not_a_dog) with the dog detector's dog probability. A new model adds rows; nothing is
   overwritten. ``models`` names the models.
 - ``claims``: the photos running catalogs are classifying now, each with a lease (schema 3; dogcat.claims).
+- ``features``: one row per (photo, backbone): the pooled features a split model's head answered from, float16
+  (schema 5; what ``dogcat teach`` learns from and ``dogcat similar`` compares, without the backbone again).
 - ``schema_version``: one row per schema version applied, so later releases can migrate.
 
 Times are ISO 8601 text in UTC. SQLite runs in WAL mode with a long busy timeout, and every write transaction
@@ -41,6 +43,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -69,7 +72,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
     from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0  # a statement waiting for a lock (readers of a catalog not in WAL mode, the WAL switch)
 WRITE_WAIT_S = settings.WRITE_WAIT_S  # a write transaction waiting for another writer (SQLite)
@@ -243,6 +246,15 @@ Index("asm3_sent_animal", asm3_sent.c.animal)
 # until `expires_at`"; it is deleted in the transaction that records the prediction. A run killed with -9 leaves
 # its rows behind; once they expire another run takes the work over. Times are seconds since the epoch by the
 # database's clock, so machines whose clocks disagree still agree on when a lease is over.
+features = Table(
+    "features", metadata,
+    Column("sha256", String(64), ForeignKey("photos.sha256"), primary_key=True),
+    Column("backbone", Text, primary_key=True),  # the backbone that made them: its file's name@sha256 prefix
+    Column("looks", Integer, nullable=False),  # 1: the photo's own; 2: the mean of it and its mirror image's
+    Column("vector", LargeBinary, nullable=False),  # float16, little-endian (2,048 of them: 4 kB)
+    Column("computed_at", Text, nullable=False),
+)
+
 claims = Table(
     "claims", metadata,
     Column("sha256", String(64), primary_key=True),
@@ -674,8 +686,14 @@ def _to_4_codes(conn: Connection):
         rename_animal(conn, row.code, code if code == row.code else free_code(conn, code), name, key)
 
 
+def _to_5(conn: Connection):
+    """Issue 21: each photo's features (``features``), for teaching and for finding animals that look alike.
+    Photos catalogued before get theirs from ``dogcat teach`` or ``dogcat similar``, once."""
+    features.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
 
 
 def _version(conn: Connection) -> int | None:
@@ -921,3 +939,23 @@ def carry_correction(conn: Connection, source: str, target: str, why: str) -> bo
         breed=said.breed, breed2=said.breed2, source=said.source, corrected_by=said.corrected_by,
         corrected_at=said.corrected_at, note=f"from {source} ({why})"))
     return True
+
+
+# --- features -----------------------------------------------------------------------------------------------
+
+def feature_bytes(vector) -> bytes:
+    """A feature vector as stored: float16, little-endian."""
+    import numpy as np
+
+    return np.asarray(vector, dtype="<f2").tobytes()
+
+
+def features_of(conn: Connection, backbone: str, hashes: Iterable[str] | None = None) -> dict[str, bytes]:
+    """sha256 → the stored features (:func:`feature_bytes`) made by ``backbone``, of ``hashes`` (default: all)."""
+    q = select(features.c.sha256, features.c.vector).where(features.c.backbone == backbone)
+    if hashes is None:
+        return {r.sha256: r.vector for r in conn.execute(q)}
+    out = {}
+    for chunk in chunks(sorted(set(hashes))):
+        out.update({r.sha256: r.vector for r in conn.execute(q.where(features.c.sha256.in_(chunk)))})
+    return out

@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from dogcat import db, fusion, naming, pathkeys
-from dogcat.breeds import asm3_name, breed_name
+from dogcat.breeds import MIXED_BREED, asm3_name, breed_name
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
 from dogcat.errors import DogcatError
 from dogcat.text import percent
@@ -73,6 +73,22 @@ class Correction:
     def outside_model(self) -> bool:
         """A breed correction naming no breed the model has: it could not have named this dog."""
         return self.status == "dog" and self.label is None and self.label2 is None
+
+    @property
+    def word(self) -> str | None:
+        """The label this correction means for a model (what ``dogcat teach`` learns; a taught model answers
+        with it): a model label for one of the 120 breeds, else the shelter's words as ASM3 spells them ("Pit
+        Bull Terrier", "Labrador Retriever mix", "Beagle x Pug"); None for not_a_dog."""
+        if self.status != "dog":
+            return None
+        first, second = self.asm3_breeds()
+        if self.label is not None and self.label2 in (None, self.label) and second == first:
+            return self.label
+        if second == first:
+            return first
+        if second == MIXED_BREED:
+            return f"{first} mix"
+        return f"{first} x {second}"
 
     def asm3_breeds(self) -> tuple[str, str]:
         """ANIMALBREED1/2 as ASM3 spells them; a purebred twice (ASM3 ticks Crossbreed when they differ)."""
@@ -331,7 +347,7 @@ def gone(conn: Connection) -> dict[str, list[str]]:
 
 def records(engine, *, breed: str | None = None, min_confidence: float | None = None, errors: bool = False,
             model_id: str | None = None, status: str | None = None, probabilities: bool = False,
-            corrected: bool = True, animal: str | None = None) -> Iterator[dict]:
+            corrected: bool = True, animal: str | Sequence[str] | None = None) -> Iterator[dict]:
     """Catalog rows as dicts (``top_k`` parsed from its JSON), in path order, filtered:
 
     - ``breed``: the best guess is this breed, by human name ("golden retriever") or label
@@ -340,7 +356,7 @@ def records(engine, *, breed: str | None = None, min_confidence: float | None = 
     - ``errors``: only files recorded with an error;
     - ``model_id``: that model's predictions rather than the newest;
     - ``status``: only files with this status (dog, unsure, not_a_dog, error);
-    - ``animal``: only the files of the animal with this code.
+    - ``animal``: only the files of the animal with this code (or of the animals with these codes).
 
     ``label``, ``breed`` and ``confidence`` are empty for a photo that is not a dog (``looks_like`` says what it
     shows); ``top_k`` keeps the breed model's guesses for every photo. ``animal`` is the animal the file is
@@ -365,7 +381,8 @@ def records(engine, *, breed: str | None = None, min_confidence: float | None = 
     if status is not None:
         q = q.where(c.c.status == status)
     if animal is not None:
-        q = q.where(c.c.path.in_(select(db.animal_files.c.path).where(db.animal_files.c.animal == animal)))
+        codes = [animal] if isinstance(animal, str) else list(animal)
+        q = q.where(c.c.path.in_(select(db.animal_files.c.path).where(db.animal_files.c.animal.in_(codes))))
     q = q.order_by(c.c.path)
     with db.reading(engine) as conn:
         member = members(conn)

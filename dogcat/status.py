@@ -56,6 +56,9 @@ class Verdict:
     # photos can be fused (dogcat.fusion).
     probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
     looks: int = 1  # how many views of the photo the breed model's answer comes from (1 or 2)
+    # A split model's pooled backbone features that its head answered from (the mean of both looks' after a
+    # second look): the catalog keeps them (dogcat teach, dogcat similar). None for a one-graph model.
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def best(self) -> Guess | None:
@@ -137,23 +140,25 @@ class Judge:
         rule = self.thresholds.second_look_below
         return math.inf if self.looks == "2" or rule >= 1.0 else rule
 
-    def breed_probabilities(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """NHWC pixels → (probabilities, looks taken per photo). The first look at every photo; the second (its
-        mirror image) only where the first is unsure, those photos answered from the mean of both looks."""
+    def breed_probabilities(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """NHWC pixels → (probabilities, looks taken per photo, the features the head answered from: None for a
+        one-graph model). The first look at every photo; the second (its mirror image) only where the first is
+        unsure, those photos answered from the mean of both looks."""
         if self.model.backbone is None:
             assert self.model.fixed_looks is not None
-            return self.model.probabilities(pixels), np.full(len(pixels), self.model.fixed_looks)
-        first = self.model.features(pixels)
-        probs = self.model.head(first)
+            return self.model.probabilities(pixels), np.full(len(pixels), self.model.fixed_looks), None
+        features = self.model.features(pixels)
+        probs = self.model.head(features)
         again = probs.max(axis=1) < self.second_look_below
         if again.any():
             second = self.model.features(mirrored(pixels[again]))
-            probs[again] = self.model.head((first[again] + second) / 2)
-        return probs, 1 + again.astype(int)
+            features[again] = (features[again] + second) / 2
+            probs[again] = self.model.head(features[again])
+        return probs, 1 + again.astype(int), features
 
     def judge(self, views: list[tuple[np.ndarray, ...]], k: int) -> list[Verdict]:
         """One tuple of model inputs per photo (as images.decode(..., *preprocessings).views) → verdicts."""
-        probs, looks = self.breed_probabilities(np.stack([v[0] for v in views]))
+        probs, looks, features = self.breed_probabilities(np.stack([v[0] for v in views]))
         dog_p: list[float | None] = [None] * len(views)
         looks_like: Sequence[str | None] = [None] * len(views)
         if self.detector is not None:
@@ -161,10 +166,11 @@ class Judge:
             dog_p = [float(p) for p in self.detector.dog_probability(imagenet)]
             looks_like = self.detector.looks_like(imagenet)
         out = []
-        for row, p, look, n in zip(probs, dog_p, looks_like, looks, strict=True):
+        for i, (row, p, look, n) in enumerate(zip(probs, dog_p, looks_like, looks, strict=True)):
             guesses = self.model.top_k(row, k)
             status = decide(guesses[0].confidence, p, self.thresholds)
-            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None, row, int(n)))
+            out.append(Verdict(status, guesses, p, look if status == "not_a_dog" else None, row, int(n),
+                               features[i] if features is not None else None))
         return out
 
 

@@ -183,9 +183,15 @@ def test_bad_model_is_one_line_error(tmp_path, crops):
     done = dogcat("classify", "--model", str(fake), str(photo))
     assert done.returncode == 1 and "sidecar is missing" in done.stderr
     card = json.loads(BreedModel().path.with_suffix(".json").read_text())
-    (tmp_path / "model.json").write_text(json.dumps(card))
+    other = {**card, "backbone": {**card["backbone"], "sha256": "0" * 64}}
+    (tmp_path / "model.json").write_text(json.dumps(other))
     done = dogcat("classify", "--model", str(fake), str(photo))  # a split model: its backbone is not beside it
-    assert done.returncode == 1 and "the backbone that model.json names" in done.stderr
+    assert done.returncode == 1 and "the backbone that model.json names, and the bundled one is another" \
+        in done.stderr
+    # The bundled backbone itself (as a taught model names it) is found without a copy beside the model.
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    done = dogcat("classify", "--model", str(fake), str(photo))
+    assert done.returncode == 1 and "ONNX Runtime cannot load it" in done.stderr
     (tmp_path / "model.json").write_text(json.dumps({k: v for k, v in card.items() if k != "backbone"}))
     done = dogcat("classify", "--model", str(fake), str(photo))
     assert done.returncode == 1 and "ONNX Runtime cannot load it" in done.stderr

@@ -23,11 +23,12 @@ LAYERS: list[tuple[str, set[str]]] = [
         "dogcat.asm3_records"}),
     ("pixels and models: model card, decoding, ONNX sessions, statuses, the file walk", {
         "dogcat.modelcard", "dogcat.images", "dogcat.model", "dogcat.status", "dogcat.walk",
-        "dogcat.classifier", "dogcat.previews"}),
+        "dogcat.classifier", "dogcat.previews", "dogcat.heads"}),
     ("the store: tables, schema and migrations, claims", {"dogcat.db", "dogcat.claims"}),
     ("the read model: each photo's and animal's answer, staff corrections in force", {"dogcat.readmodel"}),
-    ("jobs: catalog, grouping, corrections, evaluation", {
-        "dogcat.animals", "dogcat.catalog", "dogcat.corrections", "dogcat.evaluate", "dogcat.asm3_sync"}),
+    ("jobs: catalog, grouping, corrections, evaluation, teaching, look-alikes", {
+        "dogcat.animals", "dogcat.catalog", "dogcat.corrections", "dogcat.evaluate", "dogcat.asm3_sync",
+        "dogcat.teach", "dogcat.similar"}),
     ("outputs: CSV / JSON Lines, ASM3, the HTML report", {"dogcat.export", "dogcat.asm3", "dogcat.report"}),
     ("the lab (TensorFlow; the train extra)", {f"dogcat.train.{p.stem}" for p in (PACKAGE / "train").glob("*.py")}
      | {"dogcat.train"}),

@@ -19,12 +19,16 @@ import pytest
 
 from dogcat import images
 from dogcat.classifier import classify
-from dogcat.model import BreedModel, ModelError
+from dogcat.model import BreedModel, ModelError, int8_kernels
 from dogcat.status import Judge
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
-OLD_ANSWERS = json.loads((DATA / "two-looks-answers.json").read_text())
+
+# The one-graph model's answers (git show 3676955:dogcat/models/xception-120-int8.onnx), made on each kind of
+# ONNX Runtime int8 kernels (dogcat.model.int8_kernels: their probabilities differ by up to 0.13).
+OLD_ANSWERS = json.loads((DATA / ("two-looks-answers.json" if int8_kernels() == "vnni"
+                                  else "two-looks-answers-avx2.json")).read_text())
 PHOTOS = [DATA / p["path"] for p in OLD_ANSWERS["photos"]]
 
 
@@ -63,7 +67,7 @@ def test_the_card_has_the_rule_measured_out_of_fold(model):
 
 
 def test_two_looks_reproduce_the_model_before_the_split(model, pixels):
-    probs, looks = Judge.breeds_only(model, "2").breed_probabilities(pixels)
+    probs, looks, _ = Judge.breeds_only(model, "2").breed_probabilities(pixels)
     assert (looks == 2).all()
     for row, old in zip(probs, OLD_ANSWERS["photos"], strict=True):
         top = np.argsort(-row)[:3]
@@ -75,7 +79,7 @@ def test_looks_per_photo(model, pixels, first_look):
     one = model.head(first_look).max(axis=1)
     rule = model.card.decision["second_look_below"]
     for looks, expected in (("1", np.ones(len(one))), ("2", np.full(len(one), 2)), ("auto", 1 + (one < rule))):
-        _, taken = Judge.breeds_only(model, looks).breed_probabilities(pixels)
+        _, taken, _ = Judge.breeds_only(model, looks).breed_probabilities(pixels)
         np.testing.assert_array_equal(taken, expected)
 
 
@@ -86,7 +90,7 @@ def test_auto_looks_again_only_below_the_rule(model, pixels, first_look):
     rule = float(np.median(one.max(axis=1)))
     judge = Judge.breeds_only(model)
     judge.thresholds = dataclasses.replace(judge.thresholds, second_look_below=rule)
-    probs, looks = judge.breed_probabilities(pixels)
+    probs, looks, _ = judge.breed_probabilities(pixels)
     unsure = one.max(axis=1) < rule
     assert 0 < unsure.sum() < len(unsure)
     np.testing.assert_array_equal(looks, 1 + unsure)

@@ -193,3 +193,25 @@ def test_a_server_that_refuses_is_one_line(postgres):
         assert "wrong" not in stderr and "dogcat-ci" not in stderr  # passwords never printed
     result = runner.invoke(app, ["export", "--db", postgres])  # an empty database is not a catalog yet
     assert result.exit_code == 1 and "not a dogcat catalog" in result.stderr
+
+
+def test_teach_and_similar_on_postgresql(crops, postgres, tmp_path):
+    """The features (BYTEA), teach and similar, on a PostgreSQL catalog as on SQLite (tests/test_teach.py)."""
+    amstaff = sorted((crops / "n02093428-American_Staffordshire_terrier").glob("*.jpg"))
+    for i, photo in enumerate(amstaff[:6]):
+        (tmp_path / "intake" / f"P{i}").mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "intake" / f"P{i}")
+    (tmp_path / "intake" / "B1").mkdir()
+    for photo in sorted((crops / "n02088364-beagle").glob("*.jpg"))[:3]:
+        shutil.copy(photo, tmp_path / "intake" / "B1")
+    assert runner.invoke(app, ["catalog", str(tmp_path / "intake"), "--db", postgres, "--quiet"]).exit_code == 0
+    for i in range(6):
+        done = runner.invoke(app, ["correct", f"P{i}", "--breed", "pit bull", "--db", postgres])
+        assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["teach", "--db", postgres, "-o", str(tmp_path / "m.onnx"), "--json"])
+    assert done.exit_code == 0, done.output
+    taught = json.loads(done.stdout)
+    assert taught["added"] == {"Pit Bull Terrier": 6} and taught["features_computed"] == 0
+    done = runner.invoke(app, ["similar", str(amstaff[10]), "--db", postgres, "--json", "--top", "2"])
+    assert done.exit_code == 0, done.output
+    assert [json.loads(line)["animal"][0] for line in done.stdout.splitlines()] == ["P", "P"]

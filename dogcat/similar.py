@@ -1,0 +1,193 @@
+"""``dogcat similar``: the catalogued animals that look most like a photo, or like an animal, best first.
+
+An animal looks like the mean direction of its photos' features (each photo's pooled backbone features,
+which the catalog keeps: schema 5), and two looks are compared by cosine similarity (1: the same direction).
+The backbone's features are what the breed head reads, so similar animals are mostly of a similar breed, coat
+and build; benchmarks/teach.py measures how often the top 5 are the query's breed.
+
+A photo that is not catalogued gets its features from the model's backbone (one look, or two where the
+first is unsure, as the catalog takes them); a catalogued one, and an animal, use the catalog's. Animals in
+care are compared (not merged away, not retired by ``dogcat animals prune``), and retired ones with
+``retired=True`` (the same dog, back again). The animal a query photo is already in, and the query animal
+itself, are left out.
+
+Layer: jobs (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import and_, select
+
+from dogcat import db, images, readmodel
+from dogcat.errors import DogcatError, UsageError
+from dogcat.model import BreedModel
+from dogcat.status import Judge
+
+
+class NothingToCompare(DogcatError):
+    """No animal with features to compare with, or a query without any."""
+
+
+@dataclass
+class Match:
+    animal: str
+    name: str
+    similarity: float
+    photos: int  # of the animal's photos, those compared (with features)
+    photo: str  # its photo most like the query
+    retired: bool = False
+    breed: str | None = None  # the animal's answer (the staff's, else the model's), for people
+    status: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"animal": self.animal, "name": self.name, "similarity": round(self.similarity, 4),
+                "breed": self.breed, "status": self.status, "photos": self.photos, "photo": self.photo,
+                "retired": self.retired}
+
+
+def normalized(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), float32."""
+    x = np.array(x, np.float32, copy=True, ndmin=2)
+    x /= np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)[:, None]
+    return x
+
+
+@dataclass
+class Gallery:
+    """Every compared photo's normalized features, with its animal; photos grouped by animal, in code order."""
+
+    codes: list[str]  # per animal
+    names: list[str]
+    retired: list[bool]
+    starts: np.ndarray  # per animal: its first photo's row (its photos are the rows up to the next one's)
+    photo_paths: list[str]
+    photo_sha: list[str]
+    vectors: np.ndarray  # per photo, normalized
+
+    @functools.cached_property
+    def animal_vectors(self) -> np.ndarray:
+        """Each animal's look: the mean direction of its photos'."""
+        if len(self.codes) == len(self.photo_paths):  # a photo each: nothing to add up
+            return self.vectors
+        return normalized(np.add.reduceat(self.vectors, self.starts, axis=0))
+
+    def photos_of(self, i: int) -> range:
+        return range(int(self.starts[i]), int(self.starts[i + 1]) if i + 1 < len(self.starts) else len(self.vectors))
+
+
+def gallery(engine, backbone: str, retired: bool = False) -> Gallery:
+    """The animals' photos with features from ``backbone`` (merges followed: a merged animal's photos are in the
+    animal it went to)."""
+    a, af, f, ft = db.animals, db.animal_files, db.files, db.features
+    q = (select(a.c.code, a.c.name, a.c.retired_at, f.c.path, f.c.sha256, ft.c.vector)
+         .select_from(af.join(a, a.c.code == af.c.animal).join(f, f.c.path == af.c.path)
+                      .join(ft, and_(ft.c.sha256 == f.c.sha256, ft.c.backbone == backbone)))
+         .where(a.c.merged_into.is_(None)))
+    if not retired:
+        q = q.where(a.c.retired_at.is_(None))
+    with db.reading(engine) as conn:
+        rows = list(conn.execute(q).all())
+    # Sorted here rather than by the database, which would sort the 4 kB vectors with the rows.
+    rows.sort(key=lambda r: (r.code, r.path))
+    codes: list[str] = []
+    names: list[str] = []
+    gone: list[bool] = []
+    starts: list[int] = []
+    for i, r in enumerate(rows):
+        if not codes or codes[-1] != r.code:
+            codes.append(r.code)
+            names.append(r.name)
+            gone.append(r.retired_at is not None)
+            starts.append(i)
+    vectors = (normalized(np.frombuffer(b"".join(r.vector for r in rows), "<f2").reshape(len(rows), -1)) if rows
+               else np.zeros((0, 0), np.float32))
+    return Gallery(codes, names, gone, np.asarray(starts, int), [r.path for r in rows], [r.sha256 for r in rows],
+                   vectors)
+
+
+def _ranked(g: Gallery, query: np.ndarray, top: int, leave_out: set[int]) -> list[Match]:
+    """The ``top`` animals most like ``query`` (normalized), best first."""
+    sims = g.animal_vectors @ query
+    for i in leave_out:
+        sims[i] = -np.inf
+    order = [int(i) for i in np.argsort(-sims, kind="stable")[:top] if np.isfinite(sims[i])]
+    out = []
+    for i in order:
+        mine = g.photos_of(i)
+        best = mine[int(np.argmax(g.vectors[mine.start:mine.stop] @ query))]
+        out.append(Match(g.codes[i], g.names[i], float(sims[i]), len(mine), g.photo_paths[best], g.retired[i]))
+    return out
+
+
+def _with_answers(engine, matches: list[Match]) -> list[Match]:
+    """Each match's breed as every output shows its animal (the staff's word, else the model's)."""
+    if not matches:
+        return matches
+    photos = list(readmodel.records(engine, animal=[m.animal for m in matches], probabilities=True))
+    found = {a.animal: a for a in readmodel.answers(engine, photos=photos)}
+    for m in matches:
+        a = found.get(m.animal)
+        if a is not None:
+            m.breed, m.status = a.breed, a.status
+    return matches
+
+
+def by_animal(engine, backbone: str, code: str, top: int = 5, retired: bool = False,
+              answers: bool = False) -> list[Match]:
+    """The animals that look most like animal ``code`` (a code or, as everywhere, any case of it)."""
+    with db.reading(engine) as conn:
+        row = conn.execute(select(db.animals.c.code).where(db.animals.c.code == code)).first() or \
+            conn.execute(select(db.animals.c.code).where(db.func.lower(db.animals.c.code) == code.lower())).first()
+        if row is None:
+            raise readmodel.NoSuchAnimal(f"{code}: no such animal in the catalog")
+        code = db.follow_merges(conn, row.code)
+    g = gallery(engine, backbone, retired=True)
+    if code not in g.codes:
+        raise NothingToCompare(f"{code}: none of its photos has features yet (run dogcat catalog, or dogcat "
+                               "teach, on a catalog made before dogcat kept them)")
+    query = g.animal_vectors[g.codes.index(code)]
+    leave_out = {g.codes.index(code)} | ({i for i, r in enumerate(g.retired) if r} if not retired else set())
+    return _finish(engine, g, query, top, leave_out, answers)
+
+
+def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired: bool = False,
+             answers: bool = False) -> list[Match]:
+    """The animals that look most like the photo at ``photo`` (catalogued or not)."""
+    if model.backbone_id is None:
+        raise NothingToCompare(f"{model.path}: a model in one graph has no separate features to compare")
+    try:
+        data = Path(photo).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{photo}: cannot be read ({e.strerror or e})") from None
+    sha = hashlib.sha256(data).hexdigest()
+    g = gallery(engine, model.backbone_id, retired=True)
+    owner = np.repeat(np.arange(len(g.codes)), np.diff(np.append(g.starts, len(g.photo_sha))))
+    own = {int(owner[i]) for i, h in enumerate(g.photo_sha) if h == sha}
+    with db.reading(engine) as conn:
+        stored = db.features_of(conn, model.backbone_id, [sha]).get(sha)
+    if stored is not None:
+        vector = np.frombuffer(stored, "<f2").astype(np.float32)
+    else:
+        try:
+            pixels = images.decode(data, model.preprocessing).views[0]
+        except images.ImageError as e:
+            raise UsageError(f"{photo}: {e}") from None
+        features = Judge.breeds_only(model).breed_probabilities(pixels[None])[2]
+        assert features is not None  # a split model's
+        vector = features[0]
+    leave_out = own | ({i for i, r in enumerate(g.retired) if r} if not retired else set())
+    return _finish(engine, g, normalized(vector[None])[0], top, leave_out, answers)
+
+
+def _finish(engine, g: Gallery, query: np.ndarray, top: int, leave_out: set[int], answers: bool) -> list[Match]:
+    if len(g.codes) - len(leave_out) <= 0:
+        raise NothingToCompare("no other animal in the catalog has features to compare with (catalog photos "
+                               "with this dogcat first)")
+    found = _ranked(g, query, top, leave_out)
+    return _with_answers(engine, found) if answers else found

@@ -1,0 +1,259 @@
+"""dogcat teach and dogcat similar (issue 21): the shelter's own breed words learnt from its staff's labels, and
+the animals that look alike, on real photos with the bundled model.
+
+The shelter calls American Staffordshire Terriers "Pit Bull Terrier", a breed that is not among the model's
+120: staff label 8 of 12 such photos, teach learns the word, and the taught model answers it for the 4 photos
+it was not taught with, while the other breeds' photos keep the shipped model's answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dogcat import heads, images, teach
+from dogcat.api import Catalog, classify
+from dogcat.cli import app
+from dogcat.corrections import Change
+from dogcat.model import BreedModel, bundled_path, mirrored
+from dogcat.readmodel import Correction
+
+runner = CliRunner()
+AMSTAFF = "n02093428-American_Staffordshire_terrier"
+OTHERS = ("n02085620-Chihuahua", "n02085936-Maltese_dog", "n02086079-Pekinese", "n02088364-beagle")
+TAUGHT = 8  # of the 12 AmStaff photos in tests/data, labelled "pit bull" by staff; the other 4 are never seen
+
+
+def dogcat(*args, code: int = 0):
+    result = runner.invoke(app, [*map(str, args)])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def shelter(crops, tmp_path_factory) -> dict:
+    """A catalog of 8 AmStaff photos (each an animal of its own) and 6 photos of each of 4 other breeds, with the
+    8 labelled Pit Bull Terrier by staff; the 4 other AmStaff photos kept aside."""
+    root = tmp_path_factory.mktemp("teach")
+    amstaff = sorted((crops / AMSTAFF).glob("*.jpg"))
+    assert len(amstaff) == 12
+    for i, photo in enumerate(amstaff[:TAUGHT]):
+        (root / "intake" / f"P{i:02d}").mkdir(parents=True)
+        shutil.copy(photo, root / "intake" / f"P{i:02d}" / photo.name)
+    for breed in OTHERS:
+        (root / "intake" / breed).mkdir(parents=True)
+        for photo in sorted((crops / breed).glob("*.jpg"))[:6]:
+            shutil.copy(photo, root / "intake" / breed / photo.name)
+    db = root / "shelter.db"
+    dogcat("catalog", root / "intake", "--db", db, "--quiet")
+    with Catalog(db) as catalog:
+        for i in range(TAUGHT):
+            catalog.correct(f"P{i:02d}", Change.parse("pit bull"), by="test")
+    return {"root": root, "db": db, "held_out": amstaff[TAUGHT:]}
+
+
+@pytest.fixture
+def db(shelter, tmp_path) -> Path:
+    copy = tmp_path / "shelter.db"
+    shutil.copy(shelter["db"], copy)
+    return copy
+
+
+def test_the_catalog_keeps_each_photos_features(shelter):
+    model = BreedModel()
+    with sqlite3.connect(shelter["db"]) as con:
+        rows = con.execute("SELECT backbone, looks, length(vector) FROM features").fetchall()
+        photos = con.execute("SELECT count(*) FROM photos WHERE error IS NULL").fetchone()[0]
+    assert len(rows) == photos == TAUGHT + 6 * len(OTHERS)
+    assert {r[0] for r in rows} == {model.backbone_id} and {r[2] for r in rows} == {2048 * 2}
+    assert {r[1] for r in rows} <= {1, 2}
+    # What is kept is what the head answered from: one look's features, or the mean of both looks'.
+    photo = sorted((shelter["root"] / "intake").glob("n0*/*.jpg"))[0]
+    with sqlite3.connect(shelter["db"]) as con:
+        looks, blob = con.execute("SELECT looks, vector FROM features WHERE sha256 = ?", (sha(photo),)).fetchone()
+    pixels = images.load(photo, model.preprocessing)[None]
+    expected = model.features(pixels)[0]
+    if looks == 2:
+        expected = (expected + model.features(mirrored(pixels))[0]) / 2
+    np.testing.assert_allclose(np.frombuffer(blob, "<f2"), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_a_taught_word_answers_photos_it_was_not_taught_with(shelter, tmp_path):
+    shipped = sha(bundled_path())
+    out = tmp_path / "shelter-model.onnx"
+    done = json.loads(dogcat("teach", "--db", shelter["db"], "-o", out, "--json").stdout)
+    assert done["added"] == {"Pit Bull Terrier": TAUGHT} and done["labelled"] == TAUGHT
+    assert done["measured"]["labels"]["Pit Bull Terrier"]["photos"] == TAUGHT
+    assert sha(bundled_path()) == shipped  # the shipped model is never changed
+    assert out.stat().st_size < 2_000_000 and not (tmp_path / "xception-int8-backbone.onnx").exists()
+
+    held_out = [classify(p, model=out)[0] for p in shelter["held_out"]]
+    assert [r.breed for r in held_out] == ["Pit Bull Terrier"] * 4, held_out
+    # The shipped model never says it: the word is the taught model's.
+    assert all(r.breed == "American Staffordshire Terrier" for r in classify(shelter["held_out"]))
+    # The other breeds' photos the shipped model is sure of keep its answers, and none becomes a sure "Pit Bull
+    # Terrier". (This catalog is tiny: 24 photos against the word. On this CPU without VNNI some of the beagles
+    # are `unsure` for the shipped model, which leaves them out of the lesson.)
+    others = sorted((shelter["root"] / "intake").glob("n0*/*.jpg"))
+    shipped, taught = classify(others), classify(others, model=out)
+    assert sum(r.status == "dog" for r in shipped) >= 12
+    assert [t.label for s, t in zip(shipped, taught, strict=True) if s.status == "dog"] == \
+        [s.label for s in shipped if s.status == "dog"]
+    assert not [t for t in taught if t.breed == "Pit Bull Terrier" and t.status == "dog"]
+
+
+def test_the_taught_model_is_an_ordinary_model_with_its_own_card(shelter, tmp_path):
+    out = tmp_path / "taught.onnx"
+    dogcat("teach", "--db", shelter["db"], "-o", out)
+    model = BreedModel(out)
+    card = model.card
+    base = BreedModel()
+    assert model.labels == base.labels + ["Pit Bull Terrier"] and model.breeds[-1] == "Pit Bull Terrier"
+    assert model.backbone_id == base.backbone_id and model.id != base.id and model.id.startswith("taught@")
+    assert card["taught"]["from"] == base.id and card["taught"]["learnt_from"]["added"] == {"Pit Bull Terrier": 8}
+    assert AMSTAFF in card["taught"]["learnt_from"]["left_out_as_renamed"]
+    assert "metrics" not in card  # the base model's figures are not this one's
+    assert card.decision == base.card.decision
+    # Its head: the shipped 120 columns as they were, one more.
+    old = heads.read(base.path, "features")
+    new = heads.read(out, "features")
+    np.testing.assert_array_equal(new.weights[:, :120], old.weights)
+    np.testing.assert_array_equal(new.bias[:120], old.bias)
+    # catalog --model: the catalog records the taught model's answers, and ASM3 gets the shelter's word.
+    intake = tmp_path / "intake" / "A9001-Rocky"
+    intake.mkdir(parents=True)
+    shutil.copy(shelter["held_out"][0], intake)
+    db = tmp_path / "new.db"
+    dogcat("catalog", intake.parent, "--db", db, "--model", out, "--quiet")
+    animal = json.loads(dogcat("animals", "--db", db, "--json").stdout)
+    assert animal["breed"] == "Pit Bull Terrier" and animal["model"] == model.id
+    sheet = tmp_path / "asm3.csv"
+    dogcat("export", "--db", db, "--format", "asm3", "-o", sheet, "--age", "2")
+    text = sheet.read_text()
+    assert "Pit Bull Terrier" in text and "Mixed Breed" not in text
+    # evaluate --db: staff who say "pit bull" agree with the taught model (the shipped one could not have said it).
+    dogcat("correct", "A9001", "--breed", "pit bull", "--db", db)
+    agreed = json.loads(dogcat("evaluate", "--db", db, "--json").stdout)
+    assert agreed["animals"] == {"n": 1, "top1": 1.0, "top3": 1.0} and agreed["outside_model"]["animals"] == 0
+
+
+def test_teaching_again_reuses_the_features_and_old_catalogs_get_theirs_once(db, tmp_path):
+    out = tmp_path / "m.onnx"
+    first = json.loads(dogcat("teach", "--db", db, "-o", out, "--json").stdout)
+    assert first["features_computed"] == 0  # the catalog kept them
+    with sqlite3.connect(db) as con:  # as a catalog made before schema 5 would be
+        con.execute("DELETE FROM features")
+    again = json.loads(dogcat("teach", "--db", db, "-o", out, "--json").stdout)
+    assert again["features_computed"] == TAUGHT + 6 * len(OTHERS) and again["photos_gone"] == 0
+    assert again["added"] == first["added"]
+    third = json.loads(dogcat("teach", "--db", db, "-o", out, "--json").stdout)
+    assert third["features_computed"] == 0
+
+
+def test_a_word_with_too_few_photos_waits(db, tmp_path):
+    with Catalog(db) as catalog:
+        catalog.correct("n02088364", Change.parse("beagle mix"), by="test")  # an animal of 6 photos
+    result = dogcat("teach", "--db", db, "-o", tmp_path / "m.onnx", "--min-photos", "9", code=1)
+    assert "no breed word of the shelter's has 9 labelled photos" in result.output
+    assert "Beagle mix (6), Pit Bull Terrier (8)" in " ".join(result.output.split())
+    assert not (tmp_path / "m.onnx").exists()
+    done = json.loads(dogcat("teach", "--db", db, "-o", tmp_path / "m.onnx", "--min-photos", "7", "--json").stdout)
+    assert done["added"] == {"Pit Bull Terrier": 8} and done["too_few"] == {"Beagle mix": 6}
+    done = json.loads(dogcat("teach", "--db", db, "-o", tmp_path / "m.onnx", "--json").stdout)
+    assert done["added"] == {"Beagle mix": 6, "Pit Bull Terrier": 8}
+
+
+def test_nothing_labelled_is_nothing_to_teach(crops, tmp_path):
+    (tmp_path / "intake").mkdir()
+    shutil.copy(sorted((crops / OTHERS[0]).glob("*.jpg"))[0], tmp_path / "intake")
+    dogcat("catalog", tmp_path / "intake", "--db", tmp_path / "s.db", "--quiet")
+    result = dogcat("teach", "--db", tmp_path / "s.db", "-o", tmp_path / "m.onnx", code=1)
+    assert "no photo has a breed from the staff yet" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_teach_writes_over_nothing_it_did_not_write(shelter, tmp_path):
+    for target, words in ((bundled_path(), "never changed"), (tmp_path / "model.txt", "is an .onnx file")):
+        assert words in dogcat("teach", "--db", shelter["db"], "-o", target, code=2).output
+    stranger = tmp_path / "other.onnx"
+    stranger.write_bytes(b"someone else's model")
+    assert "not a model dogcat teach wrote" in dogcat("teach", "--db", shelter["db"], "-o", stranger, code=2).output
+    assert stranger.read_bytes() == b"someone else's model"
+
+
+def test_words_staff_teach():
+    def said(label, label2, breed, breed2):
+        return teach.word_of(Correction(1, "dog", label, label2, "x", "t", breed, breed2))
+
+    assert said("n02088364-beagle", None, "Beagle", "Beagle") == "n02088364-beagle"
+    assert said(None, None, "Pit Bull Terrier", "Pit Bull Terrier") == "Pit Bull Terrier"
+    assert said("n02099712-Labrador_retriever", None, "Labrador Retriever", "Mixed Breed") == \
+        "Labrador Retriever mix"
+    assert said("n02088364-beagle", "n02110958-pug", "Beagle", "Pug") == "Beagle x Pug"
+    assert teach.word_of(Correction(1, "not_a_dog", None, None, "x", "t")) is None
+
+
+def test_the_plan_leaves_out_what_staff_renamed():
+    labels = ["a", "b", "c"]
+    words = ["new", "new", None, None, None, None, "b"]
+    answers = np.array([0, 0, 0, 1, 2, 2, 1])
+    confidence = np.array([0.9, 0.9, 0.95, 0.99, 0.5, 0.9, 0.7])
+    lesson = teach.plan(labels, words, answers, confidence, min_photos=2, sure=0.8)
+    assert lesson.words == ["new"] and lesson.renamed == ["a"]
+    # photo 2: answered "a", which staff renamed: left out; photo 4: not sure: left out; 6: staff's "b".
+    assert lesson.targets.tolist() == [3, 3, -1, 1, -1, 2, 1]
+    assert lesson.weights[2] == lesson.weights[4] == 0 and lesson.weights[0] == lesson.weights[1] >= 1
+    assert teach.plan(labels, words, answers, confidence, min_photos=3).words == []
+
+
+def test_a_head_reads_writes_and_fits_only_its_new_columns(tmp_path):
+    model = BreedModel()
+    head = heads.read(model.path, "features")
+    rng = np.random.default_rng(0)
+    features = rng.random((6, 2048), dtype=np.float32)
+    np.testing.assert_allclose(head.probabilities(features), model.head(features), atol=1e-6)
+    grown = head.with_columns(1)
+    targets = np.array([120, 120, 120, 3, 4, 5])
+    fitted = heads.fit_columns(grown, [120], features, targets, np.ones(6, np.float32), l2=1e-3)
+    np.testing.assert_array_equal(fitted.weights[:, :120], head.weights)
+    assert (fitted.probabilities(features).argmax(axis=1)[:3] == 120).all()
+    written = heads.write(fitted, tmp_path / "h.onnx", "features", "probabilities")
+    again = heads.read(written, "features")
+    np.testing.assert_array_equal(again.weights, fitted.weights)
+
+
+def test_similar_finds_the_same_breed_first(shelter):
+    with Catalog(shelter["db"]) as catalog:
+        found = catalog.similar("P00", top=5)
+        assert "P00" not in [m.animal for m in found]
+        assert found[0].animal.startswith("P") and found[0].breed == "Pit Bull Terrier"
+        assert [m.similarity for m in found] == sorted((m.similarity for m in found), reverse=True)
+        # A photo that is not catalogued: an AmStaff against the animals in care.
+        by_photo = catalog.similar(shelter["held_out"][0], top=3)
+        assert all(m.animal.startswith("P") for m in by_photo), by_photo
+        # A catalogued photo leaves its own animal out.
+        own = next((shelter["root"] / "intake" / "P03").glob("*.jpg"))
+        assert "P03" not in [m.animal for m in catalog.similar(own, top=10)]
+
+
+def test_similar_command_line(shelter):
+    rows = [json.loads(line) for line in
+            dogcat("similar", "P01", "--db", shelter["db"], "--top", "3", "--json").stdout.splitlines()]
+    assert len(rows) == 3 and set(rows[0]) >= {"animal", "name", "similarity", "breed", "photos", "photo"}
+    shown = dogcat("similar", shelter["held_out"][1], "--db", shelter["db"]).output
+    assert "similarity" in shown and "P0" in shown
+    assert "no such photo, nor an animal code" in dogcat("similar", "Z999", "--db", shelter["db"], code=1).output
+    bad = shelter["root"] / "not-a-photo.jpg"
+    bad.write_text("hello")
+    assert "not-a-photo.jpg" in dogcat("similar", bad, "--db", shelter["db"], code=2).output
