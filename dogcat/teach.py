@@ -14,6 +14,11 @@ Staffordshire Terrier, the model's other American Staffordshire Terrier photos a
 word, and are left out (``renamed``). Each new word's photos weigh as much together as an average breed's do.
 benchmarks/teach.py measured the choices (docs/teach.md).
 
+A correction to one of the model's own breeds (staff say Beagle where the model said Basset Hound) teaches
+nothing to the frozen columns; it counts as labelled evidence against the new words. Refitting the columns staff
+corrected into (``plan(refit=True)``) was measured to lose top-1 on held-out photos (docs/teach.md), so teach
+does not.
+
 Every photo's features are the catalog's (schema 5: the backbone runs once per photo); photos catalogued
 before have theirs computed here once, from their files. The shipped model is never changed: the result is a
 new head beside the same backbone, an ordinary model for ``--model``, with its own card (what it added, what it
@@ -69,13 +74,15 @@ class Lesson:
     weights: np.ndarray
     too_few: dict[str, int] = field(default_factory=dict)  # words of the shelter's with fewer photos than needed
     renamed: list[str] = field(default_factory=list)  # model labels whose unlabelled photos were left out
+    refit: list[int] = field(default_factory=list)  # the model's own columns refitted from staff corrections
 
     def counts(self) -> dict[str, int]:
         return {w: int((self.targets == self.first_new + i).sum()) for i, w in enumerate(self.words)}
 
 
 def plan(labels: Sequence[str], words: Sequence[str | None], answers: np.ndarray, confidence: np.ndarray,
-         min_photos: int = MIN_PHOTOS, sure: float = NEGATIVES_SURE, renamed: bool = True) -> Lesson:
+         min_photos: int = MIN_PHOTOS, sure: float = NEGATIVES_SURE, renamed: bool = True,
+         refit: bool = False) -> Lesson:
     """The lesson (see the module's docstring) from each photo's staff word (None: not labelled) and the model's
     own answer (a column of ``labels``) with its confidence."""
     known = {label: i for i, label in enumerate(labels)}
@@ -100,17 +107,22 @@ def plan(labels: Sequence[str], words: Sequence[str | None], answers: np.ndarray
             mine = targets == column[w]
             weights[mine] = max(1.0, average / mine.sum())
     weights[~used] = 0.0
-    return Lesson(new, len(labels), targets, weights, too_few, sorted(labels[a] for a in taken_over))
+    refitted: list[int] = []
+    if refit:  # the model's own breeds that staff corrected photos into, where the model said otherwise
+        fixed = Counter(known[w] for w, a in zip(words, answers, strict=True)
+                        if w in known and known[w] != int(a))
+        refitted = sorted(c for c, n in fixed.items() if n >= min_photos)
+    return Lesson(new, len(labels), targets, weights, too_few, sorted(labels[a] for a in taken_over), refitted)
 
 
 def fit(base: heads.Head, lesson: Lesson, features: np.ndarray, l2: float = L2, steps: int = STEPS) -> heads.Head:
     """The base head with the lesson's new columns fitted (the others frozen)."""
     head = base.with_columns(len(lesson.words))
-    if not lesson.words:
+    columns = lesson.refit + list(range(base.classes, head.classes))
+    if not columns:
         return head
     used = lesson.targets >= 0
-    return heads.fit_columns(head, list(range(base.classes, head.classes)), features[used], lesson.targets[used],
-                             lesson.weights[used], l2, steps)
+    return heads.fit_columns(head, columns, features[used], lesson.targets[used], lesson.weights[used], l2, steps)
 
 
 def out_of_fold(base: heads.Head, lesson: Lesson, features: np.ndarray, folds: int = FOLDS,
@@ -127,7 +139,7 @@ def out_of_fold(base: heads.Head, lesson: Lesson, features: np.ndarray, folds: i
         if not held.any():
             continue
         trained = Lesson(lesson.words, lesson.first_new, np.where(held, -1, lesson.targets),
-                         np.where(held, 0, lesson.weights))
+                         np.where(held, 0, lesson.weights), refit=lesson.refit)
         head = fit(base, trained, features, l2, steps)
         answered[held] = head.logits(features[held]).argmax(axis=1)
     used = lesson.targets >= 0

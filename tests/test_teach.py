@@ -215,6 +215,11 @@ def test_the_plan_leaves_out_what_staff_renamed():
     assert lesson.targets.tolist() == [3, 3, -1, 1, -1, 2, 1]
     assert lesson.weights[2] == lesson.weights[4] == 0 and lesson.weights[0] == lesson.weights[1] >= 1
     assert teach.plan(labels, words, answers, confidence, min_photos=3).words == []
+    # The model's own breeds staff corrected into (photo 6: "b", which the model also said: no correction).
+    fixed = ["c", "c", None, "b", "a"]
+    assert teach.plan(labels, fixed, np.array([0, 1, 0, 0, 0]), np.ones(5), min_photos=2, refit=True).refit == [2]
+    assert teach.plan(labels, fixed, np.array([0, 1, 0, 0, 0]), np.ones(5), min_photos=3, refit=True).refit == []
+    assert teach.plan(labels, fixed, np.array([0, 1, 0, 0, 0]), np.ones(5), min_photos=2).refit == []
 
 
 def test_a_head_reads_writes_and_fits_only_its_new_columns(tmp_path):
