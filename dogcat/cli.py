@@ -1190,8 +1190,8 @@ def teach(
     """Teach the model the shelter's own breed words, from the photos staff labelled.
 
     Every breed word staff gave (dogcat correct, or the breed in ASM3 read by dogcat asm3 pull) that is not one
-    of the model's 120 breeds, Pit Bull Terrier, Mixed Breed, Lab mix, with at least --min-photos labelled
-    photos, becomes a breed the taught model answers with: also for dogs the model names otherwise (photos staff
+    of the model's 120 breeds (Pit Bull Terrier, Mixed Breed, Lab mix ...) and has at least --min-photos
+    labelled photos becomes a breed the taught model answers with: also for dogs the model names otherwise (photos staff
     call Pit Bull Terrier that the model calls American Staffordshire Terrier). The model's own breeds are kept
     as they were; the shipped model is never changed. The taught model is a small file sharing the bundled
     backbone: use it with --model in classify, catalog and evaluate. Teaching again after more corrections takes
