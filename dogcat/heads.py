@@ -8,8 +8,8 @@ photo's features) and the taught model is a file of ~1 MB beside the 22 MB backb
 The fit (:func:`fit_columns`) changes only the columns it is given, the others frozen: what the shipped model
 knows stays as it was, and a new column has to win its photos against the columns that were there. It is a
 multinomial logistic regression in those columns (softmax over all columns, cross-entropy, an L2 penalty that
-pulls each column towards where it started), solved in numpy: the problem is convex and
-small (a few columns × 2,048 features): L-BFGS in a few lines of numpy, no solver library at inference time.
+pulls each column towards where it started). The problem is convex and small (a few columns × 2,048 features):
+L-BFGS in a few lines of numpy solves it, so teaching needs no solver library.
 
 Needs numpy, and onnx to read or write a graph (imported inside the functions that do).
 
