@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dogcat import images  # noqa: E402
-from dogcat.model import BreedModel, DogDetector, ModelError  # noqa: E402
+from dogcat.model import BreedModel, DogDetector, ModelError, cpu_flags  # noqa: E402
 from dogcat.status import Judge  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "stanford-dogs-crops-224"
@@ -152,20 +152,6 @@ def machine() -> str:
 
     return (f"{os.cpu_count()} cores ({cpu}; flags include {' '.join(cpu_flags())}), {platform.system()}, "
             f"Python {platform.python_version()}, onnxruntime {ort.__version__}")
-
-
-SIMD = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "neon", "asimd")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's vector instruction sets that ONNX Runtime's kernels use (int8 speed depends on VNNI/AMX)."""
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith(("flags", "Features")))
-    except (OSError, StopIteration):
-        return []
-    have = set(line.split(":", 1)[1].split())
-    return [f for f in SIMD if f in have]
 
 
 def fp32_rate(path: Path | None, shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> float | None:

@@ -42,18 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from dogcat import heads, images, teach
-from dogcat.model import BreedModel, cache_root
+from dogcat.model import BreedModel, cache_root, cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_flags() -> str:
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-        return " ".join(f for f in wanted if f" {f}" in flags)
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def features(data: Path, model: BreedModel, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +270,7 @@ def main() -> None:
     print(f"teach: l2 {args.l2:g}, unlabelled photos against the new word when the model is >= "
           f"{args.negatives_sure:g} sure, renamed answers {'kept' if args.no_renamed else 'left out'}")
     print(f"{len(y)} crops, {len(model.labels)} breeds; half A {a.sum()} (the catalog), half B {(~a).sum()}; "
-          f"CPU: {platform.machine()} {os.cpu_count()} cores, flags {cpu_flags()}")
+          f"CPU: {platform.machine()} {os.cpu_count()} cores, flags {' '.join(cpu_flags())}")
     t0 = time.time()
     head = base_head(x[a], y[a])
     top1 = (head.logits(x[~a]).argmax(1) == y[~a]).mean()

@@ -301,10 +301,9 @@ class Catalog:
         base = BreedModel(model or None, self._options[2])
         if Path(query).is_file():
             return similar.by_photo(self.engine, base, query, top, retired, answers=True)
-        if base.backbone_id is None:
-            raise similar.NothingToCompare(f"{base.path}: a model in one graph has no separate features")
         try:
-            return similar.by_animal(self.engine, base.backbone_id, str(query), top, retired, answers=True)
+            return similar.by_animal(self.engine, base.split_backbone("dogcat similar"), str(query), top, retired,
+                                     answers=True)
         except readmodel.NoSuchAnimal:
             raise readmodel.NoSuchAnimal(f"{query}: no such photo, nor an animal code in the catalog") from None
 

@@ -303,8 +303,7 @@ class _Run:
                                         "looks_like": v.looks_like, "detector_id": detector_id,
                                         "probabilities": _probabilities_json(v.probabilities)})
                 if v.features is not None and model.backbone_id is not None:
-                    feature_rows.append({"sha256": sha, "backbone": model.backbone_id, "looks": v.looks,
-                                         "vector": db.feature_bytes(v.features), "computed_at": now})
+                    feature_rows.append(db.feature_row(sha, model.backbone_id, v.looks, v.features, now))
                 for i, (h, _, _) in enumerate(holders):
                     file_rows.append(self._file_row(h, sha, None, now))
                     if i == 0:

@@ -145,10 +145,8 @@ def who(by: str | None = None) -> str:
 
 def resolve_target(conn: Connection, target: str) -> tuple[str, str, str]:
     """(kind, target, shown) for an animal code, a photo path or a SHA-256."""
-    row = conn.execute(select(db.animals.c.code, db.animals.c.merged_into)
-                       .where(func.lower(db.animals.c.code) == target.lower())).first()
-    if row is not None:
-        code = row.merged_into or row.code
+    code = db.find_animal(conn, target)
+    if code is not None:
         return "animal", code, f"animal {code}"
     try:
         paths = animals.photo_paths(conn, target)

@@ -862,6 +862,13 @@ def free_code(conn: Connection, wanted: str) -> str:
     return code
 
 
+def find_animal(conn: Connection, code: str) -> str | None:
+    """The animal a code names now: codes match in any case (they are unique regardless of case: free_code), and
+    a merged animal's code names the animal it went to. None for no such code."""
+    found = conn.scalar(select(animals.c.code).where(func.lower(animals.c.code) == code.lower()))
+    return follow_merges(conn, found) if found is not None else None
+
+
 def follow_merges(conn: Connection, code: str) -> str:
     """The animal that now holds what ``code`` held (``dogcat animals merge`` leaves a pointer behind)."""
     seen = {code}
@@ -943,11 +950,29 @@ def carry_correction(conn: Connection, source: str, target: str, why: str) -> bo
 
 # --- features -----------------------------------------------------------------------------------------------
 
+FEATURE_DTYPE = "<f2"  # how a feature vector is stored: float16, little-endian
+
+
 def feature_bytes(vector) -> bytes:
-    """A feature vector as stored: float16, little-endian."""
+    """A feature vector as stored (FEATURE_DTYPE)."""
     import numpy as np
 
-    return np.asarray(vector, dtype="<f2").tobytes()
+    return np.asarray(vector, dtype=FEATURE_DTYPE).tobytes()
+
+
+def feature_array(stored: Sequence[bytes]):
+    """Stored feature vectors (:func:`feature_bytes`) → one float32 row each (an empty array for none)."""
+    import numpy as np
+
+    if not stored:
+        return np.zeros((0, 0), np.float32)
+    return np.frombuffer(b"".join(stored), FEATURE_DTYPE).reshape(len(stored), -1).astype(np.float32)
+
+
+def feature_row(sha256: str, backbone: str, looks: int, vector, at: str) -> dict:
+    """A row of ``features``: a photo's features made by ``backbone`` from ``looks`` looks."""
+    return {"sha256": sha256, "backbone": backbone, "looks": int(looks), "vector": feature_bytes(vector),
+            "computed_at": at}
 
 
 def features_of(conn: Connection, backbone: str, hashes: Iterable[str] | None = None) -> dict[str, bytes]:

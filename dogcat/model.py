@@ -129,13 +129,34 @@ def cache_root() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first "model name" and "flags" (or, on Arm, "Features") lines of /proc/cpuinfo; {} where there is none."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "flags", "Features") and key not in found:
+                found[key] = value.strip()
+    return found
+
+
 def _cpu() -> str:
     """The CPU's model name and instruction-set flags (what an optimized graph's kernels may depend on)."""
-    with contextlib.suppress(OSError):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        found = [line.split(":", 1)[1].strip() for line in lines if line.startswith(("model name", "flags"))][:2]
-        return hashlib.sha256("|".join(found).encode()).hexdigest()[:16]
-    return platform.processor()
+    info = _cpuinfo()
+    found = [info[k] for k in ("model name", "flags") if k in info]
+    return hashlib.sha256("|".join(found).encode()).hexdigest()[:16] if info else platform.processor()
+
+
+SIMD = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "neon", "asimd")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector instruction sets that ONNX Runtime's kernels use (int8 speed depends on VNNI/AMX): the
+    figures benchmarks print beside their measurements."""
+    info = _cpuinfo()
+    have = set((info.get("flags") or info.get("Features") or "").split())
+    return [f for f in SIMD if f in have]
 
 
 def int8_kernels() -> str:
@@ -144,13 +165,12 @@ def int8_kernels() -> str:
     175 crops; issue 21) and probabilities up to 0.43 apart on a photo, the same top-1 on 170 of 175: ONNX
     Runtime's AVX2 kernel multiplies uint8 activations by int8 weights in 16-bit pairs, which can saturate where
     VNNI's and AMX's cannot. Outputs recorded on one kind are compared exactly only on that kind."""
-    with contextlib.suppress(OSError, StopIteration):
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("flags")).split())
-        if "amx_int8" in flags:
-            return "amx"
-        return "vnni" if {"avx512_vnni", "avx_vnni"} & flags else "avx2"
-    return platform.machine()
+    if "flags" not in _cpuinfo():  # not x86, or no /proc/cpuinfo
+        return platform.machine()
+    flags = set(cpu_flags())
+    if "amx_int8" in flags:
+        return "amx"
+    return "vnni" if {"avx512_vnni", "avx_vnni"} & flags else "avx2"
 
 
 class Graph:
@@ -242,6 +262,14 @@ class BreedModel(OnnxModel):
             self.backbone_id = f"{Path(block['file']).stem}@{block['sha256'][:12]}"
         else:
             self.fixed_looks = 2 if self.card.get("training", {}).get("mirror_mean") else 1
+
+    def split_backbone(self, needed_for: str) -> str:
+        """The backbone's id (``backbone_id``) of a split model; ModelError for a model in one graph, whose
+        features are not separate (``needed_for``: what needs them)."""
+        if self.backbone_id is None:
+            raise ModelError(f"{self.path}: a model in one graph, pixels to probabilities; {needed_for} needs a "
+                             "split model (a backbone and a head), as the bundled one is")
+        return self.backbone_id
 
     @property
     def graphs(self) -> list[Graph]:

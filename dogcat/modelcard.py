@@ -15,6 +15,7 @@ Layer: pixels and models (docs/architecture.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
@@ -44,6 +45,12 @@ THRESHOLDS = ("not_a_dog_below", "unsure_below", "not_a_dog_confidence_below", "
 
 class ModelError(DogcatError):
     """A model file that cannot be used; the message names the file and the problem."""
+
+
+def split_model_id(name: str, backbone_sha256: str, head_sha256: str) -> str:
+    """A split model's id: its name and a hash of both its files (a taught head on the same backbone is
+    another model; so is the same head on another backbone)."""
+    return f"{name}@{hashlib.sha256((backbone_sha256 + head_sha256).encode()).hexdigest()[:12]}"
 
 
 def sidecar_path(path: str | Path) -> Path:

@@ -530,12 +530,10 @@ def animal_detail(engine, code: str, *, k: int = 3) -> AnimalDetail:
     the catalog has none."""
     c, files, sent = db.corrections, db.asm3_files, db.asm3_sent
     with db.reading(engine) as conn:
-        row = conn.execute(select(db.animals).where(func.lower(db.animals.c.code) == code.lower())).first()
-        if row is None:
+        found = db.find_animal(conn, code)
+        if found is None:
             raise NoSuchAnimal(f"{code}: no such animal")
-        if row.merged_into is not None:
-            row = conn.execute(select(db.animals).where(db.animals.c.code == db.follow_merges(conn, row.code))
-                               ).one()
+        row = conn.execute(select(db.animals).where(db.animals.c.code == found)).one()
         codes = [row.code, *_merged_into(conn, row.code)]
         fixes = active_corrections(conn)
         infos = model_infos(conn)

@@ -80,17 +80,19 @@ class Gallery:
     def photos_of(self, i: int) -> range:
         return range(int(self.starts[i]), int(self.starts[i + 1]) if i + 1 < len(self.starts) else len(self.vectors))
 
+    def animal_of(self, row: int) -> int:
+        """The animal (an index into ``codes``) whose photos hold photo ``row``."""
+        return int(np.searchsorted(self.starts, row, side="right")) - 1
 
-def gallery(engine, backbone: str, retired: bool = False) -> Gallery:
-    """The animals' photos with features from ``backbone`` (merges followed: a merged animal's photos are in the
-    animal it went to)."""
+
+def gallery(engine, backbone: str) -> Gallery:
+    """Every animal's photos with features from ``backbone``, retired animals too (merges followed: a merged
+    animal's photos are in the animal it went to)."""
     a, af, f, ft = db.animals, db.animal_files, db.files, db.features
     q = (select(a.c.code, a.c.name, a.c.retired_at, f.c.path, f.c.sha256, ft.c.vector)
          .select_from(af.join(a, a.c.code == af.c.animal).join(f, f.c.path == af.c.path)
                       .join(ft, and_(ft.c.sha256 == f.c.sha256, ft.c.backbone == backbone)))
          .where(a.c.merged_into.is_(None)))
-    if not retired:
-        q = q.where(a.c.retired_at.is_(None))
     with db.reading(engine) as conn:
         rows = list(conn.execute(q).all())
     # Sorted here rather than by the database, which would sort the 4 kB vectors with the rows.
@@ -105,8 +107,7 @@ def gallery(engine, backbone: str, retired: bool = False) -> Gallery:
             names.append(r.name)
             gone.append(r.retired_at is not None)
             starts.append(i)
-    vectors = (normalized(np.frombuffer(b"".join(r.vector for r in rows), "<f2").reshape(len(rows), -1)) if rows
-               else np.zeros((0, 0), np.float32))
+    vectors = normalized(db.feature_array([r.vector for r in rows])) if rows else np.zeros((0, 0), np.float32)
     return Gallery(codes, names, gone, np.asarray(starts, int), [r.path for r in rows], [r.sha256 for r in rows],
                    vectors)
 
@@ -142,37 +143,32 @@ def by_animal(engine, backbone: str, code: str, top: int = 5, retired: bool = Fa
               answers: bool = False) -> list[Match]:
     """The animals that look most like animal ``code`` (a code or, as everywhere, any case of it)."""
     with db.reading(engine) as conn:
-        row = conn.execute(select(db.animals.c.code).where(db.animals.c.code == code)).first() or \
-            conn.execute(select(db.animals.c.code).where(db.func.lower(db.animals.c.code) == code.lower())).first()
-        if row is None:
-            raise readmodel.NoSuchAnimal(f"{code}: no such animal in the catalog")
-        code = db.follow_merges(conn, row.code)
-    g = gallery(engine, backbone, retired=True)
-    if code not in g.codes:
-        raise NothingToCompare(f"{code}: none of its photos has features yet (run dogcat catalog, or dogcat "
+        found = db.find_animal(conn, code)
+    if found is None:
+        raise readmodel.NoSuchAnimal(f"{code}: no such animal in the catalog")
+    g = gallery(engine, backbone)
+    if found not in g.codes:
+        raise NothingToCompare(f"{found}: none of its photos has features yet (run dogcat catalog, or dogcat "
                                "teach, on a catalog made before dogcat kept them)")
-    query = g.animal_vectors[g.codes.index(code)]
-    leave_out = {g.codes.index(code)} | ({i for i, r in enumerate(g.retired) if r} if not retired else set())
-    return _finish(engine, g, query, top, leave_out, answers)
+    mine = g.codes.index(found)
+    return _finish(engine, g, g.animal_vectors[mine], top, {mine}, retired, answers)
 
 
 def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired: bool = False,
              answers: bool = False) -> list[Match]:
     """The animals that look most like the photo at ``photo`` (catalogued or not)."""
-    if model.backbone_id is None:
-        raise NothingToCompare(f"{model.path}: a model in one graph has no separate features to compare")
+    backbone = model.split_backbone("dogcat similar")
     try:
         data = Path(photo).read_bytes()
     except OSError as e:
         raise UsageError(f"{photo}: cannot be read ({e.strerror or e})") from None
     sha = hashlib.sha256(data).hexdigest()
-    g = gallery(engine, model.backbone_id, retired=True)
-    owner = np.repeat(np.arange(len(g.codes)), np.diff(np.append(g.starts, len(g.photo_sha))))
-    own = {int(owner[i]) for i, h in enumerate(g.photo_sha) if h == sha}
+    g = gallery(engine, backbone)
+    own = {g.animal_of(i) for i, h in enumerate(g.photo_sha) if h == sha}
     with db.reading(engine) as conn:
-        stored = db.features_of(conn, model.backbone_id, [sha]).get(sha)
+        stored = db.features_of(conn, backbone, [sha]).get(sha)
     if stored is not None:
-        vector = np.frombuffer(stored, "<f2").astype(np.float32)
+        vector = db.feature_array([stored])[0]
     else:
         try:
             pixels = images.decode(data, model.preprocessing).views[0]
@@ -181,11 +177,14 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
         features = Judge.breeds_only(model).breed_probabilities(pixels[None])[2]
         assert features is not None  # a split model's
         vector = features[0]
-    leave_out = own | ({i for i, r in enumerate(g.retired) if r} if not retired else set())
-    return _finish(engine, g, normalized(vector[None])[0], top, leave_out, answers)
+    return _finish(engine, g, normalized(vector[None])[0], top, own, retired, answers)
 
 
-def _finish(engine, g: Gallery, query: np.ndarray, top: int, leave_out: set[int], answers: bool) -> list[Match]:
+def _finish(engine, g: Gallery, query: np.ndarray, top: int, leave_out: set[int], retired: bool,
+            answers: bool) -> list[Match]:
+    """The ranked matches, the query's own animals left out, and retired animals unless ``retired``."""
+    if not retired:
+        leave_out = leave_out | {i for i, gone in enumerate(g.retired) if gone}
     if len(g.codes) - len(leave_out) <= 0:
         raise NothingToCompare("no other animal in the catalog has features to compare with (catalog photos "
                                "with this dogcat first)")

@@ -40,7 +40,7 @@ import numpy as np
 from dogcat import db, heads, images, pathkeys, readmodel
 from dogcat.errors import DogcatError, UsageError
 from dogcat.model import BreedModel, bundled_path
-from dogcat.modelcard import ModelCard, ModelError
+from dogcat.modelcard import ModelCard, ModelError, split_model_id
 from dogcat.status import Judge
 
 MIN_PHOTOS = 5  # k: photos a new word needs (benchmarks/teach.py: with 5, 0.926 of a new breed's photos answered)
@@ -56,13 +56,7 @@ KIND = "dogcat-teach/1"  # the card's "taught" block: a file teach wrote, and ma
 
 
 class TeachError(DogcatError):
-    """Nothing to teach, or a model that cannot be taught."""
-
-
-def word_of(c: readmodel.Correction | None) -> str | None:
-    """The word a staff correction teaches (:attr:`readmodel.Correction.word`): None for none, or for not_a_dog
-    (the dog detector's business, not the breed model's)."""
-    return c.word if c is not None else None
+    """Nothing to teach."""
 
 
 @dataclass
@@ -174,9 +168,7 @@ def catalog_photos(engine, model: BreedModel, batch: int = 16,
                    progress: Callable[[int, int], None] | None = None) -> Photos:
     """Every catalogued photo that is a dog (the model's answer, or the staff's), with its staff word and its
     features under ``model``'s backbone, computing and keeping those the catalog lacks."""
-    if model.backbone_id is None:
-        raise TeachError(f"{model.path}: a model in one graph; teaching needs a split model (a backbone and a "
-                         "head), as the bundled one is")
+    backbone = model.split_backbone("teaching")
     wanted: dict[str, tuple[str, str | None]] = {}  # sha256 → (a path, the staff's word)
     with db.reading(engine) as conn:
         corrections = readmodel.active_corrections(conn)
@@ -188,17 +180,16 @@ def catalog_photos(engine, model: BreedModel, batch: int = 16,
             continue
         if fix is None and r["status"] == "not_a_dog":
             continue
-        word = word_of(fix)
+        word = fix.word if fix is not None else None
         if r["sha256"] not in wanted or (wanted[r["sha256"]][1] is None and word is not None):
             wanted[r["sha256"]] = (r["path"], word)
     with db.reading(engine) as conn:
-        stored = db.features_of(conn, model.backbone_id, list(wanted))
+        stored = db.features_of(conn, backbone, list(wanted))
     lacking = [h for h in wanted if h not in stored]
     computed, missing = _compute(engine, model, [(h, wanted[h][0]) for h in lacking], stored, batch, progress)
     hashes = [h for h in wanted if h in stored]
-    vectors = np.stack([np.frombuffer(stored[h], "<f2") for h in hashes]).astype(np.float32) if hashes else \
-        np.zeros((0, 0), np.float32)
-    return Photos(hashes, vectors, [wanted[h][1] for h in hashes], computed, missing)
+    return Photos(hashes, db.feature_array([stored[h] for h in hashes]), [wanted[h][1] for h in hashes], computed,
+                  missing)
 
 
 def _compute(engine, model: BreedModel, todo: list[tuple[str, str]], stored: dict[str, bytes], batch: int,
@@ -207,7 +198,7 @@ def _compute(engine, model: BreedModel, todo: list[tuple[str, str]], stored: dic
     them: dogcat.status.Judge with the model's looks), kept in the catalog batch by batch."""
     if not todo:
         return 0, 0
-    judge = Judge.breeds_only(model)
+    judge, backbone = Judge.breeds_only(model), model.split_backbone("teaching")
     computed = missing = 0
     for start in range(0, len(todo), batch):
         chunk, rows, pixels = todo[start:start + batch], [], []
@@ -221,10 +212,8 @@ def _compute(engine, model: BreedModel, todo: list[tuple[str, str]], stored: dic
             assert feats is not None  # a split model's
             at = db.now()
             for (sha, _), n, f in zip(pixels, looks, feats, strict=True):
-                vector = db.feature_bytes(f)
-                rows.append({"sha256": sha, "backbone": model.backbone_id, "looks": int(n), "vector": vector,
-                             "computed_at": at})
-                stored[sha] = vector
+                rows.append(db.feature_row(sha, backbone, n, f, at))
+                stored[sha] = rows[-1]["vector"]
             with db.writing(engine) as conn:
                 db.insert_ignore(conn, db.features, rows)
             computed += len(rows)
@@ -266,7 +255,7 @@ def check_output(out: Path, base: BreedModel) -> None:
                          "write the taught one elsewhere")
     if out.exists() or out.with_suffix(".json").exists():
         try:
-            ours = "taught" in ModelCard.read(out) and ModelCard.read(out)["taught"].get("format") == KIND
+            ours = (ModelCard.read(out).get("taught") or {}).get("format") == KIND
         except ModelError:
             ours = False
         if not ours:
@@ -278,9 +267,7 @@ def teach(engine, base: BreedModel, out: Path, *, min_photos: int = MIN_PHOTOS, 
     """Teach ``base`` the catalog's staff words; write the taught model to ``out`` (see the module's docstring)."""
     out = Path(out)
     check_output(out, base)
-    if base.backbone is None:
-        raise TeachError(f"{base.path}: a model in one graph; teaching needs a split model (a backbone and a "
-                         "head), as the bundled one is")
+    base.split_backbone("teaching")
     block = base.card.backbone or {}
     head = heads.read(base.path, block["output"])
     photos = catalog_photos(engine, base, progress=progress)
@@ -300,7 +287,8 @@ def teach(engine, base: BreedModel, out: Path, *, min_photos: int = MIN_PHOTOS, 
     heads.write(taught, out, block["output"], base.card.output)
     head_sha = hashlib.sha256(out.read_bytes()).hexdigest()
     name = out.stem
-    model_id = f"{name}@{hashlib.sha256((block['sha256'] + head_sha).encode()).hexdigest()[:12]}"
+    model_id = split_model_id(name, block["sha256"], head_sha)
+    added = lesson.counts()
     data = base.card.to_dict()
     for stale in ("metrics", "parity", "split_from"):  # measured for the base model, not this one
         data.pop(stale, None)
@@ -310,11 +298,11 @@ def teach(engine, base: BreedModel, out: Path, *, min_photos: int = MIN_PHOTOS, 
         taught={"format": KIND, "from": base.id, "catalog": catalog, "min_photos": min_photos, "l2": L2,
                 "negatives_sure": NEGATIVES_SURE,
                 "photos": len(photos.sha256), "labelled": labelled,
-                "learnt_from": {"added": lesson.counts(), "against": int((lesson.targets >= 0).sum())
-                                - sum(lesson.counts().values()), "left_out_as_renamed": lesson.renamed},
+                "learnt_from": {"added": added, "against": int((lesson.targets >= 0).sum()) - sum(added.values()),
+                                "left_out_as_renamed": lesson.renamed},
                 "too_few": lesson.too_few, "out_of_fold": measured,
                 "how": "dogcat teach: new head columns fitted on the catalog's features, the base's 120 frozen "
                        "(dogcat/teach.py; docs/teach.md)"})
     ModelCard(data, out).write(out)
-    return Taught(out, model_id, base.id, len(photos.sha256), labelled, lesson.counts(), lesson.too_few,
-                  measured, photos.computed, photos.missing)
+    return Taught(out, model_id, base.id, len(photos.sha256), labelled, added, lesson.too_few, measured,
+                  photos.computed, photos.missing)

@@ -194,14 +194,14 @@ def test_teach_writes_over_nothing_it_did_not_write(shelter, tmp_path):
 
 def test_words_staff_teach():
     def said(label, label2, breed, breed2):
-        return teach.word_of(Correction(1, "dog", label, label2, "x", "t", breed, breed2))
+        return Correction(1, "dog", label, label2, "x", "t", breed, breed2).word
 
     assert said("n02088364-beagle", None, "Beagle", "Beagle") == "n02088364-beagle"
     assert said(None, None, "Pit Bull Terrier", "Pit Bull Terrier") == "Pit Bull Terrier"
     assert said("n02099712-Labrador_retriever", None, "Labrador Retriever", "Mixed Breed") == \
         "Labrador Retriever mix"
     assert said("n02088364-beagle", "n02110958-pug", "Beagle", "Pug") == "Beagle x Pug"
-    assert teach.word_of(Correction(1, "not_a_dog", None, None, "x", "t")) is None
+    assert Correction(1, "not_a_dog", None, None, "x", "t").word is None
 
 
 def test_the_plan_leaves_out_what_staff_renamed():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dogcat.modelcard import ModelCard, sidecar_path
+from dogcat.modelcard import ModelCard, sidecar_path, split_model_id
 
 FEATURES = "features"  # the backbone's output and the head's input
 
@@ -147,9 +147,8 @@ def split_model(model_path: str | Path, out_dir: str | Path, backbone_name: str,
             if parity["top1_disagree"] or parity["max_abs_diff"] > 1e-5:
                 raise ValueError(f"{model_path}: the split graphs do not reproduce it ({parity})")
         head_sha = hashlib.sha256(head_tmp.read_bytes()).hexdigest()
-        digest = hashlib.sha256((block["sha256"] + head_sha).encode()).hexdigest()
         name = card.name or model_path.stem
-        new = card.updated(id=f"{name}@{digest[:12]}", sha256=head_sha, backbone=block,
+        new = card.updated(id=split_model_id(name, block["sha256"], head_sha), sha256=head_sha, backbone=block,
                            split_from={"model": card.id, **({"parity": parity} if parity else {})})
         backbone_tmp.replace(out_dir / backbone_name)
         head_tmp.replace(out_dir / head_name)
