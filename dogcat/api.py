@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from dogcat import animals as grouping
 from dogcat import (
     asm3,
+    asm3_records,
     asm3_sync,
     catalog,
     claims,
@@ -272,9 +273,12 @@ class Catalog:
         (``dogcat asm3 forget ID`` takes it back if it is never imported)."""
         return asm3_sync.record(self.engine, plan, path, corrections.who(by))
 
-    def asm3_pull(self, path: str | Path, *, day_first: bool = False) -> asm3_sync.Pulled:
-        """Read ASM3's animal export (``dogcat asm3 pull``)."""
-        return asm3_sync.pull(self.engine, path, day_first=day_first)
+    def asm3_pull(self, path: str | Path, *, day_first: bool | None = None) -> asm3_sync.Pulled:
+        """Read ASM3's animal export (``dogcat asm3 pull``); the first pull of a new shelter creates the catalog
+        (a file that cannot be read creates nothing). ``day_first``: whether its DD/MM/YYYY-or-MM/DD/YYYY dates
+        are day first; None: told from the file's own dates (ShelterFileError when they cannot tell)."""
+        shelter = asm3_records.read_animals(path, day_first=day_first)
+        return asm3_sync.pull(self.engine, shelter)
 
     def asm3_files(self) -> list[dict]:
         """The ASM3 import files written, with what each held (``dogcat asm3 files``)."""

@@ -9,9 +9,16 @@ real export; docs/asm3-import-notes.md has the rest):
   spreadsheet may have one).
 - One row per animal with all of its fields (its ANIMALID set), then one row per vaccination, test, medical
   regimen, cost and log entry (and per photo with ``includemedia``) that repeats only ANIMALCODE and ANIMALNAME.
-- Dates as the database's locale shows them: MM/DD/YYYY for "en" (the US default), DD/MM/YYYY for most others
-  (``day_first=True``). The export writes no time with ANIMALDOB; a time after the date is accepted and dropped.
-  ISO YYYY-MM-DD is accepted too (ASM3's import accepts it).
+- Dates as the database's locale shows them (``python2display``; each locale's format is in ``locale_maps`` of
+  ``src/asm3/i18n.py``): DD/MM/YYYY (55 of its 96 locales), DD.MM.YYYY (19), YYYY/MM/DD (6), MM/DD/YYYY (4: "en",
+  the US default, en_BH, en_CA, en_PH), YYYY-MM-DD (4), DD-MM-YYYY (4), YYYY.MM.DD (4). A year first is always
+  year, month, day. A year last is day first in every locale but the four MM/DD/YYYY ones, which use "/": so
+  only "/" dates with the year last are in doubt, and their order is decided once for the whole file
+  (:func:`date_order`) from every date in it (ANIMALDOB, ANIMALENTRYDATE, LOGDATE ...): a first number above
+  12 is a day, a second one above 12 is a day; a file with both is malformed; a file with neither is refused
+  unless the caller says (``day_first``). The export writes no time with ANIMALDOB; a time after the date is
+  accepted and dropped. A date of birth in the future or more than 100 years ago (ASM3's oldest estimated age)
+  is no animal's: the file is refused, naming the line.
 - ANIMALSEX is the name of the sex in ASM3's lookup: "Male", "Female" or "Unknown".
 - There is no crossbreed column. :attr:`ShelterAnimal.crossbreed` is what ASM3's import would make of the row:
   a second breed that is not the first (a purebred is exported with the same breed twice). ASM3's own
@@ -33,7 +40,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from dogcat.errors import DogcatError
@@ -43,7 +50,11 @@ REQUIRED = ("ANIMALCODE", "ANIMALNAME")
 SEXES = {"male": "Male", "female": "Female", "unknown": "Unknown"}
 # The fields read per animal; a conflict in any of them (ANIMALID included) is a malformed file.
 _FIELDS = ("ANIMALID", "ANIMALNAME", "ANIMALSEX", "ANIMALDOB", "ANIMALBREED1", "ANIMALBREED2")
-_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})|(\d{4})-(\d{2})-(\d{2})")
+# A year first (YYYY/MM/DD, YYYY.MM.DD, YYYY-MM-DD) or last (DD/MM/YYYY or MM/DD/YYYY, DD.MM.YYYY, DD-MM-YYYY),
+# one separator throughout; a year of fewer digits is matched to be refused by name (ASM3 writes year 1 as "1").
+_YEAR_FIRST = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})")
+_YEAR_LAST = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{1,4})")
+OLDEST_YEARS = 100  # ASM3 refuses an estimated age above 100 years (asm3/animal.py)
 _TIME = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s*[AaPp][Mm])?")
 
 
@@ -70,24 +81,89 @@ def _fail(path: Path, line: int | None, message: str) -> ShelterFileError:
     return ShelterFileError(f"{where}: {message}")
 
 
-def parse_date(text: str, *, day_first: bool = False) -> date:
-    """An export's date (MM/DD/YYYY, or DD/MM/YYYY with ``day_first``, or YYYY-MM-DD), an optional time after it
-    dropped. ValueError when it is none of these or no real day."""
+def _split(text: str) -> tuple[str, re.Match | None]:
+    """The date part of an export's date (a time after it dropped) and its match, year first or year last."""
     day, _, rest = text.strip().partition(" ")
     if rest.strip() and not _TIME.fullmatch(rest.strip()):
-        raise ValueError(f"{text!r} is not a date")
-    m = _DATE.fullmatch(day)
+        return day, None
+    return day, _YEAR_FIRST.fullmatch(day) or _YEAR_LAST.fullmatch(day)
+
+
+def parse_date(text: str, *, day_first: bool = False) -> date:
+    """An export's date in any format of ASM3's locales, an optional time after it dropped. ``day_first``: a
+    date with the year last and "/" is DD/MM/YYYY, else MM/DD/YYYY (with "." or "-" it is always day first, as
+    in every locale of ASM3 that writes them). ValueError when it is none of these or no real day."""
+    day, m = _split(text)
+    order = "DD/MM/YYYY" if day_first else "MM/DD/YYYY"
     if m is None:
-        raise ValueError(f"{text!r} is not a date ({'DD/MM/YYYY' if day_first else 'MM/DD/YYYY'} or YYYY-MM-DD)")
-    if m.group(4):
-        y, mo, d = int(m.group(4)), int(m.group(5)), int(m.group(6))
+        raise ValueError(f"{text!r} is not a date ({order}, DD.MM.YYYY, YYYY/MM/DD, YYYY-MM-DD ...)")
+    if m.re is _YEAR_FIRST:
+        y, mo, d = int(m.group(1)), int(m.group(3)), int(m.group(4))
     else:
-        a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        d, mo = (a, b) if day_first else (b, a)
+        a, sep, b, year = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
+        if len(year) != 4:
+            raise ValueError(f"{text!r}: the year {year} is not four digits")
+        y = int(year)
+        d, mo = (a, b) if day_first or sep != "/" else (b, a)
+        order = "DD/MM/YYYY" if day_first or sep != "/" else order
     try:
         return date(y, mo, d)
     except ValueError:
-        raise ValueError(f"{text!r} is no day ({'DD/MM/YYYY' if day_first else 'MM/DD/YYYY'})") from None
+        raise ValueError(f"{text!r} is no day ({order})") from None
+
+
+def _dated(column: str) -> bool:
+    """A column of ASM3's export that holds a date in the locale's format (not an additional field of the
+    shelter's own, whose format is the shelter's)."""
+    return (column == "ANIMALDOB" or column.endswith("DATE")) and not column.startswith("ANIMALADDITIONAL")
+
+
+def date_order(path: Path, dates: list[tuple[int, str, str, str]], day_first: bool | None = None) -> bool:
+    """Whether the file's "/" dates with the year last are day first, decided once from all of its ``dates``
+    (line, column, code, text): see the module's docstring. ``day_first`` (the caller's word, None: not given)
+    must agree with the file. Raises ShelterFileError when the file says both, contradicts ``day_first``, or
+    cannot tell and ``day_first`` is None."""
+    first: dict[bool, tuple[int, str, str, str]] = {}  # day first? -> the first date that says so
+    doubt = fixed = None
+    for line, column, code, text in dates:
+        m = _split(text)[1]
+        if m is None or m.re is not _YEAR_LAST:
+            continue
+        a, sep, b = int(m.group(1)), m.group(2), int(m.group(3))
+        if sep != "/":
+            fixed = fixed or (line, column, code, text)
+        elif a > 12 >= b >= 1:
+            first.setdefault(True, (line, column, code, text))
+        elif b > 12 >= a >= 1:
+            first.setdefault(False, (line, column, code, text))
+        else:
+            doubt = doubt or (line, column, code, text)
+
+    def said(d: tuple[int, str, str, str], order: str) -> str:
+        return f"{d[1]} of {visible(d[2])} is {visible(d[3])!r}, {order}"
+
+    if len(first) == 2:
+        (day, month) = first[True], first[False]
+        late, early = (day, month) if day[0] > month[0] else (month, day)
+        raise _fail(path, late[0], f"{said(late, 'day first' if late is day else 'month first')}, but line "
+                                   f"{early[0]} has {said(early, 'day first' if early is day else 'month first')}: "
+                                   "one ASM3 export has one date order")
+    found = next(iter(first), None)
+    if day_first is not None:
+        if found is not None and found != day_first:
+            d = first[found]
+            raise _fail(path, d[0], f"{said(d, 'day first' if found else 'month first')}, but "
+                                    f"{'--day-first' if day_first else '--month-first'} was given")
+        return day_first
+    if found is not None:
+        return found
+    if fixed is not None:
+        return True
+    if doubt is not None:
+        raise _fail(path, doubt[0], f"{said(doubt, 'day or month first')}, and no date in the file tells which "
+                                    "(none has a number above 12 first or second): give --day-first (DD/MM/YYYY) "
+                                    "or --month-first (MM/DD/YYYY), as the ASM3 it came from shows dates")
+    return False
 
 
 class _Animal:
@@ -123,6 +199,11 @@ class _Animal:
                 dob = parse_date(text, day_first=day_first)
             except ValueError as e:
                 raise _fail(path, line, f"ANIMALDOB of {visible(self.code)}: {visible(e)}") from None
+            today = date.today()
+            if dob > today + timedelta(days=1) or dob.year < today.year - OLDEST_YEARS:
+                raise _fail(path, line, f"ANIMALDOB of {visible(self.code)} is {visible(text)!r} "
+                                        f"({dob.isoformat()}): no animal's date of birth "
+                                        f"({'in the future' if dob > today else f'over {OLDEST_YEARS} years ago'})")
         sex = get("ANIMALSEX")
         if sex is not None:
             if sex.lower() not in SEXES:
@@ -168,10 +249,11 @@ def _rows(path: Path, text: str):
         raise _fail(path, reader.line_num, f"not readable as CSV ({visible(e)})") from None
 
 
-def read_animals(path: str | Path, *, day_first: bool = False) -> list[ShelterAnimal]:
+def read_animals(path: str | Path, *, day_first: bool | None = None) -> list[ShelterAnimal]:
     """The animals in an ASM3 animal export (UTF-8, with or without a BOM), in the order their codes first
-    appear. ``day_first``: the database's locale shows dates as DD/MM/YYYY (any locale but US English and
-    en_CA). Raises ShelterFileError for a file that is malformed, OSError when it cannot be read."""
+    appear. ``day_first``: whether its "/" dates with the year last are DD/MM/YYYY (True) or MM/DD/YYYY (False);
+    None: decided from the file's own dates (see :func:`date_order`). Raises ShelterFileError for a file that is
+    malformed or whose date order cannot be told, OSError when it cannot be read."""
     path = Path(path)
     data = path.read_bytes()
     try:
@@ -183,6 +265,7 @@ def read_animals(path: str | Path, *, day_first: bool = False) -> list[ShelterAn
         raise _fail(path, text[:text.index("\0")].count("\n") + 1, "a NUL character: not a CSV text file")
     animals: dict[str, _Animal] = {}
     folded: dict[str, str] = {}
+    dates: list[tuple[int, str, str, str]] = []
     for line, row in _rows(path, text):
         code = row["ANIMALCODE"]
         if not code:
@@ -195,4 +278,6 @@ def read_animals(path: str | Path, *, day_first: bool = False) -> list[ShelterAn
         if animal is None:
             animal = animals[code] = _Animal(code, line)
         animal.take(path, row, line)
-    return [a.animal(path, day_first) for a in animals.values()]
+        dates += [(line, column, code, value) for column, value in row.items() if value and _dated(column)]
+    order = date_order(path, dates, day_first)
+    return [a.animal(path, order) for a in animals.values()]

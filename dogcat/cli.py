@@ -1083,17 +1083,27 @@ def asm3_pull(
     export_file: Annotated[Path, typer.Argument(help="The CSV that ASM3's \"export animals as CSV\" wrote.",
                                                 show_default=False)],
     db: DbOption = settings.DEFAULT_DB,
-    day_first: Annotated[bool, typer.Option("--day-first", help="Its dates are DD/MM/YYYY (ASM3 in a locale "
-                                            "other than US English); default MM/DD/YYYY.")] = False,
+    day_first: Annotated[bool | None, typer.Option(
+        "--day-first/--month-first", show_default=False,
+        help="Its DD/MM/YYYY-or-MM/DD/YYYY dates are day first (ASM3 in most locales) or month first (US "
+             "English, en_CA, en_BH, en_PH). Default: told from the file's own dates; a file that cannot tell is "
+             "refused, naming this option.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="What changed, as one JSON object.")] = False,
 ):
-    """Read the shelter's animals from ASM3's own animal export into the catalog.
+    """Read the shelter's animals from ASM3's own animal export into the catalog (the first pull creates it).
 
     For each animal the catalog also has (same code): the shelter's name, date of birth and sex become the
-    animal's, and the breed in ASM3 is what staff say the dog is (a correction with source asm3, unless it is
-    what dogcat itself sent). From then on dogcat export --format asm3 sends that animal only new photos and a
-    log entry, never a field staff own. Pulling the same file again changes nothing; codes only in the file are
-    listed, not invented.
+    animal's (each change shown old -> new), and the breed in ASM3 is what staff say the dog is (a correction
+    with source asm3, unless it is what dogcat itself sent). A breed changed on one side since the last pull:
+    that side wins. Changed on both (ASM3, and a correction in dogcat) to different words: the conflict is
+    listed (code, both words, who and when) and neither changes; it is listed again on every pull until the two
+    agree (change it in ASM3) or the correction in dogcat is undone (dogcat correct CODE --undo: ASM3's word is
+    taken). From then on dogcat export --format asm3 sends that animal only new photos and a log entry, never a
+    field staff own. Pulling the same file again changes nothing; codes only in the file are listed, not
+    invented; matched animals that are retired (dogcat animals prune) are counted.
+
+    Dates: every format ASM3's locales write (DD/MM/YYYY, MM/DD/YYYY, DD.MM.YYYY, DD-MM-YYYY, YYYY/MM/DD,
+    YYYY.MM.DD, YYYY-MM-DD); the day/month order is decided once for the whole file.
 
     [b]Example[/b]
 
@@ -1101,24 +1111,41 @@ def asm3_pull(
 
     [b]Exit codes[/b]
 
-      0  read;  1  the file is malformed (the line is named; nothing changed) or the catalog cannot be used
+      0  read (conflicts are listed, not errors);  1  the file is malformed, has a date of birth no animal has,
+      or its date order cannot be told (the line is named; nothing changed), or the catalog cannot be used
 
       2  bad usage
     """
-    with failures(db), _catalog(db) as catalog:
+    with failures(db), _catalog(db, create=True) as catalog:
         pulled = catalog.asm3_pull(export_file, day_first=day_first)
     if as_json:
         print(json.dumps(pulled.to_dict()))
         return
-    out.print(f"{escape(visible(str(export_file)))}: {len(pulled.matched)} animals matched, "
-              f"{len(pulled.changed)} updated, {len(pulled.corrected)} breeds taken from ASM3"
+    out.print(f"{escape(visible(str(export_file)))}: {len(pulled.matched)} animals matched"
+              + (f" ({len(pulled.retired)} of them retired)" if pulled.retired else "")
+              + f", {len(pulled.changed)} updated, {len(pulled.corrected)} breeds taken from ASM3"
+              + (f", {len(pulled.conflicts)} conflicts" if pulled.conflicts else "")
               + (f", {len(pulled.only_in_file)} only in ASM3" if pulled.only_in_file else ""), highlight=False)
     for code, fields in pulled.changed.items():
-        out.print(f"  {escape(visible(code))}: {', '.join(fields)}", highlight=False)
+        shown = "; ".join(f"{name} {_or_none(old)} -> {_or_none(new)}" for name, (old, new) in fields.items())
+        out.print(f"  {escape(visible(code))}: {escape(visible(shown))}", highlight=False)
+    if pulled.retired:
+        err.print(f"[dim]retired (dogcat animals prune; dogcat animals restore CODE): "
+                  f"{escape(visible(_some(pulled.retired)))}[/]", highlight=False)
+    for conflict in pulled.conflicts:
+        err.print(f"conflict: {escape(visible(conflict.line()))}", highlight=False)
     if pulled.only_in_file:
-        shown = ", ".join(pulled.only_in_file[:20]) + (" ..." if len(pulled.only_in_file) > 20 else "")
-        err.print(f"[dim]only in ASM3 (no photos catalogued under these codes): {escape(visible(shown))}[/]",
-                  highlight=False)
+        hint = "" if pulled.matched else "; catalog the intake folders, then pull again"
+        err.print(f"[dim]only in ASM3 (no photos catalogued under these codes{hint}): "
+                  f"{escape(visible(_some(pulled.only_in_file)))}[/]", highlight=False)
+
+
+def _some(codes: list[str], n: int = 20) -> str:
+    return ", ".join(codes[:n]) + (" ..." if len(codes) > n else "")
+
+
+def _or_none(value) -> str:
+    return "(none)" if value in (None, "") else str(value)
 
 
 @asm3_app.command("files")

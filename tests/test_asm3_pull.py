@@ -109,3 +109,52 @@ def test_evaluate_counts_breeds_the_model_does_not_have_apart(db):
     assert result["outside_model"] == {"photos": 0, "animals": 1, "breeds": {"Mixed Breed": 1}}
     text = " ".join(dogcat("evaluate", "--db", db).stdout.split())
     assert "not counted: 1 animals and 0 photos whose breed the model does not have (Mixed Breed 1)" in text
+
+
+def test_the_first_pull_of_a_new_shelter_creates_the_catalog(tmp_path):
+    new = tmp_path / "shelter.db"
+    result = dogcat("asm3", "pull", EXPORT, "--db", new)
+    assert new.exists() and "0 animals matched" in result.stdout
+    assert "only in ASM3" in result.stderr and "catalog the intake folders, then pull again" in result.stderr
+    assert json.loads(dogcat("asm3", "pull", EXPORT, "--db", new, "--json").stdout)["only_in_asm3"] == [
+        "A1001", "A1002", "A1003", "A1004", "A1005", "A1006"]
+    # A file that cannot be read creates nothing.
+    other = tmp_path / "other.db"
+    dogcat("asm3", "pull", tmp_path / "nothing.csv", "--db", other, code=1)
+    assert not other.exists()
+
+
+def test_pull_says_what_it_changed_old_and_new_and_how_many_matched_are_retired(db):
+    with sqlite3.connect(db) as con:  # what `dogcat animals prune` leaves when Daisy's photos are gone from disk
+        con.execute("UPDATE animals SET retired_at = '2026-12-01T10:00:00+00:00' WHERE code = 'A1003'")
+    done = json.loads(dogcat("asm3", "pull", EXPORT, "--db", db, "--json").stdout)
+    assert done["retired"] == ["A1003"]
+    assert done["changed"]["A1001"]["dob"] == [None, "2021-03-01"]
+    assert done["changed"]["A1001"]["sex"] == [None, "Male"]
+    assert done["changed"]["A1002"]["breed"] == ["Beagle", "Mixed Breed"]  # the model's answer, then ASM3's
+    dogcat("correct", "A1002", "--undo", "--db", db)  # staff take ASM3's breed back out in dogcat ...
+    edited = Path(db).parent / "edited.csv"  # ... and ASM3 says Bella was born a day later
+    edited.write_text(EXPORT.read_text(encoding="utf-8").replace('"06/15/2023"', '"06/16/2023"'), encoding="utf-8")
+    text = " ".join(dogcat("asm3", "pull", edited, "--db", db).output.split())
+    assert "3 animals matched (1 of them retired), 1 updated" in text
+    assert "A1002: dob 2023-06-15 -> 2023-06-16" in text and "retired (dogcat animals prune" in text
+
+
+def test_a_staff_correction_made_in_dogcat_before_the_first_pull_is_a_conflict_not_overwritten(db):
+    dogcat("correct", "A1002", "--breed", "beagle", "--by", "alice", "--db", db)
+    result = dogcat("asm3", "pull", EXPORT, "--db", db)
+    text = " ".join(result.output.split())
+    assert "1 conflicts" in text
+    assert "conflict: A1002: ASM3 says Mixed Breed (never pulled before), dogcat says Beagle (staff) (alice," in text
+    assert "neither changed" in text
+    bella = animals(db)["A1002"]
+    assert (bella["breed"], bella["corrected_by"]) == ("Beagle", "alice")
+    # Listed again on every pull, until the two agree (or the correction in dogcat is undone).
+    again = json.loads(dogcat("asm3", "pull", EXPORT, "--db", db, "--json").stdout)
+    assert [(c["code"], c["asm3"], c["dogcat"], c["by"]) for c in again["conflicts"]] == [
+        ("A1002", "Mixed Breed", "Beagle (staff)", "alice")]
+    assert again["corrected"] == [] and animals(db)["A1002"]["breed"] == "Beagle"
+    dogcat("correct", "A1002", "--undo", "--db", db)
+    taken = json.loads(dogcat("asm3", "pull", EXPORT, "--db", db, "--json").stdout)
+    assert (taken["conflicts"], taken["corrected"]) == ([], ["A1002"])
+    assert animals(db)["A1002"]["breed"] == "Mixed Breed"

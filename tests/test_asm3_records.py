@@ -50,11 +50,11 @@ def animal_row(id_, code, name, sex="Male", breed1="Beagle", breed2=None, dob="0
     return {"ANIMALID": str(id_), "ANIMALCODE": code, "ANIMALNAME": name, "ANIMALSEX": sex, "ANIMALTYPE": "D (Dog)",
             "ANIMALWEIGHT": "0.0", "ANIMALCOLOR": "Black", "ANIMALBREED1": breed1, "ANIMALBREED2": breed2 or breed1,
             "ANIMALDOB": dob, "ANIMALLOCATION": "Shelter", "ANIMALSPECIES": "Dog", "ANIMALNEUTERED": "0",
-            "ANIMALENTRYDATE": "12/04/2026", "ANIMALGOODWITHCATS": "Unknown", "MOVEMENTTYPE": "0", **more}
+            "ANIMALENTRYDATE": "11/30/2026", "ANIMALGOODWITHCATS": "Unknown", "MOVEMENTTYPE": "0", **more}
 
 
 def log_row(code, name, comments="Moved from -* to Shelter") -> dict:
-    return {"ANIMALCODE": code, "ANIMALNAME": name, "LOGDATE": "12/04/2026", "LOGTIME": "13:38:14",
+    return {"ANIMALCODE": code, "ANIMALNAME": name, "LOGDATE": "11/30/2026", "LOGTIME": "13:38:14",
             "LOGTYPE": "History", "LOGCOMMENTS": f"{code} {name}: {comments}"}
 
 
@@ -135,21 +135,66 @@ def test_blank_rows_are_skipped(tmp_path):
     ("03/01/2021", True, date(2021, 1, 3)), ("2021-03-01", False, date(2021, 3, 1)),
     ("2021-03-01", True, date(2021, 3, 1)), ("12/31/2020 13:38:14", False, date(2020, 12, 31)),
     ("12/31/2020 1:38 PM", False, date(2020, 12, 31)),
+    # Every format of ASM3's locales (src/asm3/i18n.py): with "." or "-" and the year last, always day first.
+    ("2021/03/01", False, date(2021, 3, 1)), ("2021.03.01", True, date(2021, 3, 1)),
+    ("01.03.2021", False, date(2021, 3, 1)), ("01-03-2021", False, date(2021, 3, 1)),
+    ("1.3.2021", True, date(2021, 3, 1)),
 ])
 def test_parse_date(text, day_first, want):
     assert parse_date(text, day_first=day_first) == want
 
 
-@pytest.mark.parametrize("text", ["31/12/2020", "02/30/2021", "2021/03/01", "03/01/21", "03-01-2021", "today",
-                                  "03/01/2021 soon", ""])
+@pytest.mark.parametrize("text", ["31/12/2020", "02/30/2021", "2021/13/01", "03/01/21", "01/05/1", "31-13-2021",
+                                  "2021.03/01", "today", "03/01/2021 soon", ""])
 def test_parse_date_refuses(text):
     with pytest.raises(ValueError):
         parse_date(text)
 
 
 def test_day_first_reads_a_dd_mm_export(tmp_path):
-    path = write(tmp_path, export_text([animal_row(1, "A1001", "Rex", dob="31/12/2020")]))
+    path = write(tmp_path, export_text([animal_row(1, "A1001", "Rex", dob="31/12/2020", ANIMALENTRYDATE="30/11/2026")]))
     assert read_animals(path, day_first=True)[0].dob == date(2020, 12, 31)
+    assert read_animals(path)[0].dob == date(2020, 12, 31)  # told from the file's own dates
+
+
+def day_first_dogs(dob: str = "01/03/2021", entry: str = "05/11/2026") -> list[dict]:
+    """Two dogs whose dates all have a day of 12 or less (an en_GB export on the 5th of November)."""
+    return [animal_row(1, "A1001", "Rex", dob=dob, ANIMALENTRYDATE=entry),
+            {**log_row("A1001", "Rex"), "LOGDATE": entry},
+            animal_row(2, "A1002", "Bella", dob="02/06/2023", ANIMALENTRYDATE=entry)]
+
+
+def test_the_date_order_is_the_whole_files_never_a_rows(tmp_path):
+    # One date with a day above 12 anywhere (here a log row's date) makes every date of the file day first ...
+    rows = day_first_dogs()
+    rows[1]["LOGDATE"] = "13/11/2026"
+    rex, bella = read_animals(write(tmp_path, export_text(rows)))
+    assert (rex.dob, bella.dob) == (date(2021, 3, 1), date(2023, 6, 2))
+    # ... and one with a month above 12 month first; a file with both is refused, naming the later line.
+    rows[2]["ANIMALDOB"] = "06/15/2023"
+    message = refused(write(tmp_path, export_text(rows)))
+    assert ", line 4: ANIMALDOB of A1002 is '06/15/2023', month first, but line 3 has LOGDATE" in message
+
+
+def test_an_undecidable_file_is_refused_naming_the_option_that_settles_it(tmp_path):
+    path = write(tmp_path, export_text(day_first_dogs()))
+    message = refused(path)
+    assert ", line 2: ANIMALDOB of A1001 is '01/03/2021', day or month first" in message
+    assert "--day-first" in message and "--month-first" in message
+    assert [a.dob for a in read_animals(path, day_first=True)] == [date(2021, 3, 1), date(2023, 6, 2)]
+    assert [a.dob for a in read_animals(path, day_first=False)] == [date(2021, 1, 3), date(2023, 2, 6)]
+    # The option must agree with a file that tells.
+    rows = day_first_dogs(entry="25/11/2026")
+    assert "is '25/11/2026', day first, but --month-first was given" in refused(
+        write(tmp_path, export_text(rows)), day_first=False)
+
+
+@pytest.mark.parametrize("dob, why", [("01/01/2999", "in the future"), ("01/05/1", "not four digits"),
+                                      ("01/05/0001", "over 100 years ago"), ("01.05.1900", "over 100 years ago")])
+def test_a_date_of_birth_no_animal_has_is_refused_naming_its_line(tmp_path, dob, why):
+    path = write(tmp_path, export_text(day_first_dogs(dob=dob, entry="25/11/2026")))
+    message = refused(path)
+    assert ", line 2: ANIMALDOB of A1001" in message and why in message
 
 
 # --- malformed files: one line, the file and the line ---------------------------------------------------------
