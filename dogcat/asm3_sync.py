@@ -1,10 +1,12 @@
 """Living with a shelter's records in Animal Shelter Manager 3 (ASM3): read what it holds, send only what is new.
 
-- :func:`pull` reads ASM3's own animal export (dogcat.asm3_records). For each animal the catalog also has (same
-  code, any case): the shelter's name, date of birth and sex become the animal's; ASM3's breeds are what staff
-  say the dog is, kept as a correction with source ``asm3`` (unless they are what dogcat itself sent, or what
-  the last pull already read: so a pull never undoes a correction staff made in dogcat since). The animal is
-  then known to ASM3: an export never sends its staff fields again. Codes only in the file are reported.
+- :func:`pull` takes ASM3's own animal export (read by dogcat.asm3_records). For each animal the catalog also
+  has (same code, any case): the shelter's name, date of birth and sex become the animal's; ASM3's breeds are
+  what staff say the dog is, kept as a correction with source ``asm3``, when ASM3 changed them since the last
+  pull and dogcat did not (a staff correction made in dogcat since stays; both changed, to different words, is
+  a :class:`Conflict`, listed, and neither changes; asm3_animals keeps what the last pull saw, and when). The
+  animal is then known to ASM3: an export never sends its staff fields again. Codes only in the file are
+  reported.
 - :func:`plan` decides what an import file holds. An animal new to ASM3: a full row (code, name, date of birth
   or estimated age, sex where known, species, type, breeds) with its photos. An animal ASM3 has: only photos
   never sent (code and the name exactly as ASM3 has them, and the image), and dogcat's answer as a dated log
@@ -145,7 +147,8 @@ def pull(engine, shelter: Sequence[asm3_records.ShelterAnimal]) -> Pulled:
     with source asm3). Only dogcat: it stays. Both, to different words: a :class:`Conflict`, and neither
     changes."""
     out = Pulled()
-    before_answers = {a.animal: a.summary() for a in readmodel.answers(engine)}
+    before_answers = {a.animal: a.summary() + (" (model)" if a.source == "model" else "")
+                      for a in readmodel.answers(engine)}
     now = db.now()
     with db.writing(engine) as conn:
         live = select(db.animals).where(db.animals.c.merged_into.is_(None))

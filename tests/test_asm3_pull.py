@@ -131,7 +131,7 @@ def test_pull_says_what_it_changed_old_and_new_and_how_many_matched_are_retired(
     assert done["retired"] == ["A1003"]
     assert done["changed"]["A1001"]["dob"] == [None, "2021-03-01"]
     assert done["changed"]["A1001"]["sex"] == [None, "Male"]
-    assert done["changed"]["A1002"]["breed"] == ["Beagle", "Mixed Breed"]  # the model's answer, then ASM3's
+    assert done["changed"]["A1002"]["breed"] == ["Beagle (model)", "Mixed Breed"]  # the model's answer, then ASM3's
     dogcat("correct", "A1002", "--undo", "--db", db)  # staff take ASM3's breed back out in dogcat ...
     edited = Path(db).parent / "edited.csv"  # ... and ASM3 says Bella was born a day later
     edited.write_text(EXPORT.read_text(encoding="utf-8").replace('"06/15/2023"', '"06/16/2023"'), encoding="utf-8")
