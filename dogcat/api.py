@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +32,9 @@ from sqlalchemy.engine import Engine
 from dogcat import animals as grouping
 from dogcat import (
     asm3,
+    asm3_api,
     asm3_records,
+    asm3_send,
     asm3_sync,
     catalog,
     claims,
@@ -51,6 +55,17 @@ from dogcat.modelcard import ModelCard
 from dogcat.status import Judge, load_judge
 
 Photo = Any  # a path (str or Path), a photo's bytes, or a PIL image
+
+
+@dataclasses.dataclass
+class Asm3Synced:
+    """What ``dogcat asm3 sync`` did: sends of earlier syncs settled first (their answer never came), the pull
+    of ASM3's animals, the plan sent (its warnings), and what ASM3 took of it (None: nothing new to send)."""
+
+    earlier: list[asm3_send.Settled]
+    pulled: asm3_sync.Pulled
+    plan: asm3_sync.Plan
+    sent: asm3_send.Settled | None
 
 
 class Result:
@@ -279,6 +294,34 @@ class Catalog:
         are day first; None: told from the file's own dates (ShelterFileError when they cannot tell)."""
         shelter = asm3_records.read_animals(path, day_first=day_first)
         return asm3_sync.pull(self.engine, shelter)
+
+    def asm3_sync(self, url: str, *, username: str | None = None, account: str | None = None,
+                  environ: dict[str, str] | None = None, allow_http: bool = False,
+                  timeout_s: float = asm3_api.DEFAULT_TIMEOUT_S, age: str | None = None, dob: str | None = None,
+                  animals_csv: str | Path | None = None, by: str | None = None) -> Asm3Synced:
+        """``dogcat asm3 sync``: over ASM3's service API, settle earlier sends whose answer never came, pull
+        ASM3's animals (as :meth:`asm3_pull` does its export), then send what ASM3 has not taken yet (the rows
+        ``export --format asm3`` would write) and keep as sent only what ASM3's answer says it took
+        (dogcat.asm3_send). Raises asm3_api.ServiceError (exit 1) when ASM3 cannot be used, UsageError when an
+        animal new to ASM3 has no age, for a bad URL and for missing credentials (DOGCAT_ASM3_PASSWORD with
+        ``username``, or DOGCAT_ASM3_KEY, read from ``environ``, default os.environ): nothing sent."""
+        auth = asm3_api.credentials(username, dict(os.environ if environ is None else environ))
+        service = asm3_api.Service(url, auth, account, allow_http=allow_http, timeout_s=timeout_s)
+        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
+        asm3_sync.estimated_age(age, dob)  # bad usage before ASM3 is asked
+        remote = service.shelter_animals()
+        earlier = asm3_send.settle(self.engine, remote)
+        pulled = asm3_sync.pull(self.engine, [r.animal for r in remote])
+        plan = asm3_sync.plan(self.engine, age=age, dob=dob, facts=facts)
+        pictures = asm3.attach_images(plan, asm3.image_for)
+        rows = list(asm3.rows(plan, pictures))
+        if not rows:
+            return Asm3Synced(earlier, pulled, plan, None)
+        content = io.StringIO(newline="")
+        asm3.write(iter(rows), content)
+        sent = asm3_send.send(self.engine, service, plan, rows, pictures, content.getvalue().encode("utf-8"),
+                              corrections.who(by), asm3_send.media_high(remote))
+        return Asm3Synced(earlier, pulled, plan, sent)
 
     def asm3_files(self) -> list[dict]:
         """The ASM3 import files written, with what each held (``dogcat asm3 files``)."""

@@ -425,23 +425,28 @@ def read_facts(path: str | Path) -> dict[str, ShelterFacts]:
 
 def record(engine, plan: Plan, path: str, by: str) -> int:
     """Keep what a written file holds (after it is complete); returns the file's id (dogcat asm3 forget ID)."""
-    now = db.now()
     with db.writing(engine) as conn:
-        inserted = conn.execute(insert(db.asm3_files).values(path=path, written_at=now, written_by=by))
-        file_id = inserted.inserted_primary_key[0]  # type: ignore[index]  # one row inserted: its key is there
-        rows = []
-        for a in plan.animals:
-            rows += [{"file": file_id, "animal": a.answer.animal, "kind": "photo", "item": p["sha256"]}
-                     for p in a.photos]
-            if a.log_key:
-                rows.append({"file": file_id, "animal": a.answer.animal, "kind": "log", "item": a.log_key})
-            if a.new:
-                rows.append({"file": file_id, "animal": a.answer.animal, "kind": "animal",
-                             "item": breeds_key(*a.breeds)})
-                db.upsert(conn, db.asm3_animals, [{"animal": a.answer.animal, "asm3_code": a.code, "name": a.name,
-                                                   "breed1": a.breeds[0], "breed2": a.breeds[1], "source": "sent",
-                                                   "updated_at": now}])
-        db.insert_ignore(conn, db.asm3_sent, rows)
+        return record_in(conn, plan, path, by)
+
+
+def record_in(conn: Connection, plan: Plan, path: str, by: str) -> int:
+    """:func:`record` inside the caller's transaction (dogcat.asm3_send records a send and its state as one)."""
+    now = db.now()
+    inserted = conn.execute(insert(db.asm3_files).values(path=path, written_at=now, written_by=by))
+    file_id = inserted.inserted_primary_key[0]  # type: ignore[index]  # one row inserted: its key is there
+    rows = []
+    for a in plan.animals:
+        rows += [{"file": file_id, "animal": a.answer.animal, "kind": "photo", "item": p["sha256"]}
+                 for p in a.photos]
+        if a.log_key:
+            rows.append({"file": file_id, "animal": a.answer.animal, "kind": "log", "item": a.log_key})
+        if a.new:
+            rows.append({"file": file_id, "animal": a.answer.animal, "kind": "animal",
+                         "item": breeds_key(*a.breeds)})
+            db.upsert(conn, db.asm3_animals, [{"animal": a.answer.animal, "asm3_code": a.code, "name": a.name,
+                                               "breed1": a.breeds[0], "breed2": a.breeds[1], "source": "sent",
+                                               "updated_at": now}])
+    db.insert_ignore(conn, db.asm3_sent, rows)
     return int(file_id)
 
 

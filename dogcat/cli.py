@@ -1140,6 +1140,97 @@ def asm3_pull(
                   f"{escape(visible(_some(pulled.only_in_file)))}[/]", highlight=False)
 
 
+@asm3_app.command("sync")
+def asm3_sync(
+    db: DbOption = settings.DEFAULT_DB,
+    url: Annotated[str, typer.Option("--url", help="ASM3's service address, e.g. "
+                   "https://service.sheltermanager.com/asmservice (no query, no password in it).",
+                   show_default=False)] = "",
+    username: Annotated[str | None, typer.Option("--username", help="An ASM3 user (its password in the "
+                        "environment variable DOGCAT_ASM3_PASSWORD). Not needed with an API key in "
+                        "DOGCAT_ASM3_KEY.", show_default=False)] = None,
+    account: Annotated[str | None, typer.Option("--account", help="The hosted ASM3 account (database) name.",
+                       show_default=False)] = None,
+    age: Annotated[str | None, typer.Option("--age", help="The estimated age in years ASM3 needs for an animal "
+                   "new to it, for those with no age of their own (as export --format asm3).",
+                   show_default=False)] = None,
+    dob: Annotated[str | None, typer.Option("--dob", help="A date of birth (YYYY-MM-DD) instead of --age.",
+                   show_default=False)] = None,
+    animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="Each new animal's name, date of "
+                           "birth or age, and sex: a CSV with columns code,name,dob,age,sex.",
+                           show_default=False)] = None,
+    allow_http: Annotated[bool, typer.Option("--allow-http", help="Allow a plain http:// address to another "
+                          "machine (the password then crosses the network unencrypted).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds to wait for each of ASM3's "
+                       "answers.")] = 120.0,
+    as_json: Annotated[bool, typer.Option("--json", help="What happened, as one JSON object.")] = False,
+):
+    """Read ASM3's animals and send it what it has not taken yet, over ASM3's service API, in one step.
+
+    First, a send of an earlier sync whose answer never came (a time-out, a dropped connection, dogcat killed)
+    is settled from ASM3's animals: what ASM3 took stays sent, the rest is sent again. Then ASM3's animals in
+    care are read as dogcat asm3 pull reads its export. Then what dogcat export --format asm3 would write is
+    imported (method csv_import) and only what ASM3's answer says it took is recorded as sent; a row ASM3
+    rejects is listed with ASM3's own message and sent again next time. Files and syncs share one record
+    (dogcat asm3 files), so a shelter can switch.
+
+    The password comes from the environment variable DOGCAT_ASM3_PASSWORD (an API key from DOGCAT_ASM3_KEY),
+    never from an option; it is sent in request bodies only, never printed or stored. HTTPS certificates are
+    verified; plain http:// is refused except to this machine unless --allow-http. See docs/asm3.md.
+
+    [b]Example[/b]
+
+      DOGCAT_ASM3_PASSWORD=... dogcat asm3 sync --db shelter.db --url
+      https://service.sheltermanager.com/asmservice --account myshelter --username dogcat --age 2
+
+    [b]Exit codes[/b]
+
+      0  synced (nothing new is fine);  1  ASM3 could not be used (unreachable, a wrong password or key, an
+      ERROR answer, no answer in time: the line says whether anything may have arrived; the next sync finds
+      out), or a row was rejected (listed; sent again next time), or the catalog cannot be used
+
+      2  bad usage (no --url, no password or key in the environment, plain http to another machine, an animal
+      new to ASM3 without an age): nothing sent;  130  interrupted
+    """
+    if not url:
+        fail("--url: give ASM3's service address (e.g. https://service.sheltermanager.com/asmservice)", 2)
+    with failures(db), _catalog(db, create=True) as catalog:
+        synced = catalog.asm3_sync(url, username=username, account=account, allow_http=allow_http,
+                                   timeout_s=timeout, age=age, dob=dob, animals_csv=animals_csv)
+    for warning in synced.plan.warnings:
+        error(escape(warning), kind="warning")
+    if as_json:
+        print(json.dumps({"earlier": [s.to_dict() for s in synced.earlier], "pulled": synced.pulled.to_dict(),
+                          "sent": synced.sent.to_dict() if synced.sent else None}))
+    else:
+        for s in synced.earlier:
+            out.print(f"ASM3 file {s.file} (an earlier sync, its answer lost), from ASM3's animals: "
+                      f"{_kinds(s.taken)} taken" + (f", {_kinds(s.not_taken)} sent again now"
+                                                    if s.not_taken else ""), highlight=False)
+        p = synced.pulled
+        out.print(f"ASM3: {len(p.matched)} animals matched, {len(p.changed)} updated, {len(p.corrected)} breeds "
+                  "taken from ASM3" + (f", {len(p.conflicts)} conflicts" if p.conflicts else "")
+                  + (f", {len(p.only_in_file)} only in ASM3" if p.only_in_file else ""), highlight=False)
+        for conflict in p.conflicts:
+            err.print(f"conflict: {escape(visible(conflict.line()))}", highlight=False)
+        if synced.sent is None:
+            out.print("nothing new for ASM3: nothing sent", highlight=False)
+        else:
+            s = synced.sent
+            out.print(f"sent to ASM3 as file {s.file}: {_kinds(s.taken)} taken"
+                      + (f", {_kinds(s.not_taken)} not taken (sent again next time)" if s.not_taken else ""),
+                      highlight=False)
+    if synced.sent is not None and synced.sent.rejected:
+        for line in synced.sent.rejected:
+            err.print(f"rejected: {escape(visible(line))}", highlight=False)
+        fail(f"ASM3 rejected {len(synced.sent.rejected)} row(s) (listed above); they are sent again next time")
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    words = {"animal": "new animals", "photo": "photos", "log": "log entries"}
+    return ", ".join(f"{counts.get(k, 0)} {w}" for k, w in words.items()) if counts else "nothing"
+
+
 def _some(codes: list[str], n: int = 20) -> str:
     return ", ".join(codes[:n]) + (" ..." if len(codes) > n else "")
 

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
     from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0  # a statement waiting for a lock (readers of a catalog not in WAL mode, the WAL switch)
 WRITE_WAIT_S = settings.WRITE_WAIT_S  # a write transaction waiting for another writer (SQLite)
@@ -240,6 +240,17 @@ asm3_sent = Table(
     Column("item", Text, primary_key=True),  # animal: "breed1 / breed2"; photo: SHA-256; log: the text
 )
 Index("asm3_sent_animal", asm3_sent.c.animal)
+# Schema 6 (issue 34): an ASM3 file sent over ASM3's service API (`dogcat asm3 sync`) rather than written:
+# the service (its address, never a secret), "sending" from just before the request until what ASM3 took is
+# settled (NULL: settled), and the highest ASM3 media id among the animals in care just before it was sent, by
+# which a sync whose answer never came (or that was killed) finds the photos ASM3 took (dogcat.asm3_send).
+asm3_sends = Table(
+    "asm3_sends", metadata,
+    Column("file", Integer, ForeignKey("asm3_files.id"), primary_key=True),
+    Column("service", Text, nullable=False),
+    Column("state", Text),
+    Column("media_before", Integer, nullable=False),
+)
 
 # Schema 3 (issue 13): work claimed by a running catalog, so that concurrent runs (processes, machines sharing
 # one PostgreSQL) classify each photo once. A row says "run `owner` is classifying this content with this model
@@ -692,8 +703,13 @@ def _to_5(conn: Connection):
     features.create(conn, checkfirst=True)
 
 
+def _to_6(conn: Connection):
+    """Issue 34: ASM3 files sent over its service API (asm3_sends)."""
+    asm3_sends.create(conn, checkfirst=True)
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
 
 
 def _version(conn: Connection) -> int | None:

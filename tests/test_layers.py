@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("leaves: names, rules and text, no dogcat imports but each other", {
         "dogcat.version", "dogcat.settings", "dogcat.errors", "dogcat.text", "dogcat.breeds", "dogcat.decision",
         "dogcat.fusion", "dogcat.pathkeys", "dogcat.naming", "dogcat.patterns", "dogcat.helptext", "dogcat.console",
-        "dogcat.asm3_records"}),
+        "dogcat.asm3_records", "dogcat.asm3_api"}),
     ("pixels and models: model card, decoding, ONNX sessions, statuses, the file walk", {
         "dogcat.modelcard", "dogcat.images", "dogcat.model", "dogcat.status", "dogcat.walk",
         "dogcat.classifier", "dogcat.previews", "dogcat.heads"}),
@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("the read model: each photo's and animal's answer, staff corrections in force", {"dogcat.readmodel"}),
     ("jobs: catalog, grouping, corrections, evaluation, teaching, look-alikes", {
         "dogcat.animals", "dogcat.catalog", "dogcat.corrections", "dogcat.evaluate", "dogcat.asm3_sync",
-        "dogcat.teach", "dogcat.similar"}),
+        "dogcat.asm3_send", "dogcat.teach", "dogcat.similar"}),
     ("outputs: CSV / JSON Lines, ASM3, the HTML report", {"dogcat.export", "dogcat.asm3", "dogcat.report"}),
     ("the lab (TensorFlow; the train extra)", {f"dogcat.train.{p.stem}" for p in (PACKAGE / "train").glob("*.py")}
      | {"dogcat.train"}),
