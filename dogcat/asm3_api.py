@@ -165,6 +165,9 @@ class Service:
             with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._context) as answer:
                 data = answer.read()
         except urllib.error.HTTPError as e:
+            if imports and e.code >= 500:  # a gateway giving up on a long import, ASM3 failing midway: unknown
+                raise AnswerLost(f"{self.where}: {method} answered HTTP {e.code} {e.reason}" + _after(True)) \
+                    from None
             raise NotSent(f"{self.where}: {method} answered HTTP {e.code} {e.reason} (is this ASM3's service "
                           "address?)") from None
         except urllib.error.URLError as e:

@@ -263,6 +263,7 @@ def test_three_sync_cycles_with_a_new_photo_and_a_staff_breed_edit(tmp_path, asm
     assert result.exit_code == 0 and not exported.exists(), result.output
     assert [s["photos"] for s in sends(db)] == [8, 1]
     assert all(PASSWORD not in json.dumps(s) for s in sends(db))
+    assert PASSWORD.encode() not in db.read_bytes()  # nowhere in the catalog
 
 
 @pytest.mark.slow
@@ -282,13 +283,15 @@ def test_a_wrong_password_or_key_sends_nothing_and_says_so_in_one_line(tmp_path,
 
 class DropsTheAnswer(socketserver.ThreadingTCPServer):
     """Between dogcat and ASM3: hands each request to ASM3 and passes its answer on, except an import's: ASM3
-    imports, answers, and the connection is dropped before the answer reaches dogcat."""
+    imports and answers, and then the connection is dropped before the answer reaches dogcat (``hold``: it is
+    held open, unanswered, until dogcat gives up). ``imported`` is set once ASM3 has answered the import."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, hold: bool = False):
         self.target_port = target_port
+        self.imported = threading.Event()
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(handler):
@@ -309,6 +312,10 @@ class DropsTheAnswer(socketserver.ThreadingTCPServer):
                 data = answer.read()  # ASM3 did it all ...
                 upstream.close()
                 if b"method=csv_import" in body:
+                    self.imported.set()
+                    if hold:
+                        handler.request.settimeout(120)
+                        handler.request.recv(1)  # until dogcat hangs up
                     return  # ... and the import's answer never reaches dogcat
                 handler.request.sendall(b"HTTP/1.0 %d OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
                     answer.status, (answer.getheader("Content-Type") or "text/plain").encode(), len(data)) + data)
@@ -317,7 +324,8 @@ class DropsTheAnswer(socketserver.ThreadingTCPServer):
 
 
 @pytest.mark.slow
-def test_the_server_stopped_or_the_answer_lost_sends_each_photo_once(tmp_path, asm3_shelter):
+@pytest.mark.parametrize("lost", ["dropped", "timed out"])
+def test_the_server_stopped_or_the_answer_lost_sends_each_photo_once(tmp_path, asm3_shelter, lost):
     folder, start = asm3_shelter
     server = start()
     pictures, db = intake(tmp_path)
@@ -328,14 +336,18 @@ def test_the_server_stopped_or_the_answer_lost_sends_each_photo_once(tmp_path, a
     assert sends(db) == []
 
     server = start()
-    proxy = DropsTheAnswer(server.port)
+    proxy = DropsTheAnswer(server.port, hold=lost == "timed out")
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        result = sync(db, f"http://127.0.0.1:{proxy.server_address[1]}/service", code=1)
+        result = sync(db, f"http://127.0.0.1:{proxy.server_address[1]}/service",
+                      *(["--timeout", "1"] if lost == "timed out" else []), code=1)
+        assert proxy.imported.wait(120)
     finally:
         proxy.shutdown()
         proxy.server_close()
-    assert "connection dropped" in result.output and "finds out what it took" in result.output
+    said = "no answer to csv_import within 1 s" if lost == "timed out" else "the connection dropped"
+    assert said in result.output and "finds out what it took" in result.output, result.output
+    assert result.output.count("\n") == 1  # one line
     assert photos_in_asm3(folder) == on_disk(pictures)  # ASM3 imported it all
     assert sends(db)[0]["photos"] == 8  # and it counts as sent until told otherwise
 
