@@ -179,6 +179,8 @@ CLOSED = "postgresql://dogcat:SECRET-pw@127.0.0.1:1/shelter"
     "postgresql://dogcat:SECRET-pw@127.0.0.1:notaport/shelter",  # not a valid URL
     "nosuchdb://dogcat:SECRET-pw@host/shelter",  # no such dialect
     "postgresql+psycopg2://dogcat:SECRET-pw@127.0.0.1:1/shelter",  # a driver not installed (or the closed port)
+    "postgresql://dogcat@127.0.0.1:1/shelter?password=SECRET-pw&sslpassword=SECRET-ssl",  # libpq's parameters
+    "postgresql://dogcat:SECRET@pw@127.0.0.1:1/shelter",  # an @ not written %40: SQLAlchemy's host would be "pw@…"
 ])
 def test_a_password_in_the_url_is_never_shown(url, tmp_path):
     table = write_csv(tmp_path / "c.csv", [("A0", "Beagle")])
@@ -187,8 +189,8 @@ def test_a_password_in_the_url_is_never_shown(url, tmp_path):
                  ["asm3", "files"], ["catalog", str(EXAMPLES)]):
         result = runner.invoke(app, [*args, "--db", url])
         assert result.exit_code == 1, (args, result.output)
-        assert "SECRET" not in result.stdout + result.stderr, (args, result.stderr)
-        assert "dogcat:***@" in result.stderr or "the database" in result.stderr, result.stderr
+        assert "SECRET" not in result.stdout + result.stderr and "pw" not in result.stderr, (args, result.stderr)
+        assert "***" in result.stderr or "the database" in result.stderr, result.stderr
 
 
 def test_a_database_error_mid_command_never_shows_the_password(capsys):
@@ -199,6 +201,28 @@ def test_a_database_error_mid_command_never_shows_the_password(capsys):
     assert exited.value.exit_code == 1
     shown = capsys.readouterr()
     assert "SECRET" not in shown.out + shown.err and "database error: server closed the connection" in shown.err
+
+
+@pytest.mark.parametrize("url, shown, secrets", [
+    ("postgresql://bob:SECRET@db.example.org:5432/shelter?sslmode=require",
+     "postgresql+psycopg://bob:***@db.example.org:5432/shelter?sslmode=require", ["SECRET"]),
+    ("postgresql://bob@db.example.org/shelter?password=SECRET&sslpassword=SECRET2&application_name=dogcat",
+     "postgresql+psycopg://bob@db.example.org/shelter?application_name=dogcat&password=***&sslpassword=***",
+     ["SECRET", "SECRET2"]),
+    ("postgresql://bob:SEC%40RET@h/shelter?PassWord=SEC%20RET", "postgresql+psycopg://bob:***@h/shelter?PassWord=***",
+     ["SEC@RET", "SEC RET", "SEC+RET", "SEC%20RET"]),
+])
+def test_every_name_of_a_database_url_hides_its_secrets(url, shown, secrets):
+    """The one mask (dogcat.text.masked_url) in every place that names --db: the catalog summary's, report's and
+    teach's name for it (Catalog.name), messages (db.describe_db) and whatever a driver quotes back."""
+    from dogcat.api import Catalog
+    from dogcat.text import masked_url
+
+    catalog = Catalog(url)  # a catalog that may be created is opened on first use: no server needed to name it
+    assert catalog.name == db.describe_db(url) == shown
+    assert "SEC" not in masked_url(url) and masked_url(url).count("***") == shown.count("***")
+    quoted = f"could not connect: {url} (with {', '.join(secrets)})"
+    assert "SEC" not in db.without_password(quoted, url), db.without_password(quoted, url)
 
 
 # --- 5. control characters in names ----------------------------------------------------------------------------
