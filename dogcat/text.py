@@ -11,6 +11,7 @@ Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/archit
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
@@ -67,6 +68,16 @@ def url_secrets(url: str) -> list[str]:
         return []
     found = [m["secret"] for m in _USER_PASSWORD.finditer(url)]
     return [s for s in found + [m["secret"] for m in _SECRET_PARAMETER.finditer(url)] if s]
+
+
+def json_text(value: object) -> str:
+    """``value`` as JSON, non-ASCII letters as they are (ensure_ascii=False), but each hidden character (a C1
+    control such as U+009B, which a terminal reads as the start of an escape sequence; bidi controls ...)
+    written as a ``\\uXXXX`` escape: the same data to any JSON reader, nothing a terminal acts on."""
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isprintable():  # the common case, fast (json has escaped C0 controls already)
+        return text
+    return "".join(json.dumps(ch)[1:-1] if _hidden(ch) else ch for ch in text)
 
 
 def percent(p: float | None, unknown: str = "") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -248,6 +249,31 @@ def test_no_control_character_reaches_the_terminal(tmp_path):
         assert "two\nlines" not in shown
     assert "photo /intake/red<U+001B>[31mdog/1.jpg: corrected" in runner.invoke(
         app, ["correct", shas[0], "--breed", "boxer", "--db", str(shelter)]).stdout
+
+
+def test_data_printed_to_a_terminal_passes_no_control_character(tmp_path):
+    """animals --csv, export (CSV, JSON Lines) and animals --json on a person's terminal: the names (ASM3 sends
+    them; a folder may hold anything) with ESC, CSI (U+009B), BEL, CR and U+202E made visible, the line ends kept;
+    the same commands into a pipe or a file write every name exactly as it is (issue 29, item 13)."""
+    from tests.test_command_line import in_a_terminal
+
+    shelter = tmp_path / "s.db"
+    names = [*HOSTILE, "csi\x9b31mdog", "bell\x07\rover"]
+    make_catalog(shelter, names)
+    for args in (["animals", "--csv"], ["export"], ["export", "--per", "animal"], ["export", "--format", "jsonl"],
+                 ["animals", "--json"], ["animals", "show", "A0", "--json"]):
+        code, shown = in_a_terminal(*args, "--db", str(shelter), env_extra={"NO_COLOR": "1"})
+        assert code == 0, (args, shown)
+        shown = shown.replace(b"\r\r\n", b"\n").replace(b"\r\n", b"\n")  # the terminal's own line ends
+        for control in ("\x1b", "\x9b", "\x07", "\r", "\u202e"):
+            assert control.encode() not in shown, (args, control, shown)
+        assert b"<U+001B>[31mdog" in shown or b"\\u001b[31mdog" in shown, (args, shown)
+    on_a_pipe = runner.invoke(app, ["animals", "--csv", "--db", str(shelter)]).stdout
+    assert [r["name"] for r in csv.DictReader(io.StringIO(on_a_pipe, newline=""))] == names
+    lines = runner.invoke(app, ["export", "--per", "animal", "--format", "jsonl", "--db", str(shelter)]
+                          ).stdout.splitlines()
+    assert sorted(json.loads(line)["name"] for line in lines) == sorted(names)
+    assert not any(c in "".join(lines) for c in ("\x1b", "\x9b", "\u202e"))  # escaped in JSON: the same data
 
 
 # --- 6. another program's database -----------------------------------------------------------------------------
