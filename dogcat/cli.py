@@ -1042,9 +1042,10 @@ def correct(
 
     [b]Exit codes[/b]
 
-      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied or two rows saying
-      different things of one animal or photo (then nothing is), a read-only catalog, or another writer holding
-      the catalog for more than 10 minutes (dogcat waits for it, saying so)
+      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied, two rows saying
+      different things of one animal or photo, or a CSV header naming a column twice (then nothing is applied), a
+      read-only catalog, or another writer holding the catalog for more than 10 minutes (dogcat waits for it,
+      saying so)
 
       2  bad usage
     """

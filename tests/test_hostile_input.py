@@ -170,6 +170,25 @@ def test_two_rows_saying_different_things_of_one_animal_apply_nothing(tmp_path):
     assert count(shelter, "SELECT count(*) FROM corrections") == 0
 
 
+def test_a_column_named_twice_is_refused(tmp_path):
+    """Which of two corrected_breed columns a row means cannot be told: refused, naming the file and the column,
+    nothing applied (before, the last one silently won). Blank headers (a spreadsheet's empty columns) are no
+    names."""
+    shelter = tmp_path / "s.db"
+    make_catalog(shelter, ["Rex", "Max"])
+    table = write_csv(tmp_path / "c.csv", [("A0", "Beagle", "Pug")], header=("animal", "corrected_breed",
+                                                                             "corrected_breed"))
+    result = runner.invoke(app, ["correct", "--from", str(table), "--db", str(shelter)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert (f"{table}: its header names the column corrected_breed more than once (columns 2 and 3); keep one"
+            in " ".join(result.stderr.split())), result.stderr
+    assert count(shelter, "SELECT count(*) FROM corrections") == 0
+    blank = write_csv(tmp_path / "b.csv", [("A0", "Beagle", "", "")], header=("animal", "corrected_breed", "", ""))
+    result = runner.invoke(app, ["correct", "--from", str(blank), "--db", str(shelter)])
+    assert result.exit_code == 0 and count(shelter, "SELECT count(*) FROM corrections") == 1, result.output
+
+
 # --- 4. a password in --db -------------------------------------------------------------------------------------
 
 CLOSED = "postgresql://dogcat:SECRET-pw@127.0.0.1:1/shelter"
