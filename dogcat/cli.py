@@ -23,7 +23,7 @@ from dogcat import settings
 from dogcat.console import err, error, fail, out
 from dogcat.helptext import Group
 from dogcat.shell import failures, output_stream
-from dogcat.text import percent, visible
+from dogcat.text import json_text, percent, visible
 from dogcat.version import __version__
 
 if TYPE_CHECKING:
@@ -828,7 +828,7 @@ def animals_list(
         answers = catalog.animals(include_empty=True, **filters)
     if as_json:
         for a in answers:
-            print(json.dumps(a.to_dict(), ensure_ascii=False))
+            print(json_text(a.to_dict()))
         return
     if as_csv:
         from dogcat.export import write_animals
@@ -882,7 +882,7 @@ def animals_show(
     with failures(db), _catalog(db, readonly=True) as catalog:
         detail = catalog.animal(code)
     if as_json:
-        print(json.dumps(detail.to_dict(), ensure_ascii=False))
+        print(json_text(detail.to_dict()))
         return
     a = detail.answer
 
@@ -1042,9 +1042,10 @@ def correct(
 
     [b]Exit codes[/b]
 
-      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied or two rows saying
-      different things of one animal or photo (then nothing is), a read-only catalog, or another writer holding
-      the catalog for more than 10 minutes (dogcat waits for it, saying so)
+      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied, two rows saying
+      different things of one animal or photo, or a CSV header naming a column twice (then nothing is applied), a
+      read-only catalog, or another writer holding the catalog for more than 10 minutes (dogcat waits for it,
+      saying so)
 
       2  bad usage
     """
@@ -1238,7 +1239,7 @@ def teach(
     with failures(db), _catalog(db) as catalog, _teach_progress() as progress:
         taught = catalog.teach(output, model=model_path, min_photos=min_photos, progress=progress)
     if as_json:
-        print(json.dumps(taught.to_dict(), ensure_ascii=False))
+        print(json_text(taught.to_dict()))
         return
 
     def line(text: str, style: str = "") -> None:
@@ -1315,7 +1316,7 @@ def similar(
         found = catalog.similar(query, top=top, retired=retired, model=model_path)
     if as_json:
         for m in found:
-            print(json.dumps(m.to_dict(), ensure_ascii=False))
+            print(json_text(m.to_dict()))
         return
     table = Table(show_edge=False, header_style="bold")
     for column in ("", "animal", "name", "similarity", "breed", "photos", "most alike photo"):

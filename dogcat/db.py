@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 import urllib.parse
@@ -66,6 +65,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dogcat import naming, pathkeys, settings
 from dogcat.errors import DogcatError
+from dogcat.text import MASK, masked_url, secret_parameter, url_secrets
 from dogcat.version import __version__
 
 if TYPE_CHECKING:
@@ -297,8 +297,11 @@ def url_for(db: str) -> URL:
         try:
             url = make_url(db)
         except Exception:  # ArgumentError, ValueError ... for a malformed URL
-            raise DatabaseError(f"{_masked(db)}: not a valid database URL (e.g. sqlite:///shelter.db, "
+            raise DatabaseError(f"{masked_url(db)}: not a valid database URL (e.g. sqlite:///shelter.db, "
                                 "postgresql://user@host/db)") from None
+        if "@" in (url.host or ""):  # bob:pa@ss@host: the driver would be sent "pa" and quote "ss@host" back
+            raise DatabaseError(f"{masked_url(db)}: not a valid database URL (an @ in the password is written "
+                                "%40)")
         return _with_installed_driver(url)
     return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
 
@@ -316,43 +319,43 @@ def _with_installed_driver(url: URL) -> URL:
 
 
 def describe(url: URL) -> str:
+    """A catalog as messages and files name it: a SQLite file's path, else its URL with every secret (the password,
+    ?password=, ?sslpassword=) written *** (dogcat.text.masked_url)."""
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return url.database
-    return url.render_as_string(hide_password=True)
+    return masked_url(url.render_as_string(hide_password=False))
 
 
 def describe_db(db: str) -> str:
-    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden (also when it is
+    """``--db`` as messages show it: a SQLite file's path, or the URL with its secrets hidden (also when it is
     not a valid URL). Every message that names a database names it so; a path, as it was given."""
     if "://" not in db:
         return db
     try:
         return describe(url_for(db))
     except DatabaseError:
-        return _masked(db)
-
-
-# user:password@ in a URL that may not parse: everything between the user's colon and the last @ before the host.
-_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
-
-
-def _masked(db: str) -> str:
-    return _PASSWORD.sub(r"\1***@", db)
+        return masked_url(db)
 
 
 def without_password(message: str, db: str | None) -> str:
-    """``message`` with ``--db``'s password, wherever it appears (a driver's error may quote its connection
-    string), replaced by ***: the last guard before a line is printed (dogcat.shell)."""
+    """``message`` with ``--db``'s secrets, wherever they appear (a driver's error may quote its connection
+    string or a password), replaced by ***: the last guard before a line is printed (dogcat.shell)."""
     if not db or "://" not in db:
         return message
-    try:
-        password = make_url(db).password
-    except Exception:  # noqa: BLE001 — a URL that does not parse: mask what looks like its password
-        m = re.search(r"://[^/@:]*:([^/]*)@", db)
-        password = m.group(1) if m else None
-    if password:
-        for shown in {str(password), urllib.parse.quote(str(password), safe="")}:
-            message = message.replace(shown, "***")
+    secrets = set(url_secrets(db))
+    try:  # as SQLAlchemy split the URL, and as the driver was given them (decoded)
+        url = make_url(db)
+        secrets.add(str(url.password or ""))
+        for name, value in url.query.items():
+            if secret_parameter(name):
+                secrets.update([value] if isinstance(value, str) else value)
+    except Exception:  # noqa: BLE001 — a URL that does not parse: what masked_url finds in it is all there is
+        pass
+    message = message.replace(db, masked_url(db))
+    for secret in sorted(secrets - {""}, key=len, reverse=True):  # the longest first: none left half-masked
+        for shown in {secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe=""),
+                      urllib.parse.quote_plus(secret)}:
+            message = message.replace(shown, MASK)
     return message
 
 
