@@ -966,8 +966,8 @@ def animals_prune(
     stay in the catalog with their photos' records, corrections, ASM3 link and history, but are no longer listed,
     exported or shown in the report. Prints each animal retired.
 
-    A missing or empty folder is not a gone animal: when the folder above an animal's missing folder is missing
-    or empty too (an unplugged drive, a renamed intake folder), prune names it and retires nothing.
+    A missing or empty folder is not a gone animal: when the photos' folder is empty, or missing together with the
+    folder above it (an unplugged drive, a renamed intake folder), prune names it and retires nothing.
 
     A renamed folder keeps its animal: the next dogcat catalog puts its photos in the same animal (by the code in
     its name, A1002-Bella -> A1002-Bella-Rose, else by the photos' content, Rex -> Rexy) and brings it back into
