@@ -44,22 +44,37 @@ def retired(db: Path) -> dict[str, str | None]:
         return dict(con.execute("SELECT code, retired_at FROM animals WHERE merged_into IS NULL"))
 
 
-@pytest.fixture
-def week(crops, tmp_path) -> tuple[Path, Path]:
-    """(intake, catalog): A1002-Bella (two golden retrievers, corrected by staff), Rex (two pugs; a folder without a
-    code) and Max (two beagles), catalogued."""
-    intake, db = tmp_path / "intake", tmp_path / "shelter.db"
-    photos(crops, intake / "A1002-Bella", GOLDEN, 2)
-    photos(crops, intake / "Rex", PUG, 2)
-    photos(crops, intake / "Max", BEAGLE, 2)
+@pytest.fixture(scope="module")
+def catalogued(crops, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(a pristine intake, where each test's intake lies, the catalog of it there): catalogued once, with the
+    bundled model. A1002-Bella (two golden retrievers, corrected by staff), Rex (two pugs; a folder without a
+    code) and Max (two beagles)."""
+    base = tmp_path_factory.mktemp("week")
+    pristine, intake, db = base / "pristine", base / "intake", base / "pristine.db"
+    photos(crops, pristine / "A1002-Bella", GOLDEN, 2)
+    photos(crops, pristine / "Rex", PUG, 2)
+    photos(crops, pristine / "Max", BEAGLE, 2)
+    shutil.copytree(pristine, intake)  # copies keep their times: a later run skips them, classifies nothing
     dogcat("catalog", intake, "--db", db, "--quiet")
     dogcat("correct", "A1002", "--breed", "golden retriever", "--breed2", "labrador", "--by", "carol", "--db", db)
-    return intake, db
+    return pristine, intake, db
 
 
-def test_a_missing_or_empty_intake_folder_is_not_a_gone_animal(week, tmp_path):
+@pytest.fixture
+def week(catalogued, tmp_path) -> tuple[Path, Path]:
+    """(intake, catalog) as catalogued, for one test to change: the intake at the path the catalog knows."""
+    pristine, intake, db = catalogued
+    for left in (intake, intake.with_name("intake.off")):
+        shutil.rmtree(left, ignore_errors=True)
+    shutil.copytree(pristine, intake)
+    shutil.copy(db, tmp_path / "shelter.db")
+    return intake, tmp_path / "shelter.db"
+
+
+def test_a_missing_or_empty_intake_folder_is_not_a_gone_animal(week):
     intake, db = week
-    intake.rename(tmp_path / "intake.off")  # the folder renamed, as an unplugged drive looks
+    off = intake.with_name("intake.off")
+    intake.rename(off)  # the folder renamed, as an unplugged drive looks
     for dry_run in ([], ["--dry-run"]):
         refused = dogcat("animals", "prune", "--db", db, *dry_run, code=1)
         assert f"{intake}: is missing" in " ".join(refused.stderr.split()) and "nothing retired" in refused.stderr
@@ -72,7 +87,7 @@ def test_a_missing_or_empty_intake_folder_is_not_a_gone_animal(week, tmp_path):
     assert set(retired(db).values()) == {None}
 
     intake.rmdir()
-    (tmp_path / "intake.off").rename(intake)
+    off.rename(intake)
     shutil.rmtree(intake / "Max")  # an animal's own folder gone from an intake folder still there: gone
     done = dogcat("animals", "prune", "--db", db)
     assert "retired Max: its 2 photos are gone from disk" in done.stdout
@@ -120,6 +135,18 @@ def test_a_retired_animal_comes_back_and_a_renamed_folder_keeps_its_animal(week,
     assert "Max" in listed(db)
     assert "nothing to do" in dogcat("animals", "restore", "Max", "--db", db).stdout
     assert "Nobody: no such animal" in dogcat("animals", "restore", "Nobody", "--db", db, code=1).stderr
+
+
+def test_a_renamed_folder_without_a_code_keeps_its_animal(week):
+    """Rex -> Rexy, catalogued again without a prune in between: one dog, one animal, his correction kept."""
+    intake, db = week
+    dogcat("correct", "Rex", "--breed", "pug", "--breed2", "beagle", "--by", "dan", "--db", db)
+    (intake / "Rex").rename(intake / "Rexy")
+    dogcat("catalog", intake, "--db", db, "--quiet")
+    now = listed(db)
+    assert sorted(now) == ["A1002", "Max", "Rex"]
+    assert sorted(Path(p).parent.name for p in now["Rex"]["photos"]) == ["Rex", "Rex", "Rexy", "Rexy"]
+    assert (now["Rex"]["breed"], now["Rex"]["breed2"], now["Rex"]["corrected_by"]) == ("Pug", "Beagle", "dan")
 
 
 def test_a_copied_folder_is_a_new_animal(week, crops):
