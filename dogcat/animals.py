@@ -358,11 +358,12 @@ def prune(conn: Connection, dry_run: bool = False, allow_missing: bool = False) 
 
 
 def missing_folders(gone: dict[str, list[str]]) -> dict[str, str]:
-    """folder → "is missing" / "is empty", for the folders that say the photos ``gone`` lists are out of reach
-    rather than gone: a photo's folder that is there but empty (a drive's mount point, an intake folder emptied),
-    or missing together with the folder above it (the intake folder renamed, a drive not mounted: named by its
-    topmost missing folder). A photo's own folder missing inside a folder still there is an animal's folder
-    deleted or renamed (``A1002-Bella`` → ``A1002-Bella-Rose``): its photos are gone from where they were."""
+    """folder → "is missing" / "is empty" / "cannot be read (why)", for the folders that say the photos ``gone``
+    lists are out of reach rather than gone: a photo's folder that is there but empty (a drive's mount point, an
+    intake folder emptied), or missing together with the folder above it (the intake folder renamed, a drive not
+    mounted: named by its topmost missing folder). A photo's own folder missing inside a folder still there is an
+    animal's folder deleted or renamed (``A1002-Bella`` → ``A1002-Bella-Rose``): its photos are gone from where
+    they were."""
     out: dict[str, str] = {}
     seen: set[Path] = set()
     for paths in gone.values():
@@ -373,8 +374,11 @@ def missing_folders(gone: dict[str, list[str]]) -> dict[str, str]:
             seen.add(folder)
             for level in (folder, folder.parent):
                 if level.is_dir():
-                    if not any(level.iterdir()):
-                        out.setdefault(str(level), "is empty")
+                    try:
+                        if not any(level.iterdir()):
+                            out.setdefault(str(level), "is empty")
+                    except OSError as e:  # there, but not to be looked into: not known to be gone either
+                        out.setdefault(str(level), f"cannot be read ({e.strerror or e})")
                     break
             else:
                 top = folder.parent

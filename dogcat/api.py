@@ -194,7 +194,8 @@ class Catalog:
             folder_pattern: str | None = None) -> catalog.Summary:
         """Catalog the photos under ``folders`` and group them into animals (``animals``: folder, pattern or
         none; ``folder_pattern``: how folder names hold codes and names; see dogcat.animals); returns the run's
-        dogcat.catalog.Summary (``.new``, ``.skipped`` ...). Raises GroupingError (exit 2) for a bad pattern,
+        dogcat.catalog.Summary (``.new``, ``.skipped`` ...; ``.back``: retired animals whose photos came back, in
+        care again). Raises GroupingError (exit 2) for a bad pattern,
         before anything is written."""
         how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders], folder_pattern)
         found = catalog.find(list(folders), how, recursive=recursive, follow_symlinks=follow_symlinks,
