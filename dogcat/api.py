@@ -195,7 +195,8 @@ class Catalog:
             folder_pattern: str | None = None) -> catalog.Summary:
         """Catalog the photos under ``folders`` and group them into animals (``animals``: folder, pattern or
         none; ``folder_pattern``: how folder names hold codes and names; see dogcat.animals); returns the run's
-        dogcat.catalog.Summary (``.new``, ``.skipped`` ...). Raises GroupingError (exit 2) for a bad pattern,
+        dogcat.catalog.Summary (``.new``, ``.skipped`` ...; ``.back``: retired animals whose photos came back, in
+        care again). Raises GroupingError (exit 2) for a bad pattern,
         before anything is written."""
         how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders], folder_pattern)
         found = catalog.find(list(folders), how, recursive=recursive, follow_symlinks=follow_symlinks,
@@ -230,10 +231,18 @@ class Catalog:
         with catdb.writing(self.engine) as conn:
             return grouping.move(conn, photo, to, new_name)
 
-    def prune(self, dry_run: bool = False) -> dict[str, list[str]]:
-        """Retire the animals whose photos are all gone from disk (``dogcat animals prune``): code → its paths."""
+    def prune(self, dry_run: bool = False, allow_missing: bool = False) -> dict[str, list[str]]:
+        """Retire the animals whose photos are all gone from disk (``dogcat animals prune``): code → its paths.
+        Raises dogcat.animals.FolderMissing (exit 1, nothing retired) when their folder is missing or empty (an
+        unplugged drive, a renamed intake folder), unless ``allow_missing``."""
         with catdb.writing(self.engine) as conn:
-            return grouping.prune(conn, dry_run)
+            return grouping.prune(conn, dry_run, allow_missing)
+
+    def restore(self, code: str) -> tuple[str, str | None]:
+        """Bring a retired animal back into care (``dogcat animals restore``): (its code, when it had been
+        retired, or None when it was in care)."""
+        with catdb.writing(self.engine) as conn:
+            return grouping.restore(conn, code)
 
     def correct(self, target: str, change: corrections.Change, by: str | None = None) -> tuple[str, str]:
         """Record what staff say of an animal or photo: (what happened, the target as people read it)."""

@@ -557,6 +557,9 @@ def _print_summary(s, database: str, device: str):
         table.add_row(str(s.links_skipped), "symlinked folders not followed (--follow-symlinks)")
     if s.grouped:
         table.add_row(str(s.grouped), "files put in animals (see: dogcat animals)")
+    if s.back:
+        table.add_row(str(len(s.back)), escape(visible(
+            "retired animals in care again, their photos back: " + ", ".join(sorted(s.back, key=str.lower)))))
     out.print(table)
     if s.statuses:
         out.print("photos by status: " + ", ".join(f"{name} {s.statuses.get(name, 0)}"
@@ -896,6 +899,9 @@ def animals_show(
              if value]
     if facts:
         line("  " + ", ".join(facts))
+    if detail.retired_at:
+        line(f"  retired {detail.retired_at} by dogcat animals prune: its photos were gone from disk "
+             f"(dogcat animals restore {a.animal} brings it back)")
     if a.source == "correction" and a.correction:
         by = f"staff ({a.correction.by}, {a.correction.at})"
     else:
@@ -953,10 +959,20 @@ def animals_merge(
 def animals_prune(
     db: DbOption = settings.DEFAULT_DB,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say which animals would be retired.")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Retire them even when their folder is "
+                                                "missing or empty: the photos are gone for good.")] = False,
 ):
-    """Retire the animals whose photos are all gone from disk (moved, deleted, a folder renamed): they stay in
-    the catalog with their photos' records, corrections and history, but are no longer listed, exported or
-    shown in the report. Prints each animal retired.
+    """Retire the animals whose photos are all gone from disk (adopted, their folder deleted or moved away): they
+    stay in the catalog with their photos' records, corrections, ASM3 link and history, but are no longer listed,
+    exported or shown in the report. Prints each animal retired.
+
+    A missing or empty folder is not a gone animal: when the photos' folder is empty, or missing together with the
+    folder above it (an unplugged drive, a renamed intake folder), prune names it and retires nothing.
+
+    A renamed folder keeps its animal: the next dogcat catalog puts its photos in the same animal (by the code in
+    its name, A1002-Bella -> A1002-Bella-Rose, else by the photos' content, Rex -> Rexy) and brings it back into
+    care if prune retired it meanwhile; so does a new photo under its code. dogcat animals restore CODE brings
+    back any other.
 
     [b]Examples[/b]
 
@@ -966,15 +982,41 @@ def animals_prune(
 
     [b]Exit codes[/b]
 
-      0  done (none to retire included);  1  the database cannot be used;  2  bad usage
+      0  done (none to retire included);  1  a folder is missing or empty (nothing retired), or the database cannot
+      be used;  2  bad usage
     """
     with failures(db), _catalog(db) as catalog:
-        found = catalog.prune(dry_run)
+        found = catalog.prune(dry_run, allow_missing)
     verb = "would retire" if dry_run else "retired"
     for code, paths in found.items():
         out.print(escape(f"{verb} {visible(code)}: its {len(paths)} photo{'s are' if len(paths) != 1 else ' is'} "
                          "gone from disk"), highlight=False)
     err.print(f"[dim]{len(found)} animal{'s' if len(found) != 1 else ''} {verb}[/]", highlight=False)
+
+
+@animals_app.command("restore")
+def animals_restore(
+    code: Annotated[str, typer.Argument(help="The retired animal's code (any case).")],
+    db: DbOption = settings.DEFAULT_DB,
+):
+    """Bring an animal that dogcat animals prune retired back into care: listed, exported and reported again,
+    with its corrections and ASM3 link as they were. (A catalog run that finds its photos again, or a new photo
+    under its code, does this by itself.)
+
+    [b]Example[/b]
+
+      dogcat animals restore A1002 --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  restored (or it was in care);  1  no such animal, or the database cannot be used;  2  bad usage
+    """
+    with failures(db), _catalog(db) as catalog:
+        found, retired_at = catalog.restore(code)
+    if retired_at is None:
+        out.print(escape(f"{visible(found)} is in care (it was not retired): nothing to do"), highlight=False)
+    else:
+        out.print(escape(f"{visible(found)} is in care again (retired {retired_at})"), highlight=False)
 
 
 @animals_app.command("move")

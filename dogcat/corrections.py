@@ -308,7 +308,7 @@ def _plan(conn: Connection, csv_path: Path, rows: list[_Row], by_column: str, pr
 
 def _targets(conn: Connection, names: list[str], photos: bool) -> dict[str, tuple[str, str] | str]:
     """What each name in a CSV means, looked up in batches: (kind, key) as :func:`resolve_target` gives it (an
-    animal code, any case, merges followed once; with ``photos``, else a photo's SHA-256 or catalogued path), or
+    animal code, any case, merges followed; with ``photos``, else a photo's SHA-256 or catalogued path), or
     why it means nothing (a string)."""
     out: dict[str, tuple[str, str] | str] = {}
     wanted = sorted(set(names))
@@ -318,8 +318,9 @@ def _targets(conn: Connection, names: list[str], photos: bool) -> dict[str, tupl
     batches = [query] if len(wanted) > db.PARAMS_PER_QUERY else \
         [query.where(func.lower(db.animals.c.code).in_([n.lower() for n in chunk])) for chunk in db.chunks(wanted)]
     for q in batches:
-        for code, merged_into in conn.execute(q):
-            codes[code.lower()] = merged_into or code
+        for code, merged_into in conn.execute(q).all():
+            # A merged animal's row writes to the animal that holds its photos now, as `correct CODE` does.
+            codes[code.lower()] = db.follow_merges(conn, merged_into) if merged_into else code
     rest = []
     for name in wanted:
         code = codes.get(name.lower())
