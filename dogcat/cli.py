@@ -717,13 +717,13 @@ def _not_sent(lines: list[str], shown: int = 20):
         err.print(f"not sent: {len(lines) - shown} more photos with no animal", highlight=False)
 
 
-def _hand_off(handoff: list) -> None:
+def _hand_off(handoff: list, to=err) -> None:
     """Corrections a person must make in ASM3 (its import cannot): one line each, with both words and where."""
     if handoff:
-        err.print(f"{len(handoff)} staff correction(s) ASM3's import cannot make; change them in ASM3:",
-                  highlight=False)
+        to.print(f"{len(handoff)} staff correction(s) ASM3's import cannot make; change them in ASM3:",
+                 highlight=False)
     for h in handoff:
-        err.print("  " + escape(visible(h.line())), highlight=False)
+        to.print("  " + escape(visible(h.line())), highlight=False)
 
 
 @app.command()
@@ -1173,7 +1173,7 @@ def asm3_files(
         table.add_row(str(f["id"]), f["written_at"][:16], escape(visible(f["path"])), str(f["animals"]),
                       str(f["new_animals"]), str(f["photos"]), str(f["logs"]), back)
     out.print(table)
-    _hand_off(handoff)
+    _hand_off(handoff, out)
 
 
 @asm3_app.command("forget")
