@@ -11,8 +11,13 @@
   entry when it changed since it was last sent. Never comments, description, date of birth, age, hidden details
   or breeds for an animal ASM3 has: its import overwrites every non-empty field it merges
   (docs/asm3-import-notes.md has what was measured).
-- :func:`record` keeps what a written file held (tables asm3_files, asm3_sent, asm3_animals), and
-  :func:`forget` takes a file back that was never imported, so that the next export writes its content again.
+  A photo ASM3 has (by SHA-256) is never sent under another animal; a loose photo (no folder) is no animal;
+  a staff correction ASM3's import cannot take is listed for a person (:class:`Handoff`).
+- :func:`record` keeps what ASM3 was handed (tables asm3_files, asm3_sent, asm3_animals); :func:`exclusive`,
+  :func:`settle`, :func:`write_file` make one export at a time, and a file and its record that agree after a
+  kill at any step; :func:`forget` takes a file back that was never imported, so that the next export writes
+  what it alone sent again. A transport other than a file (ASM3's service API) plans the same way and records
+  exactly what ASM3 took.
 
 Layer: a job. It reads the read model (dogcat.readmodel) and writes the store; dogcat.asm3 writes the CSV.
 """

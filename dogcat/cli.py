@@ -608,8 +608,9 @@ def export(
     animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="asm3: each new animal's name, date "
                            "of birth or age, and sex: a CSV with columns code,name,dob,age,sex (comma, semicolon "
                            "or tab).", show_default=False)] = None,
-    everything: Annotated[bool, typer.Option("--all", help="asm3: everything, also what was sent before "
-                          "(importing it again attaches those photos again).")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="asm3: every photo and answer, also what was sent "
+                          "before (importing it again attaches those photos again); never a field staff own of an "
+                          "animal ASM3 has.")] = False,
 ):
     """Write the catalog out: one record per catalogued file (--per photo), or per animal (--per animal).
 
@@ -627,8 +628,11 @@ def export(
     --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads, only what ASM3 has not been
     sent: a full row for an animal new to ASM3 (code, name, date of birth or age, sex, breeds in ASM3's
     spelling), and for one it has (dogcat asm3 pull tells) only its new photos and dogcat's answer as a log
-    entry when it changed, never a field staff own. The catalog records what each file held; a file never
-    imported is taken back with dogcat asm3 forget ID. Animals that are no dog are left out. See docs/asm3.md.
+    entry when it changed, never a field staff own, and never a photo ASM3 has under another animal. A loose
+    photo (no folder) is listed as not sent. The catalog records what each file held; a file never imported is
+    taken back with dogcat asm3 forget ID. Two exports at once: the second waits, then writes only what is
+    left. Staff corrections ASM3's import cannot make are listed with where to change them in ASM3. Animals that
+    are no dog are left out. See docs/asm3.md.
 
     [b]Examples[/b]
 
@@ -1182,9 +1186,9 @@ def asm3_forget(
                                            show_default=False)],
     db: DbOption = settings.DEFAULT_DB,
 ):
-    """Take back an ASM3 file that was written but never imported: what it held counts as never sent, so the
-    next dogcat export --format asm3 writes it again. (A file that was imported must not be taken back: its
-    photos would be attached twice.)
+    """Take back an ASM3 file that was written but never imported: what it alone held counts as never sent, so
+    the next dogcat export --format asm3 writes it again (what an earlier file also sent stays sent). (A file
+    that was imported must not be taken back: its photos would be attached twice.)
 
     [b]Example[/b]
 
