@@ -305,8 +305,11 @@ class Catalog:
         return asm3_sync.files(self.engine)
 
     def asm3_forget(self, file_id: int) -> dict:
-        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``)."""
-        return asm3_sync.forget(self.engine, file_id)
+        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``), once no export is writing
+        one and what a killed export left is settled."""
+        with asm3_sync.exclusive(self.engine):
+            asm3_sync.settle(self.engine)
+            return asm3_sync.forget(self.engine, file_id)
 
     def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,
               progress=None) -> teach.Taught:
