@@ -480,8 +480,14 @@ WRITING = "writing"
 
 def checkpoint(step: str):
     """Tests of a kill at every step set DOGCAT_TEST_ASM3_STOP to a step's name: the process kills itself there,
-    as kill -9 would (no cleanup, no finally). Steps: planned, begun, half-written, written, placed, finished."""
-    if os.environ.get(STOP_ENV) == step:
+    as kill -9 would (no cleanup, no finally); ``STEP:pause=SECONDS`` sleeps there instead (two exports that
+    really overlap). Steps: planned, begun, half-written, written, placed, finished. Unset: nothing."""
+    wanted = os.environ.get(STOP_ENV)
+    if not wanted or wanted.split(":", 1)[0] != step:
+        return
+    if wanted.startswith(f"{step}:pause="):
+        time.sleep(float(wanted.split("=", 1)[1]))
+    else:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -224,9 +224,11 @@ def test_two_exports_at_once_send_each_thing_once(catalog_url, tmp_path):
     dogcat("catalog", intake, "--db", catalog_url, "--quiet")
     dogcat("asm3", "pull", asm3 / "asm3-animals.csv", "--db", catalog_url)
     outputs = [tmp_path / "desk-a.csv", tmp_path / "desk-b.csv"]
-    holder = (hold_sqlite(Path(catalog_url), 4) if catalog_url.endswith(".db") else hold_postgres(catalog_url, 4))
-    runs = [dogcat_process("export", "--db", catalog_url, "--format", "asm3", "--age", "2", "-o", out)
-            for out in outputs]
+    holder = (hold_sqlite(Path(catalog_url), 8) if catalog_url.endswith(".db") else hold_postgres(catalog_url, 8))
+    # Each export, once it holds the ASM3 export and has recorded its file, pauses 3 s (a big file's images):
+    # the other then really finds it busy. (The code before had no pause, and no wait at all.)
+    runs = [dogcat_process("export", "--db", catalog_url, "--format", "asm3", "--age", "2", "-o", out,
+                           env={STOP_ENV: "begun:pause=3"}) for out in outputs]
     said = [run.communicate(timeout=300) for run in runs]
     holder.join()
     assert [run.returncode for run in runs] == [0, 0], said
