@@ -388,15 +388,15 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
             continue
         if len(present) < len(attach):
             warnings.append(f"{a.animal}: {len(attach) - len(present)} photo(s) gone from disk, not attached")
-        elsewhere = sorted({sent.photo_animal[p["sha256"]] for p in present
-                            if sent.photo_animal.get(p["sha256"], a.animal) != a.animal})
+        theirs = [p for p in present if sent.photo_animal.get(p["sha256"], a.animal) != a.animal]
+        elsewhere = sorted({sent.photo_animal[p["sha256"]] for p in theirs})
         if resend:
             photos = [p for p in present if sent.photo_animal.get(p["sha256"], a.animal) == a.animal]
         else:
             photos = [p for p in present if p["sha256"] not in sent.photo_animal]
-        if elsewhere:
-            warnings.append(f"{a.animal}: {len(present) - len(photos)} photo(s) ASM3 has under "
-                            f"{', '.join(elsewhere)} already; not sent again")
+        if theirs and (is_known or photos):
+            warnings.append(f"{a.animal}: {len(theirs)} photo(s) ASM3 has under {', '.join(elsewhere)} already; "
+                            "not sent again")
         key = a.summary()
         log = None
         if not (a.source == "correction" and a.correction and a.correction.source == SOURCE) and (
