@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +51,17 @@ from dogcat.modelcard import ModelCard
 from dogcat.status import Judge, load_judge
 
 Photo = Any  # a path (str or Path), a photo's bytes, or a PIL image
+
+
+@dataclasses.dataclass
+class Asm3Export:
+    """What ``dogcat export --format asm3`` did: the plan written (its animals, warnings, loose photos not sent,
+    corrections to hand to a person), the file's id (None: nothing new, no file), and files of killed exports
+    it settled first."""
+
+    plan: asm3_sync.Plan
+    file_id: int | None
+    settled: list[str]
 
 
 class Result:
@@ -270,17 +281,30 @@ class Catalog:
         facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
         return asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts, codes=codes)
 
-    def asm3_write(self, stream: IO[str], plan: asm3_sync.Plan, *, images: bool = True) -> int:
-        """Write ``plan`` as ASM3's import file (``dogcat export --format asm3``); returns the rows written. A
-        photo that cannot be attached leaves the plan with a warning (plan.warnings). Then, once the file is
-        complete, :meth:`asm3_record` keeps what it held."""
-        pictures = asm3.attach_images(plan, asm3.image_for if images else None)
-        return asm3.write(asm3.rows(plan, pictures), stream)
+    def asm3_export(self, output: Path | None, *, resend: bool = False, age: str | None = None,
+                    dob: str | None = None, animals_csv: str | Path | None = None, images: bool = True,
+                    by: str | None = None, stdout: IO[bytes] | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> Asm3Export:
+        """``dogcat export --format asm3``: one export at a time (a second waits, then writes only what the first
+        did not), what ASM3 has not been sent yet written to ``output`` (None: ``stdout``) and recorded so that a
+        kill at any step leaves the file and the record agreeing (dogcat.asm3_sync). No file when there is
+        nothing new. Raises UsageError when an animal new to ASM3 has no age (nothing written)."""
+        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
+        with asm3_sync.exclusive(self.engine, on_wait):
+            settled = asm3_sync.settle(self.engine)
+            plan = asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts)
+            asm3_sync.checkpoint("planned")
+            pictures = asm3.attach_images(plan, asm3.image_for if images else None)
+            plan.drop_empty()
+            file_id = None
+            if plan.animals:  # nothing new: no file at all (ASM3's import fails on one without rows)
+                content = asm3.content(plan, pictures)
+                file_id = asm3_sync.write_file(self.engine, plan, content, output, corrections.who(by), stdout)
+        return Asm3Export(plan, file_id, settled)
 
-    def asm3_record(self, plan: asm3_sync.Plan, path: str, by: str | None = None) -> int:
-        """Keep what a written ASM3 file held, so that the next one sends only what is new; returns the file's id
-        (``dogcat asm3 forget ID`` takes it back if it is never imported)."""
-        return asm3_sync.record(self.engine, plan, path, corrections.who(by))
+    def asm3_handoffs(self) -> list[asm3_sync.Handoff]:
+        """Staff corrections a person must still make in ASM3 (its import cannot change a breed)."""
+        return asm3_sync.handoffs(self.engine)
 
     def asm3_pull(self, path: str | Path, *, day_first: bool | None = None) -> asm3_sync.Pulled:
         """Read ASM3's animal export (``dogcat asm3 pull``); the first pull of a new shelter creates the catalog
@@ -294,8 +318,11 @@ class Catalog:
         return asm3_sync.files(self.engine)
 
     def asm3_forget(self, file_id: int) -> dict:
-        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``)."""
-        return asm3_sync.forget(self.engine, file_id)
+        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``), once no export is writing
+        one and what a killed export left is settled."""
+        with asm3_sync.exclusive(self.engine):
+            asm3_sync.settle(self.engine)
+            return asm3_sync.forget(self.engine, file_id)
 
     def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,
               progress=None) -> teach.Taught:

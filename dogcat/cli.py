@@ -611,8 +611,9 @@ def export(
     animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="asm3: each new animal's name, date "
                            "of birth or age, and sex: a CSV with columns code,name,dob,age,sex (comma, semicolon "
                            "or tab).", show_default=False)] = None,
-    everything: Annotated[bool, typer.Option("--all", help="asm3: everything, also what was sent before "
-                          "(importing it again attaches those photos again).")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="asm3: every photo and answer, also what was sent "
+                          "before (importing it again attaches those photos again); never a field staff own of an "
+                          "animal ASM3 has.")] = False,
 ):
     """Write the catalog out: one record per catalogued file (--per photo), or per animal (--per animal).
 
@@ -630,8 +631,11 @@ def export(
     --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads, only what ASM3 has not been
     sent: a full row for an animal new to ASM3 (code, name, date of birth or age, sex, breeds in ASM3's
     spelling), and for one it has (dogcat asm3 pull tells) only its new photos and dogcat's answer as a log
-    entry when it changed, never a field staff own. The catalog records what each file held; a file never
-    imported is taken back with dogcat asm3 forget ID. Animals that are no dog are left out. See docs/asm3.md.
+    entry when it changed, never a field staff own, and never a photo ASM3 has under another animal. A loose
+    photo (no folder) is listed as not sent. The catalog records what each file held; a file never imported is
+    taken back with dogcat asm3 forget ID. Two exports at once: the second waits, then writes only what is
+    left. Staff corrections ASM3's import cannot make are listed with where to change them in ASM3. Animals that
+    are no dog are left out. See docs/asm3.md.
 
     [b]Examples[/b]
 
@@ -689,27 +693,44 @@ def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, do
                  animals_csv: Path | None, everything: bool):
     _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db) as catalog:
-        plan = catalog.asm3_plan(resend=everything, age=age, dob=dob, animals_csv=animals_csv)
-        file_id = None
-        if plan.animals:  # nothing new: no file at all (ASM3's import fails on one without rows)
-            with output_stream(output) as stream:
-                written = catalog.asm3_write(stream, plan, images=images)
-            file_id = catalog.asm3_record(plan, str(output.absolute()) if output else "stdout") if written else None
+        done = catalog.asm3_export(output, resend=everything, age=age, dob=dob, animals_csv=animals_csv,
+                                   images=images, stdout=sys.stdout.buffer,
+                                   on_wait=lambda said: err.print(escape(said), highlight=False))
+    plan = done.plan
+    for line in done.settled:
+        error(escape(visible(line)), kind="warning")
     for warning in plan.warnings:
         error(escape(warning), kind="warning")
-    new = sum(a.new for a in plan.animals)
-    logs = sum(bool(a.log) for a in plan.animals)
+    _not_sent(plan.not_sent)
+    _hand_off(plan.handoff)
     where = escape(visible(str(output))) if output else "stdout"
-    if file_id is None:
+    if done.file_id is None:
         err.print(f"{where}: nothing new for ASM3 (no animal, photo or answer it has not been sent): "
                   "nothing written", highlight=False)
         return
-    err.print(f"{where}: {len(plan.animals)} animals ({new} new to ASM3), {plan.photos} photos, {logs} log "
-              f"entries; recorded as ASM3 file {file_id} (never imported? dogcat asm3 forget {file_id})",
-              highlight=False)
+    err.print(f"{where}: {len(plan.animals)} animals ({plan.new} new to ASM3), {plan.photos} photos, {plan.logs} "
+              f"log entries; recorded as ASM3 file {done.file_id} (never imported? dogcat asm3 forget "
+              f"{done.file_id})", highlight=False)
     if everything:
         error("--all: this file holds what was sent before too; importing it again attaches those photos again",
               kind="warning")
+
+
+def _not_sent(lines: list[str], shown: int = 20):
+    """Loose photos, each with why: the first ``shown``, then how many more."""
+    for line in lines[:shown]:
+        err.print(f"not sent: {escape(visible(line))}", highlight=False)
+    if len(lines) > shown:
+        err.print(f"not sent: {len(lines) - shown} more photos with no animal", highlight=False)
+
+
+def _hand_off(handoff: list, to=err) -> None:
+    """Corrections a person must make in ASM3 (its import cannot): one line each, with both words and where."""
+    if handoff:
+        to.print(f"{len(handoff)} staff correction(s) ASM3's import cannot make; change them in ASM3:",
+                 highlight=False)
+    for h in handoff:
+        to.print("  " + escape(visible(h.line())), highlight=False)
 
 
 @app.command()
@@ -1196,7 +1217,8 @@ def asm3_files(
     db: DbOption = settings.DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file per line.")] = False,
 ):
-    """List the ASM3 import files dogcat wrote, and what each held.
+    """List the ASM3 import files dogcat wrote, and what each held (animals with a row, new animals, photos, log
+    entries), then the staff corrections ASM3's import cannot make (a person changes them in ASM3).
 
     [b]Example[/b]
 
@@ -1208,17 +1230,24 @@ def asm3_files(
     """
     with failures(db), _catalog(db, readonly=True) as catalog:
         written = catalog.asm3_files()
+        handoff = catalog.asm3_handoffs()
     if as_json:
         for f in written:
             print(json.dumps(f))
+        for h in handoff:
+            print(json.dumps({"hand_off": h.to_dict()}))
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "written", "file", "animals", "photos", "logs", "taken back"):
+    for column in ("id", "written", "file", "animals", "new", "photos", "logs", "taken back"):
         table.add_column(column)
     for f in written:
+        back = (f["forgotten_at"] or "")[:16] + (" (export stopped)" if f.get("state") == "unfinished" else "")
+        if f.get("state") == "writing" and not f["forgotten_at"]:
+            back = "being written (or stopped: the next export settles it)"
         table.add_row(str(f["id"]), f["written_at"][:16], escape(visible(f["path"])), str(f["animals"]),
-                      str(f["photos"]), str(f["logs"]), (f["forgotten_at"] or "")[:16])
+                      str(f["new_animals"]), str(f["photos"]), str(f["logs"]), back)
     out.print(table)
+    _hand_off(handoff, out)
 
 
 @asm3_app.command("forget")
@@ -1227,9 +1256,9 @@ def asm3_forget(
                                            show_default=False)],
     db: DbOption = settings.DEFAULT_DB,
 ):
-    """Take back an ASM3 file that was written but never imported: what it held counts as never sent, so the
-    next dogcat export --format asm3 writes it again. (A file that was imported must not be taken back: its
-    photos would be attached twice.)
+    """Take back an ASM3 file that was written but never imported: what it alone held counts as never sent, so
+    the next dogcat export --format asm3 writes it again (what an earlier file also sent stays sent). (A file
+    that was imported must not be taken back: its photos would be attached twice.)
 
     [b]Example[/b]
 

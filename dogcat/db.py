@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
     from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0  # a statement waiting for a lock (readers of a catalog not in WAL mode, the WAL switch)
 WRITE_WAIT_S = settings.WRITE_WAIT_S  # a write transaction waiting for another writer (SQLite)
@@ -231,6 +231,12 @@ asm3_files = Table(
     Column("written_at", Text, nullable=False),
     Column("written_by", Text, nullable=False),
     Column("forgotten_at", Text),
+    # Schema 6 (issue 29): "writing" from the moment the file's content is recorded until it is in place under
+    # ``path`` (NULL: written, as every file before), and the SHA-256 of its bytes: an export killed between
+    # the two is settled by the next one (dogcat.asm3_sync.settle), which finds the file complete or takes the
+    # record back.
+    Column("state", Text),
+    Column("sha256", Text),
 )
 asm3_sent = Table(
     "asm3_sent", metadata,
@@ -695,8 +701,17 @@ def _to_5(conn: Connection):
     features.create(conn, checkfirst=True)
 
 
+def _to_6(conn: Connection):
+    """Issue 29: an ASM3 file's state and content hash (asm3_files.state, .sha256), so that a killed export's
+    file and record agree. A catalog made before schema 4 got them already from _to_4's create."""
+    present = {c["name"] for c in inspect(conn).get_columns(asm3_files.name)}
+    for column in ("state", "sha256"):
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE {asm3_files.name} ADD COLUMN {column} TEXT"))
+
+
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
 
 
 def _version(conn: Connection) -> int | None:
