@@ -20,7 +20,10 @@ files it sees, and neither ever moves a file that staff placed (``dogcat animals
 
 Each animal's answer is the read model's (dogcat.readmodel.answers). What staff said of an animal follows its
 photos: a merge or a regrouping that empties a corrected animal carries its correction along (dogcat.db
-.carry_correction). ``prune`` retires animals whose photos are all gone from disk.
+.carry_correction). ``prune`` retires animals whose photos are all gone from disk (refusing when their folder
+looks unplugged rather than gone: missing_folders); a catalog run that sees a retired animal's photo again, or a
+new photo under its code, brings it back, as ``restore`` does. A folder renamed keeps its animal: by its code, or,
+without one, by its photos' content (_renamed).
 
 Layer: a job — it writes the store (dogcat.db); codes and names come from dogcat.naming.
 """
@@ -31,7 +34,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
@@ -42,6 +45,7 @@ from dogcat.patterns import PatternError, UserPattern
 
 GROUPINGS = ("folder", "pattern", "none")
 DEFAULT_GROUPING = "folder"
+SINGLE_KEYS = ("photo:", "file:")  # naming.single's keys: an animal of one loose photo
 STAFF, UPGRADE = db.STAFF, db.UPGRADED  # grouped_by: staff placed it (kept); the schema 3 migration did (regrouped)
 
 
@@ -154,9 +158,15 @@ def _lock(conn: Connection):
         conn.execute(text(f"SELECT pg_advisory_xact_lock({settings.LOCK_GROUPING})"))
 
 
-def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str | None]]) -> int:
+def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str | None]],
+           back: dict[str, str] | None = None) -> int:
     """Put the catalogued files (path key, SHA-256 or None) in their animals, in the caller's write
-    transaction; returns how many files were placed or moved. Idempotent."""
+    transaction; returns how many files were placed or moved. Idempotent.
+
+    The files are on disk (a catalog run just saw them): a retired animal (``prune``) that holds one of them now,
+    its photos back or a new photo under its code, is in care again; ``back`` gets its code → when it had been
+    retired. A folder that would be a new animal but holds photos known under an animal whose files are all gone
+    from disk is that animal's folder renamed (``Rex`` → ``Rexy``): it keeps its animal (:func:`_renamed`)."""
     if not files:
         return 0
     _lock(conn)
@@ -166,14 +176,16 @@ def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str 
         for r in conn.execute(select(db.animal_files.c.path, db.animal_files.c.animal,
                                      db.animal_files.c.grouped_by).where(db.animal_files.c.path.in_(chunk))):
             current[r.path] = r
-    made: dict[str, str] = {}
-    changed = 0
-    went: dict[str, set[str]] = {}  # an animal a file left → the animals its files went to
+    placing = []  # (path, sha256, its row or None, key, code wanted, name)
     for path, sha256 in files:
         row = current.get(path)
         if row is not None and (row.grouped_by == STAFF or (row.grouped_by != UPGRADE and not grouping.explicit)):
             continue
-        key, wanted, name = grouping.animal_for(path, sha256)
+        placing.append((path, sha256, row, *grouping.animal_for(path, sha256)))
+    made = _renamed(conn, placing, now)
+    changed = 0
+    went: dict[str, set[str]] = {}  # an animal a file left → the animals its files went to
+    for path, _, row, key, wanted, name in placing:
         code = db.animal_for_key(conn, key, wanted, name, now, made)
         if row is None:
             conn.execute(insert(db.animal_files).values(path=path, animal=code, grouped_by=grouping.mode,
@@ -188,7 +200,57 @@ def assign(conn: Connection, grouping: Grouping, files: Sequence[tuple[str, str 
         changed += 1
     _carry_from_emptied(conn, went)
     _drop_empty(conn, went)
+    _bring_back(conn, [p for p, _ in files], back if back is not None else {})
     return changed
+
+
+def _renamed(conn: Connection, placing: list[tuple], at: str) -> dict[str, str]:
+    """Keys about to make a new animal whose photos (same content) the catalog knows under an animal whose files
+    are all gone from disk: a folder renamed or moved (``Rex`` → ``Rexy``, the drive's ``intake`` → ``Intake``).
+    Such a key becomes a pointer to that animal (a row merged into it, as ``dogcat animals merge`` leaves), so
+    this run and every later one put the folder's photos there: one dog stays one animal (its code, name,
+    corrections and ASM3 link), not a second one with the same photos. Returns key → code, animal_for_key's
+    memo. A folder whose photos are known under an animal still on disk is a copy: a new animal, as before."""
+    a, af, f = db.animals, db.animal_files, db.files
+    hashes_of: dict[str, set[str]] = {}
+    paths_of: dict[str, set[str]] = {}
+    for path, sha256, _, key, _, _ in placing:
+        if sha256:
+            hashes_of.setdefault(key, set()).add(sha256)
+            paths_of.setdefault(key, set()).add(path)
+    new_keys = [k for k in hashes_of if conn.scalar(select(a.c.code).where(a.c.key == k)) is None]
+    made: dict[str, str] = {}
+    for key in new_keys:
+        holders: dict[str, set[str]] = {}  # animal → the key's contents it holds under other paths
+        for chunk in db.chunks(sorted(hashes_of[key])):
+            for r in conn.execute(select(af.c.animal, f.c.sha256, f.c.path).join(f, f.c.path == af.c.path)
+                                  .where(f.c.sha256.in_(chunk))):
+                if r.path not in paths_of[key]:
+                    holders.setdefault(r.animal, set()).add(r.sha256)
+        for code in sorted(holders, key=lambda c: (-len(holders[c]), c.lower())):
+            holder = conn.execute(select(a.c.key, a.c.merged_into).where(a.c.code == code)).one()
+            if holder.merged_into or (holder.key or "").startswith(SINGLE_KEYS):
+                continue  # loose photos put in a folder are staff's grouping: a new animal, as before
+            theirs = conn.scalars(select(af.c.path).where(af.c.animal == code)).all()
+            if any(pathkeys.exists(p) for p in theirs if p not in paths_of[key]):
+                continue  # its folder is still there: this one is a copy
+            wanted, name = next((w, n) for _, _, _, k, w, n in placing if k == key)
+            conn.execute(insert(a).values(code=db.free_code(conn, wanted), name=name, key=key, merged_into=code,
+                                          created_at=at))
+            made[key] = code
+            break
+    return made
+
+
+def _bring_back(conn: Connection, paths: Sequence[str], back: dict[str, str]):
+    """Retired animals holding any of ``paths`` (on disk again) are in care again: code → when it was retired."""
+    a, af = db.animals, db.animal_files
+    for chunk in db.chunks(list(paths)):
+        for r in conn.execute(select(a.c.code, a.c.retired_at).join(af, af.c.animal == a.c.code)
+                              .where(af.c.path.in_(chunk), a.c.retired_at.is_not(None)).distinct()):
+            back.setdefault(r.code, r.retired_at)
+    for chunk in db.chunks(sorted(back)):
+        conn.execute(update(a).where(a.c.code.in_(chunk)).values(retired_at=None))
 
 
 def _carry_from_emptied(conn: Connection, went: dict[str, set[str]]):
@@ -267,17 +329,76 @@ def move(conn: Connection, photo: str, to: str, create_name: str | None = None) 
     return paths
 
 
-def prune(conn: Connection, dry_run: bool = False) -> dict[str, list[str]]:
+class FolderMissing(DogcatError):
+    """``prune`` refused: a folder its animals' photos were in is missing or empty (an unplugged drive, a renamed
+    intake folder), so their photos are not known to be gone; one line."""
+
+
+def prune(conn: Connection, dry_run: bool = False, allow_missing: bool = False) -> dict[str, list[str]]:
     """Retire every animal whose photos are all gone from disk (readmodel.gone): it stays in the catalog with
-    its files, corrections and history, but no output lists it any more. Returns code → its gone paths, retired
-    (or, ``dry_run``, that would be)."""
+    its files, corrections and history, but no output lists it any more (a catalog run that finds its photos
+    again, or :func:`restore`, brings it back). Returns code → its gone paths, retired (or, ``dry_run``, that
+    would be). Raises FolderMissing, retiring nothing, when the photos' folders look unplugged rather than gone
+    (:func:`missing_folders`), unless ``allow_missing``."""
     _lock(conn)
     found = readmodel.gone(conn)
+    missing = {} if allow_missing else missing_folders(found)
+    if missing:
+        (folder, why), *rest = missing.items()
+        also = f" (and {len(rest)} more folder{'s' if len(rest) != 1 else ''})" if rest else ""
+        raise FolderMissing(f"{folder}: {why}{also}: the photos of {len(found)} animal"
+                            f"{'s' if len(found) != 1 else ''} may be out of reach, not gone; nothing retired (plug "
+                            "the drive in or rename the folder back; if they are gone for good: prune "
+                            "--allow-missing)")
     if not dry_run:
         at = db.now()
         for chunk in db.chunks(list(found)):
             conn.execute(update(db.animals).where(db.animals.c.code.in_(chunk)).values(retired_at=at))
     return found
+
+
+def missing_folders(gone: dict[str, list[str]]) -> dict[str, str]:
+    """folder → "is missing" / "is empty" / "cannot be read (why)", for the folders that say the photos ``gone``
+    lists are out of reach rather than gone: a photo's folder that is there but empty (a drive's mount point, an
+    intake folder emptied), or missing together with the folder above it (the intake folder renamed, a drive not
+    mounted: named by its topmost missing folder). A photo's own folder missing inside a folder still there is an
+    animal's folder deleted or renamed (``A1002-Bella`` → ``A1002-Bella-Rose``): its photos are gone from where
+    they were."""
+    out: dict[str, str] = {}
+    seen: set[Path] = set()
+    for paths in gone.values():
+        for key in paths:
+            folder = pathkeys.to_path(key).parent
+            if folder in seen:
+                continue
+            seen.add(folder)
+            for level in (folder, folder.parent):
+                if level.is_dir():
+                    try:
+                        if not any(level.iterdir()):
+                            out.setdefault(str(level), "is empty")
+                    except OSError as e:  # there, but not to be looked into: not known to be gone either
+                        out.setdefault(str(level), f"cannot be read ({e.strerror or e})")
+                    break
+            else:
+                top = folder.parent
+                while top.parent != top and not top.parent.is_dir():
+                    top = top.parent
+                out.setdefault(str(top), "is missing")
+    return out
+
+
+def restore(conn: Connection, code: str) -> tuple[str, str | None]:
+    """Bring a retired animal back into care (``dogcat animals restore``): (its code, when it had been retired,
+    None when it was not). Raises NotFound for an unknown code; a merged code names the animal it went to."""
+    _lock(conn)
+    found = db.find_animal(conn, code)
+    if found is None:
+        raise NotFound(f"{code}: no such animal (dogcat animals lists those in care)")
+    retired_at = conn.scalar(select(db.animals.c.retired_at).where(db.animals.c.code == found))
+    if retired_at is not None:
+        conn.execute(update(db.animals).where(db.animals.c.code == found).values(retired_at=None))
+    return found, retired_at
 
 
 def photo_paths(conn: Connection, photo: str) -> list[str]:

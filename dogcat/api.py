@@ -23,7 +23,7 @@ import dataclasses
 import datetime as dt
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,6 +66,17 @@ class Asm3Synced:
     pulled: asm3_sync.Pulled
     plan: asm3_sync.Plan
     sent: asm3_send.Settled | None
+
+
+@dataclasses.dataclass
+class Asm3Export:
+    """What ``dogcat export --format asm3`` did: the plan written (its animals, warnings, loose photos not sent,
+    corrections to hand to a person), the file's id (None: nothing new, no file), and files of killed exports
+    it settled first."""
+
+    plan: asm3_sync.Plan
+    file_id: int | None
+    settled: list[str]
 
 
 class Result:
@@ -210,7 +221,8 @@ class Catalog:
             folder_pattern: str | None = None) -> catalog.Summary:
         """Catalog the photos under ``folders`` and group them into animals (``animals``: folder, pattern or
         none; ``folder_pattern``: how folder names hold codes and names; see dogcat.animals); returns the run's
-        dogcat.catalog.Summary (``.new``, ``.skipped`` ...). Raises GroupingError (exit 2) for a bad pattern,
+        dogcat.catalog.Summary (``.new``, ``.skipped`` ...; ``.back``: retired animals whose photos came back, in
+        care again). Raises GroupingError (exit 2) for a bad pattern,
         before anything is written."""
         how = grouping.Grouping.parse(animals, pattern, [str(f) for f in folders], folder_pattern)
         found = catalog.find(list(folders), how, recursive=recursive, follow_symlinks=follow_symlinks,
@@ -245,10 +257,18 @@ class Catalog:
         with catdb.writing(self.engine) as conn:
             return grouping.move(conn, photo, to, new_name)
 
-    def prune(self, dry_run: bool = False) -> dict[str, list[str]]:
-        """Retire the animals whose photos are all gone from disk (``dogcat animals prune``): code → its paths."""
+    def prune(self, dry_run: bool = False, allow_missing: bool = False) -> dict[str, list[str]]:
+        """Retire the animals whose photos are all gone from disk (``dogcat animals prune``): code → its paths.
+        Raises dogcat.animals.FolderMissing (exit 1, nothing retired) when their folder is missing or empty (an
+        unplugged drive, a renamed intake folder), unless ``allow_missing``."""
         with catdb.writing(self.engine) as conn:
-            return grouping.prune(conn, dry_run)
+            return grouping.prune(conn, dry_run, allow_missing)
+
+    def restore(self, code: str) -> tuple[str, str | None]:
+        """Bring a retired animal back into care (``dogcat animals restore``): (its code, when it had been
+        retired, or None when it was in care)."""
+        with catdb.writing(self.engine) as conn:
+            return grouping.restore(conn, code)
 
     def correct(self, target: str, change: corrections.Change, by: str | None = None) -> tuple[str, str]:
         """Record what staff say of an animal or photo: (what happened, the target as people read it)."""
@@ -276,17 +296,30 @@ class Catalog:
         facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
         return asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts, codes=codes)
 
-    def asm3_write(self, stream: IO[str], plan: asm3_sync.Plan, *, images: bool = True) -> int:
-        """Write ``plan`` as ASM3's import file (``dogcat export --format asm3``); returns the rows written. A
-        photo that cannot be attached leaves the plan with a warning (plan.warnings). Then, once the file is
-        complete, :meth:`asm3_record` keeps what it held."""
-        pictures = asm3.attach_images(plan, asm3.image_for if images else None)
-        return asm3.write(asm3.rows(plan, pictures), stream)
+    def asm3_export(self, output: Path | None, *, resend: bool = False, age: str | None = None,
+                    dob: str | None = None, animals_csv: str | Path | None = None, images: bool = True,
+                    by: str | None = None, stdout: IO[bytes] | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> Asm3Export:
+        """``dogcat export --format asm3``: one export at a time (a second waits, then writes only what the first
+        did not), what ASM3 has not been sent yet written to ``output`` (None: ``stdout``) and recorded so that a
+        kill at any step leaves the file and the record agreeing (dogcat.asm3_sync). No file when there is
+        nothing new. Raises UsageError when an animal new to ASM3 has no age (nothing written)."""
+        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
+        with asm3_sync.exclusive(self.engine, on_wait):
+            settled = asm3_sync.settle(self.engine)
+            plan = asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts)
+            asm3_sync.checkpoint("planned")
+            pictures = asm3.attach_images(plan, asm3.image_for if images else None)
+            plan.drop_empty()
+            file_id = None
+            if plan.animals:  # nothing new: no file at all (ASM3's import fails on one without rows)
+                content = asm3.content(plan, pictures)
+                file_id = asm3_sync.write_file(self.engine, plan, content, output, corrections.who(by), stdout)
+        return Asm3Export(plan, file_id, settled)
 
-    def asm3_record(self, plan: asm3_sync.Plan, path: str, by: str | None = None) -> int:
-        """Keep what a written ASM3 file held, so that the next one sends only what is new; returns the file's id
-        (``dogcat asm3 forget ID`` takes it back if it is never imported)."""
-        return asm3_sync.record(self.engine, plan, path, corrections.who(by))
+    def asm3_handoffs(self) -> list[asm3_sync.Handoff]:
+        """Staff corrections a person must still make in ASM3 (its import cannot change a breed)."""
+        return asm3_sync.handoffs(self.engine)
 
     def asm3_pull(self, path: str | Path, *, day_first: bool | None = None) -> asm3_sync.Pulled:
         """Read ASM3's animal export (``dogcat asm3 pull``); the first pull of a new shelter creates the catalog
@@ -298,7 +331,8 @@ class Catalog:
     def asm3_sync(self, url: str, *, username: str | None = None, account: str | None = None,
                   environ: dict[str, str] | None = None, allow_http: bool = False,
                   timeout_s: float = asm3_api.DEFAULT_TIMEOUT_S, age: str | None = None, dob: str | None = None,
-                  animals_csv: str | Path | None = None, by: str | None = None) -> Asm3Synced:
+                  animals_csv: str | Path | None = None, by: str | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> Asm3Synced:
         """``dogcat asm3 sync``: over ASM3's service API, settle earlier sends whose answer never came, pull
         ASM3's animals (as :meth:`asm3_pull` does its export), then send what ASM3 has not taken yet (the rows
         ``export --format asm3`` would write) and keep as sent only what ASM3's answer says it took
@@ -309,18 +343,21 @@ class Catalog:
         service = asm3_api.Service(url, auth, account, allow_http=allow_http, timeout_s=timeout_s)
         facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
         asm3_sync.estimated_age(age, dob)  # bad usage before ASM3 is asked
-        remote = service.shelter_animals()
-        earlier = asm3_send.settle(self.engine, remote)
-        pulled = asm3_sync.pull(self.engine, [r.animal for r in remote])
-        plan = asm3_sync.plan(self.engine, age=age, dob=dob, facts=facts)
-        pictures = asm3.attach_images(plan, asm3.image_for)
-        rows = list(asm3.rows(plan, pictures))
-        if not rows:
-            return Asm3Synced(earlier, pulled, plan, None)
-        content = io.StringIO(newline="")
-        asm3.write(iter(rows), content)
-        sent = asm3_send.send(self.engine, service, plan, rows, pictures, content.getvalue().encode("utf-8"),
-                              corrections.who(by), asm3_send.media_high(remote))
+        with asm3_sync.exclusive(self.engine, on_wait):  # one export or sync at a time, as export does
+            asm3_sync.settle(self.engine)  # a file export killed while writing
+            remote = service.shelter_animals()
+            earlier = asm3_send.settle(self.engine, remote)
+            pulled = asm3_sync.pull(self.engine, [r.animal for r in remote])
+            plan = asm3_sync.plan(self.engine, age=age, dob=dob, facts=facts)
+            pictures = asm3.attach_images(plan, asm3.image_for)
+            plan.drop_empty()
+            rows = list(asm3.rows(plan, pictures))
+            if not rows:
+                return Asm3Synced(earlier, pulled, plan, None)
+            content = io.StringIO(newline="")
+            asm3.write(iter(rows), content)
+            sent = asm3_send.send(self.engine, service, plan, rows, pictures, content.getvalue().encode("utf-8"),
+                                  corrections.who(by), asm3_send.media_high(remote))
         return Asm3Synced(earlier, pulled, plan, sent)
 
     def asm3_files(self) -> list[dict]:
@@ -328,8 +365,11 @@ class Catalog:
         return asm3_sync.files(self.engine)
 
     def asm3_forget(self, file_id: int) -> dict:
-        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``)."""
-        return asm3_sync.forget(self.engine, file_id)
+        """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``), once no export is writing
+        one and what a killed export left is settled."""
+        with asm3_sync.exclusive(self.engine):
+            asm3_sync.settle(self.engine)
+            return asm3_sync.forget(self.engine, file_id)
 
     def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,
               progress=None) -> teach.Taught:

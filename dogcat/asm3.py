@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections.abc import Callable, Iterator
 from typing import IO
 
@@ -111,6 +112,13 @@ def rows(plan: Plan, images: dict[str, str], today: dt.date | None = None) -> It
         yield row
         for picture in pictures[1:]:
             yield {**empty, "ANIMALCODE": a.code, "ANIMALNAME": name, "ANIMALIMAGE": picture}
+
+
+def content(plan: Plan, images: dict[str, str], today: dt.date | None = None) -> bytes:
+    """The whole file, as bytes (UTF-8): hashed and recorded before it is put in place (dogcat.asm3_sync)."""
+    buffer = io.StringIO(newline="")
+    write(rows(plan, images, today), buffer)
+    return buffer.getvalue().encode("utf-8")
 
 
 def write(rows: Iterator[dict], fp: IO[str]) -> int:

@@ -1,9 +1,9 @@
 """`dogcat asm3 sync`'s sending: hand ASM3 an import over its service API and keep as sent only what it took.
 
 A send is recorded before the request goes out, as an ASM3 file (asm3_files, asm3_sent: the record export's
-files keep, so both paths share it) whose asm3_sends row says "sending" and the highest ASM3 media id among the
-animals in care just before. Its items count as sent from then on (nothing is sent twice by a sync or an export
-that runs meanwhile); :func:`settle` then reduces them to what ASM3 took:
+files keep, so both paths share it) in state "sending", with (asm3_sends) the service and the highest ASM3
+media id among the animals in care just before. Its items count as sent from then on (an export meanwhile
+does not send them again); :func:`settle` then reduces them to what ASM3 took:
 
 - ASM3 answered: a row without error was taken whole. A row with errors (listed with ASM3's own message): its
   photo was not taken; its new animal was made, and its log entry added, only if the animal's code is in ASM3
@@ -73,9 +73,8 @@ def media_high(remote: Sequence[RemoteAnimal]) -> int:
 def begin(engine, plan: asm3_sync.Plan, service: str, by: str, media_before: int) -> int:
     """Record ``plan`` as a file being sent to ``service`` (one transaction); returns its id."""
     with db.writing(engine) as conn:
-        file_id = asm3_sync.record_in(conn, plan, service, by)
-        conn.execute(insert(db.asm3_sends).values(file=file_id, service=service, state=SENDING,
-                                                  media_before=media_before))
+        file_id = asm3_sync.record_in(conn, plan, service, by, state=SENDING)
+        conn.execute(insert(db.asm3_sends).values(file=file_id, service=service, media_before=media_before))
     return file_id
 
 
@@ -160,9 +159,10 @@ def _settle_answer(engine, file_id: int, service: str, answer: ImportAnswer, per
 
 def pending(engine) -> list[int]:
     """Sends whose outcome is not settled yet (their answer never came, or dogcat was killed)."""
+    f = db.asm3_files
     with db.reading(engine) as conn:
-        return list(conn.scalars(select(db.asm3_sends.c.file).where(db.asm3_sends.c.state == SENDING)
-                                 .order_by(db.asm3_sends.c.file)))
+        return list(conn.scalars(select(f.c.id).where(f.c.state == SENDING, f.c.forgotten_at.is_(None))
+                                 .order_by(f.c.id)))
 
 
 def settle(engine, remote: Sequence[RemoteAnimal]) -> list[Settled]:
@@ -171,8 +171,10 @@ def settle(engine, remote: Sequence[RemoteAnimal]) -> list[Settled]:
     by_code = {r.animal.code.casefold(): r for r in remote}
     out = []
     with db.writing(engine) as conn:
-        for row in conn.execute(select(db.asm3_sends).where(db.asm3_sends.c.state == SENDING)
-                                .order_by(db.asm3_sends.c.file)).all():
+        f, sends = db.asm3_files, db.asm3_sends
+        for row in conn.execute(select(sends).select_from(sends.join(f, f.c.id == sends.c.file))
+                                .where(f.c.state == SENDING, f.c.forgotten_at.is_(None))
+                                .order_by(sends.c.file)).all():
             items = _items(conn, row.file)
             codes = _asm3_codes(conn, {a for a, _, _ in items})
 
@@ -208,7 +210,7 @@ def settle(engine, remote: Sequence[RemoteAnimal]) -> list[Settled]:
 
 
 def _settled(conn: Connection, file_id: int):
-    conn.execute(update(db.asm3_sends).where(db.asm3_sends.c.file == file_id).values(state=None))
+    conn.execute(update(db.asm3_files).where(db.asm3_files.c.id == file_id).values(state=None))
 
 
 def _take_back(conn: Connection, file_id: int, items: list[Item]):

@@ -13,8 +13,13 @@
   entry when it changed since it was last sent. Never comments, description, date of birth, age, hidden details
   or breeds for an animal ASM3 has: its import overwrites every non-empty field it merges
   (docs/asm3-import-notes.md has what was measured).
-- :func:`record` keeps what a written file held (tables asm3_files, asm3_sent, asm3_animals), and
-  :func:`forget` takes a file back that was never imported, so that the next export writes its content again.
+  A photo ASM3 has (by SHA-256) is never sent under another animal; a loose photo (no folder) is no animal;
+  a staff correction ASM3's import cannot take is listed for a person (:class:`Handoff`).
+- :func:`record` keeps what ASM3 was handed (tables asm3_files, asm3_sent, asm3_animals); :func:`exclusive`,
+  :func:`settle`, :func:`write_file` make one export at a time, and a file and its record that agree after a
+  kill at any step; :func:`forget` takes a file back that was never imported, so that the next export writes
+  what it alone sent again. A transport other than a file (ASM3's service API) plans the same way and records
+  exactly what ASM3 took.
 
 Layer: a job. It reads the read model (dogcat.readmodel) and writes the store; dogcat.asm3 writes the CSV.
 """
@@ -22,14 +27,20 @@ Layer: a job. It reads the read model (dogcat.readmodel) and writes the store; d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from dogcat import asm3_records, breeds, db, naming, pathkeys, readmodel
+from dogcat import asm3_records, breeds, claims, db, naming, pathkeys, readmodel
 from dogcat.corrections import Change, apply, read_table
 from dogcat.decision import status_of
 from dogcat.errors import DogcatError, UsageError
@@ -226,15 +237,56 @@ class Outgoing:
     breeds: tuple[str, str] = ("", "")
 
 
+@dataclass(frozen=True)
+class Handoff:
+    """A staff correction ASM3's import cannot take (it never changes the breed of an animal it has): ASM3 still
+    holds the breeds dogcat sent (its guess), staff said otherwise in dogcat. A person changes it in ASM3; a
+    pull that reads the staff's breeds back ends it."""
+
+    animal: str
+    asm3_code: str
+    in_asm3: str  # ASM3's breeds now, as dogcat sent them: "Beagle" or "Beagle / Pug"
+    staff: str  # the staff's, in ASM3's spelling
+    by: str
+    at: str
+
+    def line(self) -> str:
+        return (f"{self.animal}: ASM3 still says {self.in_asm3} (dogcat's guess, sent before); staff said "
+                f"{self.staff} ({self.by}, {self.at[:10]}). ASM3's import never changes a breed: in ASM3 open "
+                f"animal {self.asm3_code}, Details, Breed, and set {self.staff} (the next dogcat asm3 pull sees it)")
+
+    def to_dict(self) -> dict:
+        return {"animal": self.animal, "asm3_code": self.asm3_code, "in_asm3": self.in_asm3, "staff": self.staff,
+                "by": self.by, "at": self.at}
+
+
+LOOSE = "no animal: put it in a folder or `dogcat animals move`"
+
+
 @dataclass
 class Plan:
     animals: list[Outgoing]
     warnings: list[str]
-    resend: bool  # --all: everything, whatever was sent before
+    resend: bool  # --all: everything, whatever was sent before (never a staff field of an animal ASM3 has)
+    not_sent: list[str] = field(default_factory=list)  # "PATH: why" of photos left out on purpose (loose ones)
+    handoff: list[Handoff] = field(default_factory=list)  # corrections a person must make in ASM3
 
     @property
     def photos(self) -> int:
         return sum(len(a.photos) for a in self.animals)
+
+    @property
+    def new(self) -> int:
+        return sum(a.new for a in self.animals)
+
+    @property
+    def logs(self) -> int:
+        return sum(bool(a.log) for a in self.animals)
+
+    def drop_empty(self):
+        """Leave out animals ASM3 has with nothing left to send (their photos could not be attached): the file
+        gets no row for them, so the counts said and recorded are the file's."""
+        self.animals = [a for a in self.animals if a.new or a.photos or a.log]
 
 
 @dataclass(frozen=True)
@@ -274,10 +326,12 @@ def estimated_age(age: str | float | None = None, dob: str | None = None, what: 
 
 @dataclass
 class Sent:
-    """What the files not taken back sent, per (animal, kind): every item, and the newest file's."""
+    """What the files not taken back sent, per (animal, kind): every item, and the newest file's; and per photo
+    content, the animal it went to first (a photo ASM3 has is never sent under another animal)."""
 
     items: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     last: dict[tuple[str, str], str] = field(default_factory=dict)
+    photo_animal: dict[str, str] = field(default_factory=dict)
 
 
 def _sent(conn: Connection) -> Sent:
@@ -289,6 +343,8 @@ def _sent(conn: Connection) -> Sent:
                           .where(f.c.forgotten_at.is_(None)).order_by(f.c.id)):
         out.items.setdefault((r.animal, r.kind), set()).add(r.item)
         out.last[(r.animal, r.kind)] = r.item
+        if r.kind == "photo":
+            out.photo_animal.setdefault(r.item, r.animal)
     return out
 
 
@@ -305,19 +361,31 @@ def photos_to_attach(answer: readmodel.Answer) -> list[dict]:
     return out
 
 
+def _asm3_spelling(guess: dict) -> str:
+    """A guess's breed as ASM3's breed list spells it ("English Springer Spaniel", not the model's "English
+    Springer"), so that staff find it in ASM3; a label ASM3 has no breed for keeps the model's name."""
+    name, model = breeds.asm3_name(guess.get("label")), guess["breed"]
+    general = set(name.casefold().replace("-", " ").split()) <= set(model.casefold().replace("-", " ").split())
+    return model if name == breeds.MIXED_BREED or general else name  # "Standard Poodle", not ASM3's "Poodle"
+
+
 def log_text(answer: readmodel.Answer) -> str:
     """dogcat's answer for ASM3's log, one line: 'dogcat: Beagle 97% (then Basset 2%), from 3 photos, model …' or
     'dogcat: staff said Beagle / Pug (alice, 2026-12-04)'."""
     if answer.source == "correction" and answer.correction is not None:
         c = answer.correction
-        said = " / ".join(c.names) if c.status == "dog" else "not a dog"
-        return naming.one_line(f"dogcat: staff said {said} ({c.by}, {c.at[:10]}).")
+        words = breeds_key(*c.asm3_breeds()) if c.status == "dog" else "not a dog"
+        return naming.one_line(f"dogcat: staff said {words} ({c.by}, {c.at[:10]}).")
+
+    def said(g: dict) -> str:
+        return f"{_asm3_spelling(g)} {percent(g.get('confidence'), '?')}"
+
     if answer.mix:
-        guess = "mix? " + ", ".join(f"{g['breed']} {percent(g.get('confidence'), '?')}" for g in answer.top_k)
+        guess = "mix? " + ", ".join(said(g) for g in answer.top_k)
     else:
         best, rest = answer.top_k[0], answer.top_k[1:]
-        then = ", ".join(f"{g['breed']} {percent(g.get('confidence'), '?')}" for g in rest)
-        guess = f"{best['breed']} {percent(best.get('confidence'), '?')}" + (f" (then {then})" if then else "")
+        then = ", ".join(said(g) for g in rest)
+        guess = said(best) + (f" (then {then})" if then else "")
     photos = f"{answer.votes} photo{'s' if answer.votes != 1 else ''}"
     return naming.one_line(f"dogcat: {guess}; from {photos}" + (f"; model {answer.model}" if answer.model else "")
                            + ".")
@@ -334,23 +402,60 @@ def _breeds_of(answer: readmodel.Answer) -> tuple[str, str]:
     return first, second
 
 
+def _loose(row, grouped: set[str]) -> bool:
+    """A photo that is an animal only because no folder holds it (intake/IMG_0042.jpg): its animal's key is the
+    photo's own, and neither staff (animals move) nor --animals none made it one on purpose."""
+    if row is None:
+        return True
+    return str(row.key or "").startswith(("photo:", "file:")) and not grouped & {db.STAFF, "none"}
+
+
+def _handoff(a: readmodel.Answer, k, sent: Sent) -> Handoff | None:
+    """The staff correction of an animal ASM3 has that ASM3's import cannot take (see Handoff), or None."""
+    c = a.correction
+    if a.source != "correction" or c is None or c.source == SOURCE or c.status != "dog":
+        return None
+    staff, in_asm3 = breeds_key(*c.asm3_breeds()), breeds_key(k.breed1, k.breed2)
+    if staff.casefold() == in_asm3.casefold() or sent.last.get((a.animal, "animal")) != in_asm3:
+        return None  # ASM3 took it, or ASM3's breed is the staff's own there (a pull's matter, not a hand-off)
+    return Handoff(a.animal, k.asm3_code, in_asm3, staff, c.by, c.at)
+
+
+def handoffs(engine) -> list[Handoff]:
+    """Every staff correction a person must still make in ASM3 (``dogcat asm3 files`` lists them)."""
+    answers = readmodel.answers(engine)
+    with db.reading(engine) as conn:
+        known = {r.animal: r for r in conn.execute(select(db.asm3_animals))}
+        sent = _sent(conn)
+    return [h for a in answers if a.animal in known and (h := _handoff(a, known[a.animal], sent)) is not None]
+
+
 def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | None = None,
          facts: dict[str, ShelterFacts] | None = None, codes: Sequence[str] | None = None) -> Plan:
-    """What an ASM3 import file holds now (see the module's docstring). ``resend`` (--all): everything, as if
-    nothing had been sent. ``age``/``dob``: the default for new animals with no age of their own (from a
-    pull or ``facts``, the --animals-csv rows by code). Raises UsageError, listing them, when a new animal has
-    no age at all: ASM3 would refuse its row."""
+    """What an ASM3 import file holds now (see the module's docstring). ``resend`` (--all): every photo and
+    answer again, as if nothing had been sent, but still never a staff field of an animal ASM3 has, and never a
+    photo under another animal than the one ASM3 got it under. ``age``/``dob``: the default for new animals
+    with no age of their own (from a pull or ``facts``, the --animals-csv rows by code). Raises UsageError,
+    listing them, when a new animal has no age at all: ASM3 would refuse its row."""
     default = estimated_age(age, dob)
     facts = {k.casefold(): v for k, v in (facts or {}).items()}
     answers = readmodel.answers(engine)
     with db.reading(engine) as conn:
         known = {r.animal: r for r in conn.execute(select(db.asm3_animals))}
         shelter = {r.code: r for r in conn.execute(select(db.animals))}
-        sent = Sent() if resend else _sent(conn)
+        grouped: dict[str, set[str]] = {}
+        for r in conn.execute(select(db.animal_files.c.animal, db.animal_files.c.grouped_by).distinct()):
+            grouped.setdefault(r.animal, set()).add(r.grouped_by)
+        sent = _sent(conn)
     wanted = {c.casefold() for c in codes} if codes else None
-    out, warnings, ageless = [], [], []
+    out, warnings, ageless, not_sent, handoff = [], [], [], [], []
     for a in answers:
         if a.status in NOT_ANIMALS or not a.top_k or (wanted is not None and a.animal.casefold() not in wanted):
+            continue
+        row = shelter.get(a.animal)
+        is_known = a.animal in known
+        if not is_known and _loose(row, grouped.get(a.animal, set())):
+            not_sent += [f"{p['path']}: {LOOSE}" for p in a.photos]
             continue
         attach = photos_to_attach(a)
         present = [p for p in attach if pathkeys.exists(p["path"])]
@@ -359,19 +464,32 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
             continue
         if len(present) < len(attach):
             warnings.append(f"{a.animal}: {len(attach) - len(present)} photo(s) gone from disk, not attached")
-        photos = [p for p in present if p["sha256"] not in sent.items.get((a.animal, "photo"), set())]
-        is_known = not resend and a.animal in known
+        theirs = [p for p in present if sent.photo_animal.get(p["sha256"], a.animal) != a.animal]
+        elsewhere = sorted({sent.photo_animal[p["sha256"]] for p in theirs})
+        if resend:
+            photos = [p for p in present if sent.photo_animal.get(p["sha256"], a.animal) == a.animal]
+        else:
+            photos = [p for p in present if p["sha256"] not in sent.photo_animal]
+        if theirs and (is_known or photos):
+            warnings.append(f"{a.animal}: {len(theirs)} photo(s) ASM3 has under {', '.join(elsewhere)} already; "
+                            "not sent again")
         key = a.summary()
         log = None
         if not (a.source == "correction" and a.correction and a.correction.source == SOURCE) and (
-                sent.last.get((a.animal, "log")) != key):
+                resend or sent.last.get((a.animal, "log")) != key):
             log = log_text(a)
         if is_known:
             k = known[a.animal]
+            h = _handoff(a, k, sent)
+            if h is not None:
+                handoff.append(h)
             if photos or log:
                 out.append(Outgoing(a, k.asm3_code, k.name, False, photos, log, key if log else None))
             continue
-        row = shelter.get(a.animal)
+        if present and not photos:  # a renamed folder, a moved photo: ASM3 has this dog under another animal
+            warnings.append(f"{a.animal}: not made a new ASM3 animal: every photo of it is ASM3's "
+                            f"{', '.join(elsewhere)}'s (dogcat animals merge, or a new photo, settles it)")
+            continue
         given = facts.get(a.animal.casefold(), ShelterFacts())
         name = given.name or a.name
         born = (estimated_age(given.age, given.dob, f"{a.animal}: age") if (given.age or given.dob) else
@@ -380,7 +498,7 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
         if not born:
             ageless.append(a.animal)
         sex = given.sex or (row.sex if row is not None else None) or ""
-        out.append(Outgoing(a, a.animal, naming.one_line(name) or naming.UNNAMED, True, present, log, key,
+        out.append(Outgoing(a, a.animal, naming.one_line(name) or naming.UNNAMED, True, photos, log, key,
                             born, sex, _breeds_of(a)))
     if ageless:
         shown = ", ".join(ageless[:20]) + (f" and {len(ageless) - 20} more" if len(ageless) > 20 else "")
@@ -388,7 +506,7 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
                          f"{len(ageless)} animal(s) new to ASM3 have none: {shown}. Give them in --animals-csv "
                          "FILE (code,name,dob,age,sex), or a default with --age YEARS or --dob YYYY-MM-DD; nothing "
                          "was written")
-    return Plan(out, warnings, resend)
+    return Plan(out, warnings, resend, not_sent, handoff)
 
 
 def read_facts(path: str | Path) -> dict[str, ShelterFacts]:
@@ -422,17 +540,66 @@ def read_facts(path: str | Path) -> dict[str, ShelterFacts]:
 
 
 # --- what was sent ------------------------------------------------------------------------------------------
+#
+# One export at a time (exclusive), and a file and its record that agree whenever the process stops:
+#   settle (a file a killed export left) → plan → begin (the record, state "writing", with the content's SHA-256)
+#   → the file written beside its place and moved into it (write_file) → finish (state written).
+# A stop before begin leaves nothing; after it, the next export's settle finds the file in place with that
+# content (then it is recorded as written) or takes the record back and removes the half-written file.
+# A second transport (ASM3's service API) plans the same way and records exactly what ASM3 took (record).
 
-def record(engine, plan: Plan, path: str, by: str) -> int:
-    """Keep what a written file holds (after it is complete); returns the file's id (dogcat asm3 forget ID)."""
-    with db.writing(engine) as conn:
-        return record_in(conn, plan, path, by)
+EXPORT_CLAIM = ("asm3-export", "asm3-export")  # claims (sha256, model_id): held by the export writing a file
+EXPORT_LEASE_S = 60.0
+STOP_ENV = "DOGCAT_TEST_ASM3_STOP"  # tests only: kill -9 this process at the named step (docs/asm3.md)
+WRITING = "writing"
 
 
-def record_in(conn: Connection, plan: Plan, path: str, by: str) -> int:
-    """:func:`record` inside the caller's transaction (dogcat.asm3_send records a send and its state as one)."""
+def checkpoint(step: str):
+    """Tests of a kill at every step set DOGCAT_TEST_ASM3_STOP to a step's name: the process kills itself there,
+    as kill -9 would (no cleanup, no finally); ``STEP:pause=SECONDS`` sleeps there instead (two exports that
+    really overlap). Steps: planned, begun, half-written, written, placed, finished. Unset: nothing."""
+    wanted = os.environ.get(STOP_ENV)
+    if not wanted or wanted.split(":", 1)[0] != step:
+        return
+    if wanted.startswith(f"{step}:pause="):
+        time.sleep(float(wanted.split("=", 1)[1]))
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def exclusive(engine, on_wait: Callable[[str], None] | None = None, wait_s: float = 600.0) -> Iterator[str]:
+    """Hold the catalog's ASM3 export claim (dogcat.claims: a lease renewed while alive, ended at once when its
+    process on this machine is gone): a second export, on this machine or another sharing a PostgreSQL
+    catalog, waits here until the first has recorded its file, and then plans only what that one did not send.
+    ``on_wait`` is told once that it waits. Raises DatabaseError after ``wait_s``."""
+    owner = claims.new_owner()
+    key, kind = EXPORT_CLAIM
+    started, told = time.monotonic(), False
+    while True:
+        with db.writing(engine) as conn:
+            claims.expire_dead_local(conn)
+            if claims.claim(conn, [key], kind, owner, EXPORT_LEASE_S):
+                break
+        if not told and on_wait is not None:
+            on_wait(f"another dogcat export is writing an ASM3 file; waiting for it (up to {wait_s:.0f} s)")
+            told = True
+        if time.monotonic() - started > wait_s:
+            raise db.DatabaseError(f"another dogcat export held the ASM3 export for more than {wait_s:.0f} s; "
+                                   "nothing written")
+        time.sleep(0.25)
+    try:
+        with claims.Heartbeat(engine, owner, EXPORT_LEASE_S):
+            yield owner
+    finally:
+        with db.writing(engine) as conn:
+            claims.release_all(conn, owner)
+
+
+def _record(conn: Connection, plan: Plan, path: str, by: str, sha256: str | None, state: str | None) -> int:
     now = db.now()
-    inserted = conn.execute(insert(db.asm3_files).values(path=path, written_at=now, written_by=by))
+    inserted = conn.execute(insert(db.asm3_files).values(path=path, written_at=now, written_by=by, state=state,
+                                                         sha256=sha256))
     file_id = inserted.inserted_primary_key[0]  # type: ignore[index]  # one row inserted: its key is there
     rows = []
     for a in plan.animals:
@@ -450,34 +617,153 @@ def record_in(conn: Connection, plan: Plan, path: str, by: str) -> int:
     return int(file_id)
 
 
-def forget(engine, file_id: int) -> dict:
-    """Take back a file that was never imported: what it held counts as not sent, and the animals it introduced
-    as new to ASM3 again (unless a pull has seen them in ASM3 since). Returns the file's row as a dict."""
+def record_in(conn: Connection, plan: Plan, path: str, by: str, *, sha256: str | None = None,
+              state: str | None = None) -> int:
+    """:func:`record` inside the caller's transaction, with a state (dogcat.asm3_send: "sending", from just
+    before its request until what ASM3 took is settled); returns the file's id."""
+    return _record(conn, plan, path, by, sha256, state)
+
+
+def record(engine, plan: Plan, path: str, by: str) -> int:
+    """Keep what ASM3 was handed (a file written, or what a transport's answer says ASM3 took: pass a plan
+    holding exactly that), as sent; returns its id (dogcat asm3 forget ID)."""
+    with db.writing(engine) as conn:
+        return _record(conn, plan, path, by, None, None)
+
+
+def begin(engine, plan: Plan, path: str, by: str, sha256: str) -> int:
+    """Record a file about to be put in place (state "writing", its content's SHA-256); :func:`finish` once it
+    is there. Until then the next export's :func:`settle` decides from the file itself."""
+    with db.writing(engine) as conn:
+        return _record(conn, plan, path, by, sha256, WRITING)
+
+
+def finish(engine, file_id: int):
+    with db.writing(engine) as conn:
+        conn.execute(update(db.asm3_files).where(db.asm3_files.c.id == file_id).values(state=None))
+
+
+def temporary_path(output: Path, file_id: int) -> Path:
+    """Where file ``file_id`` is written before it is moved into place: beside it, hidden, named by the id (so
+    that settle finds it from the record alone)."""
+    return output.with_name(f".{output.name}.asm3-{file_id}.tmp")
+
+
+def write_file(engine, plan: Plan, content: bytes, output: Path | None, by: str, stdout: IO[bytes] | None = None
+               ) -> int:
+    """Hand ``content`` (the CSV dogcat.asm3 made of ``plan``) out and record it, so that a kill at any step
+    leaves a file and a record that agree (see above); ``output`` None: to ``stdout``. Returns the file's id."""
+    sha = hashlib.sha256(content).hexdigest()
+    file_id = begin(engine, plan, str(output.absolute()) if output else "stdout", by, sha)
+    checkpoint("begun")
+    try:
+        if output is None:
+            assert stdout is not None
+            stdout.write(content)
+            stdout.flush()
+        else:
+            tmp = temporary_path(output.absolute(), file_id)
+            try:
+                with open(tmp, "wb") as f:
+                    half = len(content) // 2
+                    f.write(content[:half])
+                    f.flush()
+                    checkpoint("half-written")
+                    f.write(content[half:])
+                    f.flush()
+                    os.fsync(f.fileno())
+                checkpoint("written")
+                os.replace(tmp, output)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except BaseException:  # a disk full, Ctrl-C: the file is not in place, so its record is taken back now
+        with db.writing(engine) as conn:
+            _take_back(conn, file_id, "unfinished")
+        raise
+    checkpoint("placed")
+    finish(engine, file_id)
+    checkpoint("finished")
+    return file_id
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def settle(engine) -> list[str]:
+    """Files an export stopped while writing (kill -9, a machine off): one found in place with the content
+    recorded is written; any other is taken back (its content goes into the next export) and its temporary file
+    removed. Run while holding :func:`exclusive`, so that no export is writing. Returns a line per file."""
     f = db.asm3_files
+    said = []
+    with db.writing(engine) as conn:
+        for row in conn.execute(select(f).where(f.c.state == WRITING, f.c.forgotten_at.is_(None))).all():
+            if row.path != "stdout":
+                temporary_path(Path(row.path), row.id).unlink(missing_ok=True)
+                if _file_sha256(Path(row.path)) == row.sha256:
+                    conn.execute(update(f).where(f.c.id == row.id).values(state=None))
+                    said.append(f"ASM3 file {row.id} ({row.path}): its export stopped after the file was complete; "
+                                "recorded as written")
+                    continue
+            _take_back(conn, row.id, "unfinished")
+            said.append(f"ASM3 file {row.id} ({row.path}): its export stopped before the file was complete; "
+                        "taken back (its content goes into this export)")
+    return said
+
+
+MAX_FILE_ID = 2**63 - 1  # the databases' integer: a larger id is no file's
+
+
+def _take_back(conn: Connection, file_id: int, state: str | None = None):
+    """What the file held counts as not sent; an animal it introduced is new to ASM3 again unless another file
+    not taken back introduced it too, or a pull has seen it in ASM3 since."""
+    f, s = db.asm3_files, db.asm3_sent
+    conn.execute(update(f).where(f.c.id == file_id).values(forgotten_at=db.now(), state=state))
+    introduced = set(conn.scalars(select(s.c.animal).where(s.c.file == file_id, s.c.kind == "animal")))
+    for chunk in db.chunks(sorted(introduced)):
+        still = set(conn.scalars(select(s.c.animal).select_from(s.join(f, f.c.id == s.c.file)).where(
+            s.c.kind == "animal", s.c.animal.in_(chunk), f.c.forgotten_at.is_(None))))
+        gone = [a for a in chunk if a not in still]
+        if gone:
+            conn.execute(delete(db.asm3_animals).where(and_(db.asm3_animals.c.animal.in_(gone),
+                                                            db.asm3_animals.c.source == "sent")))
+
+
+def forget(engine, file_id: int) -> dict:
+    """Take back a file that was never imported: what it alone held counts as not sent (a photo or log entry an
+    earlier file not taken back sent too stays sent), and the animals only it introduced are new to ASM3 again
+    (unless a pull has seen them in ASM3 since). Returns the file's row as a dict."""
+    f = db.asm3_files
+    if not 0 < file_id <= MAX_FILE_ID:
+        raise LookupFailed(f"{file_id}: no such ASM3 file (dogcat asm3 files lists them)")
     with db.writing(engine) as conn:
         row = conn.execute(select(f).where(f.c.id == file_id)).first()
         if row is None:
             raise LookupFailed(f"{file_id}: no such ASM3 file (dogcat asm3 files lists them)")
         if row.forgotten_at is None:
-            conn.execute(update(f).where(f.c.id == file_id).values(forgotten_at=db.now()))
-            introduced = list(conn.scalars(select(db.asm3_sent.c.animal).where(
-                db.asm3_sent.c.file == file_id, db.asm3_sent.c.kind == "animal")))
-            for chunk in db.chunks(introduced):
-                conn.execute(delete(db.asm3_animals).where(and_(db.asm3_animals.c.animal.in_(chunk),
-                                                                db.asm3_animals.c.source == "sent")))
+            _take_back(conn, file_id)
         return dict(conn.execute(select(f).where(f.c.id == file_id)).one()._mapping)
 
 
 def files(engine) -> list[dict]:
-    """Every ASM3 file written, oldest first, with how many animals, photos and log entries it held."""
+    """Every ASM3 file written, oldest first, with what it held as its export said: animals (each with a row),
+    new animals (a full row), photos and log entries."""
     f, s = db.asm3_files, db.asm3_sent
     counts: dict[tuple[int, str], int] = {}
+    animals: dict[int, int] = {}
     with db.reading(engine) as conn:
         for file, kind, n in conn.execute(select(s.c.file, s.c.kind, func.count()).group_by(s.c.file, s.c.kind)):
             counts[(file, kind)] = n
+        for file, n in conn.execute(select(s.c.file, func.count(s.c.animal.distinct())).group_by(s.c.file)):
+            animals[file] = n
         written = [dict(r._mapping) for r in conn.execute(select(f).order_by(f.c.id))]
     for w in written:
-        w.update({kind + "s": counts.get((w["id"], kind), 0) for kind in ("animal", "photo", "log")})
+        w.update({"animals": animals.get(w["id"], 0), "new_animals": counts.get((w["id"], "animal"), 0),
+                  "photos": counts.get((w["id"], "photo"), 0), "logs": counts.get((w["id"], "log"), 0)})
     return written
 
 

@@ -61,6 +61,9 @@ class Summary:
     statuses: Counter = field(default_factory=Counter)  # dog / unsure / not_a_dog of every photo seen
     error_files: list[tuple[str, str]] = field(default_factory=list)
     grouped: int = 0  # files put in an animal, or moved to another, by this run
+    # Retired animals (dogcat animals prune) in care again: their photos seen again, or a new one under their code;
+    # code → when it had been retired.
+    back: dict[str, str] = field(default_factory=dict)
     deferred: list = field(default_factory=list)  # entries another run had claimed (a batch's, in prepare)
     waited: float = 0.0  # seconds spent waiting for other runs to finish photos they had claimed
 
@@ -69,7 +72,8 @@ class Summary:
         return {"new": self.new, "skipped": self.skipped, "duplicates": self.duplicates, "errors": self.errors,
                 "not_images": self.non_images, "files": self.files, "links_skipped": self.links_skipped,
                 "batches": self.batches, "seconds": round(self.seconds, 3), "waited": round(self.waited, 3),
-                "grouped": self.grouped, "model": self.model_id, "statuses": dict(self.statuses),
+                "grouped": self.grouped, "back_in_care": sorted(self.back, key=str.lower), "model": self.model_id,
+                "statuses": dict(self.statuses),
                 "breeds": dict(self.breeds.most_common())}
 
     @property
@@ -415,17 +419,18 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
                     progress(total, total, summary.new)
     finally:
         _release_all(engine, worker.owner)
-    summary.grouped = group(engine, grouping, [e.key for e in found.entries])
+    summary.grouped = group(engine, grouping, [e.key for e in found.entries], summary.back)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def group(engine, grouping: animals.Grouping, keys: Sequence[str]) -> int:
-    """Put the catalogued files among ``keys`` in their animals, a transaction per chunk (short write locks)."""
+def group(engine, grouping: animals.Grouping, keys: Sequence[str], back: dict[str, str] | None = None) -> int:
+    """Put the catalogued files among ``keys`` in their animals, a transaction per chunk (short write locks);
+    ``back`` gets the retired animals these files bring back into care (dogcat.animals.assign)."""
     changed = 0
     for chunk in db.chunks(list(keys)):
         with db.writing(engine) as conn:
             rows = conn.execute(select(db.files.c.path, db.files.c.sha256).where(
                 db.files.c.path.in_(chunk), func.coalesce(db.files.c.error, "") != NOT_AN_IMAGE))
-            changed += animals.assign(conn, grouping, [(r.path, r.sha256) for r in rows])
+            changed += animals.assign(conn, grouping, [(r.path, r.sha256) for r in rows], back)
     return changed

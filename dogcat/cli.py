@@ -23,7 +23,7 @@ from dogcat import settings
 from dogcat.console import err, error, fail, out
 from dogcat.helptext import Group
 from dogcat.shell import failures, output_stream
-from dogcat.text import percent, visible
+from dogcat.text import json_text, percent, visible
 from dogcat.version import __version__
 
 if TYPE_CHECKING:
@@ -557,6 +557,9 @@ def _print_summary(s, database: str, device: str):
         table.add_row(str(s.links_skipped), "symlinked folders not followed (--follow-symlinks)")
     if s.grouped:
         table.add_row(str(s.grouped), "files put in animals (see: dogcat animals)")
+    if s.back:
+        table.add_row(str(len(s.back)), escape(visible(
+            "retired animals in care again, their photos back: " + ", ".join(sorted(s.back, key=str.lower)))))
     out.print(table)
     if s.statuses:
         out.print("photos by status: " + ", ".join(f"{name} {s.statuses.get(name, 0)}"
@@ -608,8 +611,9 @@ def export(
     animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="asm3: each new animal's name, date "
                            "of birth or age, and sex: a CSV with columns code,name,dob,age,sex (comma, semicolon "
                            "or tab).", show_default=False)] = None,
-    everything: Annotated[bool, typer.Option("--all", help="asm3: everything, also what was sent before "
-                          "(importing it again attaches those photos again).")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="asm3: every photo and answer, also what was sent "
+                          "before (importing it again attaches those photos again); never a field staff own of an "
+                          "animal ASM3 has.")] = False,
 ):
     """Write the catalog out: one record per catalogued file (--per photo), or per animal (--per animal).
 
@@ -627,8 +631,11 @@ def export(
     --format asm3 writes what Animal Shelter Manager's "Import a CSV file" reads, only what ASM3 has not been
     sent: a full row for an animal new to ASM3 (code, name, date of birth or age, sex, breeds in ASM3's
     spelling), and for one it has (dogcat asm3 pull tells) only its new photos and dogcat's answer as a log
-    entry when it changed, never a field staff own. The catalog records what each file held; a file never
-    imported is taken back with dogcat asm3 forget ID. Animals that are no dog are left out. See docs/asm3.md.
+    entry when it changed, never a field staff own, and never a photo ASM3 has under another animal. A loose
+    photo (no folder) is listed as not sent. The catalog records what each file held; a file never imported is
+    taken back with dogcat asm3 forget ID. Two exports at once: the second waits, then writes only what is
+    left. Staff corrections ASM3's import cannot make are listed with where to change them in ASM3. Animals that
+    are no dog are left out. See docs/asm3.md.
 
     [b]Examples[/b]
 
@@ -686,27 +693,44 @@ def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, do
                  animals_csv: Path | None, everything: bool):
     _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db) as catalog:
-        plan = catalog.asm3_plan(resend=everything, age=age, dob=dob, animals_csv=animals_csv)
-        file_id = None
-        if plan.animals:  # nothing new: no file at all (ASM3's import fails on one without rows)
-            with output_stream(output) as stream:
-                written = catalog.asm3_write(stream, plan, images=images)
-            file_id = catalog.asm3_record(plan, str(output.absolute()) if output else "stdout") if written else None
+        done = catalog.asm3_export(output, resend=everything, age=age, dob=dob, animals_csv=animals_csv,
+                                   images=images, stdout=sys.stdout.buffer,
+                                   on_wait=lambda said: err.print(escape(said), highlight=False))
+    plan = done.plan
+    for line in done.settled:
+        error(escape(visible(line)), kind="warning")
     for warning in plan.warnings:
         error(escape(warning), kind="warning")
-    new = sum(a.new for a in plan.animals)
-    logs = sum(bool(a.log) for a in plan.animals)
+    _not_sent(plan.not_sent)
+    _hand_off(plan.handoff)
     where = escape(visible(str(output))) if output else "stdout"
-    if file_id is None:
+    if done.file_id is None:
         err.print(f"{where}: nothing new for ASM3 (no animal, photo or answer it has not been sent): "
                   "nothing written", highlight=False)
         return
-    err.print(f"{where}: {len(plan.animals)} animals ({new} new to ASM3), {plan.photos} photos, {logs} log "
-              f"entries; recorded as ASM3 file {file_id} (never imported? dogcat asm3 forget {file_id})",
-              highlight=False)
+    err.print(f"{where}: {len(plan.animals)} animals ({plan.new} new to ASM3), {plan.photos} photos, {plan.logs} "
+              f"log entries; recorded as ASM3 file {done.file_id} (never imported? dogcat asm3 forget "
+              f"{done.file_id})", highlight=False)
     if everything:
         error("--all: this file holds what was sent before too; importing it again attaches those photos again",
               kind="warning")
+
+
+def _not_sent(lines: list[str], shown: int = 20):
+    """Loose photos, each with why: the first ``shown``, then how many more."""
+    for line in lines[:shown]:
+        err.print(f"not sent: {escape(visible(line))}", highlight=False)
+    if len(lines) > shown:
+        err.print(f"not sent: {len(lines) - shown} more photos with no animal", highlight=False)
+
+
+def _hand_off(handoff: list, to=err) -> None:
+    """Corrections a person must make in ASM3 (its import cannot): one line each, with both words and where."""
+    if handoff:
+        to.print(f"{len(handoff)} staff correction(s) ASM3's import cannot make; change them in ASM3:",
+                 highlight=False)
+    for h in handoff:
+        to.print("  " + escape(visible(h.line())), highlight=False)
 
 
 @app.command()
@@ -828,7 +852,7 @@ def animals_list(
         answers = catalog.animals(include_empty=True, **filters)
     if as_json:
         for a in answers:
-            print(json.dumps(a.to_dict(), ensure_ascii=False))
+            print(json_text(a.to_dict()))
         return
     if as_csv:
         from dogcat.export import write_animals
@@ -882,7 +906,7 @@ def animals_show(
     with failures(db), _catalog(db, readonly=True) as catalog:
         detail = catalog.animal(code)
     if as_json:
-        print(json.dumps(detail.to_dict(), ensure_ascii=False))
+        print(json_text(detail.to_dict()))
         return
     a = detail.answer
 
@@ -896,6 +920,9 @@ def animals_show(
              if value]
     if facts:
         line("  " + ", ".join(facts))
+    if detail.retired_at:
+        line(f"  retired {detail.retired_at} by dogcat animals prune: its photos were gone from disk "
+             f"(dogcat animals restore {a.animal} brings it back)")
     if a.source == "correction" and a.correction:
         by = f"staff ({a.correction.by}, {a.correction.at})"
     else:
@@ -953,10 +980,20 @@ def animals_merge(
 def animals_prune(
     db: DbOption = settings.DEFAULT_DB,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say which animals would be retired.")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Retire them even when their folder is "
+                                                "missing or empty: the photos are gone for good.")] = False,
 ):
-    """Retire the animals whose photos are all gone from disk (moved, deleted, a folder renamed): they stay in
-    the catalog with their photos' records, corrections and history, but are no longer listed, exported or
-    shown in the report. Prints each animal retired.
+    """Retire the animals whose photos are all gone from disk (adopted, their folder deleted or moved away): they
+    stay in the catalog with their photos' records, corrections, ASM3 link and history, but are no longer listed,
+    exported or shown in the report. Prints each animal retired.
+
+    A missing or empty folder is not a gone animal: when the photos' folder is empty, or missing together with the
+    folder above it (an unplugged drive, a renamed intake folder), prune names it and retires nothing.
+
+    A renamed folder keeps its animal: the next dogcat catalog puts its photos in the same animal (by the code in
+    its name, A1002-Bella -> A1002-Bella-Rose, else by the photos' content, Rex -> Rexy) and brings it back into
+    care if prune retired it meanwhile; so does a new photo under its code. dogcat animals restore CODE brings
+    back any other.
 
     [b]Examples[/b]
 
@@ -966,15 +1003,41 @@ def animals_prune(
 
     [b]Exit codes[/b]
 
-      0  done (none to retire included);  1  the database cannot be used;  2  bad usage
+      0  done (none to retire included);  1  a folder is missing or empty (nothing retired), or the database cannot
+      be used;  2  bad usage
     """
     with failures(db), _catalog(db) as catalog:
-        found = catalog.prune(dry_run)
+        found = catalog.prune(dry_run, allow_missing)
     verb = "would retire" if dry_run else "retired"
     for code, paths in found.items():
         out.print(escape(f"{verb} {visible(code)}: its {len(paths)} photo{'s are' if len(paths) != 1 else ' is'} "
                          "gone from disk"), highlight=False)
     err.print(f"[dim]{len(found)} animal{'s' if len(found) != 1 else ''} {verb}[/]", highlight=False)
+
+
+@animals_app.command("restore")
+def animals_restore(
+    code: Annotated[str, typer.Argument(help="The retired animal's code (any case).")],
+    db: DbOption = settings.DEFAULT_DB,
+):
+    """Bring an animal that dogcat animals prune retired back into care: listed, exported and reported again,
+    with its corrections and ASM3 link as they were. (A catalog run that finds its photos again, or a new photo
+    under its code, does this by itself.)
+
+    [b]Example[/b]
+
+      dogcat animals restore A1002 --db shelter.db
+
+    [b]Exit codes[/b]
+
+      0  restored (or it was in care);  1  no such animal, or the database cannot be used;  2  bad usage
+    """
+    with failures(db), _catalog(db) as catalog:
+        found, retired_at = catalog.restore(code)
+    if retired_at is None:
+        out.print(escape(f"{visible(found)} is in care (it was not retired): nothing to do"), highlight=False)
+    else:
+        out.print(escape(f"{visible(found)} is in care again (retired {retired_at})"), highlight=False)
 
 
 @animals_app.command("move")
@@ -1042,9 +1105,10 @@ def correct(
 
     [b]Exit codes[/b]
 
-      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied or two rows saying
-      different things of one animal or photo (then nothing is), a read-only catalog, or another writer holding
-      the catalog for more than 10 minutes (dogcat waits for it, saying so)
+      0  recorded;  1  unknown breed, animal or photo, a CSV row that cannot be applied, two rows saying
+      different things of one animal or photo, or a CSV header naming a column twice (then nothing is applied), a
+      read-only catalog, or another writer holding the catalog for more than 10 minutes (dogcat waits for it,
+      saying so)
 
       2  bad usage
     """
@@ -1196,7 +1260,8 @@ def asm3_sync(
         fail("--url: give ASM3's service address (e.g. https://service.sheltermanager.com/asmservice)", 2)
     with failures(db), _catalog(db, create=True) as catalog:
         synced = catalog.asm3_sync(url, username=username, account=account, allow_http=allow_http,
-                                   timeout_s=timeout, age=age, dob=dob, animals_csv=animals_csv)
+                                   timeout_s=timeout, age=age, dob=dob, animals_csv=animals_csv,
+                                   on_wait=lambda said: err.print(escape(said), highlight=False))
     for warning in synced.plan.warnings:
         error(escape(warning), kind="warning")
     if as_json:
@@ -1244,7 +1309,8 @@ def asm3_files(
     db: DbOption = settings.DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file per line.")] = False,
 ):
-    """List the ASM3 import files dogcat wrote, and what each held.
+    """List the ASM3 import files dogcat wrote, and what each held (animals with a row, new animals, photos, log
+    entries), then the staff corrections ASM3's import cannot make (a person changes them in ASM3).
 
     [b]Example[/b]
 
@@ -1256,17 +1322,24 @@ def asm3_files(
     """
     with failures(db), _catalog(db, readonly=True) as catalog:
         written = catalog.asm3_files()
+        handoff = catalog.asm3_handoffs()
     if as_json:
         for f in written:
             print(json.dumps(f))
+        for h in handoff:
+            print(json.dumps({"hand_off": h.to_dict()}))
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "written", "file", "animals", "photos", "logs", "taken back"):
+    for column in ("id", "written", "file", "animals", "new", "photos", "logs", "taken back"):
         table.add_column(column)
     for f in written:
+        back = (f["forgotten_at"] or "")[:16] + (" (export stopped)" if f.get("state") == "unfinished" else "")
+        if f.get("state") == "writing" and not f["forgotten_at"]:
+            back = "being written (or stopped: the next export settles it)"
         table.add_row(str(f["id"]), f["written_at"][:16], escape(visible(f["path"])), str(f["animals"]),
-                      str(f["photos"]), str(f["logs"]), (f["forgotten_at"] or "")[:16])
+                      str(f["new_animals"]), str(f["photos"]), str(f["logs"]), back)
     out.print(table)
+    _hand_off(handoff, out)
 
 
 @asm3_app.command("forget")
@@ -1275,9 +1348,9 @@ def asm3_forget(
                                            show_default=False)],
     db: DbOption = settings.DEFAULT_DB,
 ):
-    """Take back an ASM3 file that was written but never imported: what it held counts as never sent, so the
-    next dogcat export --format asm3 writes it again. (A file that was imported must not be taken back: its
-    photos would be attached twice.)
+    """Take back an ASM3 file that was written but never imported: what it alone held counts as never sent, so
+    the next dogcat export --format asm3 writes it again (what an earlier file also sent stays sent). (A file
+    that was imported must not be taken back: its photos would be attached twice.)
 
     [b]Example[/b]
 
@@ -1329,7 +1402,7 @@ def teach(
     with failures(db), _catalog(db) as catalog, _teach_progress() as progress:
         taught = catalog.teach(output, model=model_path, min_photos=min_photos, progress=progress)
     if as_json:
-        print(json.dumps(taught.to_dict(), ensure_ascii=False))
+        print(json_text(taught.to_dict()))
         return
 
     def line(text: str, style: str = "") -> None:
@@ -1406,7 +1479,7 @@ def similar(
         found = catalog.similar(query, top=top, retired=retired, model=model_path)
     if as_json:
         for m in found:
-            print(json.dumps(m.to_dict(), ensure_ascii=False))
+            print(json_text(m.to_dict()))
         return
     table = Table(show_edge=False, header_style="bold")
     for column in ("", "animal", "name", "similarity", "breed", "photos", "most alike photo"):

@@ -190,7 +190,7 @@ def correct(engine, target: str, change: Change, by: str) -> tuple[str, str]:
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """A CSV that a person or a spreadsheet wrote: (header, [(line, row)]). The separator is the header's: a
     comma, a semicolon (what Excel saves in many European locales) or a tab; UTF-8 with or without a BOM.
-    Raises CorrectionError naming the file when it cannot be read."""
+    Raises CorrectionError naming the file when it cannot be read, or names a column twice."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
@@ -208,6 +208,12 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
                 rows.append((line, dict(zip(header, fields, strict=False))))
     except csv.Error as e:
         raise CorrectionError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
+    # A column named twice: which of the two a row means cannot be told (a row would silently take the last).
+    twice = next((h for h in header if h and header.count(h) > 1), None)
+    if twice is not None:
+        columns = " and ".join(str(i + 1) for i, h in enumerate(header) if h == twice)
+        raise CorrectionError(f"{path}: its header names the column {twice} more than once (columns {columns}); "
+                              "keep one")
     return header, rows
 
 
@@ -302,7 +308,7 @@ def _plan(conn: Connection, csv_path: Path, rows: list[_Row], by_column: str, pr
 
 def _targets(conn: Connection, names: list[str], photos: bool) -> dict[str, tuple[str, str] | str]:
     """What each name in a CSV means, looked up in batches: (kind, key) as :func:`resolve_target` gives it (an
-    animal code, any case, merges followed once; with ``photos``, else a photo's SHA-256 or catalogued path), or
+    animal code, any case, merges followed; with ``photos``, else a photo's SHA-256 or catalogued path), or
     why it means nothing (a string)."""
     out: dict[str, tuple[str, str] | str] = {}
     wanted = sorted(set(names))
@@ -312,8 +318,9 @@ def _targets(conn: Connection, names: list[str], photos: bool) -> dict[str, tupl
     batches = [query] if len(wanted) > db.PARAMS_PER_QUERY else \
         [query.where(func.lower(db.animals.c.code).in_([n.lower() for n in chunk])) for chunk in db.chunks(wanted)]
     for q in batches:
-        for code, merged_into in conn.execute(q):
-            codes[code.lower()] = merged_into or code
+        for code, merged_into in conn.execute(q).all():
+            # A merged animal's row writes to the animal that holds its photos now, as `correct CODE` does.
+            codes[code.lower()] = db.follow_merges(conn, merged_into) if merged_into else code
     rest = []
     for name in wanted:
         code = codes.get(name.lower())

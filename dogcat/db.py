@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 import urllib.parse
@@ -66,13 +65,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dogcat import naming, pathkeys, settings
 from dogcat.errors import DogcatError
+from dogcat.text import MASK, masked_url, secret_parameter, url_secrets
 from dogcat.version import __version__
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import dml as postgresql_dml
     from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DEFAULT_DB = settings.DEFAULT_DB
 BUSY_TIMEOUT_S = 60.0  # a statement waiting for a lock (readers of a catalog not in WAL mode, the WAL switch)
 WRITE_WAIT_S = settings.WRITE_WAIT_S  # a write transaction waiting for another writer (SQLite)
@@ -231,6 +231,12 @@ asm3_files = Table(
     Column("written_at", Text, nullable=False),
     Column("written_by", Text, nullable=False),
     Column("forgotten_at", Text),
+    # Schema 6 (issue 29): "writing" from the moment the file's content is recorded until it is in place under
+    # ``path`` (NULL: written, as every file before), and the SHA-256 of its bytes: an export killed between
+    # the two is settled by the next one (dogcat.asm3_sync.settle), which finds the file complete or takes the
+    # record back.
+    Column("state", Text),
+    Column("sha256", Text),
 )
 asm3_sent = Table(
     "asm3_sent", metadata,
@@ -240,15 +246,14 @@ asm3_sent = Table(
     Column("item", Text, primary_key=True),  # animal: "breed1 / breed2"; photo: SHA-256; log: the text
 )
 Index("asm3_sent_animal", asm3_sent.c.animal)
-# Schema 6 (issue 34): an ASM3 file sent over ASM3's service API (`dogcat asm3 sync`) rather than written:
-# the service (its address, never a secret), "sending" from just before the request until what ASM3 took is
-# settled (NULL: settled), and the highest ASM3 media id among the animals in care just before it was sent, by
-# which a sync whose answer never came (or that was killed) finds the photos ASM3 took (dogcat.asm3_send).
+# Schema 7 (issue 34): an ASM3 file sent over ASM3's service API (`dogcat asm3 sync`) rather than written (its
+# asm3_files.state is "sending" from just before the request until what ASM3 took is settled): the service (its
+# address, never a secret), and the highest ASM3 media id among the animals in care just before it was sent,
+# by which a sync whose answer never came (or that was killed) finds the photos ASM3 took (dogcat.asm3_send).
 asm3_sends = Table(
     "asm3_sends", metadata,
     Column("file", Integer, ForeignKey("asm3_files.id"), primary_key=True),
     Column("service", Text, nullable=False),
-    Column("state", Text),
     Column("media_before", Integer, nullable=False),
 )
 
@@ -308,8 +313,11 @@ def url_for(db: str) -> URL:
         try:
             url = make_url(db)
         except Exception:  # ArgumentError, ValueError ... for a malformed URL
-            raise DatabaseError(f"{_masked(db)}: not a valid database URL (e.g. sqlite:///shelter.db, "
+            raise DatabaseError(f"{masked_url(db)}: not a valid database URL (e.g. sqlite:///shelter.db, "
                                 "postgresql://user@host/db)") from None
+        if "@" in (url.host or ""):  # bob:pa@ss@host: the driver would be sent "pa" and quote "ss@host" back
+            raise DatabaseError(f"{masked_url(db)}: not a valid database URL (an @ in the password is written "
+                                "%40)")
         return _with_installed_driver(url)
     return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
 
@@ -327,43 +335,43 @@ def _with_installed_driver(url: URL) -> URL:
 
 
 def describe(url: URL) -> str:
+    """A catalog as messages and files name it: a SQLite file's path, else its URL with every secret (the password,
+    ?password=, ?sslpassword=) written *** (dogcat.text.masked_url)."""
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return url.database
-    return url.render_as_string(hide_password=True)
+    return masked_url(url.render_as_string(hide_password=False))
 
 
 def describe_db(db: str) -> str:
-    """``--db`` as messages show it: a SQLite file's path, or the URL with its password hidden (also when it is
+    """``--db`` as messages show it: a SQLite file's path, or the URL with its secrets hidden (also when it is
     not a valid URL). Every message that names a database names it so; a path, as it was given."""
     if "://" not in db:
         return db
     try:
         return describe(url_for(db))
     except DatabaseError:
-        return _masked(db)
-
-
-# user:password@ in a URL that may not parse: everything between the user's colon and the last @ before the host.
-_PASSWORD = re.compile(r"(://[^/@:]*:)[^/]*@")
-
-
-def _masked(db: str) -> str:
-    return _PASSWORD.sub(r"\1***@", db)
+        return masked_url(db)
 
 
 def without_password(message: str, db: str | None) -> str:
-    """``message`` with ``--db``'s password, wherever it appears (a driver's error may quote its connection
-    string), replaced by ***: the last guard before a line is printed (dogcat.shell)."""
+    """``message`` with ``--db``'s secrets, wherever they appear (a driver's error may quote its connection
+    string or a password), replaced by ***: the last guard before a line is printed (dogcat.shell)."""
     if not db or "://" not in db:
         return message
-    try:
-        password = make_url(db).password
-    except Exception:  # noqa: BLE001 — a URL that does not parse: mask what looks like its password
-        m = re.search(r"://[^/@:]*:([^/]*)@", db)
-        password = m.group(1) if m else None
-    if password:
-        for shown in {str(password), urllib.parse.quote(str(password), safe="")}:
-            message = message.replace(shown, "***")
+    secrets = set(url_secrets(db))
+    try:  # as SQLAlchemy split the URL, and as the driver was given them (decoded)
+        url = make_url(db)
+        secrets.add(str(url.password or ""))
+        for name, value in url.query.items():
+            if secret_parameter(name):
+                secrets.update([value] if isinstance(value, str) else value)
+    except Exception:  # noqa: BLE001 — a URL that does not parse: what masked_url finds in it is all there is
+        pass
+    message = message.replace(db, masked_url(db))
+    for secret in sorted(secrets - {""}, key=len, reverse=True):  # the longest first: none left half-masked
+        for shown in {secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe=""),
+                      urllib.parse.quote_plus(secret)}:
+            message = message.replace(shown, MASK)
     return message
 
 
@@ -704,12 +712,22 @@ def _to_5(conn: Connection):
 
 
 def _to_6(conn: Connection):
+    """Issue 29: an ASM3 file's state and content hash (asm3_files.state, .sha256), so that a killed export's
+    file and record agree. A catalog made before schema 4 got them already from _to_4's create."""
+    present = {c["name"] for c in inspect(conn).get_columns(asm3_files.name)}
+    for column in ("state", "sha256"):
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE {asm3_files.name} ADD COLUMN {column} TEXT"))
+
+
+def _to_7(conn: Connection):
     """Issue 34: ASM3 files sent over its service API (asm3_sends)."""
     asm3_sends.create(conn, checkfirst=True)
 
 
 # MIGRATIONS[n] upgrades a database from schema n to n + 1, inside the schema transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6,
+                                                   6: _to_7}
 
 
 def _version(conn: Connection) -> int | None:

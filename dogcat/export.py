@@ -15,6 +15,7 @@ from typing import IO
 
 from dogcat.corrections import CORRECTION_COLUMN
 from dogcat.readmodel import ANIMAL_FIELDS, FIELDS
+from dogcat.text import json_text
 
 FORMATS = ("csv", "jsonl", "asm3")
 PER = ("photo", "animal")
@@ -49,7 +50,7 @@ def write_csv(rows, fp: IO[str], fields: list[str] = FIELDS) -> int:
 def write_jsonl(rows, fp: IO[str], fields: list[str] = FIELDS) -> int:
     n = 0
     for r in rows:
-        fp.write(json.dumps({name: r[name] for name in fields}, ensure_ascii=False) + "\n")
+        fp.write(json_text({name: r[name] for name in fields}) + "\n")
         n += 1
     return n
 

@@ -489,6 +489,7 @@ class AnimalDetail:
     dob: str | None
     age: str | None
     sex: str | None
+    retired_at: str | None  # `dogcat animals prune` retired it (its photos were gone from disk); None: in care
     merged: list[str]  # codes of the animals merged into this one
     guesses: list[dict]  # per photo, the model's own record (records(corrected=False)), in path order
     history: list[HistoryEntry]
@@ -503,7 +504,8 @@ class AnimalDetail:
         return all(f.forgotten_at for f in self.sent)
 
     def to_dict(self) -> dict:
-        return {**self.answer.to_dict(), "dob": self.dob, "age": self.age, "sex": self.sex, "merged": self.merged,
+        return {**self.answer.to_dict(), "dob": self.dob, "age": self.age, "sex": self.sex,
+                "retired_at": self.retired_at, "merged": self.merged,
                 "photos": [{name: g[name] for name in GUESS_FIELDS} for g in self.guesses],
                 "corrections": [h.to_dict() for h in self.history], "asm3": [f.to_dict() for f in self.sent],
                 "never_sent": self.never_sent}
@@ -568,5 +570,5 @@ def animal_detail(engine, code: str, *, k: int = 3) -> AnimalDetail:
     for r in sent_rows:
         by_file.setdefault(r.id, SentFile(r.id, r.path, r.written_at, r.written_by, r.forgotten_at, [])
                            ).items.append((r.kind, r.item))
-    return AnimalDetail(the_answer, code, row.dob, row.age, row.sex, codes[1:], guesses, history,
+    return AnimalDetail(the_answer, code, row.dob, row.age, row.sex, row.retired_at, codes[1:], guesses, history,
                         list(by_file.values()))

@@ -13,13 +13,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import typer
 from rich.markup import escape
 
 from dogcat.console import err, error, fail
 from dogcat.errors import DogcatError
+from dogcat.text import visible
 
 
 class _Notices(logging.Handler):
@@ -86,15 +87,42 @@ def _fail_with(e: Exception, db: str | None, output: Path | None, writes: bool, 
     failing(what + (f". {then.strip()}" if then.strip() else ""))
 
 
+class _OnATerminal:
+    """A command's data as a terminal shows it: every control, format or bidi character (an escape sequence in an
+    animal's name that ASM3 sent, U+202E ...) made visible as dogcat.text.visible does; line ends (LF, CR LF) kept.
+    Only for a person's terminal: a file or a pipe gets the data exactly as it is."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream = stream
+        self._cr = False  # the text so far ended in CR: a line end if the next write starts with LF
+
+    def write(self, text: str) -> int:
+        parts = (("\r" if self._cr else "") + text).split("\n")
+        shown = [visible(p[:-1]) + "\r" if p.endswith("\r") else visible(p) for p in parts[:-1]]
+        last = parts[-1]
+        self._cr = last.endswith("\r")
+        shown.append(visible(last[:-1] if self._cr else last))
+        self._stream.write("\n".join(shown))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._cr:  # a CR that no LF followed
+            self._stream.write(visible("\r"))
+            self._cr = False
+        self._stream.flush()
+
+
 @contextmanager
 def output_stream(output: Path | None) -> Iterator[IO[str]]:
-    """Where a command writes its data: stdout (UTF-8, line ends as written), or the file ``--output`` names,
-    which is replaced only once the whole output is there."""
+    """Where a command writes its data: stdout (UTF-8, line ends as written; on a terminal, with control
+    characters made visible), or the file ``--output`` names, which is replaced only once the whole output is
+    there."""
     if output is None:
         stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=False)
+        shown = _OnATerminal(stream) if sys.stdout.isatty() else stream
         try:
-            yield stream
-            stream.flush()
+            yield cast(IO[str], shown)
+            shown.flush()
         finally:
             stream.detach()
         return

@@ -42,6 +42,7 @@ from dogcat.errors import DogcatError, UsageError
 from dogcat.model import BreedModel, bundled_path
 from dogcat.modelcard import ModelCard, ModelError, split_model_id
 from dogcat.status import Judge
+from dogcat.text import masked_url
 
 MIN_PHOTOS = 5  # k: photos a new word needs (benchmarks/teach.py: with 5, 0.926 of a new breed's photos answered)
 L2 = 3e-4  # the penalty on a new column's weights (benchmarks/teach.py: 1e-4 … 3e-3 changed little)
@@ -264,8 +265,9 @@ def check_output(out: Path, base: BreedModel) -> None:
 
 def teach(engine, base: BreedModel, out: Path, *, min_photos: int = MIN_PHOTOS, catalog: str = "",
           progress: Callable[[int, int], None] | None = None) -> Taught:
-    """Teach ``base`` the catalog's staff words; write the taught model to ``out`` (see the module's docstring)."""
-    out = Path(out)
+    """Teach ``base`` the catalog's staff words; write the taught model to ``out`` (see the module's docstring).
+    ``catalog``: the catalog as messages and the card name it (a URL's password is never written)."""
+    out, catalog = Path(out), masked_url(catalog)
     check_output(out, base)
     base.split_backbone("teaching")
     block = base.card.backbone or {}

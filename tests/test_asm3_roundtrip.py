@@ -123,4 +123,4 @@ def test_three_cycles_with_a_shelter_that_uses_asm3(tmp_path):
         ((f.replace("_", "-").replace(" ", "-").split("-")[0], f) for f in FOLDERS)}
     # ... and dogcat's file record says what each import held.
     files = [json.loads(line) for line in dogcat("asm3", "files", "--db", db, "--json").splitlines()]
-    assert [(f["animals"], f["photos"]) for f in files] == [(1, 14), (0, 1)]
+    assert [(f["animals"], f["new_animals"], f["photos"]) for f in files] == [(7, 1, 14), (1, 0, 1)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -169,6 +170,25 @@ def test_two_rows_saying_different_things_of_one_animal_apply_nothing(tmp_path):
     assert count(shelter, "SELECT count(*) FROM corrections") == 0
 
 
+def test_a_column_named_twice_is_refused(tmp_path):
+    """Which of two corrected_breed columns a row means cannot be told: refused, naming the file and the column,
+    nothing applied (before, the last one silently won). Blank headers (a spreadsheet's empty columns) are no
+    names."""
+    shelter = tmp_path / "s.db"
+    make_catalog(shelter, ["Rex", "Max"])
+    table = write_csv(tmp_path / "c.csv", [("A0", "Beagle", "Pug")], header=("animal", "corrected_breed",
+                                                                             "corrected_breed"))
+    result = runner.invoke(app, ["correct", "--from", str(table), "--db", str(shelter)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert (f"{table}: its header names the column corrected_breed more than once (columns 2 and 3); keep one"
+            in " ".join(result.stderr.split())), result.stderr
+    assert count(shelter, "SELECT count(*) FROM corrections") == 0
+    blank = write_csv(tmp_path / "b.csv", [("A0", "Beagle", "", "")], header=("animal", "corrected_breed", "", ""))
+    result = runner.invoke(app, ["correct", "--from", str(blank), "--db", str(shelter)])
+    assert result.exit_code == 0 and count(shelter, "SELECT count(*) FROM corrections") == 1, result.output
+
+
 # --- 4. a password in --db -------------------------------------------------------------------------------------
 
 CLOSED = "postgresql://dogcat:SECRET-pw@127.0.0.1:1/shelter"
@@ -179,6 +199,8 @@ CLOSED = "postgresql://dogcat:SECRET-pw@127.0.0.1:1/shelter"
     "postgresql://dogcat:SECRET-pw@127.0.0.1:notaport/shelter",  # not a valid URL
     "nosuchdb://dogcat:SECRET-pw@host/shelter",  # no such dialect
     "postgresql+psycopg2://dogcat:SECRET-pw@127.0.0.1:1/shelter",  # a driver not installed (or the closed port)
+    "postgresql://dogcat@127.0.0.1:1/shelter?password=SECRET-pw&sslpassword=SECRET-ssl",  # libpq's parameters
+    "postgresql://dogcat:SECRET@pw@127.0.0.1:1/shelter",  # an @ not written %40: SQLAlchemy's host would be "pw@…"
 ])
 def test_a_password_in_the_url_is_never_shown(url, tmp_path):
     table = write_csv(tmp_path / "c.csv", [("A0", "Beagle")])
@@ -187,8 +209,8 @@ def test_a_password_in_the_url_is_never_shown(url, tmp_path):
                  ["asm3", "files"], ["catalog", str(EXAMPLES)]):
         result = runner.invoke(app, [*args, "--db", url])
         assert result.exit_code == 1, (args, result.output)
-        assert "SECRET" not in result.stdout + result.stderr, (args, result.stderr)
-        assert "dogcat:***@" in result.stderr or "the database" in result.stderr, result.stderr
+        assert "SECRET" not in result.stdout + result.stderr and "pw" not in result.stderr, (args, result.stderr)
+        assert "***" in result.stderr or "the database" in result.stderr, result.stderr
 
 
 def test_a_database_error_mid_command_never_shows_the_password(capsys):
@@ -199,6 +221,28 @@ def test_a_database_error_mid_command_never_shows_the_password(capsys):
     assert exited.value.exit_code == 1
     shown = capsys.readouterr()
     assert "SECRET" not in shown.out + shown.err and "database error: server closed the connection" in shown.err
+
+
+@pytest.mark.parametrize("url, shown, secrets", [
+    ("postgresql://bob:SECRET@db.example.org:5432/shelter?sslmode=require",
+     "postgresql+psycopg://bob:***@db.example.org:5432/shelter?sslmode=require", ["SECRET"]),
+    ("postgresql://bob@db.example.org/shelter?password=SECRET&sslpassword=SECRET2&application_name=dogcat",
+     "postgresql+psycopg://bob@db.example.org/shelter?application_name=dogcat&password=***&sslpassword=***",
+     ["SECRET", "SECRET2"]),
+    ("postgresql://bob:SEC%40RET@h/shelter?PassWord=SEC%20RET", "postgresql+psycopg://bob:***@h/shelter?PassWord=***",
+     ["SEC@RET", "SEC RET", "SEC+RET", "SEC%20RET"]),
+])
+def test_every_name_of_a_database_url_hides_its_secrets(url, shown, secrets):
+    """The one mask (dogcat.text.masked_url) in every place that names --db: the catalog summary's, report's and
+    teach's name for it (Catalog.name), messages (db.describe_db) and whatever a driver quotes back."""
+    from dogcat.api import Catalog
+    from dogcat.text import masked_url
+
+    catalog = Catalog(url)  # a catalog that may be created is opened on first use: no server needed to name it
+    assert catalog.name == db.describe_db(url) == shown
+    assert "SEC" not in masked_url(url) and masked_url(url).count("***") == shown.count("***")
+    quoted = f"could not connect: {url} (with {', '.join(secrets)})"
+    assert "SEC" not in db.without_password(quoted, url), db.without_password(quoted, url)
 
 
 # --- 5. control characters in names ----------------------------------------------------------------------------
@@ -224,6 +268,31 @@ def test_no_control_character_reaches_the_terminal(tmp_path):
         assert "two\nlines" not in shown
     assert "photo /intake/red<U+001B>[31mdog/1.jpg: corrected" in runner.invoke(
         app, ["correct", shas[0], "--breed", "boxer", "--db", str(shelter)]).stdout
+
+
+def test_data_printed_to_a_terminal_passes_no_control_character(tmp_path):
+    """animals --csv, export (CSV, JSON Lines) and animals --json on a person's terminal: the names (ASM3 sends
+    them; a folder may hold anything) with ESC, CSI (U+009B), BEL, CR and U+202E made visible, the line ends kept;
+    the same commands into a pipe or a file write every name exactly as it is (issue 29, item 13)."""
+    from tests.test_command_line import in_a_terminal
+
+    shelter = tmp_path / "s.db"
+    names = [*HOSTILE, "csi\x9b31mdog", "bell\x07\rover"]
+    make_catalog(shelter, names)
+    for args in (["animals", "--csv"], ["export"], ["export", "--per", "animal"], ["export", "--format", "jsonl"],
+                 ["animals", "--json"], ["animals", "show", "A0", "--json"]):
+        code, shown = in_a_terminal(*args, "--db", str(shelter), env_extra={"NO_COLOR": "1"})
+        assert code == 0, (args, shown)
+        shown = shown.replace(b"\r\r\n", b"\n").replace(b"\r\n", b"\n")  # the terminal's own line ends
+        for control in ("\x1b", "\x9b", "\x07", "\r", "\u202e"):
+            assert control.encode() not in shown, (args, control, shown)
+        assert b"<U+001B>[31mdog" in shown or b"\\u001b[31mdog" in shown, (args, shown)
+    on_a_pipe = runner.invoke(app, ["animals", "--csv", "--db", str(shelter)]).stdout
+    assert [r["name"] for r in csv.DictReader(io.StringIO(on_a_pipe, newline=""))] == names
+    lines = runner.invoke(app, ["export", "--per", "animal", "--format", "jsonl", "--db", str(shelter)]
+                          ).stdout.splitlines()
+    assert sorted(json.loads(line)["name"] for line in lines) == sorted(names)
+    assert not any(c in "".join(lines) for c in ("\x1b", "\x9b", "\u202e"))  # escaped in JSON: the same data
 
 
 # --- 6. another program's database -----------------------------------------------------------------------------

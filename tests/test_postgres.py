@@ -215,3 +215,39 @@ def test_teach_and_similar_on_postgresql(crops, postgres, tmp_path):
     done = runner.invoke(app, ["similar", str(amstaff[10]), "--db", postgres, "--json", "--top", "2"])
     assert done.exit_code == 0, done.output
     assert [json.loads(line)["animal"][0] for line in done.stdout.splitlines()] == ["P", "P"]
+
+
+def test_a_password_given_as_a_url_parameter_is_never_shown_nor_written(crops, postgres, tmp_path):
+    """libpq's ?password= (and ?sslpassword=) in --db, which SQLAlchemy's own masking leaves as it is: not in the
+    catalog summary, the report, teach's "use it" line and card, nor an error (issue 29, item 14)."""
+    server = make_url(postgres)
+    secret = str(server.password)
+    with_parameter = (f"postgresql://{server.username}@{server.host}:{server.port}/{server.database}"
+                      f"?password={secret}&sslpassword=ssl-SECRET")
+    amstaff = sorted((crops / "n02093428-American_Staffordshire_terrier").glob("*.jpg"))
+    for i, photo in enumerate(amstaff[:6]):
+        (tmp_path / "intake" / f"P{i}").mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "intake" / f"P{i}")
+    said = []
+    done = runner.invoke(app, ["catalog", str(tmp_path / "intake"), "--db", with_parameter, "--quiet"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["catalog", str(tmp_path / "intake"), "--db", with_parameter])
+    said.append(done.stdout)
+    assert done.exit_code == 0 and "password=***" in " ".join(done.stdout.split()), done.output
+    for i in range(6):
+        assert runner.invoke(app, ["correct", f"P{i}", "--breed", "pit bull", "--db", with_parameter]).exit_code == 0
+    done = runner.invoke(app, ["report", "--db", with_parameter, "--quiet", "-o", str(tmp_path / "r.html")])
+    assert done.exit_code == 0, done.output
+    page = (tmp_path / "r.html").read_text()
+    assert "password=***" in page
+    done = runner.invoke(app, ["teach", "--db", with_parameter, "-o", str(tmp_path / "m.onnx")])
+    said.append(done.stdout)
+    assert done.exit_code == 0 and "use it: dogcat catalog FOLDER --db postgresql" in " ".join(done.stdout.split())
+    card = (tmp_path / "m.json").read_text()
+    assert "password=***" in json.loads(card)["taught"]["catalog"]
+    wrong = with_parameter.replace(f"password={secret}", "password=wrong-SECRET")
+    done = runner.invoke(app, ["animals", "--db", wrong])
+    assert done.exit_code == 1 and "password authentication failed" in done.stderr, done.output
+    said.append(done.stderr)
+    for shown in [*said, page, card]:
+        assert secret not in shown and "SECRET" not in shown, shown
