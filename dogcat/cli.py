@@ -1264,6 +1264,8 @@ def asm3_sync(
                                    on_wait=lambda said: err.print(escape(said), highlight=False))
     for warning in synced.plan.warnings:
         error(escape(warning), kind="warning")
+    _not_sent(synced.plan.not_sent)
+    _hand_off(synced.plan.handoff)
     if as_json:
         print(json.dumps({"earlier": [s.to_dict() for s in synced.earlier], "pulled": synced.pulled.to_dict(),
                           "sent": synced.sent.to_dict() if synced.sent else None}))

@@ -405,3 +405,28 @@ def test_rows_asm3_rejects_are_listed_with_its_message_and_sent_again_next_time(
     assert photos_in_asm3(folder) == on_disk(pictures)
     assert len(state(folder)) == 7  # A1007 made once, by the first sync
     assert len([log for log in state(folder)["A1007"]["logs"] if "dogcat:" in log]) == 1
+
+
+@pytest.mark.slow
+def test_a_shelter_switches_from_files_to_sync_and_nothing_is_sent_twice(tmp_path, asm3_shelter):
+    """One record for both paths: a file exported and imported by hand, then a sync, then a file again."""
+    folder, start = asm3_shelter
+    pictures, db = intake(tmp_path)
+    shelter("export", folder)
+    pulled = runner.invoke(app, ["asm3", "pull", str(folder / "asm3-animals.csv"), "--db", str(db)])
+    assert pulled.exit_code == 0, pulled.output
+    exported = tmp_path / "asm3-import.csv"
+    result = runner.invoke(app, ["export", "--db", str(db), "--format", "asm3", "--age", "2", "-o", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert shelter("import", folder, exported)["errors"] == []
+    assert photos_in_asm3(folder) == on_disk(pictures)
+
+    server = start()
+    photos(pictures / "A1005-Max", FOLDERS["A1005-Max"], 1, skip=10)
+    catalog(pictures, db)
+    synced = json.loads(sync(db, server.url, "--json").stdout)
+    assert synced["sent"]["taken"] == {"photo": 1}, synced["sent"]  # only the new photo; A1007 not made again
+    assert photos_in_asm3(folder) == on_disk(pictures) and len(state(folder)) == 7
+    again = tmp_path / "asm3-import-2.csv"
+    result = runner.invoke(app, ["export", "--db", str(db), "--format", "asm3", "-o", str(again)])
+    assert result.exit_code == 0 and not again.exists(), result.output
