@@ -5,6 +5,12 @@ at each, cold start, and memory on a large folder.
 
     python benchmarks/run.py                       # 200 validation photos, every section that can run
     python benchmarks/run.py --photos 400 --memory-photos 10000 --markdown >> benchmarks/RESULTS.md
+    PYTHONPATH=/tmp/heifenc python benchmarks/run.py --heic --repeats 3   # only: HEIC against JPEG
+
+--heic compares the same photos as JPEG and as HEIC (an iPhone's format): decode speed, at the photos' own size
+and at an iPhone's 12 megapixels, and `dogcat catalog`'s throughput on each intake. dogcat only decodes HEIC;
+encoding the HEIC copies needs pillow-heif (its wheels carry the x265 encoder, GPL-2.0, so it is no dogcat
+dependency): pip install --target /tmp/heifenc pillow-heif.
 
 Each rate is photos per second (wall clock, after one warm-up batch), printed with its ratio to the pure
 inference rate of the same model and to the compute bound of this CPU: Xception at 299 px is 8.4 billion
@@ -214,6 +220,67 @@ def catalog_section(photos: list[Path], model: Path | None, looks_list: list[str
     return catalog_rates, steady
 
 
+IPHONE_SIZE = (4032, 3024)  # 12 megapixels: what an iPhone's main camera writes
+
+
+def decode_rate(paths: list[Path], prep, runs: int = 3) -> float:
+    """Photos/s of dogcat.images.decode (the catalog's decode: one thread), best of ``runs`` passes."""
+    best = 0.0
+    for _ in range(runs):
+        t = time.perf_counter()
+        for p in paths:
+            images.decode(p, prep)
+        best = max(best, len(paths) / (time.perf_counter() - t))
+    return best
+
+
+def heic_section(photos: list[Path], model: Path | None, prep, repeats: int, add,
+                 n_big: int = 3) -> list[tuple[str, float]]:
+    """The same photos as JPEG and as HEIC (quality 90 each, as a phone saves): decode rates at their own size
+    and upscaled to 12 megapixels, and `dogcat catalog` end to end on each intake (the two take turns
+    ``repeats`` times, each keeping its best). Returns the ratios HEIC / JPEG."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise SystemExit("--heic encodes its HEIC copies with pillow-heif, which dogcat does not install (GPL-2.0 "
+                         "wheels): pip install --target /tmp/heifenc pillow-heif; PYTHONPATH=/tmp/heifenc") from None
+    from PIL import Image
+
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg_dir, heic_dir = Path(tmp) / "jpeg", Path(tmp) / "heic"
+        jpeg_dir.mkdir()
+        heic_dir.mkdir()
+        for i, p in enumerate(photos):
+            shutil.copy(p, jpeg_dir / f"{i:05d}.jpg")  # the photos as they are
+            pillow_heif.from_pillow(Image.open(p).convert("RGB")).save(heic_dir / f"{i:05d}.heic", quality=90)
+        big = []  # a few at 12 MP: a phone's own size (content upscaled; the codecs' cost is per pixel)
+        for i, p in enumerate(photos[:n_big]):
+            im = Image.open(p).convert("RGB").resize(IPHONE_SIZE, Image.Resampling.BICUBIC)
+            im.save(Path(tmp) / f"big{i}.jpg", quality=90)
+            pillow_heif.from_pillow(im).save(Path(tmp) / f"big{i}.heic", quality=90)
+            big.append(Path(tmp) / f"big{i}")
+        size = Image.open(photos[0]).size
+        for label, paths in ((f"{len(photos)} photos ({size[0]}x{size[1]} the first)",
+                              sorted(jpeg_dir.iterdir())),
+                             (f"{len(big)} photos at 12 MP", [b.with_suffix(".jpg") for b in big])):
+            jpeg = decode_rate(paths, prep)
+            heic = decode_rate([heic_dir / f"{p.stem}.heic" if p.parent == jpeg_dir else p.with_suffix(".heic")
+                                for p in paths], prep)
+            add(f"decode JPEG, {label}", jpeg)
+            add(f"decode HEIC, {label}", heic, f"{heic / jpeg:.2f} of JPEG's rate")
+            ratios.append((f"HEIC / JPEG decode, {label}", heic / jpeg))
+        best = {"jpeg": 0.0, "heic": 0.0}
+        for turn in range(repeats):
+            for kind, folder in (("jpeg", jpeg_dir), ("heic", heic_dir)):
+                seconds, _, _ = catalog_run(folder, Path(tmp) / f"{kind}-{turn}.db", model)
+                best[kind] = max(best[kind], len(photos) / seconds)
+        add(f"dogcat catalog, JPEG intake of {len(photos)}", best["jpeg"], f"best of {repeats}, new process")
+        add(f"dogcat catalog, HEIC intake of {len(photos)}", best["heic"], f"best of {repeats}, new process")
+        ratios.append(("HEIC / JPEG catalog throughput (target >= 0.90)", best["heic"] / best["jpeg"]))
+    return ratios
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=200, help="validation photos for the rate measurements")
@@ -229,11 +296,25 @@ def main():
     ap.add_argument("--memory-photos", type=int, default=0, help="also catalog this many distinct photos and "
                     "report peak memory (10000 takes ~10 minutes)")
     ap.add_argument("--no-keras", action="store_true")
+    ap.add_argument("--heic", action="store_true", help="only compare HEIC with JPEG on the same photos (decode, "
+                    "catalog); needs pillow-heif to encode them (see above)")
+    ap.add_argument("--heic-12mp", type=int, default=3, help="with --heic: photos also timed at 12 megapixels "
+                    "(x265 takes a while to encode each)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown section for RESULTS.md")
     args = ap.parse_args()
 
     load_before = os.getloadavg()[0]
     shipped = BreedModel(args.model)
+    if args.heic:
+        photos = val_photos(shipped, args.photos)
+        print(f"{len(photos)} photos, {machine()}", flush=True)
+        ratios = heic_section(photos, args.model, shipped.preprocessing, args.repeats,
+                              lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True),
+                              args.heic_12mp)
+        for name, r in ratios:
+            print(f"{name:<52} {r:6.2f}")
+        print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+        return
     detector = DogDetector()
     photos = val_photos(shipped, args.photos)
     prep, dprep = shipped.preprocessing, detector.preprocessing

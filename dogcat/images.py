@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import io
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -135,17 +136,24 @@ NOT_A_PHOTO = "not a photo dogcat can read: no picture format recognised (it rea
 _SHOWN_NAMES = {"WEBP": "WebP", "JPEG2000": "JPEG 2000", "MPO": "JPEG"}  # a camera's MPO is JPEG to its owner
 
 
+# pi-heif: libheif + libde265, decode-only (LGPL-3.0 wheels). It has no Windows-on-arm64 wheel; pillow-heif, the
+# same code with the x265 encoder added (GPL-2.0 wheels), has, and pyproject.toml installs it there instead.
+HEIF_DECODERS = ("pi_heif", "pillow_heif")
+
+
 @functools.cache
 def _heif_missing() -> str | None:
     """Teach Pillow HEIC/HEIF, once, on the first decode (not at import: ``dogcat --help`` loads no codec).
     None when it is registered, else why it cannot be."""
-    try:
-        import pi_heif
-    except ImportError:  # a broken install: pi-heif is a dependency
-        return "its HEIF decoder is not installed (reinstall dogcat: pip install pi-heif)"
-    # Thumbnails, depth maps and other auxiliary images are never wanted: the main picture only.
-    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
-    return None
+    for name in HEIF_DECODERS:
+        try:
+            decoder = importlib.import_module(name)
+        except ImportError:
+            continue
+        # Thumbnails, depth maps and other auxiliary images are never wanted: the main picture only.
+        decoder.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+        return None
+    return "its HEIF decoder is not installed (a broken install: pip install pi-heif)"
 
 
 def _format_of(im: Image.Image) -> str | None:
