@@ -173,10 +173,13 @@ def wide(originals):
     return im.resize((300, 200), Image.Resampling.LANCZOS)
 
 
-def test_the_heif_files_are_what_they_claim():
+def test_the_heif_files_are_what_they_claim(monkeypatch):
     """Guards the committed files (a regenerated one must still be a burst, 10-bit, turned ...)."""
     import pi_heif
 
+    monkeypatch.setattr(pi_heif.options, "DEPTH_IMAGES", True)  # dogcat turns it off: it never wants them
+    depth = pi_heif.open_heif(HEIF / "depth.heic")
+    assert len(depth) == 1 and len(depth.info["depth_images"]) == 1 and depth.info["depth_images"][0].size == (64, 64)
     burst = pi_heif.open_heif(HEIF / "burst.heic")
     assert len(burst) == 3 and burst.primary_index == 1  # the primary picture is not the first stored
     assert pi_heif.open_heif(HEIF / "ten-bit.heic", convert_hdr_to_8bit=False).info["bit_depth"] == 10
@@ -186,11 +189,12 @@ def test_the_heif_files_are_what_they_claim():
     assert (HEIF / "golden.heic").read_bytes()[8:12] == b"heic" and (HEIF / "camera.heif").read_bytes()[8:12] == b"mif1"
 
 
-@pytest.mark.parametrize("name", ["golden.heic", "camera.heif", "ten-bit.heic", "thumbnail.heic", "burst.heic"])
+@pytest.mark.parametrize("name", ["golden.heic", "camera.heif", "ten-bit.heic", "thumbnail.heic", "depth.heic",
+                                  "burst.heic"])
 def test_heif_gives_its_main_picture(name, reference):
-    """A HEIC, a camera's HEIF, a 10-bit one, one with a thumbnail, and a burst whose primary picture is the
-    second stored: each gives the 224x224 picture the JPEG holds (not the first of the burst, not the thumbnail;
-    10 bits scaled to 8, not clipped)."""
+    """A HEIC, a camera's HEIF, a 10-bit one, one with a thumbnail, one with a depth map, and a burst whose
+    primary picture is the second stored: each gives the 224x224 picture the JPEG holds (not the first of the
+    burst, not the thumbnail or depth map; 10 bits scaled to 8, not clipped)."""
     d = images.decode(HEIF / name, PREP)
     assert (d.width, d.height) == (224, 224)
     assert d.format == ("HEIF" if name.endswith(".heif") else "HEIC")
