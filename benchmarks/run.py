@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -264,20 +265,32 @@ def heic_section(photos: list[Path], model: Path | None, prep, repeats: int, add
         for label, paths in ((f"{len(photos)} photos ({size[0]}x{size[1]} the first)",
                               sorted(jpeg_dir.iterdir())),
                              (f"{len(big)} photos at 12 MP", [b.with_suffix(".jpg") for b in big])):
+            if not paths:
+                continue
             jpeg = decode_rate(paths, prep)
             heic = decode_rate([heic_dir / f"{p.stem}.heic" if p.parent == jpeg_dir else p.with_suffix(".heic")
                                 for p in paths], prep)
             add(f"decode JPEG, {label}", jpeg)
             add(f"decode HEIC, {label}", heic, f"{heic / jpeg:.2f} of JPEG's rate")
             ratios.append((f"HEIC / JPEG decode, {label}", heic / jpeg))
+        # Wall-clock rates on a shared machine follow whatever else runs; the CPU time the catalog process
+        # spent (user + system, all its threads) does not: photos per CPU-second is the rate a machine of its
+        # own, kept busy, would reach in proportion.
         best = {"jpeg": 0.0, "heic": 0.0}
+        cpu = {"jpeg": float("inf"), "heic": float("inf")}
         for turn in range(repeats):
             for kind, folder in (("jpeg", jpeg_dir), ("heic", heic_dir)):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 seconds, _, _ = catalog_run(folder, Path(tmp) / f"{kind}-{turn}.db", model)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 best[kind] = max(best[kind], len(photos) / seconds)
-        add(f"dogcat catalog, JPEG intake of {len(photos)}", best["jpeg"], f"best of {repeats}, new process")
-        add(f"dogcat catalog, HEIC intake of {len(photos)}", best["heic"], f"best of {repeats}, new process")
-        ratios.append(("HEIC / JPEG catalog throughput (target >= 0.90)", best["heic"] / best["jpeg"]))
+                cpu[kind] = min(cpu[kind], after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        for kind in ("jpeg", "heic"):
+            add(f"dogcat catalog, {kind.upper()} intake of {len(photos)}", best[kind],
+                f"best of {repeats}, new process; {cpu[kind]:.1f} CPU s, {len(photos) / cpu[kind]:.2f} photos per "
+                "CPU-second")
+        ratios.append(("HEIC / JPEG catalog throughput, wall clock (target >= 0.90)", best["heic"] / best["jpeg"]))
+        ratios.append(("HEIC / JPEG catalog photos per CPU-second (target >= 0.90)", cpu["jpeg"] / cpu["heic"]))
     return ratios
 
 

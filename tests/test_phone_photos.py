@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dogcat import catalog, db, evaluate
+from dogcat import catalog, db, evaluate, similar
 from dogcat.model import BreedModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +82,12 @@ def test_catalog_a_phones_intake(phone, model_path, tmp_path):
     engine = db.connect(str(tmp_path / "shelter.db"))
     try:
         s = catalog.run(engine, [phone], BreedModel(model_path))
+        # `dogcat similar` with a HEIC not in the catalog (so decoded): the burst's primary picture is the dog of
+        # IMG_0001.HEIC
+        [best, *_] = similar.by_photo(engine, BreedModel(model_path), HEIF / "burst.heic")
     finally:
         engine.dispose()
+    assert Path(best.photo).name == "IMG_0001.HEIC" and best.similarity > 0.95
     assert (s.new, s.errors, s.non_images) == (2, 1, 2)  # the two videos: skipped and counted, not errors
     [(path, error)] = s.error_files
     assert Path(path).name == "IMG_0003.HEIC" and error.startswith("a HEIC photo dogcat could not decode: ")
