@@ -235,11 +235,36 @@ def decode_rate(paths: list[Path], prep, runs: int = 3) -> float:
     return best
 
 
+def catalog_pair(jpeg_dir: Path, heic_dir: Path, label: str, model: Path | None, repeats: int, add,
+                 tmp: Path) -> list[tuple[str, float]]:
+    """`dogcat catalog` of the JPEG and the HEIC intake, taking turns (each first in turn) ``repeats`` times.
+
+    Wall-clock rates on a shared machine follow whatever else runs; the CPU time the catalog process spent (user
+    + system, all its threads) much less: photos per CPU-second is the rate a machine of its own, kept busy,
+    would reach in proportion. Each keeps its best."""
+    n = len(list(jpeg_dir.iterdir()))
+    best = {"jpeg": 0.0, "heic": 0.0}
+    cpu = {"jpeg": float("inf"), "heic": float("inf")}
+    for turn in range(repeats):
+        pair = [("jpeg", jpeg_dir), ("heic", heic_dir)]
+        for kind, folder in pair if turn % 2 == 0 else pair[::-1]:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            seconds, _, _ = catalog_run(folder, tmp / f"{folder.name}-{turn}.db", model)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            best[kind] = max(best[kind], n / seconds)
+            cpu[kind] = min(cpu[kind], after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    for kind in ("jpeg", "heic"):
+        add(f"dogcat catalog, {kind.upper()} intake, {label}", best[kind],
+            f"best of {repeats}, new process; {cpu[kind]:.1f} CPU s, {n / cpu[kind]:.2f} photos per CPU-second")
+    return [(f"HEIC / JPEG catalog, {label}, wall clock (target >= 0.90)", best["heic"] / best["jpeg"]),
+            (f"HEIC / JPEG catalog, {label}, per CPU-second (target >= 0.90)", cpu["jpeg"] / cpu["heic"])]
+
+
 def heic_section(photos: list[Path], model: Path | None, prep, repeats: int, add,
                  n_big: int = 3) -> list[tuple[str, float]]:
-    """The same photos as JPEG and as HEIC (quality 90 each, as a phone saves): decode rates at their own size
-    and upscaled to 12 megapixels, and `dogcat catalog` end to end on each intake (the two take turns
-    ``repeats`` times, each keeping its best). Returns the ratios HEIC / JPEG."""
+    """The same photos as JPEG and as HEIC (quality 90 each, as a phone saves): decode rates and `dogcat
+    catalog` end to end on each intake, at the photos' own size and upscaled to an iPhone's 12 megapixels
+    (stored as an iPhone does: a grid of 512x512 tiles). Returns the ratios HEIC / JPEG."""
     try:
         import pillow_heif
     except ImportError:
@@ -248,49 +273,34 @@ def heic_section(photos: list[Path], model: Path | None, prep, repeats: int, add
     from PIL import Image
 
     ratios = []
-    with tempfile.TemporaryDirectory() as tmp:
-        jpeg_dir, heic_dir = Path(tmp) / "jpeg", Path(tmp) / "heic"
-        jpeg_dir.mkdir()
-        heic_dir.mkdir()
-        for i, p in enumerate(photos):
-            shutil.copy(p, jpeg_dir / f"{i:05d}.jpg")  # the photos as they are
-            pillow_heif.from_pillow(Image.open(p).convert("RGB")).save(heic_dir / f"{i:05d}.heic", quality=90)
-        big = []  # a few at 12 MP: a phone's own size (content upscaled; the codecs' cost is per pixel)
-        for i, p in enumerate(photos[:n_big]):
-            im = Image.open(p).convert("RGB").resize(IPHONE_SIZE, Image.Resampling.BICUBIC)
-            im.save(Path(tmp) / f"big{i}.jpg", quality=90)
-            pillow_heif.from_pillow(im).save(Path(tmp) / f"big{i}.heic", quality=90)
-            big.append(Path(tmp) / f"big{i}")
-        size = Image.open(photos[0]).size
-        for label, paths in ((f"{len(photos)} photos ({size[0]}x{size[1]} the first)",
-                              sorted(jpeg_dir.iterdir())),
-                             (f"{len(big)} photos at 12 MP", [b.with_suffix(".jpg") for b in big])):
-            if not paths:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sets = []  # (label, JPEG folder, HEIC folder)
+        for label, picked, size in ((f"{len(photos)} photos at their own size", photos, None),
+                                    (f"{n_big} photos at 12 MP", photos[:n_big], IPHONE_SIZE)):
+            if not picked:
                 continue
-            jpeg = decode_rate(paths, prep)
-            heic = decode_rate([heic_dir / f"{p.stem}.heic" if p.parent == jpeg_dir else p.with_suffix(".heic")
-                                for p in paths], prep)
+            jpeg_dir, heic_dir = tmp / f"jpeg-{len(sets)}", tmp / f"heic-{len(sets)}"
+            jpeg_dir.mkdir()
+            heic_dir.mkdir()
+            for i, p in enumerate(picked):
+                im = Image.open(p).convert("RGB")
+                if size is None:
+                    shutil.copy(p, jpeg_dir / f"{i:05d}.jpg")  # the photos as they are
+                    pillow_heif.from_pillow(im).save(heic_dir / f"{i:05d}.heic", quality=90)
+                else:  # content upscaled: the codecs' cost is per pixel
+                    im = im.resize(size, Image.Resampling.BICUBIC)
+                    im.save(jpeg_dir / f"{i:05d}.jpg", quality=90)
+                    pillow_heif.from_pillow(im).save(heic_dir / f"{i:05d}.heic", quality=90, tile_size=512)
+            sets.append((label, jpeg_dir, heic_dir))
+        for label, jpeg_dir, heic_dir in sets:
+            jpeg = decode_rate(sorted(jpeg_dir.iterdir()), prep)
+            heic = decode_rate(sorted(heic_dir.iterdir()), prep)
             add(f"decode JPEG, {label}", jpeg)
             add(f"decode HEIC, {label}", heic, f"{heic / jpeg:.2f} of JPEG's rate")
             ratios.append((f"HEIC / JPEG decode, {label}", heic / jpeg))
-        # Wall-clock rates on a shared machine follow whatever else runs; the CPU time the catalog process
-        # spent (user + system, all its threads) does not: photos per CPU-second is the rate a machine of its
-        # own, kept busy, would reach in proportion.
-        best = {"jpeg": 0.0, "heic": 0.0}
-        cpu = {"jpeg": float("inf"), "heic": float("inf")}
-        for turn in range(repeats):
-            for kind, folder in (("jpeg", jpeg_dir), ("heic", heic_dir)):
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                seconds, _, _ = catalog_run(folder, Path(tmp) / f"{kind}-{turn}.db", model)
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                best[kind] = max(best[kind], len(photos) / seconds)
-                cpu[kind] = min(cpu[kind], after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        for kind in ("jpeg", "heic"):
-            add(f"dogcat catalog, {kind.upper()} intake of {len(photos)}", best[kind],
-                f"best of {repeats}, new process; {cpu[kind]:.1f} CPU s, {len(photos) / cpu[kind]:.2f} photos per "
-                "CPU-second")
-        ratios.append(("HEIC / JPEG catalog throughput, wall clock (target >= 0.90)", best["heic"] / best["jpeg"]))
-        ratios.append(("HEIC / JPEG catalog photos per CPU-second (target >= 0.90)", cpu["jpeg"] / cpu["heic"]))
+        for label, jpeg_dir, heic_dir in sets:
+            ratios += catalog_pair(jpeg_dir, heic_dir, label, model, repeats, add, tmp)
     return ratios
 
 
@@ -311,8 +321,8 @@ def main():
     ap.add_argument("--no-keras", action="store_true")
     ap.add_argument("--heic", action="store_true", help="only compare HEIC with JPEG on the same photos (decode, "
                     "catalog); needs pillow-heif to encode them (see above)")
-    ap.add_argument("--heic-12mp", type=int, default=3, help="with --heic: photos also timed at 12 megapixels "
-                    "(x265 takes a while to encode each)")
+    ap.add_argument("--heic-12mp", type=int, default=10, help="with --heic: photos also timed and catalogued at 12 "
+                    "megapixels (x265 takes a while to encode each)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown section for RESULTS.md")
     args = ap.parse_args()
 
