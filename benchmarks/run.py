@@ -5,6 +5,12 @@ at each, cold start, and memory on a large folder.
 
     python benchmarks/run.py                       # 200 validation photos, every section that can run
     python benchmarks/run.py --photos 400 --memory-photos 10000 --markdown >> benchmarks/RESULTS.md
+    PYTHONPATH=/tmp/heifenc python benchmarks/run.py --heic --repeats 3   # only: HEIC against JPEG
+
+--heic compares the same photos as JPEG and as HEIC (an iPhone's format): decode speed, at the photos' own size
+and at an iPhone's 12 megapixels, and `dogcat catalog`'s throughput on each intake. dogcat only decodes HEIC;
+encoding the HEIC copies needs pillow-heif (its wheels carry the x265 encoder, GPL-2.0, so it is no dogcat
+dependency): pip install --target /tmp/heifenc pillow-heif.
 
 Each rate is photos per second (wall clock, after one warm-up batch), printed with its ratio to the pure
 inference rate of the same model and to the compute bound of this CPU: Xception at 299 px is 8.4 billion
@@ -17,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -214,6 +221,89 @@ def catalog_section(photos: list[Path], model: Path | None, looks_list: list[str
     return catalog_rates, steady
 
 
+IPHONE_SIZE = (4032, 3024)  # 12 megapixels: what an iPhone's main camera writes
+
+
+def decode_rate(paths: list[Path], prep, runs: int = 3) -> float:
+    """Photos/s of dogcat.images.decode (the catalog's decode: one thread), best of ``runs`` passes."""
+    best = 0.0
+    for _ in range(runs):
+        t = time.perf_counter()
+        for p in paths:
+            images.decode(p, prep)
+        best = max(best, len(paths) / (time.perf_counter() - t))
+    return best
+
+
+def catalog_pair(jpeg_dir: Path, heic_dir: Path, label: str, model: Path | None, repeats: int, add,
+                 tmp: Path) -> list[tuple[str, float]]:
+    """`dogcat catalog` of the JPEG and the HEIC intake, taking turns (each first in turn) ``repeats`` times.
+
+    Wall-clock rates on a shared machine follow whatever else runs; the CPU time the catalog process spent (user
+    + system, all its threads) much less: photos per CPU-second is the rate a machine of its own, kept busy,
+    would reach in proportion. Each keeps its best."""
+    n = len(list(jpeg_dir.iterdir()))
+    best = {"jpeg": 0.0, "heic": 0.0}
+    cpu = {"jpeg": float("inf"), "heic": float("inf")}
+    for turn in range(repeats):
+        pair = [("jpeg", jpeg_dir), ("heic", heic_dir)]
+        for kind, folder in pair if turn % 2 == 0 else pair[::-1]:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            seconds, _, _ = catalog_run(folder, tmp / f"{folder.name}-{turn}.db", model)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            best[kind] = max(best[kind], n / seconds)
+            cpu[kind] = min(cpu[kind], after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    for kind in ("jpeg", "heic"):
+        add(f"dogcat catalog, {kind.upper()} intake, {label}", best[kind],
+            f"best of {repeats}, new process; {cpu[kind]:.1f} CPU s, {n / cpu[kind]:.2f} photos per CPU-second")
+    return [(f"HEIC / JPEG catalog, {label}, wall clock (target >= 0.90)", best["heic"] / best["jpeg"]),
+            (f"HEIC / JPEG catalog, {label}, per CPU-second (target >= 0.90)", cpu["jpeg"] / cpu["heic"])]
+
+
+def heic_section(photos: list[Path], model: Path | None, prep, repeats: int, add,
+                 n_big: int = 3) -> list[tuple[str, float]]:
+    """The same photos as JPEG and as HEIC (quality 90 each, as a phone saves): decode rates and `dogcat
+    catalog` end to end on each intake, at the photos' own size and upscaled to an iPhone's 12 megapixels
+    (stored as an iPhone does: a grid of 512x512 tiles). Returns the ratios HEIC / JPEG."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise SystemExit("--heic encodes its HEIC copies with pillow-heif, which dogcat does not install (GPL-2.0 "
+                         "wheels): pip install --target /tmp/heifenc pillow-heif; PYTHONPATH=/tmp/heifenc") from None
+    from PIL import Image
+
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sets = []  # (label, JPEG folder, HEIC folder)
+        for label, picked, size in ((f"{len(photos)} photos at their own size", photos, None),
+                                    (f"{n_big} photos at 12 MP", photos[:n_big], IPHONE_SIZE)):
+            if not picked:
+                continue
+            jpeg_dir, heic_dir = tmp / f"jpeg-{len(sets)}", tmp / f"heic-{len(sets)}"
+            jpeg_dir.mkdir()
+            heic_dir.mkdir()
+            for i, p in enumerate(picked):
+                im = Image.open(p).convert("RGB")
+                if size is None:
+                    shutil.copy(p, jpeg_dir / f"{i:05d}.jpg")  # the photos as they are
+                    pillow_heif.from_pillow(im).save(heic_dir / f"{i:05d}.heic", quality=90)
+                else:  # content upscaled: the codecs' cost is per pixel
+                    im = im.resize(size, Image.Resampling.BICUBIC)
+                    im.save(jpeg_dir / f"{i:05d}.jpg", quality=90)
+                    pillow_heif.from_pillow(im).save(heic_dir / f"{i:05d}.heic", quality=90, tile_size=512)
+            sets.append((label, jpeg_dir, heic_dir))
+        for label, jpeg_dir, heic_dir in sets:
+            jpeg = decode_rate(sorted(jpeg_dir.iterdir()), prep)
+            heic = decode_rate(sorted(heic_dir.iterdir()), prep)
+            add(f"decode JPEG, {label}", jpeg)
+            add(f"decode HEIC, {label}", heic, f"{heic / jpeg:.2f} of JPEG's rate")
+            ratios.append((f"HEIC / JPEG decode, {label}", heic / jpeg))
+        for label, jpeg_dir, heic_dir in sets:
+            ratios += catalog_pair(jpeg_dir, heic_dir, label, model, repeats, add, tmp)
+    return ratios
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=200, help="validation photos for the rate measurements")
@@ -229,11 +319,25 @@ def main():
     ap.add_argument("--memory-photos", type=int, default=0, help="also catalog this many distinct photos and "
                     "report peak memory (10000 takes ~10 minutes)")
     ap.add_argument("--no-keras", action="store_true")
+    ap.add_argument("--heic", action="store_true", help="only compare HEIC with JPEG on the same photos (decode, "
+                    "catalog); needs pillow-heif to encode them (see above)")
+    ap.add_argument("--heic-12mp", type=int, default=10, help="with --heic: photos also timed and catalogued at 12 "
+                    "megapixels (x265 takes a while to encode each)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown section for RESULTS.md")
     args = ap.parse_args()
 
     load_before = os.getloadavg()[0]
     shipped = BreedModel(args.model)
+    if args.heic:
+        photos = val_photos(shipped, args.photos)
+        print(f"{len(photos)} photos, {machine()}", flush=True)
+        ratios = heic_section(photos, args.model, shipped.preprocessing, args.repeats,
+                              lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True),
+                              args.heic_12mp)
+        for name, r in ratios:
+            print(f"{name:<52} {r:6.2f}")
+        print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+        return
     detector = DogDetector()
     photos = val_photos(shipped, args.photos)
     prep, dprep = shipped.preprocessing, detector.preprocessing

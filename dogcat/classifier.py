@@ -54,39 +54,51 @@ def read_paths(stream: BinaryIO, null: bool = False) -> list[str]:
     return [os.fsdecode(p) for p in parts if p]
 
 
-def folder_photos(folder: Path) -> list[Path | Result]:
+def folder_photos(folder: Path, videos: list[Path] | None = None) -> list[Path | Result]:
     """The photos under ``folder``, chosen exactly as ``dogcat catalog`` chooses them (the same walk, and a
     file is a photo by its content or by a photo's name), with an error result for each entry the catalog would
-    record as an error (a broken link or a folder named like a photo)."""
+    record as an error (a broken link or a folder named like a photo). The videos skipped go to ``videos``."""
     picked: list[Path | Result] = []
     for entry in walk.scan([folder]).entries:
         if entry.error is not None:
             picked.append(Result(str(entry.path), error=entry.error))
         elif walk.looks_like_photo(entry.path):
             picked.append(entry.path)
+        elif videos is not None and walk.is_video(entry.path):
+            videos.append(entry.path)
     return picked
 
 
-def expand(args: Iterable[str], stdin: BinaryIO | None = None, null: bool = False) -> list[Path | Result]:
+def expand(args: Iterable[str], stdin: BinaryIO | None = None, null: bool = False,
+           videos: list[Path] | None = None) -> list[Path | Result]:
     """Arguments → what to classify, in argument order: files, folders (the photos in them, as catalog picks
     them), globs, and ``-`` (paths read from ``stdin``, taken literally). An argument naming nothing becomes
-    an error result in its place."""
+    an error result in its place. A video (a Live Photo's .MOV, named or in a folder) is no photo: it is left
+    out, and added to ``videos`` when given."""
     items: list[Path | Result] = []
+    videos = videos if videos is not None else []
     for arg in args:
         if arg == "-" and stdin is not None:
             for line in read_paths(stdin, null):
                 p = Path(line)
-                items.append(p if p.exists() or p.is_symlink() else Result(line, error="no such file or folder"))
+                if p.is_file() and walk.is_video(p):
+                    videos.append(p)
+                else:
+                    items.append(p if p.exists() or p.is_symlink() else Result(line, error="no such file or folder"))
             stdin = None  # read once; a second "-" adds nothing
             continue
         p = Path(arg)
         if p.is_dir():
-            items += folder_photos(p)
+            items += folder_photos(p, videos)
+        elif p.is_file() and walk.is_video(p):
+            videos.append(p)
         elif p.exists() or p.is_symlink():
             items.append(p)
         elif glob.has_magic(arg):
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())
-            items += matches or [Result(arg, error="no file matches this pattern")]
+            photos = [m for m in matches if not walk.is_video(m)]
+            videos += [m for m in matches if m not in photos]
+            items += photos if matches else [Result(arg, error="no file matches this pattern")]
         else:
             items.append(Result(arg, error="no such file or folder"))
     return items

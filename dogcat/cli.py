@@ -168,7 +168,7 @@ def classify(
 
     [b]Exit codes[/b]
 
-      0  every photo was classified
+      0  every photo was classified (videos, such as a Live Photo's .MOV, are skipped and counted on stderr)
 
       1  at least one photo could not be (missing, unreadable, not an image: one line each on stderr, and an
       object with an "error" key under --json; the others are still printed), or the model is unusable
@@ -179,7 +179,11 @@ def classify(
     from dogcat.classifier import expand
     from dogcat.status import load_judge  # not through dogcat.api: that imports the catalog (a slower cold start)
 
-    items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
+    videos: list[Path] = []  # a Live Photo's .MOV beside its .HEIC: skipped, and said so
+    items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null, videos=videos)
+    if videos:
+        error(f"skipped {len(videos)} video{'s' if len(videos) > 1 else ''} (dogcat reads photos only)",
+              kind="note")
     with failures():
         judge = load_judge(str(model_path) if model_path else None, str(detector_path) if detector_path else None,
                            device.value, unsure_below, not_dog_below, looks.value)

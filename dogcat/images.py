@@ -1,7 +1,13 @@
-"""Decode, orient and resize photos: the only module that touches Pillow.
+"""Decode, orient and resize photos: the only module that touches Pillow (and its HEIF decoder).
 
 Training and inference both call :func:`load_batch` / :func:`to_model_input` with the preprocessing recorded
 in the model's sidecar, so a model is always served the pixels it was trained on.
+
+Every photo dogcat reads (classify, catalog, evaluate, similar, teach, the report's thumbnails and ASM3's
+pictures) is opened here, so a format read here is read everywhere: Pillow's own (JPEG, PNG, WebP, AVIF, TIFF,
+BMP, GIF ...) and HEIC/HEIF through pi-heif, registered with Pillow on the first decode (README says why
+pi-heif). A photo is taken as the phone or camera meant it to be shown: its HEIF rotation and mirror
+(irot/imir) or EXIF orientation applied, the primary image of a file holding several, 8 bits a channel.
 
 Layer: pixels and models (docs/architecture.md).
 """
@@ -9,9 +15,11 @@ Layer: pixels and models (docs/architecture.md).
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import io
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +43,8 @@ class ImageError(Exception):
 
 def open_rgb(path: str | Path) -> Image.Image:
     """Open a photo as an upright 8-bit RGB image, whatever its format, mode or EXIF orientation."""
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError("is a directory, not an image")
-    with _decode_errors():
-        with Image.open(path) as im:
-            return _upright_rgb(im)
+    with _open(Path(path)) as im:
+        return _upright_rgb(im)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Decoded:
 
     width: int
     height: int
-    format: str | None  # as Pillow names it: JPEG, PNG, WEBP, GIF ...
+    format: str | None  # as Pillow names it (JPEG, PNG, WEBP, GIF, AVIF ...), but HEIC or HEIF by the file's brand
     views: tuple[np.ndarray, ...]  # HxWx3 float32, as to_model_input gives, one per Preprocessing asked for
 
     @property
@@ -64,47 +68,42 @@ def decode(source: str | Path | bytes | Image.Image, prep: Preprocessing, *more:
     The catalog hashes a file's bytes and decodes those same bytes, so the hash always names the pixels.
     """
     if isinstance(source, Image.Image):  # already decoded (the Python API): oriented and converted all the same
-        with _decode_errors():
+        with _decode_errors(lambda: b""):
             rgb = _upright_rgb(source)
-        return Decoded(rgb.width, rgb.height, source.format, tuple(to_model_input(rgb, p) for p in (prep, *more)))
-    if isinstance(source, bytes):
-        if not source:
-            raise ImageError("empty file")
-        opened: io.BytesIO | Path = io.BytesIO(source)
-    else:
-        opened = Path(source)
-        if opened.is_dir():
-            raise ImageError("is a directory, not an image")
-    with _decode_errors():
-        with Image.open(opened) as im:
-            fmt = im.format
-            rgb = _upright_rgb(im)
+        return Decoded(rgb.width, rgb.height, _format_of(source),
+                       tuple(to_model_input(rgb, p) for p in (prep, *more)))
+    with _open(source if isinstance(source, bytes) else Path(source)) as im:
+        fmt = _format_of(im)
+        rgb = _upright_rgb(im)
     return Decoded(rgb.width, rgb.height, fmt, tuple(to_model_input(rgb, p) for p in (prep, *more)))
 
 
 def jpeg_preview(source: str | Path | bytes, max_side: int, quality: int = 80) -> bytes:
     """A photo (path or bytes) → a small upright JPEG, its longest side at most ``max_side`` pixels: the
     report's thumbnails and ASM3's ANIMALIMAGE. Raises ImageError with a one-line reason."""
-    if isinstance(source, bytes) and not source:
-        raise ImageError("empty file")
-    with _decode_errors():
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as im:
-            if im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale straight away: far faster for a thumbnail
-                im.draft("RGB", (max_side, max_side))
-            rgb = _upright_rgb(im)
+    with _open(source if isinstance(source, bytes) else Path(source)) as im:
+        if im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale straight away: far faster for a thumbnail
+            im.draft("RGB", (max_side, max_side))
+        rgb = _upright_rgb(im)
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         rgb.save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
 
 
-# Leading bytes of the formats a camera, phone or scanner writes. Pillow reads most of them; HEIC/AVIF are
-# listed too so that an iPhone photo Pillow cannot read becomes an error row rather than a silent skip.
+# Leading bytes of the formats a camera, phone or scanner writes: a file that starts so is a photo whatever its
+# name (and one that then fails to decode is an error row naming the format, never a silent skip).
 _SIGNATURES = [(0, b"\xff\xd8\xff", "JPEG"), (0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"),
                (0, b"GIF89a", "GIF"), (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"),
                (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"), (0, b"\xffO\xffQ", "JPEG2000")]
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
-                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+                b"hevx": "HEIC", b"hevm": "HEIC", b"hevs": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
+                b"avif": "AVIF", b"avis": "AVIF"}
+# The same container's video brands (QuickTime .MOV, as a Live Photo's, MP4, 3GP): a video, not a photo. Older
+# QuickTime files start with a moov, mdat, wide or free atom instead of ftyp.
+_VIDEO_BRANDS = (b"qt  ", b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ",
+                 b"M4VH", b"M4VP", b"3gp", b"3g2", b"MSNV", b"dash", b"XAVC")
+_QUICKTIME_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
 SNIFF_BYTES = 32
 
 
@@ -124,13 +123,105 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def is_video(head: bytes) -> bool:
+    """Whether a file's first bytes are those of a video (a Live Photo's .MOV, an MP4): not a photo at all."""
+    if head[4:8] == b"ftyp":
+        return head[8:12].startswith(_VIDEO_BRANDS)
+    return head[4:8] in _QUICKTIME_ATOMS and int.from_bytes(head[:4], "big") >= 8
+
+
+# What a volunteer reads for a file that is no picture at all (the formats are those a phone or camera writes).
+NOT_A_PHOTO = "not a photo dogcat can read: no picture format recognised (it reads JPEG, HEIC/HEIF, PNG, WebP, " \
+              "AVIF, TIFF, BMP and GIF)"
+_SHOWN_NAMES = {"WEBP": "WebP", "JPEG2000": "JPEG 2000", "MPO": "JPEG"}  # a camera's MPO is JPEG to its owner
+
+
+# pi-heif: libheif + libde265, decode-only (LGPL-3.0 wheels). It has no Windows-on-arm64 wheel; pillow-heif, the
+# same code with the x265 encoder added (GPL-2.0 wheels), has, and pyproject.toml installs it there instead.
+HEIF_DECODERS = ("pi_heif", "pillow_heif")
+
+
+@functools.cache
+def _heif_missing() -> str | None:
+    """Teach Pillow HEIC/HEIF, once, on the first decode (not at import: ``dogcat --help`` loads no codec).
+    None when it is registered, else why it cannot be."""
+    for name in HEIF_DECODERS:
+        try:
+            decoder = importlib.import_module(name)
+        except ImportError:
+            continue
+        # Thumbnails, depth maps and other auxiliary images are never wanted: the main picture only.
+        decoder.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+        return None
+    return "its HEIF decoder is not installed (a broken install: pip install pi-heif)"
+
+
+def _format_of(im: Image.Image) -> str | None:
+    if im.format == "HEIF":  # the plugin names every HEIF file so; the file's brand says HEIC (HEVC) or not
+        return "HEIC" if getattr(im, "custom_mimetype", None) in ("image/heic", "image/heic-sequence") else "HEIF"
+    return im.format
+
+
+def _head(source: Path | bytes) -> bytes:
+    """The first bytes of a photo, to name its format in an error; empty when they cannot be read."""
+    if isinstance(source, bytes):
+        return source[:SNIFF_BYTES]
+    try:
+        with open(source, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except OSError:
+        return b""
+
+
+@contextlib.contextmanager
+def _open(source: Path | bytes) -> Iterator[Image.Image]:
+    """Image.open on a photo's path or bytes; whatever goes wrong, opening or decoding in the ``with`` body,
+    becomes an ImageError with a one-line message that names the format when the first bytes named one."""
+    if isinstance(source, bytes) and not source:
+        raise ImageError("empty file")
+    if isinstance(source, Path) and source.is_dir():
+        raise ImageError("is a directory, not an image")
+    _heif_missing()
+    with _decode_errors(lambda: _head(source)):
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            yield im
+
+
 def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+def _could_not_decode(fmt: str | None, why: str) -> str:
+    if fmt is None:
+        return f"not a photo dogcat can read: {why}"
+    name = _SHOWN_NAMES.get(fmt, fmt)
+    return f"{'an' if name[0] in 'AEIO' else 'a'} {name} photo dogcat could not decode: {why}"
+
+
+def _why(e: BaseException) -> str:
+    """A decoder's complaint in a volunteer's words first, the decoder's own after (for whoever digs further)."""
+    said = _one_line(e) or type(e).__name__
+    if any(w in said.lower() for w in ("truncated", "end of file", "end of data", "premature end", "not enough data")):
+        return f"the file is cut short ({said})"
+    return f"its data is damaged ({said})"
+
+
+def _unidentified(head: bytes) -> str:
+    """Why Pillow (with its HEIF plugin) recognised no format in a file, in words."""
+    if not head:
+        return "empty file"
+    fmt = sniff(head)
+    if fmt is None:
+        return "a video, not a photo (dogcat reads photos only)" if is_video(head) else NOT_A_PHOTO
+    if fmt in ("HEIC", "HEIF") and (missing := _heif_missing()):
+        return _could_not_decode(fmt, missing)
+    return _could_not_decode(fmt, "its data is damaged or cut short")
+
+
 @contextlib.contextmanager
-def _decode_errors() -> Iterator[None]:
-    """Turn whatever Pillow raises for a bad file into an ImageError with a one-line message."""
+def _decode_errors(head: Callable[[], bytes]) -> Iterator[None]:
+    """Turn whatever Pillow (or its HEIF plugin) raises for a bad file into an ImageError with a one-line
+    message; ``head`` gives the file's first bytes, read only when the error needs them."""
     try:
         with warnings.catch_warnings():  # above the limit Pillow only warns (on stderr): make it an error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -144,13 +235,13 @@ def _decode_errors() -> Iterator[None]:
     except IsADirectoryError:
         raise ImageError("is a directory, not an image") from None
     except UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read") from None
+        raise ImageError(_unidentified(head())) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"too large to decode safely ({_one_line(e)})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise ImageError(f"cannot decode image ({_one_line(e)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
+        raise ImageError(_could_not_decode(sniff(head()), _why(e))) from None
     except Exception as e:  # a corrupt file can trip other errors deep in a plugin (EXIF, palette ...)
-        raise ImageError(f"cannot decode image ({type(e).__name__}: {_one_line(e)})") from None
+        raise ImageError(_could_not_decode(sniff(head()), _why(e))) from None
 
 
 def _upright_rgb(im: Image.Image) -> Image.Image:
@@ -158,9 +249,23 @@ def _upright_rgb(im: Image.Image) -> Image.Image:
     if im.width * im.height > MAX_PIXELS:
         raise ImageError(f"too large to decode safely ({im.width}x{im.height} pixels, more than the "
                          f"{MAX_PIXELS} allowed)")
-    im.seek(0)  # animated GIF/WebP: the first frame
-    im = ImageOps.exif_transpose(im)
+    _first_picture(im)
+    im = ImageOps.exif_transpose(im)  # HEIF: its irot/imir are applied in decoding, and its EXIF orientation reset
     return _to_rgb(im)
+
+
+def _first_picture(im: Image.Image) -> None:
+    """Seek to the picture a viewer shows: an animated GIF/WebP's first frame; a HEIF's primary image (a burst,
+    a Live Photo's still: the one the phone marked primary, not necessarily the first stored)."""
+    if im.format != "HEIF":
+        im.seek(0)
+        return
+    if im.info.get("primary", True):  # the plugin opens a file on its primary image
+        return
+    for frame in range(getattr(im, "n_frames", 1)):
+        im.seek(frame)
+        if im.info.get("primary"):
+            return
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -23,8 +23,10 @@ from dogcat.errors import DogcatError
 # Names that promise a photo: such a file becomes a row even when its content is not an image (with an error
 # saying so, and no animal: dogcat.catalog.NOT_AN_IMAGE). Any other file is catalogued only when its first bytes
 # are those of an image format.
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-IMAGE_SUFFIXES = PHOTO_SUFFIXES | {".jpe", ".jfif", ".heic", ".heif", ".avif", ".jp2"}
+# HEIC is an iPhone's own (HEIF a camera's: .HIF on Canon and Sony); AVIF is Android's and the web's.
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".hif",
+                  ".avif"}
+IMAGE_SUFFIXES = PHOTO_SUFFIXES | {".jpe", ".jfif", ".jp2"}
 # The error of a file named like a photo whose bytes are no picture at all (a text file saved as notes.jpg): it is
 # reported (export --errors) but never made an animal. A damaged photo (a JPEG cut short) is an animal's problem.
 NOT_AN_IMAGE = "not an image: named like a photo, but its content is no picture format"
@@ -73,17 +75,33 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def _head(path: Path) -> bytes:
+    """A file's first bytes, never blocking on a pipe; raises OSError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read(images.SNIFF_BYTES)
+
+
 def looks_like_photo(path: Path) -> bool:
     """Whether the catalog takes this regular file as a photo: by its first bytes, or by a photo's name. A file
     that cannot be opened counts as one, so that its error is recorded (``dogcat classify`` picks by this too)."""
     if is_image_name(path):
         return True
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as f:
-            return images.sniff(f.read(images.SNIFF_BYTES)) is not None
+        return images.sniff(_head(path)) is not None
     except OSError:
         return True
+
+
+def is_video(path: Path) -> bool:
+    """Whether a regular file is a video by its first bytes (a Live Photo's .MOV beside its .HEIC, an MP4) and
+    not named like a photo: skipped by ``dogcat classify`` and ``catalog``, and counted, never an error."""
+    if is_image_name(path):
+        return False
+    try:
+        return images.is_video(_head(path))
+    except OSError:
+        return False
 
 
 def scan(roots: Iterable[str | Path], recursive: bool = True, follow_symlinks: bool = False,

@@ -365,7 +365,8 @@ def bad_intake(crops, tmp_path_factory) -> Path:
     return intake
 
 
-BAD = {"empty.jpg": "empty file", "truncated.jpg": "cannot decode", "notes.jpg": "not an image",
+BAD = {"empty.jpg": "empty file", "truncated.jpg": "a JPEG photo dogcat could not decode: the file is cut short",
+       "notes.jpg": "not an image",
        "bomb.png": "too large", "big.png": "too large", "folder.jpg": "is a directory",
        "gone.jpg": "broken symbolic link", "pipe.jpg": "not a regular file"}
 

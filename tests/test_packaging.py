@@ -35,9 +35,15 @@ def test_plain_install_classifies_examples_without_tensorflow(tmp_path):
         # Example photos are named after their breed's class folder: golden_retriever-original.jpg …
         assert record["label"].split("-", 1)[1] == photo.stem.rsplit("-", 1)[0], record
 
+    # An iPhone's HEIC, with the plain install's own HEIF decoder (a base dependency: pi-heif).
+    heic = subprocess.run([str(env_dir / "bin" / "dogcat"), "classify", "--json",
+                           str(ROOT / "tests" / "data" / "heif" / "golden.heic")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert heic.returncode == 0 and json.loads(heic.stdout)["label"] == "n02099601-golden_retriever", heic.stderr
+
     installed = subprocess.run([str(python), "-m", "pip", "list", "--format=json"], capture_output=True, text=True)
-    names = {p["name"].lower() for p in json.loads(installed.stdout)}
-    assert "tensorflow" not in names and "onnxruntime" in names
+    names = {p["name"].lower().replace("_", "-") for p in json.loads(installed.stdout)}  # pip lists pi_heif
+    assert "tensorflow" not in names and "onnxruntime" in names and "pi-heif" in names
     # The distribution's own name: "dogcat" on the package index is an unrelated project.
     assert "dogcat-shelter" in names and "dogcat" not in names
     top_level = {p.name for p in (env_dir / "lib").glob("python3*/site-packages/*")}
