@@ -175,11 +175,13 @@ def classify(
 
       2  bad usage
     """
+    from dogcat.classifier import Result, expand
     from dogcat.classifier import classify as run_classify
-    from dogcat.classifier import expand
     from dogcat.status import load_judge  # not through dogcat.api: that imports the catalog (a slower cold start)
 
     items = expand(paths, stdin=sys.stdin.buffer if "-" in paths else None, null=null)
+    rows = _ClassifyRows([visible(str(i.path if isinstance(i, Result) else i)) for i in items], top_k)
+    failed = 0
     with failures():
         judge = load_judge(str(model_path) if model_path else None, str(detector_path) if detector_path else None,
                            device.value, unsure_below, not_dog_below, looks.value)
@@ -187,44 +189,101 @@ def classify(
         if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
                 error(escape(warning), kind="warning")
-        results = list(run_classify(judge, items, top_k))
-    errors = [r for r in results if r.error]
-    for r in errors:
-        error(escape(f"{visible(r.path)}: {r.error}"))
-    if as_json:
-        for r in results:
-            sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
-    else:
-        table = Table(show_edge=False, header_style="bold")
-        longest = max((len(visible(r.path)) for r in results), default=5)
-        table.add_column("photo", overflow="fold", min_width=min(longest, 48))
-        table.add_column("status")
-        table.add_column("breed")
-        table.add_column("confidence", justify="right")
-        if top_k > 1:
-            table.add_column("then", style="dim")
-        styles = {"dog": "green", "unsure": "yellow", "not_a_dog": "magenta"}
-        for r in results:
-            if r.error:
-                continue
-            v = r.verdict
-            assert v is not None  # a Result without an error has a verdict
-            best, rest = r.top_k[0], r.top_k[1:]
-            if v.status == "not_a_dog":
-                assert v.dog_probability is not None  # only the dog check says not_a_dog
-                row = [r.path, v.status, v.summary(), f"dog {percent(v.dog_probability)}"]
-            else:
-                row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), percent(best.confidence)]
-            row[1] = f"[{styles[v.status]}]{row[1]}[/]"
-            row[0], row[2] = escape(visible(row[0])), escape(visible(row[2]))
-            if top_k > 1:
-                row.append(escape(visible(", ".join(f"{g.breed} {percent(g.confidence)}" for g in rest)))
-                           if v.status != "not_a_dog" else "")
-            table.add_row(*row)
-        if len(results) > len(errors):
-            out.print(table)
-    if errors or not results:
+        # One result at a time, as the model answers it (a batch at a time), in the order of the arguments: a
+        # JSON line flushed at once; a table row printed above a progress bar on a terminal.
+        with _classify_progress(len(items), rows, show=not as_json and out.is_terminal and err.is_terminal) as done:
+            for r in run_classify(judge, items, top_k):
+                if r.error:
+                    failed += 1
+                    error(escape(f"{visible(r.path)}: {r.error}"))
+                if as_json:
+                    sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
+                    sys.stdout.flush()
+                elif not r.error:
+                    rows.print(r)
+                done()
+    if failed or not items:
         raise typer.Exit(1)
+
+
+class _ClassifyRows:
+    """classify's table, printed one row at a time as results come: the photo column is as wide as the longest
+    path given (known before the first result), so the rows line up. Then the answer, which says the status in
+    words, its confidence in it ('Beagle 99%', 'probably Beagle (72%)', 'maybe a mix: Beagle 51% / Basset 43%',
+    'not a dog (tabby)'), then the runners-up: on a terminal these are shortened to keep each row one line (the
+    path never is); into a file or a pipe nothing is cut."""
+
+    STYLES = {"dog": "green", "unsure": "yellow", "not_a_dog": "magenta"}
+
+    def __init__(self, paths: list[str], top_k: int):
+        from rich.cells import cell_len
+
+        self.photo_width = max([cell_len(p) for p in paths] + [len("photo")])
+        self.top_k = top_k
+        self.started = False
+        self.console = out  # the progress bar's, while one is shown (rows are printed above it)
+
+    def _line(self, photo: str, answer: str, style: str = ""):
+        from rich.cells import cell_len
+        from rich.text import Text
+
+        line = Text(" ")
+        line.append(photo + " " * (self.photo_width - cell_len(photo)), style="bold" if style == "bold" else "")
+        line.append(" ┃ " if style == "bold" else " │ ")
+        line.append(answer, style=style)
+        return line
+
+    def _header(self):
+        from rich.text import Text
+
+        self.console.print(self._line("photo", "answer", "bold"), highlight=False)
+        rest = max(8, out.width - self.photo_width - 3) if out.is_terminal else 8
+        self.console.print(Text("━" * (self.photo_width + 2) + "╇" + "━" * rest), highlight=False)
+
+    def print(self, r):
+        from rich.cells import cell_len
+
+        if not self.started:
+            self._header()
+            self.started = True
+        v = r.verdict
+        assert v is not None  # a Result without an error has a verdict
+        best, rest = r.top_k[0], r.top_k[1:self.top_k]
+        if v.status == "not_a_dog":
+            assert v.dog_probability is not None  # only the dog check says not_a_dog
+            answer, lead, then = v.summary(), "; dog check ", [percent(v.dog_probability)]
+        else:
+            answer = f"{best.breed} {percent(best.confidence)}" if v.status == "dog" else v.summary()
+            named = 2 if answer.startswith("maybe a mix") else 1  # its second breed is named already
+            lead, then = "; then ", [visible(f"{g.breed} {percent(g.confidence)}") for g in rest[named - 1:]]
+        line = self._line(visible(r.path), visible(answer), self.STYLES[v.status])
+        if out.is_terminal:  # one line at the terminal's width: as many runners-up as fit
+            while then and cell_len(line.plain) + cell_len(lead + ", ".join(then)) > out.width:
+                then.pop()
+        if then:
+            line.append(lead + ", ".join(then), style="dim")
+        self.console.print(line, highlight=False)
+
+
+@contextmanager
+def _classify_progress(total: int, rows: _ClassifyRows, show: bool):
+    """A progress bar on the terminal below classify's rows; yields what to call as each photo is done. Nothing
+    when ``show`` is false (--json, a pipe, a log)."""
+    if not show:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    # Shown only where stdout and stderr are both the terminal: the rows and the messages are then printed
+    # through the bar's own console, above it (written past it, they would be drawn over).
+    with Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("classify", total=total)
+        rows.console = bar.console
+        try:
+            yield lambda: bar.advance(task)
+        finally:
+            rows.console = out
 
 
 @app.command()
