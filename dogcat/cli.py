@@ -1201,13 +1201,9 @@ def asm3_files(
         for f in written:
             print(json.dumps(f))
         return
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "written", "file", "animals", "photos", "logs", "taken back"):
-        table.add_column(column)
-    for f in written:
-        table.add_row(str(f["id"]), f["written_at"][:16], escape(visible(f["path"])), str(f["animals"]),
-                      str(f["photos"]), str(f["logs"]), (f["forgotten_at"] or "")[:16])
-    out.print(table)
+    _print_whole(_path_table(("id", "written", "animals", "photos", "logs", "taken back", "file"), "file", [
+        [str(f["id"]), f["written_at"][:16], str(f["animals"]), str(f["photos"]), str(f["logs"]),
+         (f["forgotten_at"] or "")[:16], escape(visible(f["path"]))] for f in written]))
 
 
 @asm3_app.command("forget")
@@ -1349,14 +1345,29 @@ def similar(
         for m in found:
             print(json.dumps(m.to_dict(), ensure_ascii=False))
         return
+    rows = [[str(i), escape(visible(m.animal)) + (" (retired)" if m.retired else ""),
+             escape(visible(m.name if m.name != m.animal else "")), f"{m.similarity:.3f}",
+             escape(visible(m.breed or "")), str(m.photos), escape(visible(m.photo))] for i, m in enumerate(found, 1)]
+    _print_whole(_path_table(("", "animal", "name", "similarity", "breed", "photos", "most alike photo"),
+                             "most alike photo", rows))
+
+
+def _path_table(columns: tuple[str, ...], path_column: str, rows: list[list[str]]) -> Table:
+    """A table with a column of paths, shown whole: every other column as wide as its widest cell (never cut or
+    wrapped), the paths in what is left of a terminal (one line each where they fit, else folded, not cut).
+    Into a file or a pipe (_print_whole) every row is one line. ``rows``: cells as rich markup."""
+    from rich.text import Text
+
     table = Table(show_edge=False, header_style="bold")
-    for column in ("", "animal", "name", "similarity", "breed", "photos", "most alike photo"):
-        table.add_column(column)
-    for i, m in enumerate(found, 1):
-        name = m.name if m.name != m.animal else ""
-        table.add_row(str(i), escape(visible(m.animal)) + (" (retired)" if m.retired else ""), escape(visible(name)),
-                      f"{m.similarity:.3f}", escape(visible(m.breed or "")), str(m.photos), escape(visible(m.photo)))
-    out.print(table)
+    for i, column in enumerate(columns):
+        if column == path_column:
+            table.add_column(column, overflow="fold")
+        else:
+            widest = max([Text.from_markup(row[i]).cell_len for row in rows] + [len(column)])
+            table.add_column(column, no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _add_train():

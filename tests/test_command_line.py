@@ -216,3 +216,36 @@ def test_data_on_stdout_messages_and_progress_on_stderr(crops, model_path, tmp_p
     stdout, stderr = proc.communicate(timeout=120)
     assert len(stdout.splitlines()) == 1 and json.loads(stdout)["path"].startswith(str(intake))
     assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
+
+
+def test_similar_and_asm3_files_cut_no_path_into_a_pipe(crops, model_path, tmp_path):
+    """Issue 36: into a pipe (an 80-column default) the paths of `similar` and `asm3 files` come whole, one line
+    per row; on an 80-column terminal they are never cut with "…" either (folded where they do not fit)."""
+    shelter = tmp_path / "shelter" / "intake" / "2024-06 intake, the long folder name"
+    for code, folder in (("A1024-Bella", "n02110958-pug"), ("A1025-Max", "n02099601-golden_retriever"),
+                         ("A1026-Rex", "n02088364-beagle")):
+        (shelter / code).mkdir(parents=True)
+        for photo in sorted((crops / folder).glob("*.jpg"))[:2]:
+            shutil.copy(photo, shelter / code / photo.name)
+    db = str(tmp_path / "shelter.db")
+    model = ["--model", str(model_path)] if model_path else []
+    assert dogcat("catalog", str(shelter), "--db", db, "--quiet", *model).returncode == 0
+    sent = tmp_path / "shelter" / "asm3 import file for June, with a long name.csv"
+    done = dogcat("export", "--format", "asm3", "--age", "2", "--db", db, "-o", str(sent))
+    assert done.returncode == 0, done.stderr
+    pages = {"similar": dogcat("similar", "A1026", "--db", db, *model, env_extra={"COLUMNS": "80"}),
+             "asm3 files": dogcat("asm3", "files", "--db", db, env_extra={"COLUMNS": "80"})}
+    for name, done in pages.items():
+        assert done.returncode == 0, (name, done.stderr)
+        rows = done.stdout.splitlines()[2:]
+        assert rows and "…" not in done.stdout, (name, done.stdout)
+        paths = [line.split("│")[-1 if name == "similar" else 6].strip() for line in rows]
+        assert all(Path(p).is_file() for p in paths), (name, paths)  # each row holds its path, whole
+    code, shown = in_a_terminal("asm3", "files", "--db", db, env_extra={"COLUMNS": "80"})
+    assert code == 0 and "…".encode() not in shown and b"2024-06" not in shown  # only the ASM3 file's path
+    code, shown = in_a_terminal("similar", "A1026", "--db", db, *model, env_extra={"COLUMNS": "80"})
+    assert code == 0 and "…".encode() not in shown
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode()).replace("\r", "")
+    folded = "".join(line.split("│")[-1].strip() for line in text.split("\n") if "│" in line)
+    first = pages["similar"].stdout.splitlines()[2].split("│")[-1].strip()
+    assert first.replace(" ", "") in folded.replace(" ", ""), (first, text)  # whole, if folded over lines
