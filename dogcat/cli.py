@@ -30,8 +30,15 @@ if TYPE_CHECKING:
     from rich.console import JustifyMethod
     from rich.progress import ProgressColumn
 
+class Commands(Group):
+    """``dogcat --help`` lists what a shelter does first, in the order of its week, and model work last."""
+
+    order = ("catalog", "animals", "correct", "report", "export", "asm3", "similar", "classify", "teach",
+             "evaluate", "train")
+
+
 app = typer.Typer(
-    cls=Group, help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
+    cls=Commands, help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
     no_args_is_help=True, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -153,10 +160,12 @@ def classify(
 ):
     """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
 
-    Each photo gets a status: [b]dog[/b] (a confident breed), [b]unsure[/b] (the top guesses, maybe a mix),
+    Each photo gets a status: [b]dog[/b] (a confident breed: "Beagle 99%"), [b]unsure[/b] ("probably Beagle
+    (72%)", or "maybe a mix: Beagle 51% / Basset 43%" when the second breed has 25% or more),
     [b]not_a_dog[/b] (with what it looks like) or [b]error[/b]. The thresholds come with the model (see its
-    model card) and can be changed with --unsure-below and --not-dog-below. Results come in the order of the
-    arguments.
+    model card) and can be changed with --unsure-below and --not-dog-below. Results come one per photo as the
+    model answers it, in the order of the arguments: the table's rows (with a progress bar on a terminal, the
+    runners-up shortened to the terminal's width; into a pipe nothing is cut), or one JSON line each.
 
     [b]Examples[/b]
 

@@ -249,3 +249,34 @@ def test_similar_and_asm3_files_cut_no_path_into_a_pipe(crops, model_path, tmp_p
     folded = "".join(line.split("│")[-1].strip() for line in text.split("\n") if "│" in line)
     first = pages["similar"].stdout.splitlines()[2].split("│")[-1].strip()
     assert first.replace(" ", "") in folded.replace(" ", ""), (first, text)  # whole, if folded over lines
+
+
+@pytest.mark.parametrize("command", all_commands(), ids=" ".join)
+def test_usage_lines_name_arguments_plainly(command):
+    """Issue 36: `Usage: dogcat classify [OPTIONS] PATHS...`, not typer's `{paths}...` or `{into} {other}`."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line).strip()
+    assert "{" not in usage and "}" not in usage, usage
+    arguments = [p for p in get_command(app).commands[command[0]].params if p.param_type_name == "argument"] \
+        if len(command) == 1 else []
+    for argument in arguments:
+        assert argument.name.upper() in usage, usage
+
+
+def test_messages_and_the_command_list_read_plainly(tmp_path):
+    """Issue 36: a refused choice says what was wrong and nothing of pydantic; a pattern is echoed as typed;
+    `dogcat --help` lists a shelter's commands first and model work (evaluate, train) last."""
+    done = dogcat("classify", "--device", "gpu", "x.jpg", env_extra={"COLUMNS": "200"})
+    assert done.returncode == 2
+    said = " ".join(done.stderr.split())
+    assert "Invalid value for '--device': 'gpu' is not one of 'auto', 'cpu', 'cuda'." in said, said
+    assert "Value error" not in said and "Usage: dogcat classify [OPTIONS] PATHS..." in said
+    (tmp_path / "A1_1.jpg").write_bytes(b"")
+    for option, pattern in (("--pattern", r"A(\d+"), ("--folder-pattern", r"A\d+")):
+        mode = "pattern" if option == "--pattern" else "folder"
+        done = dogcat("catalog", str(tmp_path), "--db", str(tmp_path / "s.db"), "--animals", mode, option, pattern)
+        assert done.returncode == 2 and f"{option} '{pattern}':" in done.stderr, done.stderr
+        assert "\\\\" not in done.stderr
+    listed = re.findall(r"^│ (\w+) ", runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout, re.M)
+    assert listed[:2] == ["catalog", "animals"] and listed[-2:] == ["evaluate", "train"], listed
+    assert set(listed) == set(get_command(app).commands)
