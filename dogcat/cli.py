@@ -716,7 +716,8 @@ def export(
 
     [b]Exit codes[/b]
 
-      0  the records were written (none matching the filters is not an error)
+      0  the records were written (none matching the filters is not an error); with -o, one line on stderr
+      says how many
 
       1  the database cannot be read, or the output cannot be written
 
@@ -747,7 +748,10 @@ def export(
                    **({"errors": errors} if per == "photo" else {}))
     _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db, readonly=True) as catalog, output_stream(output) as stream:
-        catalog.export(stream, fmt.value, per=per, **filters)
+        written = catalog.export(stream, fmt.value, per=per, **filters)
+    if output is not None:  # as report: a file written says so on stderr, in one line (stdout stays data)
+        err.print(f"{escape(visible(str(output)))}: {written} {per} record{'s' if written != 1 else ''}, "
+                  f"{fmt.value}", highlight=False)
 
 
 def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, dob: str | None,
@@ -1345,8 +1349,8 @@ def similar(
 
     [b]Exit codes[/b]
 
-      0  listed;  1  no such photo or animal, no animal to compare with, or the catalog cannot be read;
-      2  bad usage (a photo that cannot be read)
+      0  listed;  1  no such photo or animal, a photo that cannot be read, no animal to compare with, or the
+      catalog cannot be read;  2  bad usage
     """
     with failures(db), _catalog(db, readonly=True) as catalog:
         found = catalog.similar(query, top=top, retired=retired, model=model_path)

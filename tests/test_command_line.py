@@ -280,3 +280,29 @@ def test_messages_and_the_command_list_read_plainly(tmp_path):
     listed = re.findall(r"^│ (\w+) ", runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout, re.M)
     assert listed[:2] == ["catalog", "animals"] and listed[-2:] == ["evaluate", "train"], listed
     assert set(listed) == set(get_command(app).commands)
+
+
+def test_one_rule_for_exit_codes_and_summaries(crops, model_path, tmp_path):
+    """Issue 36: a photo that cannot be read is exit 1 in `similar` as in `classify` (not 2: the command line
+    was right); `export -o FILE` says in one line on stderr what it wrote, as `report -o` does."""
+    intake = tmp_path / "intake" / "A1-Rex"
+    intake.mkdir(parents=True)
+    shutil.copy(sorted((crops / "n02088364-beagle").glob("*.jpg"))[0], intake / "rex.jpg")
+    db = str(tmp_path / "shelter.db")
+    model = ["--model", str(model_path)] if model_path else []
+    assert dogcat("catalog", str(intake.parent), "--db", db, "--quiet", *model).returncode == 0
+    bad = tmp_path / "found-dog.jpg"
+    bad.write_text("not a photo")
+    classified = dogcat("classify", str(bad), *model)
+    compared = dogcat("similar", str(bad), "--db", db, *model)
+    assert classified.returncode == compared.returncode == 1, (classified.stderr, compared.stderr)
+    assert compared.stderr.count("\n") == 1 and "found-dog.jpg" in compared.stderr
+    for command in (["export"], ["export", "--per", "animal", "--format", "jsonl"], ["report"]):
+        written = tmp_path / f"{command[0]}-{len(command)}.out"
+        done = dogcat(*command, "--db", db, "-o", str(written))
+        assert done.returncode == 0 and done.stdout == "" and written.stat().st_size > 0, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{written}: "), (command, done.stderr)
+    assert "1 animal record, jsonl" in dogcat("export", "--per", "animal", "--format", "jsonl", "--db", db, "-o",
+                                               str(tmp_path / "a.jsonl")).stderr
+    assert dogcat("export", "--db", db).stderr == ""  # to stdout: only the data
