@@ -231,6 +231,8 @@ class _ClassifyRows:
         self.top_k = top_k
         self.started = False
         self.console = out  # the progress bar's, while one is shown (rows are printed above it)
+        # A person's terminal, NO_COLOR's plain one too (rich then treats it as none): rows kept to its width.
+        self.width = out.width if sys.stdout.isatty() else None
 
     def _line(self, photo: str, answer: str, style: str = ""):
         from rich.cells import cell_len
@@ -246,7 +248,7 @@ class _ClassifyRows:
         from rich.text import Text
 
         self.console.print(self._line("photo", "answer", "bold"), highlight=False)
-        rest = max(8, out.width - self.photo_width - 3) if out.is_terminal else 8
+        rest = max(8, self.width - self.photo_width - 3) if self.width else 8
         self.console.print(Text("━" * (self.photo_width + 2) + "╇" + "━" * rest), highlight=False)
 
     def print(self, r):
@@ -266,8 +268,8 @@ class _ClassifyRows:
             named = 2 if answer.startswith("maybe a mix") else 1  # its second breed is named already
             lead, then = "; then ", [visible(f"{g.breed} {percent(g.confidence)}") for g in rest[named - 1:]]
         line = self._line(visible(r.path), visible(answer), self.STYLES[v.status])
-        if out.is_terminal:  # one line at the terminal's width: as many runners-up as fit
-            while then and cell_len(line.plain) + cell_len(lead + ", ".join(then)) > out.width:
+        if self.width:  # one line at the terminal's width: as many runners-up as fit
+            while then and cell_len(line.plain) + cell_len(lead + ", ".join(then)) > self.width:
                 then.pop()
         if then:
             line.append(lead + ", ".join(then), style="dim")

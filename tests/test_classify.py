@@ -332,9 +332,10 @@ def test_unsure_reads_as_a_mix_only_when_the_second_breed_is_a_contender(crops):
     assert mixes == 1 and sum(r["status"] == "unsure" for r in records) == 2, records
 
 
-def test_the_table_keeps_one_line_per_photo_in_an_80_column_terminal(crops, tmp_path):
-    """Issue 36: on a terminal 80 columns wide every row is one line (the runners-up shortened, never the path);
-    into a pipe nothing is cut. A real pseudo-terminal, as a person's."""
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+def test_the_table_keeps_one_line_per_photo_in_an_80_column_terminal(crops, tmp_path, no_color):
+    """Issue 36: on a terminal 80 columns wide every row is one line (the runners-up shortened, never the path),
+    NO_COLOR's plain terminal too; into a pipe nothing is cut. A real pseudo-terminal, as a person's."""
     import pty
 
     folder = tmp_path / "intake" / "A1023-Rex"
@@ -345,6 +346,8 @@ def test_the_table_keeps_one_line_per_photo_in_an_80_column_terminal(crops, tmp_
     args = [sys.executable, "-m", "dogcat", "classify", str(folder.relative_to(tmp_path))]
     env = {**os.environ, "COLUMNS": "80", "LINES": "24", "TERM": "xterm", "PYTHONPATH": str(ROOT)}
     env.pop("NO_COLOR", None)
+    if no_color:
+        env["NO_COLOR"] = "1"
     primary, secondary = pty.openpty()
     run = subprocess.Popen(args, stdin=secondary, stdout=secondary, stderr=secondary, cwd=tmp_path, env=env)
     os.close(secondary)
