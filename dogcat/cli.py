@@ -795,7 +795,8 @@ def report(
     """A picture catalog: one self-contained HTML page of the catalog, to open in any browser or mail.
 
     One card per animal: its name, code and answer (the model's, fused from its photos, with its confidence;
-    or the staff's, marked "staff"), then a thumbnail of each photo with that photo's own guess. The
+    or the staff's, marked "staff"), then a thumbnail of each photo with that photo's own guess (its breed
+    named), marked "not the animal's answer" where it names another breed than its animal's. The
     animals to review (unsure) come first, then the dogs by breed (a corrected animal in its breed's
     section), then animals that are not a dog, then the files that could not be read. Counts are animals
     (files for the unreadable ones). A later copy of a photo says "duplicate of" the first. A search box
