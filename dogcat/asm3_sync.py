@@ -241,7 +241,8 @@ def log_text(answer: readmodel.Answer) -> str:
     else:
         best, rest = answer.top_k[0], answer.top_k[1:]
         then = ", ".join(f"{g['breed']} {percent(g.get('confidence'), '?')}" for g in rest)
-        guess = f"{best['breed']} {percent(best.get('confidence'), '?')}" + (f" (then {then})" if then else "")
+        guess = ("probably " if answer.status == "unsure" else "") + (  # unsure, no second breed to speak of
+            f"{best['breed']} {percent(best.get('confidence'), '?')}" + (f" (then {then})" if then else ""))
     photos = f"{answer.votes} photo{'s' if answer.votes != 1 else ''}"
     return naming.one_line(f"dogcat: {guess}; from {photos}" + (f"; model {answer.model}" if answer.model else "")
                            + ".")

@@ -203,6 +203,7 @@ def test_export_writes_asm3s_columns(fresh, tmp_path):
         assert f"from {answer.votes} photo" in logged and record["path"] not in logged
         if not answer.mix:  # purebred (or unsure with no second breed to speak of): the same breed twice, so
             assert row["ANIMALBREED2"] == row["ANIMALBREED1"] and "mix?" not in logged, row  # no crossbreed
+            assert ("dogcat: probably " in logged) == (answer.status == "unsure"), logged
         else:  # unsure, the second breed a real contender: a possible mix of the two best guesses
             assert row["ANIMALBREED2"] == breeds.asm3_name(second["label"]) and "mix?" in logged
         assert row["ANIMALIMAGE"].startswith("data:image/jpeg;base64,")
