@@ -126,7 +126,7 @@ class Grouping:
         names = [PurePath(p).name for p in paths]
         self.pattern.search_all(names)
         if not any(self.code_in(n) for n in names):
-            raise GroupingError(f"--pattern {self.pattern.text!r} matches none of the {len(names)} file "
+            raise GroupingError(f"--pattern {self.pattern.typed} matches none of the {len(names)} file "
                                 f"names (e.g. {names[0]!r}): nothing was catalogued")
 
     def animal_for(self, path: str, sha256: str | None) -> tuple[str, str, str]:
@@ -148,7 +148,7 @@ def _folder_pattern(pattern: str | None, mode: str) -> UserPattern | None:
         raise GroupingError(f"--folder-pattern goes with --animals folder, not --animals {mode}")
     compiled = UserPattern.compile("--folder-pattern", pattern)
     if "code" not in compiled.regex.groupindex:
-        raise GroupingError(f"--folder-pattern {pattern!r}: has no group named 'code' (e.g. "
+        raise GroupingError(f"--folder-pattern {compiled.typed}: has no group named 'code' (e.g. "
                             "'^(?P<code>A\\d+)[ _-]+(?P<name>.+)$')")
     return compiled
 

@@ -385,7 +385,8 @@ def log_text(answer: readmodel.Answer) -> str:
     else:
         best, rest = answer.top_k[0], answer.top_k[1:]
         then = ", ".join(said(g) for g in rest)
-        guess = said(best) + (f" (then {then})" if then else "")
+        guess = ("probably " if answer.status == "unsure" else "") + (  # unsure, no second breed to speak of
+            said(best) + (f" (then {then})" if then else ""))
     photos = f"{answer.votes} photo{'s' if answer.votes != 1 else ''}"
     return naming.one_line(f"dogcat: {guess}; from {photos}" + (f"; model {answer.model}" if answer.model else "")
                            + ".")

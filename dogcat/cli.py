@@ -30,8 +30,15 @@ if TYPE_CHECKING:
     from rich.console import JustifyMethod
     from rich.progress import ProgressColumn
 
+class Commands(Group):
+    """``dogcat --help`` lists what a shelter does first, in the order of its week, and model work last."""
+
+    order = ("catalog", "animals", "correct", "report", "export", "asm3", "similar", "classify", "teach",
+             "evaluate", "train")
+
+
 app = typer.Typer(
-    cls=Group, help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
+    cls=Commands, help="Name the dog breed in photos, and keep a durable record of a shelter's intake photos.",
     no_args_is_help=True, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -153,10 +160,12 @@ def classify(
 ):
     """Name the breed of the dog in each photo, or say it is not a dog, or that dogcat is unsure.
 
-    Each photo gets a status: [b]dog[/b] (a confident breed), [b]unsure[/b] (the top guesses, maybe a mix),
+    Each photo gets a status: [b]dog[/b] (a confident breed: "Beagle 99%"), [b]unsure[/b] ("probably Beagle
+    (72%)", or "maybe a mix: Beagle 51% / Basset 43%" when the second breed has 25% or more),
     [b]not_a_dog[/b] (with what it looks like) or [b]error[/b]. The thresholds come with the model (see its
-    model card) and can be changed with --unsure-below and --not-dog-below. Results come in the order of the
-    arguments.
+    model card) and can be changed with --unsure-below and --not-dog-below. Results come one per photo as the
+    model answers it, in the order of the arguments: the table's rows (with a progress bar on a terminal, the
+    runners-up shortened to the terminal's width; into a pipe nothing is cut), or one JSON line each.
 
     [b]Examples[/b]
 
@@ -175,8 +184,8 @@ def classify(
 
       2  bad usage
     """
+    from dogcat.classifier import Result, expand
     from dogcat.classifier import classify as run_classify
-    from dogcat.classifier import expand
     from dogcat.status import load_judge  # not through dogcat.api: that imports the catalog (a slower cold start)
 
     videos: list[Path] = []  # a Live Photo's .MOV beside its .HEIC: skipped, and said so
@@ -184,6 +193,8 @@ def classify(
     if videos:
         error(f"skipped {len(videos)} video{'s' if len(videos) > 1 else ''} (dogcat reads photos only)",
               kind="note")
+    rows = _ClassifyRows([visible(str(i.path if isinstance(i, Result) else i)) for i in items], top_k)
+    failed = 0
     with failures():
         judge = load_judge(str(model_path) if model_path else None, str(detector_path) if detector_path else None,
                            device.value, unsure_below, not_dog_below, looks.value)
@@ -191,44 +202,103 @@ def classify(
         if any(isinstance(i, Path) for i in items):
             for warning in judge.start():
                 error(escape(warning), kind="warning")
-        results = list(run_classify(judge, items, top_k))
-    errors = [r for r in results if r.error]
-    for r in errors:
-        error(escape(f"{visible(r.path)}: {r.error}"))
-    if as_json:
-        for r in results:
-            sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
-    else:
-        table = Table(show_edge=False, header_style="bold")
-        longest = max((len(visible(r.path)) for r in results), default=5)
-        table.add_column("photo", overflow="fold", min_width=min(longest, 48))
-        table.add_column("status")
-        table.add_column("breed")
-        table.add_column("confidence", justify="right")
-        if top_k > 1:
-            table.add_column("then", style="dim")
-        styles = {"dog": "green", "unsure": "yellow", "not_a_dog": "magenta"}
-        for r in results:
-            if r.error:
-                continue
-            v = r.verdict
-            assert v is not None  # a Result without an error has a verdict
-            best, rest = r.top_k[0], r.top_k[1:]
-            if v.status == "not_a_dog":
-                assert v.dog_probability is not None  # only the dog check says not_a_dog
-                row = [r.path, v.status, v.summary(), f"dog {percent(v.dog_probability)}"]
-            else:
-                row = [r.path, v.status, best.breed if v.status == "dog" else v.summary(), percent(best.confidence)]
-            row[1] = f"[{styles[v.status]}]{row[1]}[/]"
-            row[0], row[2] = escape(visible(row[0])), escape(visible(row[2]))
-            if top_k > 1:
-                row.append(escape(visible(", ".join(f"{g.breed} {percent(g.confidence)}" for g in rest)))
-                           if v.status != "not_a_dog" else "")
-            table.add_row(*row)
-        if len(results) > len(errors):
-            out.print(table)
-    if errors or not results:
+        # One result at a time, as the model answers it (a batch at a time), in the order of the arguments: a
+        # JSON line flushed at once; a table row printed above a progress bar on a terminal.
+        with _classify_progress(len(items), rows, show=not as_json and out.is_terminal and err.is_terminal) as done:
+            for r in run_classify(judge, items, top_k):
+                if r.error:
+                    failed += 1
+                    error(escape(f"{visible(r.path)}: {r.error}"))
+                if as_json:
+                    sys.stdout.write(json.dumps(r.to_dict(model.id)) + "\n")
+                    sys.stdout.flush()
+                elif not r.error:
+                    rows.print(r)
+                done()
+    if failed or not items:
         raise typer.Exit(1)
+
+
+class _ClassifyRows:
+    """classify's table, printed one row at a time as results come: the photo column is as wide as the longest
+    path given (known before the first result), so the rows line up. Then the answer, which says the status in
+    words, its confidence in it ('Beagle 99%', 'probably Beagle (72%)', 'maybe a mix: Beagle 51% / Basset 43%',
+    'not a dog (tabby)'), then the runners-up: on a terminal these are shortened to keep each row one line (the
+    path never is); into a file or a pipe nothing is cut."""
+
+    STYLES = {"dog": "green", "unsure": "yellow", "not_a_dog": "magenta"}
+
+    def __init__(self, paths: list[str], top_k: int):
+        from rich.cells import cell_len
+
+        self.photo_width = max([cell_len(p) for p in paths] + [len("photo")])
+        self.top_k = top_k
+        self.started = False
+        self.console = out  # the progress bar's, while one is shown (rows are printed above it)
+        # A person's terminal, NO_COLOR's plain one too (rich then treats it as none): rows kept to its width.
+        self.width = out.width if sys.stdout.isatty() else None
+
+    def _line(self, photo: str, answer: str, style: str = ""):
+        from rich.cells import cell_len
+        from rich.text import Text
+
+        line = Text(" ")
+        line.append(photo + " " * (self.photo_width - cell_len(photo)), style="bold" if style == "bold" else "")
+        line.append(" ┃ " if style == "bold" else " │ ")
+        line.append(answer, style=style)
+        return line
+
+    def _header(self):
+        from rich.text import Text
+
+        self.console.print(self._line("photo", "answer", "bold"), highlight=False)
+        rest = max(8, self.width - self.photo_width - 3) if self.width else 8
+        self.console.print(Text("━" * (self.photo_width + 2) + "╇" + "━" * rest), highlight=False)
+
+    def print(self, r):
+        from rich.cells import cell_len
+
+        if not self.started:
+            self._header()
+            self.started = True
+        v = r.verdict
+        assert v is not None  # a Result without an error has a verdict
+        best, rest = r.top_k[0], r.top_k[1:self.top_k]
+        if v.status == "not_a_dog":
+            assert v.dog_probability is not None  # only the dog check says not_a_dog
+            answer, lead, then = v.summary(), "; dog check ", [percent(v.dog_probability)]
+        else:
+            answer = f"{best.breed} {percent(best.confidence)}" if v.status == "dog" else v.summary()
+            named = 2 if answer.startswith("maybe a mix") else 1  # its second breed is named already
+            lead, then = "; then ", [visible(f"{g.breed} {percent(g.confidence)}") for g in rest[named - 1:]]
+        line = self._line(visible(r.path), visible(answer), self.STYLES[v.status])
+        if self.width:  # one line at the terminal's width: as many runners-up as fit
+            while then and cell_len(line.plain) + cell_len(lead + ", ".join(then)) > self.width:
+                then.pop()
+        if then:
+            line.append(lead + ", ".join(then), style="dim")
+        self.console.print(line, highlight=False)
+
+
+@contextmanager
+def _classify_progress(total: int, rows: _ClassifyRows, show: bool):
+    """A progress bar on the terminal below classify's rows; yields what to call as each photo is done. Nothing
+    when ``show`` is false (--json, a pipe, a log)."""
+    if not show:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    # Shown only where stdout and stderr are both the terminal: the rows and the messages are then printed
+    # through the bar's own console, above it (written past it, they would be drawn over).
+    with Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("classify", total=total)
+        rows.console = bar.console
+        try:
+            yield lambda: bar.advance(task)
+        finally:
+            rows.console = out
 
 
 @app.command()
@@ -659,7 +729,8 @@ def export(
 
     [b]Exit codes[/b]
 
-      0  the records were written (none matching the filters is not an error)
+      0  the records were written (none matching the filters is not an error); with -o, one line on stderr
+      says how many
 
       1  the database cannot be read, or the output cannot be written
 
@@ -690,7 +761,10 @@ def export(
                    **({"errors": errors} if per == "photo" else {}))
     _not_the_catalog(db, output)
     with failures(db, output, writes=True), _catalog(db, readonly=True) as catalog, output_stream(output) as stream:
-        catalog.export(stream, fmt.value, per=per, **filters)
+        written = catalog.export(stream, fmt.value, per=per, **filters)
+    if output is not None:  # as report: a file written says so on stderr, in one line (stdout stays data)
+        err.print(f"{escape(visible(str(output)))}: {written} {per} record{'s' if written != 1 else ''}, "
+                  f"{fmt.value}", highlight=False)
 
 
 def _export_asm3(db: str, output: Path | None, images: bool, age: str | None, dob: str | None,
@@ -749,7 +823,8 @@ def report(
     """A picture catalog: one self-contained HTML page of the catalog, to open in any browser or mail.
 
     One card per animal: its name, code and answer (the model's, fused from its photos, with its confidence;
-    or the staff's, marked "staff"), then a thumbnail of each photo with that photo's own guess. The
+    or the staff's, marked "staff"), then a thumbnail of each photo with that photo's own guess (its breed
+    named), marked "not the animal's answer" where it names another breed than its animal's. The
     animals to review (unsure) come first, then the dogs by breed (a corrected animal in its breed's
     section), then animals that are not a dog, then the files that could not be read. Counts are animals
     (files for the unreadable ones). A later copy of a photo says "duplicate of" the first. A search box
@@ -1335,16 +1410,15 @@ def asm3_files(
         for h in handoff:
             print(json.dumps({"hand_off": h.to_dict()}))
         return
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "written", "file", "animals", "new", "photos", "logs", "taken back"):
-        table.add_column(column)
-    for f in written:
-        back = (f["forgotten_at"] or "")[:16] + (" (export stopped)" if f.get("state") == "unfinished" else "")
+
+    def taken_back(f: dict) -> str:
         if f.get("state") == "writing" and not f["forgotten_at"]:
-            back = "being written (or stopped: the next export settles it)"
-        table.add_row(str(f["id"]), f["written_at"][:16], escape(visible(f["path"])), str(f["animals"]),
-                      str(f["new_animals"]), str(f["photos"]), str(f["logs"]), back)
-    out.print(table)
+            return "being written (or stopped: the next export settles it)"
+        return (f["forgotten_at"] or "")[:16] + (" (export stopped)" if f.get("state") == "unfinished" else "")
+
+    _print_whole(_path_table(("id", "written", "animals", "new", "photos", "logs", "taken back", "file"), "file", [
+        [str(f["id"]), f["written_at"][:16], str(f["animals"]), str(f["new_animals"]), str(f["photos"]),
+         str(f["logs"]), taken_back(f), escape(visible(f["path"]))] for f in written]))
     _hand_off(handoff, out)
 
 
@@ -1478,8 +1552,8 @@ def similar(
 
     [b]Exit codes[/b]
 
-      0  listed;  1  no such photo or animal, no animal to compare with, or the catalog cannot be read;
-      2  bad usage (a photo that cannot be read)
+      0  listed;  1  no such photo or animal, a photo that cannot be read, no animal to compare with, or the
+      catalog cannot be read;  2  bad usage
     """
     with failures(db), _catalog(db, readonly=True) as catalog:
         found = catalog.similar(query, top=top, retired=retired, model=model_path)
@@ -1487,14 +1561,29 @@ def similar(
         for m in found:
             print(json_text(m.to_dict()))
         return
+    rows = [[str(i), escape(visible(m.animal)) + (" (retired)" if m.retired else ""),
+             escape(visible(m.name if m.name != m.animal else "")), f"{m.similarity:.3f}",
+             escape(visible(m.breed or "")), str(m.photos), escape(visible(m.photo))] for i, m in enumerate(found, 1)]
+    _print_whole(_path_table(("", "animal", "name", "similarity", "breed", "photos", "most alike photo"),
+                             "most alike photo", rows))
+
+
+def _path_table(columns: tuple[str, ...], path_column: str, rows: list[list[str]]) -> Table:
+    """A table with a column of paths, shown whole: every other column as wide as its widest cell (never cut or
+    wrapped), the paths in what is left of a terminal (one line each where they fit, else folded, not cut).
+    Into a file or a pipe (_print_whole) every row is one line. ``rows``: cells as rich markup."""
+    from rich.text import Text
+
     table = Table(show_edge=False, header_style="bold")
-    for column in ("", "animal", "name", "similarity", "breed", "photos", "most alike photo"):
-        table.add_column(column)
-    for i, m in enumerate(found, 1):
-        name = m.name if m.name != m.animal else ""
-        table.add_row(str(i), escape(visible(m.animal)) + (" (retired)" if m.retired else ""), escape(visible(name)),
-                      f"{m.similarity:.3f}", escape(visible(m.breed or "")), str(m.photos), escape(visible(m.photo)))
-    out.print(table)
+    for i, column in enumerate(columns):
+        if column == path_column:
+            table.add_column(column, overflow="fold")
+        else:
+            widest = max([Text.from_markup(row[i]).cell_len for row in rows] + [len(column)])
+            table.add_column(column, no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _add_train():

@@ -47,11 +47,16 @@ class UserPattern:
         try:
             return cls(option, re.compile(text))
         except (re.error, RecursionError, OverflowError) as e:
-            raise PatternError(f"{option} {text!r}: not a valid regular expression ({e})") from None
+            raise PatternError(f"{option} {as_typed(text)}: not a valid regular expression ({e})") from None
 
     @property
     def text(self) -> str:
         return self.regex.pattern
+
+    @property
+    def typed(self) -> str:
+        """The pattern as the user typed it, quoted, for a message (:func:`as_typed`)."""
+        return as_typed(self.text)
 
     def search_all(self, names: Iterable[str]) -> None:
         """Search every name (``regex.search``) within the budget, keeping the results for :meth:`search`.
@@ -67,8 +72,14 @@ class UserPattern:
         return self.found[name]
 
 
+def as_typed(text: str) -> str:
+    """A pattern quoted as the user typed it in a shell, for a message: ``'A(\\d+)_'`` shows ``\\d`` once (repr
+    would double every backslash)."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
+
+
 def _too_slow(pattern: UserPattern, how_many: int) -> PatternError:
-    return PatternError(f"{pattern.option} {pattern.text!r}: cannot be matched against the {how_many} name(s) "
+    return PatternError(f"{pattern.option} {pattern.typed}: cannot be matched against the {how_many} name(s) "
                         f"within {BUDGET_S:g} s (a pattern that backtracks, like nested repeats '(a+)+': "
                         "simplify it); nothing was written")
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from dogcat import db, fusion, naming, pathkeys
 from dogcat.breeds import MIXED_BREED, asm3_name, breed_name
-from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, status_of
+from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, maybe_mix, status_of, unsure_words
 from dogcat.errors import DogcatError
 from dogcat.text import percent
 from dogcat.walk import NOT_AN_IMAGE
@@ -162,24 +162,29 @@ class Answer:
 
     @property
     def mix(self) -> tuple[str, str] | None:
-        """(breed 1, breed 2) of a possible or known mix: staff named two breeds, or the model is unsure."""
+        """(breed 1, breed 2) of a possible or known mix: staff named two breeds, or the model is unsure and its
+        second breed a real contender (dogcat.decision.maybe_mix)."""
         if self.source == "correction" and self.correction and len(self.correction.names) == 2:
             first, second = self.correction.names
             return first, second
-        if self.status == "unsure" and len(self.top_k) > 1:
+        if self.status == "unsure" and len(self.top_k) > 1 and maybe_mix(self.top_k[1].get("confidence")):
             return self.top_k[0]["breed"], self.top_k[1]["breed"]
         return None
 
     def summary(self) -> str:
-        """One line for people: 'Beagle', 'Beagle / Labrador Retriever?', 'Beagle / Pug (staff)', 'not a dog'."""
+        """One line for people (its confidence shown beside it): 'Beagle', 'maybe a mix: Beagle / Labrador
+        Retriever', 'probably Beagle' (the model unsure: dogcat.decision.unsure_words), 'Beagle / Pug (staff)',
+        'not a dog'."""
         staff = " (staff)" if self.source == "correction" else ""
         if self.status == "not_a_dog":
             return "not a dog" + staff
         if self.status == "error":
             return "no readable photo"
+        if self.source == "model" and self.status == "unsure":
+            return unsure_words([(g["breed"], g.get("confidence")) for g in self.top_k], confidences=False)
         mix = self.mix
         if mix:
-            return f"{mix[0]} / {mix[1]}" + ("?" if self.source == "model" else staff)
+            return f"{mix[0]} / {mix[1]}" + staff
         return (self.breed or "") + staff
 
     def to_dict(self) -> dict:
@@ -196,7 +201,8 @@ class Answer:
 
 def guess_summary(record: dict) -> str:
     """A photo's own answer from the model (its record before corrections) as one line for people: 'Beagle 96%',
-    'unsure: Beagle 49% / Walker Hound 15%?', 'not a dog (looks like tabby)', 'could not be read: …'."""
+    'maybe a mix: Beagle 49% / Walker Hound 30%' or 'probably Beagle (72%)' (unsure: dogcat.decision.unsure_words),
+    'not a dog (looks like tabby)', 'could not be read: …'."""
     status, top_k = status_of(record), record.get("top_k") or []
     if status == "error":
         return f"could not be read: {record.get('error') or 'no prediction'}"
@@ -204,10 +210,24 @@ def guess_summary(record: dict) -> str:
         return "not a dog" + (f" (looks like {record['looks_like']})" if record.get("looks_like") else "")
     if not top_k:
         return status
-    best = f"{top_k[0]['breed']} {percent(top_k[0].get('confidence'))}"
-    if status == "unsure" and len(top_k) > 1:
-        return f"unsure: {best} / {top_k[1]['breed']} {percent(top_k[1].get('confidence'))}?"
-    return best
+    if status == "unsure":
+        return unsure_words([(g["breed"], g.get("confidence")) for g in top_k])
+    return f"{top_k[0]['breed']} {percent(top_k[0].get('confidence'))}"
+
+
+def disagrees(photo: dict, answer: Answer) -> bool:
+    """The model's own guess for one of an animal's photos (its record before corrections) names a breed the
+    animal's answer does not (its breed, or either breed of a mix, the staff's or the model's): a photo perhaps
+    filed with the wrong animal. Not for a photo that is no dog or unreadable, an animal that is neither dog nor
+    unsure, or staff's breeds the model does not have (it could never name them)."""
+    top_k = photo.get("top_k") or []
+    if status_of(photo) not in ("dog", "unsure") or not top_k or answer.status not in ("dog", "unsure"):
+        return False
+    if answer.source == "correction" and answer.correction is not None:
+        named = {answer.correction.label, answer.correction.label2} - {None}
+    else:
+        named = {g["label"] for g in answer.top_k[:2 if answer.mix else 1]}
+    return bool(named) and top_k[0]["label"] not in named
 
 
 def _guess(label: str, confidence: float | None) -> dict:

@@ -28,7 +28,7 @@ from pathlib import PurePath
 from dogcat import previews, settings
 from dogcat.decision import status_of
 from dogcat.previews import Preview
-from dogcat.readmodel import Answer, guess_summary
+from dogcat.readmodel import Answer, disagrees, guess_summary
 from dogcat.text import percent, visible
 
 THUMB_SIDE = 192  # pixels: shown at up to 160 CSS pixels, sharp enough on a high-density screen
@@ -69,6 +69,8 @@ figcaption { margin-top: 6px; font-size: 13px; overflow-wrap: anywhere; }
 .low { color: var(--warn); }
 .then, .note, .guess { display: block; color: var(--muted); font-size: 12px; }
 .fix { display: block; color: #2a7a3b; font-size: 12px; font-weight: 600; }
+.said { font-weight: 600; display: block; }
+.unlike { display: block; color: var(--bad); font-size: 12px; font-weight: 600; }
 .animal { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 8px; }
 .animal.staff { border-color: #2a7a3b; }
 .animal-head { font-size: 14px; margin: 0 0 6px; display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; }
@@ -273,13 +275,17 @@ def _dog_body(r: dict) -> str:
     low = " low" if confidence is not None and confidence < LOW_CONFIDENCE else ""
     then = _guesses(top_k, 1)
     return (f'<span class="conf{low}" title="confidence of the best guess">{esc(percent(confidence))}</span>'
+            + (f'<span class="said" title="the model\'s guess for this photo">{esc(top_k[0]["breed"])}</span>'
+               if top_k else "")
             + (f'<span class="then">then {esc(then)}</span>' if then else ""))
 
 
 def _unsure_body(r: dict) -> str:
     top_k = r.get("top_k") or []
-    return (f'<span class="note">{esc(" / ".join(_guesses(top_k, 0).split(", ")))}?</span>'
-            f'<span class="then">a mix, or a breed the model is not sure of</span>')
+    said = guess_summary(r)  # "maybe a mix: Beagle 49% / Walker Hound 30%" or "probably Beagle (72%)"
+    then = _guesses(top_k, 2 if said.startswith("maybe a mix") else 1)
+    return (f'<span class="note" title="the model\'s guess for this photo">{esc(said)}</span>'
+            + (f'<span class="then">then {esc(then)}</span>' if then else ""))
 
 
 def _not_a_dog_body(r: dict) -> str:
@@ -304,6 +310,14 @@ def thumbnail(record: dict) -> Preview:
 def _body_of(r: dict) -> str:
     return {"dog": _dog_body, "unsure": _unsure_body, "not_a_dog": _not_a_dog_body}.get(status_of(r),
                                                                                          lambda _: "")(r)
+
+
+def _unlike(guess: dict, a) -> str:
+    """The mark on a photo whose own guess names a breed its animal's answer does not (readmodel.disagrees)."""
+    if not disagrees(guess, a):
+        return ""
+    return (f'<span class="unlike" title="the model names another breed for this photo than for its animal: '
+            f'a photo of another dog?">not the animal\'s answer ({esc(a.summary())})</span>')
 
 
 def _corrected_body(r: dict, guess: dict, animal_by_staff: bool) -> str:
@@ -342,11 +356,16 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
     c = sort(records, animals)
     guesses = guesses or {}
 
-    def body(r: dict, a) -> str:
+    def guess_of(r: dict) -> dict:
+        """The model's own guess for a photo: its record, or for a corrected one its record before corrections."""
         if r.get("source") != "correction":
-            return _body_of(r)
-        guess = guesses.get(r["path"]) or {**r, "status": "dog" if r.get("top_k") else "error"}
-        return _corrected_body(r, guess, a.source == "correction")
+            return r
+        return guesses.get(r["path"]) or {**r, "status": "dog" if r.get("top_k") else "error"}
+
+    def body(r: dict, a) -> str:
+        guess = guess_of(r)
+        own = _body_of(r) if guess is r else _corrected_body(r, guess, a.source == "correction")
+        return own + _unlike(guess, a)
     wanted = [r for group in (*c.breeds.values(), c.unsure, c.not_a_dog) for a in group for r in _shown_photos(a)]
     thumbs: dict[str, Preview] = {}
     total = len({r.get("sha256") or r["path"] for r in wanted})
@@ -362,7 +381,8 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
         out = []
         for a in group:
             words = " ".join([a.animal, a.name, a.summary(), "staff" if a.source == "correction" else ""])
-            photos = "".join(_card(r, c, thumbs[r.get("sha256") or r["path"]], body(r, a), words)
+            photos = "".join(_card(r, c, thumbs[r.get("sha256") or r["path"]], body(r, a),
+                                   words + (" unlike" if disagrees(guess_of(r), a) else ""))
                              for r in _shown_photos(a))
             out.append(f'<div class="animal{" staff" if a.source == "correction" else ""}">{_animal_head(a)}'
                        f'<div class="photos">{photos}</div></div>')

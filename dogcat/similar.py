@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import and_, select
 
 from dogcat import db, images, readmodel
-from dogcat.errors import DogcatError, UsageError
+from dogcat.errors import DogcatError
 from dogcat.model import BreedModel
 from dogcat.status import Judge
 
@@ -161,7 +161,7 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
     try:
         data = Path(photo).read_bytes()
     except OSError as e:
-        raise UsageError(f"{photo}: cannot be read ({e.strerror or e})") from None
+        raise DogcatError(f"{photo}: cannot be read ({e.strerror or e})") from None  # exit 1, as classify
     sha = hashlib.sha256(data).hexdigest()
     g = gallery(engine, backbone)
     own = {g.animal_of(i) for i, h in enumerate(g.photo_sha) if h == sha}
@@ -173,7 +173,7 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
         try:
             pixels = images.decode(data, model.preprocessing).views[0]
         except images.ImageError as e:
-            raise UsageError(f"{photo}: {e}") from None
+            raise DogcatError(f"{photo}: {e}") from None
         features = Judge.breeds_only(model).breed_probabilities(pixels[None])[2]
         assert features is not None  # a split model's
         vector = features[0]

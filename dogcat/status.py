@@ -7,7 +7,8 @@ only what it looks like ("tabby"). Both must agree because the detector alone mi
 gives 2.7 % of validation dog crops a dog probability under 0.5 and 1 % under 0.012 (a pug crop: 0.44,
 "skunk"), while the breed model, which has only ever seen dogs, is rarely 99 % sure of anything else.
 Otherwise the breed model's best guess is the answer when its confidence reaches ``unsure_below``, and `unsure`
-when it does not — the top-k then reads as a possible mix ("Labrador Retriever 55 % / Beagle 30 %").
+when it does not — "maybe a mix: Labrador Retriever 55% / Beagle 30%" when the second breed is a real
+contender, else "probably Labrador Retriever (76%)" (dogcat.decision.unsure_words).
 The thresholds were chosen on validation photos and live in the breed model's sidecar (``decision``), so a model
 and the thresholds measured for it travel together.
 
@@ -40,6 +41,7 @@ from dogcat.decision import (
     STATUSES,
     Thresholds,
     decide,
+    unsure_words,
 )
 from dogcat.model import BreedModel, DogDetector, Guess, ModelError, mirrored
 
@@ -65,12 +67,14 @@ class Verdict:
         """The breed dogcat answers with: none for a photo that is not a dog."""
         return self.top_k[0] if self.top_k and self.status in ("dog", "unsure") else None
 
-    def summary(self, shown: int = 2) -> str:
-        """One line for people: 'Golden Retriever', 'Labrador Retriever 55 % / Beagle 30 %?', 'not a dog (tabby)'."""
+    def summary(self, confidences: bool = True) -> str:
+        """One line for people: 'Golden Retriever', 'maybe a mix: Labrador Retriever 55% / Beagle 30%',
+        'probably Beagle (78%)' (dogcat.decision.unsure_words; ``confidences=False``: without the figures),
+        'not a dog (tabby)'."""
         if self.status == "not_a_dog":
             return f"not a dog ({self.looks_like})" if self.looks_like else "not a dog"
         if self.status == "unsure":
-            return " / ".join(f"{g.breed} {g.confidence:.0%}" for g in self.top_k[:shown]) + "?"
+            return unsure_words([(g.breed, g.confidence) for g in self.top_k], confidences)
         return self.top_k[0].breed if self.top_k else ""
 
 

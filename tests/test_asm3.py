@@ -202,9 +202,10 @@ def test_export_writes_asm3s_columns(fresh, tmp_path):
         assert row["ANIMALBREED1"] == breeds.asm3_name(best["label"]) and row["ANIMALBREED1"].lower() in asm3_breeds
         assert f"{round(best['confidence'] * 100)}%" in logged and best["breed"] in logged
         assert f"from {answer.votes} photo" in logged and record["path"] not in logged
-        if answer.status == "dog":  # purebred: the same breed twice, so ASM3 ticks no crossbreed
-            assert row["ANIMALBREED2"] == row["ANIMALBREED1"] and "mix?" not in logged, row
-        else:  # unsure: a possible mix of the two best guesses
+        if not answer.mix:  # purebred (or unsure with no second breed to speak of): the same breed twice, so
+            assert row["ANIMALBREED2"] == row["ANIMALBREED1"] and "mix?" not in logged, row  # no crossbreed
+            assert ("dogcat: probably " in logged) == (answer.status == "unsure"), logged
+        else:  # unsure, the second breed a real contender: a possible mix of the two best guesses
             assert row["ANIMALBREED2"] == breeds.asm3_name(second["label"]) and "mix?" in logged
         assert row["ANIMALIMAGE"].startswith("data:image/jpeg;base64,")
         picture = Image.open(io.BytesIO(base64.b64decode(row["ANIMALIMAGE"].split(",", 1)[1])))

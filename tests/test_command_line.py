@@ -216,3 +216,93 @@ def test_data_on_stdout_messages_and_progress_on_stderr(crops, model_path, tmp_p
     stdout, stderr = proc.communicate(timeout=120)
     assert len(stdout.splitlines()) == 1 and json.loads(stdout)["path"].startswith(str(intake))
     assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
+
+
+def test_similar_and_asm3_files_cut_no_path_into_a_pipe(crops, model_path, tmp_path):
+    """Issue 36: into a pipe (an 80-column default) the paths of `similar` and `asm3 files` come whole, one line
+    per row; on an 80-column terminal they are never cut with "…" either (folded where they do not fit)."""
+    shelter = tmp_path / "shelter" / "intake" / "2024-06 intake, the long folder name"
+    for code, folder in (("A1024-Bella", "n02110958-pug"), ("A1025-Max", "n02099601-golden_retriever"),
+                         ("A1026-Rex", "n02088364-beagle")):
+        (shelter / code).mkdir(parents=True)
+        for photo in sorted((crops / folder).glob("*.jpg"))[:2]:
+            shutil.copy(photo, shelter / code / photo.name)
+    db = str(tmp_path / "shelter.db")
+    model = ["--model", str(model_path)] if model_path else []
+    assert dogcat("catalog", str(shelter), "--db", db, "--quiet", *model).returncode == 0
+    sent = tmp_path / "shelter" / "asm3 import file for June, with a long name.csv"
+    done = dogcat("export", "--format", "asm3", "--age", "2", "--db", db, "-o", str(sent))
+    assert done.returncode == 0, done.stderr
+    pages = {"similar": dogcat("similar", "A1026", "--db", db, *model, env_extra={"COLUMNS": "80"}),
+             "asm3 files": dogcat("asm3", "files", "--db", db, env_extra={"COLUMNS": "80"})}
+    for name, done in pages.items():
+        assert done.returncode == 0, (name, done.stderr)
+        rows = done.stdout.splitlines()[2:]
+        assert rows and "…" not in done.stdout, (name, done.stdout)
+        paths = [line.split("│")[-1 if name == "similar" else 6].strip() for line in rows]
+        assert all(Path(p).is_file() for p in paths), (name, paths)  # each row holds its path, whole
+    code, shown = in_a_terminal("asm3", "files", "--db", db, env_extra={"COLUMNS": "80"})
+    assert code == 0 and "…".encode() not in shown and b"2024-06" not in shown  # only the ASM3 file's path
+    code, shown = in_a_terminal("similar", "A1026", "--db", db, *model, env_extra={"COLUMNS": "80"})
+    assert code == 0 and "…".encode() not in shown
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode()).replace("\r", "")
+    folded = "".join(line.split("│")[-1].strip() for line in text.split("\n") if "│" in line)
+    first = pages["similar"].stdout.splitlines()[2].split("│")[-1].strip()
+    assert first.replace(" ", "") in folded.replace(" ", ""), (first, text)  # whole, if folded over lines
+
+
+@pytest.mark.parametrize("command", all_commands(), ids=" ".join)
+def test_usage_lines_name_arguments_plainly(command):
+    """Issue 36: `Usage: dogcat classify [OPTIONS] PATHS...`, not typer's `{paths}...` or `{into} {other}`."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line).strip()
+    assert "{" not in usage and "}" not in usage, usage
+    arguments = [p for p in get_command(app).commands[command[0]].params if p.param_type_name == "argument"] \
+        if len(command) == 1 else []
+    for argument in arguments:
+        assert argument.name.upper() in usage, usage
+
+
+def test_messages_and_the_command_list_read_plainly(tmp_path):
+    """Issue 36: a refused choice says what was wrong and nothing of pydantic; a pattern is echoed as typed;
+    `dogcat --help` lists a shelter's commands first and model work (evaluate, train) last."""
+    done = dogcat("classify", "--device", "gpu", "x.jpg", env_extra={"COLUMNS": "200"})
+    assert done.returncode == 2
+    said = " ".join(done.stderr.split())
+    assert "Invalid value for '--device': 'gpu' is not one of 'auto', 'cpu', 'cuda'." in said, said
+    assert "Value error" not in said and "Usage: dogcat classify [OPTIONS] PATHS..." in said
+    (tmp_path / "A1_1.jpg").write_bytes(b"")
+    for option, pattern in (("--pattern", r"A(\d+"), ("--folder-pattern", r"A\d+")):
+        mode = "pattern" if option == "--pattern" else "folder"
+        done = dogcat("catalog", str(tmp_path), "--db", str(tmp_path / "s.db"), "--animals", mode, option, pattern)
+        assert done.returncode == 2 and f"{option} '{pattern}':" in done.stderr, done.stderr
+        assert "\\\\" not in done.stderr
+    listed = re.findall(r"^│ (\w+) ", runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout, re.M)
+    assert listed[:2] == ["catalog", "animals"] and listed[-2:] == ["evaluate", "train"], listed
+    assert set(listed) == set(get_command(app).commands)
+
+
+def test_one_rule_for_exit_codes_and_summaries(crops, model_path, tmp_path):
+    """Issue 36: a photo that cannot be read is exit 1 in `similar` as in `classify` (not 2: the command line
+    was right); `export -o FILE` says in one line on stderr what it wrote, as `report -o` does."""
+    intake = tmp_path / "intake" / "A1-Rex"
+    intake.mkdir(parents=True)
+    shutil.copy(sorted((crops / "n02088364-beagle").glob("*.jpg"))[0], intake / "rex.jpg")
+    db = str(tmp_path / "shelter.db")
+    model = ["--model", str(model_path)] if model_path else []
+    assert dogcat("catalog", str(intake.parent), "--db", db, "--quiet", *model).returncode == 0
+    bad = tmp_path / "found-dog.jpg"
+    bad.write_text("not a photo")
+    classified = dogcat("classify", str(bad), *model)
+    compared = dogcat("similar", str(bad), "--db", db, *model)
+    assert classified.returncode == compared.returncode == 1, (classified.stderr, compared.stderr)
+    assert compared.stderr.count("\n") == 1 and "found-dog.jpg" in compared.stderr
+    for command in (["export"], ["export", "--per", "animal", "--format", "jsonl"], ["report"]):
+        written = tmp_path / f"{command[0]}-{len(command)}.out"
+        done = dogcat(*command, "--db", db, "-o", str(written))
+        assert done.returncode == 0 and done.stdout == "" and written.stat().st_size > 0, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{written}: "), (command, done.stderr)
+    assert "1 animal record, jsonl" in dogcat("export", "--per", "animal", "--format", "jsonl", "--db", db, "-o",
+                                               str(tmp_path / "a.jsonl")).stderr
+    assert dogcat("export", "--db", db).stderr == ""  # to stdout: only the data

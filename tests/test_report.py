@@ -530,3 +530,39 @@ def test_thumbnails_show_only_the_photo_that_was_catalogued(shelter, tmp_path):
     shutil.copy(golden["path"], odd)
     key = pathkeys.key(odd)
     assert key.endswith("caf\\xe9.jpg") and report.thumbnail({**golden, "path": key}).jpeg
+
+
+def test_every_photo_card_names_its_own_guess_and_the_misfiled_one_is_marked(crops, tmp_path, browser):
+    """Issue 36: an animal of two beagles and a pug filed with them. In a real browser each photo's card names
+    the breed the model sees in it (not only a confidence and runners-up), and the pug's card says it is not
+    its animal's answer; the beagles' cards do not."""
+    intake = tmp_path / "intake" / "A10-Rex"
+    intake.mkdir(parents=True)
+    beagles = sorted((crops / "n02088364-beagle").glob("*.jpg"))[:2]
+    for i, photo in enumerate(beagles):
+        shutil.copy(photo, intake / f"beagle-{i}.jpg")
+    shutil.copy(sorted((crops / "n02110958-pug").glob("*.jpg"))[0], intake / "pug.jpg")
+    shelter_db = tmp_path / "shelter.db"
+    result = runner.invoke(app, ["catalog", str(intake.parent), "--db", str(shelter_db), "--quiet"])
+    assert result.exit_code == 0, result.output
+    recs = {Path(r["path"]).name: r for r in records(shelter_db)}
+    assert recs["pug.jpg"]["breed"] == "Pug" and recs["beagle-0.jpg"]["breed"] == "Beagle"
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--db", str(shelter_db), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+
+    browser.open(out.as_uri())
+    cards = browser.js("Object.fromEntries(Array.from(document.querySelectorAll('figure')).map(f => "
+                       "[f.querySelector('.file').textContent, f.querySelector('figcaption').innerText]))")
+    assert sorted(cards) == ["beagle-0.jpg", "beagle-1.jpg", "pug.jpg"]
+    for name, text in cards.items():
+        r = recs[name]
+        said = r["breed"] if r["status"] == "dog" else readmodel.guess_summary(r)
+        assert said in text, (name, text)  # the photo's own guess, by name
+    assert re.search(r"not the animal's answer \((probably )?Beagle\)", cards["pug.jpg"]), cards["pug.jpg"]
+    assert not any("not the animal's answer" in cards[n] for n in ("beagle-0.jpg", "beagle-1.jpg")), cards
+    head = browser.js("document.querySelector('.animal-head').innerText")
+    assert "Rex" in head and "A10" in head and "Beagle" in head
+    browser.js("document.getElementById('q').focus()")
+    browser.type("unlike")  # the marked photos can be searched for
+    assert visible(browser) == [str(intake / "pug.jpg")]
