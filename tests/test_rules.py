@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from datetime import date
 
 import pytest
 
-from dogcat import decision, fusion, naming, pathkeys, patterns
+from dogcat import asm3_records, breeds, decision, fusion, naming, pathkeys, patterns
 from dogcat.decision import Thresholds, breed_status, decide, status_of
 
 # --- dogcat.decision --------------------------------------------------------------------------------------------
@@ -139,6 +140,9 @@ def test_ranked_is_best_first_with_ties_in_label_order():
     ("Rex_Jr.v2", "Rex_Jr.v2"),
     ("x" * 39 + "-y", "x" * 39),  # cut at 40, and the cut's dash stripped
     ("x" * 45, "x" * 40),
+    ("--" + "x" * 40, "x" * 40),  # stripped before the cut
+    ("X1", "X1"),
+    ("A1X", "A1X"),
 ])
 def test_clean_code(text, code):
     assert naming.clean_code(text) == code
@@ -200,6 +204,7 @@ def test_one_line(value, want):
     ("/intake/" + "a" * 39 + " b.jpg", "a" * 39),
     ("/intake/caf\\xe9.jpg", "caf<U+DCE9>"),  # a byte that is not UTF-8, shown as the tables show it
     ("/intake/two  words.jpg", "two words"),
+    ("/intake/Xena X.jpg", "Xena X"),
 ])
 def test_placeholder_name(path, want):
     assert naming.placeholder_name(path) == want
@@ -211,6 +216,7 @@ def test_folder_name():
     assert naming.folder_name("/intake/caf\\xe9") == "/intake/caf<U+DCE9>"
     assert naming.folder_name("/intake/a\\\\xb") == "/intake/a\\xb"  # a backslash in the name, as it is
     assert naming.folder_name("/in\\take/\u00e9\\xff") == "/in\\take/\u00e9<U+DCFF>"
+    assert naming.folder_name("/in\\take/\x1b") == "/in\\take/\x1b"  # only the bytes: visible() comes later
     assert naming.folder_name("/a\\x80 b") == "/a<U+DC80> b"
 
 
@@ -307,3 +313,147 @@ def test_a_pattern_that_never_ends_is_refused(monkeypatch):
                                   "pattern that backtracks, like nested repeats '(a+)+': simplify it); nothing was "
                                   "written")
     assert slow.found == {}
+
+
+# --- dogcat.asm3_records: each malformed file's one line, whole -------------------------------------------------
+
+def asm3_file(tmp_path, text: str | bytes, name: str = "animals.csv"):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def refusal(path, **kwargs) -> str:
+    with pytest.raises(asm3_records.ShelterFileError) as refused:
+        asm3_records.read_animals(path, **kwargs)
+    return str(refused.value)
+
+
+def test_each_malformed_asm3_file_says_where_and_what(tmp_path):
+    p = asm3_file(tmp_path, "")
+    assert refusal(p) == f"{p}: the file is empty, not an ASM3 animal export"
+    p = asm3_file(tmp_path, "ID,NAME,SEX,DOB,BREED\n")
+    assert refusal(p) == (f"{p}, line 1: no ANIMALCODE or ANIMALNAME column: not an ASM3 animal export "
+                          "(the header starts 'ID,NAME,SEX,DOB')")
+    p = asm3_file(tmp_path, "ANIMALNAME," + "X" * 90 + "\n")
+    assert refusal(p) == (f"{p}, line 1: no ANIMALCODE column: not an ASM3 animal export "
+                          f"(the header starts {('ANIMALNAME,' + 'X' * 90)[:80]!r})")
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALSEX,ANIMALSEX\nA1,Rex,Male,Male\n")
+    assert refusal(p) == f"{p}, line 1: the header has ANIMALSEX 2 times"
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALCODE,ANIMALCODE\nA1,Rex,A1,A1\n")
+    assert refusal(p) == f"{p}, line 1: the header has ANIMALCODE 3 times"
+    p = asm3_file(tmp_path, b"ANIMALCODE,ANIMALNAME\nA1,Rex\nA2,Caf\xe9\n")
+    assert refusal(p) == f"{p}, line 3: not UTF-8 text (byte 35): not an ASM3 animal export"
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME\nA1,Rex\n\nA2,\"Bo\"x\n")
+    assert refusal(p) == (f"{p}, line 4: not readable as CSV (',' expected after '\"')")
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME\nA1,Rex\nA1,Max\n")
+    assert refusal(p) == f"{p}, line 3: A1 has ANIMALNAME 'Max' here but 'Rex' on line 2"
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,2/30/2020\n")
+    assert refusal(p) == f"{p}, line 2: ANIMALDOB of A1: '2/30/2020' is no day (MM/DD/YYYY)"
+    assert refusal(p, day_first=True) == f"{p}, line 2: ANIMALDOB of A1: '2/30/2020' is no day (DD/MM/YYYY)"
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,2020.01.02\n")
+    assert refusal(p) == (f"{p}, line 2: ANIMALDOB of A1: '2020.01.02' is not a date (MM/DD/YYYY or YYYY-MM-DD)")
+    assert refusal(p, day_first=True) == (f"{p}, line 2: ANIMALDOB of A1: '2020.01.02' is not a date "
+                                          "(DD/MM/YYYY or YYYY-MM-DD)")
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,01/02/2020 noon\n")
+    assert refusal(p) == f"{p}, line 2: ANIMALDOB of A1: '01/02/2020 noon' is not a date"
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME\nA1,Rex\nA1,Rex,extra\n")
+    assert refusal(p) == f"{p}, line 3: 3 fields where the header has 2"
+
+
+def test_an_asm3_file_read_as_written(tmp_path):
+    p = asm3_file(tmp_path, "\ufeffANIMALCODE , ANIMALNAME,ANIMALBREED1,ANIMALBREED2,ANIMALDOB\r\n"
+                            "A1, Rex ,,Beagle,2020-01-31\r\n,,,,\r\n\r\n\"A2\",\"Bo\r\nJr\",Pug,PUG,\r\n"
+                            "A3,Max,Pug,,\r\n")
+    rex, bo, max_ = asm3_records.read_animals(p)
+    assert (rex.code, rex.name, rex.breed1, rex.breed2, rex.crossbreed, rex.line) == ("A1", "Rex", None, "Beagle",
+                                                                                      True, 2)
+    assert rex.dob == date(2020, 1, 31) and rex.sex is None
+    assert (bo.name, bo.line, bo.crossbreed) == ("Bo\r\nJr", 5, False)  # the blank rows still count as lines
+    assert (max_.breed2, max_.crossbreed, max_.line) == (None, False, 7)
+
+
+def test_a_missing_column_reads_as_empty(tmp_path):
+    p = asm3_file(tmp_path, "ANIMALNAME,ANIMALCODE\nRex,A1\n")
+    [rex] = asm3_records.read_animals(p)
+    assert (rex.code, rex.name, rex.dob, rex.sex, rex.breed1, rex.breed2) == ("A1", "Rex", None, None, None, None)
+
+
+@pytest.mark.parametrize("text, day_first, want", [
+    ("2020-01-31", True, date(2020, 1, 31)),  # ISO whatever the locale
+    ("1/2/2020", False, date(2020, 1, 2)),
+    ("1/2/2020", True, date(2020, 2, 1)),
+    ("01/02/2020 13:05", False, date(2020, 1, 2)),
+    ("01/02/2020 1:05:09.5 pm", False, date(2020, 1, 2)),
+    ("  01/02/2020  ", False, date(2020, 1, 2)),
+])
+def test_parse_date_cases(text, day_first, want):
+    assert asm3_records.parse_date(text, day_first=day_first) == want
+
+
+# --- dogcat.breeds: the small rules under resolve ----------------------------------------------------------------
+
+def test_labels_names_and_wnids():
+    assert breeds.breed_name("n02099601-golden_retriever") == "Golden Retriever"
+    assert breeds.breed_name("n02086240-Shih-Tzu") == "Shih-Tzu"
+    assert breeds.breed_name("pit_bull__terrier") == "Pit Bull Terrier"  # not a label: its words as they are
+    assert breeds.wnid("n02088364-beagle") == "n02088364"
+    assert breeds.wnid("Pit Bull Terrier") is None and breeds.wnid("n0208836-beagle") is None
+
+
+def test_a_breed_list_file():
+    text = "# ASM3's breeds\n\nBeagle\n  Pug  \n   \n#Poodle\n Basset Hound\n"
+    assert breeds.read_breed_list(text) == ("Beagle", "Pug", "Basset Hound")
+    assert breeds.read_breed_list(breeds.breed_list_text(["Beagle", "Pug"])) == ("Beagle", "Pug")
+
+
+def test_keys_compare_words_not_spelling():
+    assert breeds.key("St. Bernard") == "st bernard"
+    assert breeds.key("Black & Tan Coonhound") == "black and tan coonhound"
+    assert breeds.key("  Épagneul_Breton ") == "epagneul breton"
+
+
+def test_an_asm3_name_is_found_by_any_of_its_parts():
+    """ASM3 writes two names in one ("Australian Cattle Dog/Blue Heeler", "Patterdale Terrier (Fell Terrier)"):
+    either part resolves to it, and the whole name only to it."""
+    for said in ("Blue Heeler", "Australian Cattle Dog", "australian cattle dog/blue heeler"):
+        assert breeds.resolve(said).breed1 == "Australian Cattle Dog/Blue Heeler", said
+    assert breeds.resolve("fell terrier").breed1 == "Patterdale Terrier (Fell Terrier)"
+    assert breeds.resolve("Lancashire Heeler").breed1 == "Lancashire Heeler"
+
+
+def test_asm3_names_of_labels():
+    assert breeds.asm3_name("n02106662-German_shepherd") == "German Shepherd Dog"
+    assert breeds.asm3_pair("n02106662-german_SHEPHERD") == ("German Shepherd Dog", "German Shepherd Dog")  # wnid
+    assert breeds.asm3_pair("Labrador Retriever mix") == ("Labrador Retriever", breeds.MIXED_BREED)
+    assert breeds.asm3_pair("Pit Bull Terrier") == ("Pit Bull Terrier", "Pit Bull Terrier")
+    assert breeds.asm3_pair("n09999999-dingo") == (breeds.MIXED_BREED, breeds.MIXED_BREED)
+    assert breeds.asm3_pair(None) == breeds.asm3_pair("") == (breeds.MIXED_BREED, breeds.MIXED_BREED)
+    assert breeds.asm3_name(None) == breeds.MIXED_BREED
+
+
+def test_model_labels_of_an_asm3_breed():
+    assert breeds.model_labels("poodle") == breeds.model_labels("Poodle") and len(breeds.model_labels("Poodle")) == 3
+    assert breeds.model_labels("German Shepherd Dog") == ("n02106662-German_shepherd",)
+    assert breeds.model_labels("Pit Bull Terrier") == () and breeds.model_labels("no such breed") == ()
+    assert breeds.model_label("german shepherd dog") == "n02106662-German_shepherd"
+    assert breeds.model_label("Mixed Breed") is None and breeds.model_label("Poodle") is None
+
+
+def test_an_unknown_breed_has_suggestions_or_none():
+    assert breeds.UnknownBreed("x").suggestions == []
+    assert breeds.UnknownBreed("x", ["Pug"]).suggestions == ["Pug"]
+    with pytest.raises(breeds.UnknownBreed) as unknown:
+        breeds.resolve("beagel")
+    assert unknown.value.suggestions[0] == "Beagle"
+
+
+def test_fusion_arithmetic_with_three_photos():
+    """The mean divides by the number of photos; the log-mean is shifted by its largest value, not by more."""
+    three = [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.1, 0.8, 0.1]]
+    assert fusion.fuse(three, "mean") == pytest.approx([0.3, 1.3 / 3, 0.8 / 3])
+    geometric = [(a * b * c) ** (1 / 3) for a, b, c in zip(*three, strict=True)]
+    assert fusion.fuse(three) == pytest.approx([g / sum(geometric) for g in geometric], rel=1e-12)
+    tiny = [[1e-300, 1e-300]]  # a sum below 1 is still normalised
+    assert fusion.fuse(tiny, "mean") == [0.5, 0.5]
+    assert fusion.fuse([[0.9, 0.1]] * 700) == pytest.approx([0.9, 0.1])  # no overflow: exp(v - top) <= 1
