@@ -55,6 +55,23 @@ def mirror_look(model, pixels):
     return model.features(mirrored(pixels))
 
 
+@pytest.fixture(scope="module")
+def two_looks(model, pixels):
+    """Judge's answers with two looks at every photo: (probabilities, looks, features); made once, as each
+    backbone pass costs (a 2-core machine: the fast tier's time)."""
+    return Judge.breeds_only(model, "2").breed_probabilities(pixels)
+
+
+@pytest.fixture(scope="module")
+def at_a_photos_confidence(model, pixels, first_look):
+    """The rule set to the exact first-look confidence of a photo in the middle (some photos below it, some
+    above): (that photo's index, the rule, Judge's answers under it)."""
+    confidence = model.head(first_look).max(axis=1)
+    at = int(np.argsort(confidence)[len(confidence) // 2])
+    rule = float(confidence[at])
+    return at, rule, judge_with_rule(model, rule).breed_probabilities(pixels)
+
+
 def judge_with_rule(model, rule: float) -> Judge:
     judge = Judge.breeds_only(model)
     judge.thresholds = dataclasses.replace(judge.thresholds, second_look_below=rule)
@@ -80,8 +97,8 @@ def test_the_card_has_the_rule_measured_out_of_fold(model):
     assert decision["second_look_below"] <= decision["unsure_below"] and "cascade" in decision["chosen_on"]
 
 
-def test_two_looks_reproduce_the_model_before_the_split(model, pixels):
-    probs, looks, _ = Judge.breeds_only(model, "2").breed_probabilities(pixels)
+def test_two_looks_reproduce_the_model_before_the_split(model, two_looks):
+    probs, looks, _ = two_looks
     assert (looks == 2).all()
     for row, old in zip(probs, OLD_ANSWERS["photos"], strict=True):
         top = np.argsort(-row)[:3]
@@ -96,15 +113,16 @@ def test_two_looks_reproduce_the_model_before_the_split(model, pixels):
         assert abs(row[model.labels.index(label)] - p) <= 0.15
 
 
-def test_looks_per_photo(model, pixels, first_look):
+def test_looks_per_photo(model, pixels, first_look, two_looks):
     one = model.head(first_look).max(axis=1)
     rule = model.card.decision["second_look_below"]
-    for looks, expected in (("1", np.ones(len(one))), ("2", np.full(len(one), 2)), ("auto", 1 + (one < rule))):
+    np.testing.assert_array_equal(two_looks[1], np.full(len(one), 2))
+    for looks, expected in (("1", np.ones(len(one))), ("auto", 1 + (one < rule))):
         _, taken, _ = Judge.breeds_only(model, looks).breed_probabilities(pixels)
         np.testing.assert_array_equal(taken, expected)
 
 
-def test_auto_looks_again_only_below_the_rule(model, pixels, first_look):
+def test_auto_looks_again_only_below_the_rule(model, pixels, first_look, two_looks):
     """With the rule at the median first-look confidence: the photos below it get the mean of both looks,
     the others their first look's answer, exactly."""
     one = model.head(first_look)
@@ -114,8 +132,7 @@ def test_auto_looks_again_only_below_the_rule(model, pixels, first_look):
     assert 0 < unsure.sum() < len(unsure)
     np.testing.assert_array_equal(looks, 1 + unsure)
     np.testing.assert_array_equal(probs[~unsure], one[~unsure])
-    both = Judge.breeds_only(model, "2").breed_probabilities(pixels[unsure])[0]
-    np.testing.assert_allclose(probs[unsure], both, atol=1e-6)
+    np.testing.assert_allclose(probs[unsure], two_looks[0][unsure], atol=1e-6)
 
 
 def test_verdicts_say_how_many_looks(model):
@@ -147,11 +164,11 @@ def test_looks_on_the_command_line():
     assert bad.returncode == 2
 
 
-def test_two_looks_answer_from_the_mean_of_both_looks_features(model, pixels, first_look, mirror_look):
+def test_two_looks_answer_from_the_mean_of_both_looks_features(model, first_look, mirror_look, two_looks):
     """The expected answer made here from the two looks' features, on any CPU (the reference above only
     binds on the kernels it was recorded with): the head on their mean, not on either look alone."""
     expected = model.head((first_look + mirror_look) / 2)
-    probs, looks, features = Judge.breeds_only(model, "2").breed_probabilities(pixels)
+    probs, looks, features = two_looks
     assert (looks == 2).all()
     np.testing.assert_allclose(features, (first_look + mirror_look) / 2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(probs, expected, atol=1e-6)
@@ -160,14 +177,12 @@ def test_two_looks_answer_from_the_mean_of_both_looks_features(model, pixels, fi
         assert np.abs(alone - expected).max() > 0.01
 
 
-def test_a_photo_exactly_at_the_rule_gets_one_look(model, pixels, first_look, mirror_look):
+def test_a_photo_exactly_at_the_rule_gets_one_look(model, first_look, mirror_look, at_a_photos_confidence):
     """The rule is 'below', not 'at or below': with the rule set to one photo's exact first-look confidence,
     that photo keeps its first look's answer, and the photos below it get the mean of both looks."""
     one = model.head(first_look)
     confidence = one.max(axis=1)
-    at = int(np.argsort(confidence)[len(confidence) // 2])  # a photo in the middle: some below it, some above
-    rule = float(confidence[at])
-    probs, looks, _ = judge_with_rule(model, rule).breed_probabilities(pixels)
+    at, rule, (probs, looks, _) = at_a_photos_confidence
     assert looks[at] == 1
     np.testing.assert_array_equal(probs[at], one[at])
     below = confidence < rule
@@ -176,20 +191,16 @@ def test_a_photo_exactly_at_the_rule_gets_one_look(model, pixels, first_look, mi
     np.testing.assert_allclose(probs[below], model.head((first_look[below] + mirror_look[below]) / 2), atol=1e-6)
 
 
-def test_the_lab_measures_the_rule_as_inference_applies_it(model, pixels, first_look, mirror_look):
+def test_the_lab_measures_the_rule_as_inference_applies_it(model, first_look, two_looks, at_a_photos_confidence):
     """dogcat train looks' cascade (the rule chosen out of fold) gives Judge.breed_probabilities' answers and
-    looks on the same photos, with the rule at the median and at one photo's exact confidence."""
+    looks on the same photos, with the rule at one photo's exact confidence (the edge where '<' and '<=' part)."""
     from dogcat.train import looks
 
-    one = Judge.breeds_only(model, "1").breed_probabilities(pixels)[0]
-    two = Judge.breeds_only(model, "2").breed_probabilities(pixels)[0]
-    confidence = one.max(axis=1)
-    for rule in (float(np.median(confidence)), float(confidence[np.argsort(confidence)[len(confidence) // 2]])):
-        answers, taken = looks.cascade(one, two, rule)
-        probs, judged, _ = judge_with_rule(model, rule).breed_probabilities(pixels)
-        assert 0 < (judged == 2).sum() < len(judged)
-        np.testing.assert_array_equal(taken, judged)
-        np.testing.assert_allclose(answers, probs, atol=1e-6)
+    _, rule, (probs, judged, _) = at_a_photos_confidence
+    answers, taken = looks.cascade(model.head(first_look), two_looks[0], rule)
+    assert 0 < (judged == 2).sum() < len(judged)
+    np.testing.assert_array_equal(taken, judged)
+    np.testing.assert_allclose(answers, probs, atol=1e-6)
 
 
 def test_optimized_graphs_are_kept_and_answer_alike(tmp_path, monkeypatch, model, first_look):
