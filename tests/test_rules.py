@@ -457,3 +457,35 @@ def test_fusion_arithmetic_with_three_photos():
     tiny = [[1e-300, 1e-300]]  # a sum below 1 is still normalised
     assert fusion.fuse(tiny, "mean") == [0.5, 0.5]
     assert fusion.fuse([[0.9, 0.1]] * 700) == pytest.approx([0.9, 0.1])  # no overflow: exp(v - top) <= 1
+
+
+def test_more_malformed_asm3_files(tmp_path):
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME\nA1,Rex\nA2,B\0o\n")
+    assert refusal(p) == f"{p}, line 3: a NUL character: not a CSV text file"
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME\nA1,Rex\nA2,Bo\na1,Rex\n")
+    assert refusal(p) == (f"{p}, line 4: codes 'A1' and 'a1' differ only in case (ASM3 takes them for one code), "
+                          "line 2")
+    p = asm3_file(tmp_path, b"\xef\xbb\xbfANIMALCODE,ANIMALNAME\nA1,Rex\n")  # a BOM is no part of the header
+    assert [a.code for a in asm3_records.read_animals(p)] == ["A1"]
+
+
+def test_labels_known_by_their_wnid_and_taught_labels():
+    # Another model's spelling of a Stanford Dogs breed: its WordNet id says which.
+    assert breeds.asm3_pair("n02106662-Alsatian") == ("German Shepherd Dog", "German Shepherd Dog")
+    assert breeds.asm3_name("Labrador Retriever mix") == "Labrador Retriever"  # breed 1 of a taught label
+
+
+def test_unknown_words_inside_a_mix_are_named_with_what_was_said():
+    with pytest.raises(breeds.UnknownBreed) as unknown:
+        breeds.resolve("beagel mix")
+    assert str(unknown.value).startswith("'beagel' (in 'beagel mix'): unknown breed; did you mean Beagle")
+    with pytest.raises(breeds.UnknownBreed) as unknown:
+        breeds.resolve("beagel")
+    assert str(unknown.value).startswith("'beagel': unknown breed; did you mean Beagle")
+    with pytest.raises(breeds.UnknownBreed) as several:
+        breeds.resolve("german")
+    assert str(several.value).endswith("(say which)") and len(several.value.suggestions) > 1
+    assert set(several.value.suggestions) >= {"German Shepherd Dog", "German Shorthaired Pointer"}
+    with pytest.raises(breeds.UnknownBreed) as close:
+        breeds.resolve("terriers")
+    assert 1 <= len(close.value.suggestions) <= 4
