@@ -313,6 +313,9 @@ def test_a_pattern_that_never_ends_is_refused(monkeypatch):
                                   "pattern that backtracks, like nested repeats '(a+)+': simplify it); nothing was "
                                   "written")
     assert slow.found == {}
+    quick = patterns.UserPattern.compile("--pattern", r"a+$")  # the same budget: a sane pattern still answers
+    quick.search_all(["a" * 40 + "!", "aa"])
+    assert quick.found == {"a" * 40 + "!": None, "aa": ("aa", (), {})}
 
 
 # --- dogcat.asm3_records: each malformed file's one line, whole -------------------------------------------------
@@ -496,3 +499,20 @@ def test_a_suggestion_is_the_models_breed_where_asm3s_name_is_several():
     with pytest.raises(breeds.UnknownBreed) as close:
         breeds.resolve("toy poodel")
     assert close.value.suggestions == ["Toy Poodle", "Poodle"]
+
+
+def test_crosses_and_their_unknown_parts():
+    cross = breeds.resolve("german shepherd x pug")
+    assert (cross.breed1, cross.label1, cross.breed2) == ("German Shepherd Dog", "n02106662-German_shepherd", "Pug")
+    assert breeds.resolve("pug cross german shepherd").breed2 == "German Shepherd Dog"
+    for said, part in (("beagel x pug", "beagel"), ("pug x beagel", "beagel")):
+        with pytest.raises(breeds.UnknownBreed) as unknown:
+            breeds.resolve(said)
+        assert str(unknown.value).startswith(f"{part!r} (in {said!r}): unknown breed; did you mean Beagle")
+    with pytest.raises(breeds.UnknownBreed) as alone:
+        breeds.resolve("cross")  # a mix word alone is not "a mix of nothing"
+    assert str(alone.value).startswith("'cross': unknown breed")
+    with pytest.raises(breeds.UnknownBreed) as close:
+        breeds.resolve("shnauzer")
+    assert str(close.value) == ("'shnauzer': unknown breed; did you mean Schnauzer, Miniature Schnauzer, "
+                                "Giant Schnauzer, Standard Schnauzer?")
