@@ -158,3 +158,32 @@ def test_a_staff_correction_made_in_dogcat_before_the_first_pull_is_a_conflict_n
     taken = json.loads(dogcat("asm3", "pull", EXPORT, "--db", db, "--json").stdout)
     assert (taken["conflicts"], taken["corrected"]) == ([], ["A1002"])
     assert animals(db)["A1002"]["breed"] == "Mixed Breed"
+
+
+def test_pull_never_reads_dogcats_own_answer_back_as_staffs(db, tmp_path):
+    """An animal dogcat made in ASM3 comes back in ASM3's next export with the breed dogcat sent: that is the
+    model's answer, not a correction; a breed staff then set in ASM3 is one."""
+    import csv
+
+    from tests.test_asm3_records import animal_row, export_text
+
+    sent = tmp_path / "asm3-import.csv"
+    dogcat("export", "--db", db, "--format", "asm3", "--age", "1", "-o", sent)
+    with open(sent, newline="", encoding="utf-8") as f:
+        [zed] = [r for r in csv.DictReader(f) if r["ANIMALCODE"] == "A1009"]
+    assert zed["ANIMALBREED1"] and animals(db)["A1009"]["source"] == "model"
+
+    def shelter_export(breed1: str, breed2: str) -> Path:
+        out = tmp_path / "asm3-animals.csv"
+        out.write_text(export_text([animal_row(9, "A1009", zed["ANIMALNAME"], breed1=breed1, breed2=breed2)]),
+                       encoding="utf-8")
+        return out
+
+    back = json.loads(dogcat("asm3", "pull", shelter_export(zed["ANIMALBREED1"], zed["ANIMALBREED2"]), "--db", db,
+                             "--json").stdout)
+    assert back["matched"] == ["A1009"] and back["corrected"] == []
+    assert animals(db)["A1009"]["source"] == "model"
+    other = "Beagle" if zed["ANIMALBREED1"] != "Beagle" else "Pug"
+    staff = json.loads(dogcat("asm3", "pull", shelter_export(other, other), "--db", db, "--json").stdout)
+    assert staff["corrected"] == ["A1009"]
+    assert (animals(db)["A1009"]["source"], animals(db)["A1009"]["breed"]) == ("correction", other)

@@ -118,14 +118,15 @@ def test_correct_from_looks_up_in_batches_and_writes_once(tmp_path):
     assert count(shelter, "SELECT count(*) FROM corrections") == 3000
 
 
-def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+def hold_write_lock(path: Path, release: threading.Event, longest: float = 300) -> threading.Thread:
+    """Another writer: holds the catalog's write lock until ``release`` is set (at most ``longest`` s)."""
     ready = threading.Event()
 
     def hold():
         con = sqlite3.connect(path, isolation_level=None)
         con.execute("BEGIN IMMEDIATE")
         ready.set()
-        time.sleep(seconds)
+        release.wait(longest)
         con.execute("ROLLBACK")
         con.close()
 
@@ -136,24 +137,41 @@ def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
 
 
 def test_a_writer_waits_for_another_and_says_so(tmp_path, monkeypatch):
+    """The lock is held until the waiting child has said so, however long a loaded machine takes to start it."""
     shelter = tmp_path / "s.db"
     make_catalog(shelter, ["Rex"])
-    holder = hold_write_lock(shelter, 4)
-    done = dogcat("correct", "A0", "--breed", "pug", "--db", str(shelter))
-    holder.join()
-    assert done.returncode == 0, done.stderr
-    assert "another program is writing to the catalog; waiting for it (up to 600 s)" in done.stderr
+    release = threading.Event()
+    holder = hold_write_lock(shelter, release)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "dogcat", "correct", "A0", "--breed", "pug", "--db",
+                              str(shelter)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    said = ""
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:  # until the child says it waits, or ends without saying so
+            said += line
+            if "waiting for it" in line:
+                break
+    finally:
+        release.set()
+        holder.join()
+    out, rest = child.communicate(timeout=120)
+    said += rest
+    assert child.returncode == 0, said
+    assert "another program is writing to the catalog; waiting for it (up to 600 s)" in said
     assert count(shelter, "SELECT count(*) FROM corrections") == 1
 
     monkeypatch.setattr(db, "WRITE_WAIT_S", 2.0)  # and one that waits too long gives up in one line
     monkeypatch.setattr(db, "QUIET_WAIT_S", 0.5)
-    holder = hold_write_lock(shelter, 4)
+    release = threading.Event()
+    holder = hold_write_lock(shelter, release)
     engine = db.connect(str(shelter), create=False)
     try:
         with pytest.raises(db.DatabaseError, match="held the catalog's write lock for more than 2 s"):
             with db.writing(engine):
                 pass
     finally:
+        release.set()
         engine.dispose()
         holder.join()
 

@@ -19,7 +19,7 @@ import pytest
 
 from dogcat import images
 from dogcat.classifier import classify
-from dogcat.model import BreedModel, ModelError, int8_kernels
+from dogcat.model import BreedModel, ModelError, int8_kernels, mirrored
 from dogcat.status import Judge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,35 @@ def first_look(model, pixels):
     return model.features(pixels)
 
 
+@pytest.fixture(scope="module")
+def mirror_look(model, pixels):
+    """The backbone's features of each photo's mirror image: the second look."""
+    return model.features(mirrored(pixels))
+
+
+@pytest.fixture(scope="module")
+def two_looks(model, pixels):
+    """Judge's answers with two looks at every photo: (probabilities, looks, features); made once, as each
+    backbone pass costs (a 2-core machine: the fast tier's time)."""
+    return Judge.breeds_only(model, "2").breed_probabilities(pixels)
+
+
+@pytest.fixture(scope="module")
+def at_a_photos_confidence(model, pixels, first_look):
+    """The rule set to the exact first-look confidence of a photo in the middle (some photos below it, some
+    above): (that photo's index, the rule, Judge's answers under it)."""
+    confidence = model.head(first_look).max(axis=1)
+    at = int(np.argsort(confidence)[len(confidence) // 2])
+    rule = float(confidence[at])
+    return at, rule, judge_with_rule(model, rule).breed_probabilities(pixels)
+
+
+def judge_with_rule(model, rule: float) -> Judge:
+    judge = Judge.breeds_only(model)
+    judge.thresholds = dataclasses.replace(judge.thresholds, second_look_below=rule)
+    return judge
+
+
 def test_the_bundled_model_is_split_and_its_card_has_the_rule(model):
     assert model.backbone is not None and model.backbone.path.parent == model.path.parent
     assert model.path.stat().st_size < 2e6  # a head is small; the backbone is the large file, beside it
@@ -68,8 +97,8 @@ def test_the_card_has_the_rule_measured_out_of_fold(model):
     assert decision["second_look_below"] <= decision["unsure_below"] and "cascade" in decision["chosen_on"]
 
 
-def test_two_looks_reproduce_the_model_before_the_split(model, pixels):
-    probs, looks, _ = Judge.breeds_only(model, "2").breed_probabilities(pixels)
+def test_two_looks_reproduce_the_model_before_the_split(model, two_looks):
+    probs, looks, _ = two_looks
     assert (looks == 2).all()
     for row, old in zip(probs, OLD_ANSWERS["photos"], strict=True):
         top = np.argsort(-row)[:3]
@@ -84,28 +113,26 @@ def test_two_looks_reproduce_the_model_before_the_split(model, pixels):
         assert abs(row[model.labels.index(label)] - p) <= 0.15
 
 
-def test_looks_per_photo(model, pixels, first_look):
+def test_looks_per_photo(model, pixels, first_look, two_looks):
     one = model.head(first_look).max(axis=1)
     rule = model.card.decision["second_look_below"]
-    for looks, expected in (("1", np.ones(len(one))), ("2", np.full(len(one), 2)), ("auto", 1 + (one < rule))):
+    np.testing.assert_array_equal(two_looks[1], np.full(len(one), 2))
+    for looks, expected in (("1", np.ones(len(one))), ("auto", 1 + (one < rule))):
         _, taken, _ = Judge.breeds_only(model, looks).breed_probabilities(pixels)
         np.testing.assert_array_equal(taken, expected)
 
 
-def test_auto_looks_again_only_below_the_rule(model, pixels, first_look):
+def test_auto_looks_again_only_below_the_rule(model, pixels, first_look, two_looks):
     """With the rule at the median first-look confidence: the photos below it get the mean of both looks,
     the others their first look's answer, exactly."""
     one = model.head(first_look)
     rule = float(np.median(one.max(axis=1)))
-    judge = Judge.breeds_only(model)
-    judge.thresholds = dataclasses.replace(judge.thresholds, second_look_below=rule)
-    probs, looks, _ = judge.breed_probabilities(pixels)
+    probs, looks, _ = judge_with_rule(model, rule).breed_probabilities(pixels)
     unsure = one.max(axis=1) < rule
     assert 0 < unsure.sum() < len(unsure)
     np.testing.assert_array_equal(looks, 1 + unsure)
     np.testing.assert_array_equal(probs[~unsure], one[~unsure])
-    both = Judge.breeds_only(model, "2").breed_probabilities(pixels[unsure])[0]
-    np.testing.assert_allclose(probs[unsure], both, atol=1e-6)
+    np.testing.assert_allclose(probs[unsure], two_looks[0][unsure], atol=1e-6)
 
 
 def test_verdicts_say_how_many_looks(model):
@@ -137,15 +164,43 @@ def test_looks_on_the_command_line():
     assert bad.returncode == 2
 
 
-def test_the_lab_measures_the_rule_as_inference_applies_it():
-    """dogcat train looks' cascade (the rule chosen out of fold) is Judge.breed_probabilities' rule."""
+def test_two_looks_answer_from_the_mean_of_both_looks_features(model, first_look, mirror_look, two_looks):
+    """The expected answer made here from the two looks' features, on any CPU (the reference above only
+    binds on the kernels it was recorded with): the head on their mean, not on either look alone."""
+    expected = model.head((first_look + mirror_look) / 2)
+    probs, looks, features = two_looks
+    assert (looks == 2).all()
+    np.testing.assert_allclose(features, (first_look + mirror_look) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    # The test can tell the mean from either look alone on these photos.
+    for alone in (model.head(first_look), model.head(mirror_look)):
+        assert np.abs(alone - expected).max() > 0.01
+
+
+def test_a_photo_exactly_at_the_rule_gets_one_look(model, first_look, mirror_look, at_a_photos_confidence):
+    """The rule is 'below', not 'at or below': with the rule set to one photo's exact first-look confidence,
+    that photo keeps its first look's answer, and the photos below it get the mean of both looks."""
+    one = model.head(first_look)
+    confidence = one.max(axis=1)
+    at, rule, (probs, looks, _) = at_a_photos_confidence
+    assert looks[at] == 1
+    np.testing.assert_array_equal(probs[at], one[at])
+    below = confidence < rule
+    assert 0 < below.sum() < len(below) - 1
+    np.testing.assert_array_equal(looks, 1 + below)
+    np.testing.assert_allclose(probs[below], model.head((first_look[below] + mirror_look[below]) / 2), atol=1e-6)
+
+
+def test_the_lab_measures_the_rule_as_inference_applies_it(model, first_look, two_looks, at_a_photos_confidence):
+    """dogcat train looks' cascade (the rule chosen out of fold) gives Judge.breed_probabilities' answers and
+    looks on the same photos, with the rule at one photo's exact confidence (the edge where '<' and '<=' part)."""
     from dogcat.train import looks
 
-    one = np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]], np.float32)
-    two = np.array([[0.8, 0.2], [0.3, 0.7], [0.45, 0.55]], np.float32)
-    answers, taken = looks.cascade(one, two, 0.6)
-    np.testing.assert_array_equal(taken, [1, 1, 2])  # below the rule, not at it: as Judge (confidence < rule)
-    np.testing.assert_array_equal(answers, [one[0], one[1], two[2]])
+    _, rule, (probs, judged, _) = at_a_photos_confidence
+    answers, taken = looks.cascade(model.head(first_look), two_looks[0], rule)
+    assert 0 < (judged == 2).sum() < len(judged)
+    np.testing.assert_array_equal(taken, judged)
+    np.testing.assert_allclose(answers, probs, atol=1e-6)
 
 
 def test_optimized_graphs_are_kept_and_answer_alike(tmp_path, monkeypatch, model, first_look):

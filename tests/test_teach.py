@@ -78,15 +78,19 @@ def test_the_catalog_keeps_each_photos_features(shelter):
     assert len(rows) == photos == TAUGHT + 6 * len(OTHERS)
     assert {r[0] for r in rows} == {model.backbone_id} and {r[2] for r in rows} == {2048 * 2}
     assert {r[1] for r in rows} <= {1, 2}
-    # What is kept is what the head answered from: one look's features, or the mean of both looks'.
-    photo = sorted((shelter["root"] / "intake").glob("n0*/*.jpg"))[0]
+    # What is kept is what the head answered from: one look's features, or the mean of both looks'; every row.
+    files = sorted((shelter["root"] / "intake").glob("*/*.jpg"))
     with sqlite3.connect(shelter["db"]) as con:
-        looks, blob = con.execute("SELECT looks, vector FROM features WHERE sha256 = ?", (sha(photo),)).fetchone()
-    pixels = images.load(photo, model.preprocessing)[None]
-    expected = model.features(pixels)[0]
-    if looks == 2:
-        expected = (expected + model.features(mirrored(pixels))[0]) / 2
-    np.testing.assert_allclose(np.frombuffer(blob, "<f2"), expected, rtol=2e-3, atol=2e-3)
+        kept = {h: (looks, blob) for h, looks, blob in con.execute("SELECT sha256, looks, vector FROM features")}
+    assert sorted(kept) == sorted(sha(p) for p in files)
+    pixels = images.load_batch(files, model.preprocessing)
+    first = model.features(pixels)
+    twice = np.array([kept[sha(p)][0] == 2 for p in files])
+    assert 0 < twice.sum() < len(files)  # some photos got a second look, and some did not
+    expected = first.copy()
+    expected[twice] = (first[twice] + model.features(mirrored(pixels[twice]))) / 2
+    stored = np.stack([np.frombuffer(kept[sha(p)][1], "<f2") for p in files]).astype(np.float32)
+    np.testing.assert_allclose(stored, expected, rtol=2e-3, atol=2e-3)
 
 
 def test_a_taught_word_answers_photos_it_was_not_taught_with(shelter, tmp_path):
@@ -262,3 +266,28 @@ def test_similar_command_line(shelter):
     bad = shelter["root"] / "not-a-photo.jpg"
     bad.write_text("hello")
     assert "not-a-photo.jpg" in dogcat("similar", bad, "--db", shelter["db"], code=1).output
+
+
+def test_similar_leaves_retired_animals_out_unless_asked(shelter, db, tmp_path):
+    """An animal `dogcat animals prune` retired (its photos gone from disk) is listed only with --retired,
+    marked so, whether the query is an animal or a photo."""
+    folder = shelter["root"] / "intake" / "P01"  # the animal's folder gone (adopted), the intake folder still there
+    aside = tmp_path / "P01"
+    shutil.move(folder, aside)
+    try:
+        assert "retired P01" in dogcat("animals", "prune", "--db", db).stdout
+    finally:
+        shutil.move(aside, folder)
+
+    def listed(query, *retired: str) -> dict[str, bool]:
+        out = dogcat("similar", query, "--db", db, "--top", "50", "--json", *retired).stdout
+        return {m["animal"]: m["retired"] for m in map(json.loads, out.splitlines())}
+
+    for query in ("P00", shelter["held_out"][0]):
+        in_care = listed(query)
+        assert "P01" not in in_care and not any(in_care.values()) and len(in_care) >= 10, in_care
+        everyone = listed(query, "--retired")
+        assert everyone.pop("P01") is True and everyone == in_care
+    with Catalog(db) as catalog:
+        assert "P01" not in [m.animal for m in catalog.similar("P02", top=50)]
+        assert "P01" in [m.animal for m in catalog.similar("P02", top=50, retired=True)]
