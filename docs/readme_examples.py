@@ -1,9 +1,9 @@
 """README's sample outputs, made by running the commands it shows (with cog, as sqlite-utils does).
 
-    cog -r README.md        # run the commands again and rewrite the outputs in README
-    cog --check README.md   # tests/test_readme.py: fails when README and the program disagree
+    cog -I docs -r README.md docs/classify.md docs/reference.md docs/asm3.md   # rewrite the outputs
+    cog --check -I docs README.md docs/classify.md ...   # tests/test_readme.py: fails when one disagrees
 
-Each output block in README.md sits between ``[[[cog`` and ``[[[end]]]`` comments that call the functions
+Each output block in README.md and docs/*.md sits between ``[[[cog`` and ``[[[end]]]`` comments that call the functions
 here. The demo shelter is built from the photos checked into tests/data/stanford-dogs, so this needs neither
 ../shared nor the network; it lives in a fixed folder (``DEMO``) so that the paths printed are the same on
 every run. Tables are rendered 110 columns wide, without colour.
@@ -112,8 +112,12 @@ def cat_and_husky() -> str:
     folder = demo() / "odd"
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(skimage.data.chelsea()).save(folder / "cat.png")
-    shutil.copy(_photo("n02110185-Siberian_husky", 0), folder / "husky.jpg")
-    return console("dogcat classify cat.png husky.jpg", folder)
+    husky = _photo("n02110185-Siberian_husky", 0)
+    shutil.copy(husky, folder / "husky.jpg")
+    # The two commands that make the same files from this folder, shown as README shows them.
+    made = ["$ python -c \"import skimage, PIL.Image; PIL.Image.fromarray(skimage.data.chelsea()).save('cat.png')\"",
+            f"$ cp {husky.relative_to(ROOT)} husky.jpg"]
+    return "\n".join([*made, console("dogcat classify cat.png husky.jpg", folder)])
 
 
 def animals_demo() -> str:

@@ -5,7 +5,7 @@ in the model's sidecar, so a model is always served the pixels it was trained on
 
 Every photo dogcat reads (classify, catalog, evaluate, similar, teach, the report's thumbnails and ASM3's
 pictures) is opened here, so a format read here is read everywhere: Pillow's own (JPEG, PNG, WebP, AVIF, TIFF,
-BMP, GIF ...) and HEIC/HEIF through pi-heif, registered with Pillow on the first decode (README says why
+BMP, GIF ...) and HEIC/HEIF through pi-heif, registered with Pillow on the first decode (docs/photos.md says why
 pi-heif). A photo is taken as the phone or camera meant it to be shown: its HEIF rotation and mirror
 (irot/imir) or EXIF orientation applied, the primary image of a file holding several, 8 bits a channel.
 

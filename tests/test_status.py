@@ -97,12 +97,13 @@ def test_statuses_follow_the_models_thresholds(dog_photos, model, model_args):
             assert x["breed"] is None and x["label"] is None and x["looks_like"]
 
 
-# --- the rules, from README's status table (not from dogcat.decision) ------------------------------------------
+# --- the rules, from the status table of docs/classify.md (not from dogcat.decision) ----------------------------------
 
 def readme_status(confidence: float, dog_probability: float | None, t: Thresholds) -> str:
-    """README's status table, row by row: ``not_a_dog`` when the dog probability is below the not-a-dog threshold
-    and the top confidence below the not-a-dog confidence threshold; otherwise ``dog`` when the top confidence
-    reaches the unsure threshold, else ``unsure``. No dog probability (the check off): never ``not_a_dog``."""
+    """The status table of docs/classify.md, row by row: ``not_a_dog`` when the dog probability is below the
+    not-a-dog threshold and the top confidence below the not-a-dog confidence threshold; otherwise ``dog`` when
+    the top confidence reaches the unsure threshold, else ``unsure``. No dog probability (the check off): never
+    ``not_a_dog``."""
     dog_check = dog_probability is not None
     if dog_check and dog_probability < t.not_a_dog_below and confidence < t.not_a_dog_confidence_below:
         return "not_a_dog"
@@ -154,10 +155,12 @@ def test_a_record_without_a_status():
 
 
 def test_readmes_status_table_names_every_rule():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| status | when |"):readme.index("| `error` |")]
+    """The status table (moved from README to docs/classify.md, which README links to)."""
+    page = (ROOT / "docs" / "classify.md").read_text()
+    table = page[page.index("| status | when |"):page.index("| `error` |")]
     assert "not-a-dog threshold" in table and "not-a-dog confidence threshold" in table
-    assert "not_a_dog_confidence_below" in readme
+    assert "not_a_dog_confidence_below" in page
+    assert "docs/classify.md" in (ROOT / "README.md").read_text()
 
 
 def test_unsure_shows_the_top_guesses_hedged(dog_photos, model_args):
