@@ -99,13 +99,14 @@ def parse_date(text: str, *, day_first: bool = False) -> date:
         raise ValueError(f"{text!r} is not a date ({order}, DD.MM.YYYY, YYYY/MM/DD, YYYY-MM-DD ...)")
     if m.re is _YEAR_FIRST:
         y, mo, d = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        order = "YYYY-MM-DD"  # every locale that writes the year first writes the month next
     else:
         a, sep, b, year = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
         if len(year) != 4:
             raise ValueError(f"{text!r}: the year {year} is not four digits")
         y = int(year)
         d, mo = (a, b) if day_first or sep != "/" else (b, a)
-        order = "DD/MM/YYYY" if day_first or sep != "/" else order
+        order = f"DD{sep}MM{sep}YYYY" if day_first or sep != "/" else order
     try:
         return date(y, mo, d)
     except ValueError:

@@ -239,7 +239,7 @@ def test_similar_and_asm3_files_cut_no_path_into_a_pipe(crops, model_path, tmp_p
         assert done.returncode == 0, (name, done.stderr)
         rows = done.stdout.splitlines()[2:]
         assert rows and "…" not in done.stdout, (name, done.stdout)
-        paths = [line.split("│")[-1 if name == "similar" else 6].strip() for line in rows]
+        paths = [line.split("│")[-1].strip() for line in rows]  # the path is the last column of both
         assert all(Path(p).is_file() for p in paths), (name, paths)  # each row holds its path, whole
     code, shown = in_a_terminal("asm3", "files", "--db", db, env_extra={"COLUMNS": "80"})
     assert code == 0 and "…".encode() not in shown and b"2024-06" not in shown  # only the ASM3 file's path

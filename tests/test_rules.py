@@ -353,13 +353,20 @@ def test_each_malformed_asm3_file_says_where_and_what(tmp_path):
     assert refusal(p) == f"{p}, line 3: A1 has ANIMALNAME 'Max' here but 'Rex' on line 2"
     p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,2/30/2020\n")
     assert refusal(p) == f"{p}, line 2: ANIMALDOB of A1: '2/30/2020' is no day (MM/DD/YYYY)"
-    assert refusal(p, day_first=True) == f"{p}, line 2: ANIMALDOB of A1: '2/30/2020' is no day (DD/MM/YYYY)"
-    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,2020.01.02\n")
-    assert refusal(p) == (f"{p}, line 2: ANIMALDOB of A1: '2020.01.02' is not a date (MM/DD/YYYY or YYYY-MM-DD)")
-    assert refusal(p, day_first=True) == (f"{p}, line 2: ANIMALDOB of A1: '2020.01.02' is not a date "
-                                          "(DD/MM/YYYY or YYYY-MM-DD)")
+    # Given --day-first, a file whose only date can be month-first alone says so (the order is the whole file's).
+    assert refusal(p, day_first=True) == (f"{p}, line 2: ANIMALDOB of A1 is '2/30/2020', month first, but "
+                                          "--day-first was given")
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,30/02/2020\n")
+    assert refusal(p, day_first=True) == f"{p}, line 2: ANIMALDOB of A1: '30/02/2020' is no day (DD/MM/YYYY)"
+    # A year-first date (ASM3's Japanese, Hungarian ... locales) is no day in its own order, whatever the option.
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,2020.13.02\n")
+    assert refusal(p) == refusal(p, day_first=True) == (f"{p}, line 2: ANIMALDOB of A1: '2020.13.02' is no day "
+                                                        "(YYYY-MM-DD)")
+    p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,31.04.2020\n")
+    assert refusal(p) == f"{p}, line 2: ANIMALDOB of A1: '31.04.2020' is no day (DD.MM.YYYY)"
     p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME,ANIMALDOB\nA1,Rex,01/02/2020 noon\n")
-    assert refusal(p) == f"{p}, line 2: ANIMALDOB of A1: '01/02/2020 noon' is not a date"
+    assert refusal(p) == (f"{p}, line 2: ANIMALDOB of A1: '01/02/2020 noon' is not a date (MM/DD/YYYY, DD.MM.YYYY, "
+                          "YYYY/MM/DD, YYYY-MM-DD ...)")
     p = asm3_file(tmp_path, "ANIMALCODE,ANIMALNAME\nA1,Rex\nA1,Rex,extra\n")
     assert refusal(p) == f"{p}, line 3: 3 fields where the header has 2"
 
