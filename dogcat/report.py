@@ -108,8 +108,15 @@ SCRIPT = """
       var n = section.querySelectorAll(".animal:not([hidden]), tr[data-search]:not([hidden])").length;
       section.hidden = n === 0;
       section.querySelector(".n").textContent = n;
+      var why = section.querySelector(".why[data-one]");  // "1 file", "2 files" as the search narrows the table
+      if (why) { why.textContent = n === 1 ? why.getAttribute("data-one") : why.getAttribute("data-many"); }
       var link = document.querySelector('nav a[href="#' + section.id + '"]');
-      if (link) { link.hidden = n === 0; link.querySelector(".n").textContent = n; }
+      if (link) {
+        link.hidden = n === 0;
+        link.querySelector(".n").textContent = n;
+        var word = link.querySelector(".why[data-one]");
+        if (word) { word.textContent = n === 1 ? word.getAttribute("data-one") : word.getAttribute("data-many"); }
+      }
     });
     document.getElementById("shown").textContent = document.querySelectorAll(".animal:not([hidden])").length;
     try {
@@ -409,10 +416,12 @@ def render(records: Iterable[dict], *, title: str, source: str, generated: str,
                        f'<td title="{esc(r["path"])}">{esc(c.shown(r["path"]))}</td>'
                        f'<td class="error">{esc(r["error"])}</td></tr>' for r in c.errors)
         sections.append(f'<section id="errors" data-group="errors"><h2>Could not be read <span class="n">'
-                        f'{len(c.errors)}</span> <span class="why">files</span></h2><table><thead><tr><th>file'
+                        f'{len(c.errors)}</span> <span class="why" data-one="file" data-many="files">'
+                        f'{"file" if len(c.errors) == 1 else "files"}</span></h2><table><thead><tr><th>file'
                         f'</th><th>problem</th></tr></thead><tbody>{rows}</tbody></table></section>')
         links.append(f'<a class="other" href="#errors" title="files">Could not be read <span class="n">'
-                     f'{len(c.errors)}</span> file{"" if len(c.errors) == 1 else "s"}</a>')
+                     f'{len(c.errors)}</span> <span class="why" data-one="file" data-many="files">'
+                     f'{"file" if len(c.errors) == 1 else "files"}</span></a>')
 
     duplicates = (f"; <b>{c.duplicates}</b> photo{' is a duplicate' if c.duplicates == 1 else 's are duplicates'}"
                   " (the same photo under another name)" if c.duplicates else "")
