@@ -1,11 +1,18 @@
 """``dogcat teach``: the shipped model plus the shelter's own breed words, learnt from the photos staff labelled.
 
 What a photo teaches is the staff's word in force for it (its own correction, else its animal's: the read
-model's rule), as a *word*: a breed of the model's 120 is that breed's column; anything else ("Pit Bull
-Terrier", "Mixed Breed", "Labrador Retriever mix", ASM3's "Poodle") is a label of the shelter's. A word of the
-shelter's with at least ``min_photos`` photos becomes a new column of the head, fitted on the catalog's features
-with every other column frozen (dogcat.heads.fit_columns): the shipped model's 120 breeds keep what they knew,
-and a new word has to win its photos against them. Fewer photos: the word waits (``too_few``), and teach says so.
+model's rule), as a *word* (dogcat.breeds.look_word): a breed of the model's 120 is that breed's column; anything
+else ("Pit Bull Terrier", "Labrador Retriever mix", "Beagle x Pug", ASM3's "Poodle") is a label of the
+shelter's, one word whatever the order of a cross and whatever the case (``same_words``). Words that name no look
+("Mixed Breed", "Unknown": breeds.NO_LOOK_WORDS) mark a mix and teach nothing: the photo counts as unlabelled. A
+word of the shelter's with at least ``min_photos`` photos becomes a new column of the head, fitted on the
+catalog's features with every other column frozen (dogcat.heads.fit_new_columns, each word on its own, so the
+cost grows linearly with the words): the shipped model's 120 breeds keep what they knew, and a new word has to
+win its photos against them. Fewer photos: the word waits (``too_few``), and teach says so.
+
+The figures teach reports are out of fold: every catalog photo (those the model was not sure of too) answered
+by a head fitted without it. A share measured on fewer than MEASURE_MIN photos is not given ("too few photos to
+measure"), and a word that takes more than MAX_TAKEN of other breeds' photos is refused unless asked.
 
 The photos it is fitted against are the catalog's others: those staff labelled (with their word), and those
 they did not, with the shipped model's answer, where the model is sure of it (``NEGATIVES_SURE``) and where staff
