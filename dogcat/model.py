@@ -239,13 +239,13 @@ class OnnxModel(Graph):
 
     kind = "breeds"  # the sidecar's "kind"; a sidecar without one is a breed model
 
-    def __init__(self, path: str | Path, device: str = "auto"):
+    def __init__(self, path: str | Path, device: str = "auto", check: bool = True):
         path = Path(path)
         super().__init__(path / "model.onnx" if path.is_dir() else path, device)
         self.card = ModelCard.read(self.path)  # validated: ModelError naming the file and the problem
         if self.card.kind != self.kind:
             raise ModelError(f"{self.path}: a {self.card.kind!r} model, not a {self.kind!r} one")
-        self._loaded_file = self._check_pair()
+        self._loaded_file: tuple | None = self._check_pair() if check else None
         self.labels: list[str] = self.card.labels
         self.id: str = self.card.id
         self.preprocessing = self.card.preprocessing  # dogcat evaluate --resize serves another one
@@ -307,7 +307,7 @@ class BreedModel(OnnxModel):
     one graph takes the looks its graph takes (``fixed_looks``)."""
 
     def __init__(self, path: str | Path | None = None, device: str = "auto"):
-        super().__init__(path or bundled_path(), device)
+        super().__init__(path or bundled_path(), device, check=False)  # checked once its backbone is found
         self.breeds: list[str] = self.card.breeds
         block = self.card.backbone
         self.backbone: Graph | None = None
@@ -321,6 +321,7 @@ class BreedModel(OnnxModel):
             self.backbone_id = f"{Path(block['file']).stem}@{block['sha256'][:12]}"
         else:
             self.fixed_looks = 2 if self.card.get("training", {}).get("mirror_mean") else 1
+        self._loaded_file = self._check_pair()
 
     def split_backbone(self, needed_for: str) -> str:
         """The backbone's id (``backbone_id``) of a split model; ModelError for a model in one graph, whose
