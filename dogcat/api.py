@@ -372,14 +372,15 @@ class Catalog:
             return asm3_sync.forget(self.engine, file_id)
 
     def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,
-              progress=None) -> teach.Taught:
+              progress=None, anyway: bool = False) -> teach.Taught:
         """A shelter model (``dogcat teach``): ``model`` (default: the bundled one) plus the staff's own breed
         words, written to ``output`` (an .onnx and its card) as a new head on the same backbone. ``progress(done,
-        total)`` is called while features of photos catalogued before dogcat kept them are computed. Raises
-        teach.TeachError when there is nothing to teach."""
+        total, what)`` is called while features of photos catalogued before dogcat kept them are computed, and
+        while many words are fitted. Raises teach.TeachError when there is nothing to teach, or a word takes more
+        than teach.MAX_TAKEN of other breeds' photos (unless ``anyway``)."""
         base = BreedModel(model or None, self._options[2])
         return teach.teach(self.engine, base, Path(output), min_photos=min_photos,
-                           catalog=catdb.describe_db(self.db), progress=progress)
+                           catalog=catdb.describe_db(self.db), progress=progress, anyway=anyway)
 
     def similar(self, query: str | Path, *, top: int = 5, retired: bool = False,
                 model: str | Path | None = None) -> list[similar.Match]:

@@ -469,6 +469,42 @@ def resolve(words: str) -> BreedWords:
     raise unknown
 
 
+# --- words that name no look -----------------------------------------------------------------------------------
+
+# Words a shelter records for a dog whose breed it does not know, or that is of many: they name no appearance.
+# A dog recorded with one is a mix (ASM3: breed 2 Mixed Breed, Crossbreed ticked), and no model learns one as
+# an answer: a column for "Mixed Breed" takes every breed's photos (dogcat teach: docs/teach.md, measured). The
+# one list; compared as :func:`key` compares words (any case, spacing, punctuation).
+NO_LOOK_WORDS: tuple[str, ...] = (
+    MIXED_BREED, "Mixed", "Mix", "Mix Breed", "Mixed Breed Dog", "Mutt", "Mongrel", "Crossbreed", "Cross Breed",
+    "Cross", "Unknown", "Unknown Breed", "Unknown Mix", "Not Known", "Not Sure", "Undetermined", "Unspecified",
+    "Various", "Other", "Other Breed", "None", "N/A", "TBD",
+)
+_NO_LOOK_KEYS = frozenset(key(w) for w in NO_LOOK_WORDS)
+
+
+def names_no_look(words: str | None) -> bool:
+    """Whether ``words`` (a breed as recorded) name no appearance (:data:`NO_LOOK_WORDS`, or nothing at all)."""
+    return not words or not key(words) or key(words) in _NO_LOOK_KEYS
+
+
+def look_word(breed1: str | None, breed2: str | None = None) -> str | None:
+    """The one word for the look of a dog recorded as ``breed1`` (and ``breed2``), as a model would learn it;
+    None when neither names a look ("Mixed Breed", "Unknown": a mix of no breed anyone named).
+
+    Order and repeats never make two words: a breed given twice is that breed ("Beagle"); a named breed with a
+    word of no look, in either place, is that breed's mix ("Beagle" + "Mixed Breed" and "Mixed Breed" + "Beagle"
+    are both "Beagle mix"); two named breeds are a cross in :func:`key` order ("Pug" + "Beagle" is "Beagle x
+    Pug"). Case is kept as given: compare two words with :func:`key` ("Labradoodle" and "labradoodle")."""
+    given = [b.strip() for b in (breed1, breed2) if b and b.strip()]
+    named = list({key(b): b for b in reversed(given) if not names_no_look(b)}.values())[::-1]
+    if not named:
+        return None
+    if len(named) == 2:
+        return " x ".join(sorted(named, key=key))
+    return f"{named[0]} mix" if len(given) > 1 and any(names_no_look(b) for b in given) else named[0]
+
+
 def main(argv: list[str]) -> int:
     """``python -m dogcat.breeds ASM3.db``: the breed list file (dogcat/data/asm3_dog_breeds.txt) on stdout."""
     if len(argv) != 1:

@@ -1457,16 +1457,21 @@ def teach(
                                             "before it is taught (5: about 9 in 10 of that breed's later photos "
                                             "answered with it; docs/teach.md).")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="What was taught and measured, as one JSON object.")] = False,
+    anyway: Annotated[bool, typer.Option("--teach-anyway", help="Teach a word even when it takes more than 15 % of "
+                                         "other breeds' photos out of fold (refused otherwise: docs/teach.md).")]
+    = False,
 ):
     """Teach the model the shelter's own breed words, from the photos staff labelled.
 
     Every breed word staff gave (dogcat correct, or the breed in ASM3 read by dogcat asm3 pull) that is not one
-    of the model's 120 breeds (Pit Bull Terrier, Mixed Breed, Lab mix ...) and has at least --min-photos
+    of the model's 120 breeds (Pit Bull Terrier, Lab mix, Beagle x Pug ...) and has at least --min-photos
     labelled photos becomes a breed the taught model answers with: also for dogs the model names otherwise (photos staff
     call Pit Bull Terrier that the model calls American Staffordshire Terrier). The model's own breeds are kept
     as they were; the shipped model is never changed. The taught model is a small file sharing the bundled
     backbone: use it with --model in classify, catalog and evaluate. Teaching again after more corrections takes
     seconds: the catalog keeps every photo's features (photos catalogued by an older dogcat get theirs now, once).
+    Words that name no look (Mixed Breed, Unknown ...) mark a mix and are never taught; a word that would take
+    more than 15 % of other breeds' photos (measured out of fold) is refused unless --teach-anyway.
 
     [b]Example[/b]
 
@@ -1476,11 +1481,12 @@ def teach(
 
     [b]Exit codes[/b]
 
-      0  taught;  1  nothing to teach yet (no word with enough photos), an unusable model, or the catalog cannot
-      be used;  2  bad usage (an output that is not .onnx, or a file teach did not write)
+      0  taught;  1  nothing to teach yet (no word with enough photos), a word that takes other breeds' photos,
+      an unusable model, or the catalog cannot be used;  2  bad usage (an output that is not .onnx, or a file
+      teach did not write)
     """
     with failures(db), _catalog(db) as catalog, _teach_progress() as progress:
-        taught = catalog.teach(output, model=model_path, min_photos=min_photos, progress=progress)
+        taught = catalog.teach(output, model=model_path, min_photos=min_photos, progress=progress, anyway=anyway)
     if as_json:
         print(json_text(taught.to_dict()))
         return
@@ -1492,11 +1498,21 @@ def teach(
     added = len(taught.added)
     line(f"{taught.path}: {added} breed word{'s' if added != 1 else ''} of the shelter's taught, from "
          f"{taught.labelled} labelled photos (of {taught.photos}); model {taught.model_id}")
+    def share(value: float | None, part: int, whole: int) -> str:
+        shown = f"{part} of {whole}"
+        return f"{percent(value)} ({shown})" if value is not None else f"{shown}, too few photos to measure"
+
     for word, n in taught.added.items():
         got = oof["labels"][word]
-        line(f"  {word}: {n} photos; answered with it out of fold: {percent(got['answered'])}")
-    if oof.get("others_taken") is not None:
-        line(f"  other photos taken for a new word out of fold: {oof['others_taken']:.2%} of {oof['others']}")
+        line(f"  {word}: {n} photos; out of fold, answered with it: "
+             f"{share(got['answered'], got['answered_photos'], got['photos'])}; other breeds' photos taken: "
+             f"{share(got['taken'], got['taken_photos'], got['others'])}"
+             + (" (taught anyway)" if word in taught.taught_anyway else ""))
+    line(f"  other photos taken for a new word out of fold: "
+         f"{share(oof['others_taken'], oof['others_taken_photos'], oof['others'])}")
+    if taught.no_look:
+        line("  not taught, words that name no look (a mix): " + ", ".join(f"{w} ({n})" for w, n in
+                                                                          taught.no_look.items()), "dim")
     if taught.too_few:
         line("  waiting for more photos (" + str(min_photos) + " needed): "
              + ", ".join(f"{w} ({n})" for w, n in taught.too_few.items()), "dim")
@@ -1508,7 +1524,8 @@ def teach(
 
 @contextmanager
 def _teach_progress():
-    """A progress bar on stderr while features are computed (only when some are: teaching itself takes seconds)."""
+    """Progress bars on stderr while features are computed, and while many words are fitted and measured (only
+    then: a few words take seconds)."""
     from contextlib import ExitStack
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -1516,13 +1533,16 @@ def _teach_progress():
     with ExitStack() as stack:
         shown: list = []
 
-        def advance(done: int, total: int):
+        tasks: dict[str, object] = {}
+
+        def advance(done: int, total: int, what: str = "features of older photos"):
             if not shown:
-                bar = stack.enter_context(Progress(TextColumn("features of older photos"), BarColumn(),
-                                                   MofNCompleteColumn(), TimeRemainingColumn(), console=err))
-                shown.append((bar, bar.add_task("features", total=total)))
-            bar, task = shown[0]
-            bar.update(task, completed=done, total=total)
+                shown.append(stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(),
+                                                          MofNCompleteColumn(), TimeRemainingColumn(), console=err)))
+            bar = shown[0]
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
 
         yield advance
 

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import os
 import platform
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -212,21 +213,79 @@ class Graph:
         return np.concatenate([run(batch[i:i + INFERENCE_CHUNK]) for i in range(0, len(batch), INFERENCE_CHUNK)])
 
 
+_CHECKED: dict[tuple, str] = {}  # (path, inode, size, mtime) → its SHA-256: a file is hashed once a process
+
+
+def _identity(path: Path) -> tuple:
+    st = path.stat()
+    return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, read in pieces (remembered while the file is unchanged)."""
+    key = _identity(path)
+    if key not in _CHECKED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while piece := f.read(1 << 20):
+                digest.update(piece)
+        _CHECKED[key] = digest.hexdigest()
+    return _CHECKED[key]
+
+
 class OnnxModel(Graph):
     """An exported model: the .onnx graph and its JSON sidecar (what goes in, what comes out, how photos are
     prepared), with an ONNX Runtime session created on first use."""
 
     kind = "breeds"  # the sidecar's "kind"; a sidecar without one is a breed model
 
-    def __init__(self, path: str | Path, device: str = "auto"):
+    def __init__(self, path: str | Path, device: str = "auto", check: bool = True):
         path = Path(path)
         super().__init__(path / "model.onnx" if path.is_dir() else path, device)
         self.card = ModelCard.read(self.path)  # validated: ModelError naming the file and the problem
         if self.card.kind != self.kind:
             raise ModelError(f"{self.path}: a {self.card.kind!r} model, not a {self.kind!r} one")
+        self._loaded_file: tuple | None = self._check_pair() if check else None
         self.labels: list[str] = self.card.labels
         self.id: str = self.card.id
         self.preprocessing = self.card.preprocessing  # dogcat evaluate --resize serves another one
+
+    def _check_pair(self, tries: int = 5) -> tuple | None:
+        """That the card's SHA-256 is the graph file's (a card without one is not checked): a card read beside
+        another model's file (a dogcat teach killed between its two writes, or two files copied apart) would
+        name its outputs wrongly. A writer renaming a new pair into place is waited for, briefly. Returns the
+        file's identity (checked again when the session is created); ModelError when they disagree."""
+        for attempt in range(tries):
+            want = self.card.get("sha256")
+            try:
+                identity = _identity(self.path)
+                got = file_sha256(self.path)
+            except OSError as e:
+                raise ModelError(f"{self.path}: cannot be read ({e.strerror or e})") from None
+            if not want or got == want:
+                return identity
+            if attempt < tries - 1:
+                time.sleep(0.05)
+                self.card = ModelCard.read(self.path)
+        card = self.card.source.name if self.card.source else "its card"
+        raise ModelError(f"{self.path}: not the model {card} describes (the card's SHA-256 {str(want)[:12]}…, the "
+                         f"file's {got[:12]}…): a dogcat teach stopped between writing the two, or they were "
+                         "copied apart; teach again, or copy the pair together")
+
+    @property
+    def session(self):
+        fresh = self._session is None
+        session = super().session
+        if fresh and self._loaded_file is not None:
+            try:
+                changed = _identity(self.path) != self._loaded_file
+            except OSError:
+                changed = True
+            if changed:  # replaced after its card was read: the session may hold another model's graph
+                self._session = None
+                raise ModelError(f"{self.path}: replaced while it was being loaded (by another dogcat teach?): "
+                                 "run again")
+        return session
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """NHWC float32 pixels (0..255, as images.load_batch gives) → (N, n_classes) probabilities."""
@@ -248,7 +307,7 @@ class BreedModel(OnnxModel):
     one graph takes the looks its graph takes (``fixed_looks``)."""
 
     def __init__(self, path: str | Path | None = None, device: str = "auto"):
-        super().__init__(path or bundled_path(), device)
+        super().__init__(path or bundled_path(), device, check=False)  # checked once its backbone is found
         self.breeds: list[str] = self.card.breeds
         block = self.card.backbone
         self.backbone: Graph | None = None
@@ -262,6 +321,7 @@ class BreedModel(OnnxModel):
             self.backbone_id = f"{Path(block['file']).stem}@{block['sha256'][:12]}"
         else:
             self.fixed_looks = 2 if self.card.get("training", {}).get("mirror_mean") else 1
+        self._loaded_file = self._check_pair()
 
     def split_backbone(self, needed_for: str) -> str:
         """The backbone's id (``backbone_id``) of a split model; ModelError for a model in one graph, whose

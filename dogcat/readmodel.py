@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from dogcat import db, fusion, naming, pathkeys
-from dogcat.breeds import MIXED_BREED, asm3_name, breed_name
+from dogcat.breeds import asm3_name, breed_name, look_word
 from dogcat.decision import DEFAULT_UNSURE_BELOW, breed_status, maybe_mix, status_of, unsure_words
 from dogcat.errors import DogcatError
 from dogcat.text import percent
@@ -78,17 +78,14 @@ class Correction:
     def word(self) -> str | None:
         """The label this correction means for a model (what ``dogcat teach`` learns; a taught model answers
         with it): a model label for one of the 120 breeds, else the shelter's words as ASM3 spells them ("Pit
-        Bull Terrier", "Labrador Retriever mix", "Beagle x Pug"); None for not_a_dog."""
+        Bull Terrier", "Labrador Retriever mix", "Beagle x Pug": dogcat.breeds.look_word, whatever the order); None
+        for not_a_dog, and for a breed that names no look ("Mixed Breed", "Unknown": breeds.NO_LOOK_WORDS)."""
         if self.status != "dog":
             return None
         first, second = self.asm3_breeds()
         if self.label is not None and self.label2 in (None, self.label) and second == first:
             return self.label
-        if second == first:
-            return first
-        if second == MIXED_BREED:
-            return f"{first} mix"
-        return f"{first} x {second}"
+        return look_word(first, second)
 
     def asm3_breeds(self) -> tuple[str, str]:
         """ANIMALBREED1/2 as ASM3 spells them; a purebred twice (ASM3 ticks Crossbreed when they differ)."""

@@ -158,11 +158,16 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
              answers: bool = False) -> list[Match]:
     """The animals that look most like the photo at ``photo`` (catalogued or not)."""
     backbone = model.split_backbone("dogcat similar")
+    # Decoded from its path first, as classify decodes one: Pillow reads what it needs, so a file that is no
+    # image, or one of too many pixels, is refused before its bytes are read (a 3 GB "big.jpg" in memory ...);
+    # then hashed in pieces. A file changed between the two is a race the catalog's own hash would lose too.
     try:
-        data = Path(photo).read_bytes()
+        pixels = images.decode(Path(photo), model.preprocessing).views[0]
+        sha = _sha256_of(Path(photo))
+    except images.ImageError as e:
+        raise DogcatError(f"{photo}: {e}") from None  # exit 1, as classify
     except OSError as e:
-        raise DogcatError(f"{photo}: cannot be read ({e.strerror or e})") from None  # exit 1, as classify
-    sha = hashlib.sha256(data).hexdigest()
+        raise DogcatError(f"{photo}: cannot be read ({e.strerror or e})") from None
     g = gallery(engine, backbone)
     own = {g.animal_of(i) for i, h in enumerate(g.photo_sha) if h == sha}
     with db.reading(engine) as conn:
@@ -170,14 +175,18 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
     if stored is not None:
         vector = db.feature_array([stored])[0]
     else:
-        try:
-            pixels = images.decode(data, model.preprocessing).views[0]
-        except images.ImageError as e:
-            raise DogcatError(f"{photo}: {e}") from None
         features = Judge.breeds_only(model).breed_probabilities(pixels[None])[2]
         assert features is not None  # a split model's
         vector = features[0]
     return _finish(engine, g, normalized(vector[None])[0], top, own, retired, answers)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 def _finish(engine, g: Gallery, query: np.ndarray, top: int, leave_out: set[int], retired: bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -192,7 +193,12 @@ def test_bad_model_is_one_line_error(tmp_path, crops):
     done = dogcat("classify", "--model", str(fake), str(photo))  # a split model: its backbone is not beside it
     assert done.returncode == 1 and "the backbone that model.json names, and the bundled one is another" \
         in done.stderr
-    # The bundled backbone itself (as a taught model names it) is found without a copy beside the model.
+    # The bundled backbone itself (as a taught model names it) is found without a copy beside the model; the
+    # card's SHA-256 is checked against the file (issue 31), then ONNX Runtime reads it.
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    done = dogcat("classify", "--model", str(fake), str(photo))
+    assert done.returncode == 1 and "not the model model.json describes" in done.stderr
+    card["sha256"] = hashlib.sha256(fake.read_bytes()).hexdigest()
     (tmp_path / "model.json").write_text(json.dumps(card))
     done = dogcat("classify", "--model", str(fake), str(photo))
     assert done.returncode == 1 and "ONNX Runtime cannot load it" in done.stderr
