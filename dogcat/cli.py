@@ -1498,17 +1498,19 @@ def teach(
     added = len(taught.added)
     line(f"{taught.path}: {added} breed word{'s' if added != 1 else ''} of the shelter's taught, from "
          f"{taught.labelled} labelled photos (of {taught.photos}); model {taught.model_id}")
-    def share(value: float | None, part: int, whole: int) -> str:
-        shown = f"{part} of {whole}"
-        return f"{percent(value)} ({shown})" if value is not None else f"{shown}, too few photos to measure"
+
+    # In the shelter's words: each figure is measured on photos the check was not taught with (out of fold).
+    def share(value: float | None, part: int, whole: int, what: str = "") -> str:
+        shown = f"{part} of {whole}" + (f" {what}" if what else "")
+        return f"{shown} ({percent(value)})" if value is not None else f"{shown} (too few photos to give a share)"
 
     for word, n in taught.added.items():
         got = oof["labels"][word]
-        line(f"  {word}: {n} photos; out of fold, answered with it: "
-             f"{share(got['answered'], got['answered_photos'], got['photos'])}; other breeds' photos taken: "
-             f"{share(got['taken'], got['taken_photos'], got['others'])}"
+        line(f"  {word}: {n} photos. Tried on photos it was not taught with, it named "
+             f"{share(got['answered'], got['answered_photos'], got['photos'], word)}, and took "
+             f"{share(got['taken'], got['taken_photos'], got['others'], 'photos of other breeds')} for one"
              + (" (taught anyway)" if word in taught.taught_anyway else ""))
-    line(f"  other photos taken for a new word out of fold: "
+    line(f"  photos of other breeds taken for a new word, tried the same way: "
          f"{share(oof['others_taken'], oof['others_taken_photos'], oof['others'])}")
     if taught.no_look:
         line("  not taught, words that name no look (a mix): " + ", ".join(f"{w} ({n})" for w, n in

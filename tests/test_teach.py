@@ -374,8 +374,8 @@ def test_a_word_of_many_looks_is_refused_with_its_figure(mixed_shelter, crops, t
 
 def test_teach_says_too_few_photos_to_measure(shelter, tmp_path):
     shown = " ".join(dogcat("teach", "--db", shelter["db"], "-o", tmp_path / "m.onnx").output.split())
-    assert "Pit Bull Terrier: 8 photos; out of fold, answered with it:" in shown
-    assert "of 8, too few photos to measure" in shown
+    assert "Pit Bull Terrier: 8 photos. Tried on photos it was not taught with, it named" in shown
+    assert "of 8 Pit Bull Terrier (too few photos to give a share)" in shown
 
 
 def test_out_of_fold_is_out_of_fold_random_features_random_words():
