@@ -18,6 +18,7 @@ import contextlib
 import functools
 import importlib
 import io
+import stat
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -162,11 +163,15 @@ def _format_of(im: Image.Image) -> str | None:
     return im.format
 
 
-def _head(source: Path | bytes) -> bytes:
-    """The first bytes of a photo, to name its format in an error; empty when they cannot be read."""
+def _head(source: Path | bytes) -> bytes | None:
+    """The first bytes of a photo, to name its format in an error; empty when they cannot be read; None for a
+    pipe or a device, which is never opened a second time (its bytes were read, and a second open would wait for
+    a writer that may never come)."""
     if isinstance(source, bytes):
         return source[:SNIFF_BYTES]
     try:
+        if not stat.S_ISREG(source.stat().st_mode):
+            return None
         with open(source, "rb") as f:
             return f.read(SNIFF_BYTES)
     except OSError:
@@ -206,8 +211,10 @@ def _why(e: BaseException) -> str:
     return f"its data is damaged ({said})"
 
 
-def _unidentified(head: bytes) -> str:
+def _unidentified(head: bytes | None) -> str:
     """Why Pillow (with its HEIF plugin) recognised no format in a file, in words."""
+    if head is None:
+        return "not a photo dogcat can read: no picture format recognised in what this pipe or device gave"
     if not head:
         return "empty file"
     fmt = sniff(head)
@@ -219,7 +226,7 @@ def _unidentified(head: bytes) -> str:
 
 
 @contextlib.contextmanager
-def _decode_errors(head: Callable[[], bytes]) -> Iterator[None]:
+def _decode_errors(head: Callable[[], bytes | None]) -> Iterator[None]:
     """Turn whatever Pillow (or its HEIF plugin) raises for a bad file into an ImageError with a one-line
     message; ``head`` gives the file's first bytes, read only when the error needs them."""
     try:
@@ -239,9 +246,9 @@ def _decode_errors(head: Callable[[], bytes]) -> Iterator[None]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"too large to decode safely ({_one_line(e)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
-        raise ImageError(_could_not_decode(sniff(head()), _why(e))) from None
+        raise ImageError(_could_not_decode(sniff(head() or b""), _why(e))) from None
     except Exception as e:  # a corrupt file can trip other errors deep in a plugin (EXIF, palette ...)
-        raise ImageError(_could_not_decode(sniff(head()), _why(e))) from None
+        raise ImageError(_could_not_decode(sniff(head() or b""), _why(e))) from None
 
 
 def _upright_rgb(im: Image.Image) -> Image.Image:

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, needs_shared
+from conftest import SHARED, needs_program, needs_shared
 from typer.testing import CliRunner
 
 from dogcat import asm3_api
@@ -79,9 +79,7 @@ def test_the_command_takes_no_password_option_and_refuses_a_missing_one(tmp_path
 def test_an_unverifiable_certificate_is_refused_and_nothing_sent(tmp_path):
     """A TLS server on this machine with a self-signed certificate: dogcat refuses it (nothing else runs)."""
     import ssl
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed (it makes the self-signed certificate)")
+    openssl = needs_program(shutil.which("openssl"), "openssl (it makes the self-signed certificate)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
                     "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
