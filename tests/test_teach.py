@@ -414,14 +414,16 @@ def test_order_and_case_never_make_two_words():
 @pytest.mark.slow
 def test_many_words_cost_about_linearly():
     """Issue 31: 300 words of 5 photos had not finished after 500 s (the joint fit's every try passed over every
-    photo for every word). Now each word is fitted on its own rows, a bounded number: 50 words on 2,000 photos,
-    fitted and measured out of fold, with progress reported, then 100 words in about twice the time."""
+    photo for every word). Now each word is fitted on its own rows, a bounded number whatever the catalog and the
+    number of words: that bound is what keeps the cost linear, and is what this checks (50 and 100 words on 2,000
+    photos, fitted and measured out of fold, with progress reported). The seconds are benchmarks/teach.py's
+    (a timed test fails under load, and passes a slow fit on an idle machine)."""
     model = BreedModel()
     base = heads.read(model.path, "features")
     rng = np.random.default_rng(0)
     looks = rng.gamma(0.3, 1.0, size=(100, 2048)).astype(np.float32)  # nonnegative, as pooled features are
 
-    def run(n_words: int, n_photos: int) -> float:
+    def run(n_words: int, n_photos: int) -> None:
         look = rng.integers(0, len(looks), n_photos)
         look[:n_words * 5] = np.repeat(rng.integers(0, len(looks), n_words), 5)  # a word: 5 photos of one look
         features = (looks[look] + rng.gamma(0.3, 0.2, size=(n_photos, 2048))).astype(np.float32)
@@ -431,16 +433,14 @@ def test_many_words_cost_about_linearly():
         probs = base.probabilities(features)
         lesson = teach.plan(model.labels, words, probs.argmax(axis=1), probs.max(axis=1))
         seen: list[tuple[int, int]] = []
-        t0 = time.perf_counter()
         head, rows = teach._fitted(base, lesson, features, teach.L2, teach.STEPS, lambda d, t: seen.append((d, t)))
-        teach.out_of_fold(base, lesson, features, rows=rows)
-        took = time.perf_counter() - t0
+        measured = teach.out_of_fold(base, lesson, features, rows=rows)
+        assert len(measured["labels"]) == n_words
         assert head.classes == 120 + n_words and seen[-1] == (n_words, n_words) and len(seen) > 1
         assert rows is not None and max(len(r) for r in rows) <= 5 + 3 * heads.WORKING_ROWS
-        return took
 
-    small, large = run(50, 2000), run(100, 2000)
-    assert small < 120 and large < 3 * small + 10, (small, large)
+    run(50, 2000)
+    run(100, 2000)
 
 
 def test_a_head_and_card_that_disagree_are_refused(db, shelter, tmp_path):
