@@ -17,7 +17,6 @@ Layer: jobs (docs/architecture.md).
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from sqlalchemy import and_, select
 
 from dogcat import db, images, readmodel
 from dogcat.errors import DogcatError
-from dogcat.model import BreedModel
+from dogcat.model import BreedModel, file_sha256
 from dogcat.status import Judge
 
 
@@ -163,7 +162,7 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
     # then hashed in pieces. A file changed between the two is a race the catalog's own hash would lose too.
     try:
         pixels = images.decode(Path(photo), model.preprocessing).views[0]
-        sha = _sha256_of(Path(photo))
+        sha = file_sha256(Path(photo))
     except images.ImageError as e:
         raise DogcatError(f"{photo}: {e}") from None  # exit 1, as classify
     except OSError as e:
@@ -179,14 +178,6 @@ def by_photo(engine, model: BreedModel, photo: str | Path, top: int = 5, retired
         assert features is not None  # a split model's
         vector = features[0]
     return _finish(engine, g, normalized(vector[None])[0], top, own, retired, answers)
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(1 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def _finish(engine, g: Gallery, query: np.ndarray, top: int, leave_out: set[int], retired: bool,
