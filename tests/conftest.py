@@ -27,12 +27,17 @@ see pytest_runtest_protocol below). ``DOGCAT_TESTS_ONE_PROCESS=1`` runs them her
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import pickle
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -67,6 +72,56 @@ def needs_shared(path: Path, what: str) -> Path:
     if not path.exists():
         missing(f"{path}: {what} is missing (../shared; see README, Run the tests)")
     return path
+
+
+def shelter_py(*args) -> dict:
+    """Run ../shared/asm3/shelter.py (a shelter that keeps its animals in ASM3: make, edit, export, import,
+    show); its JSON answer (ASM3 logs a great deal on stderr)."""
+    script = needs_shared(SHARED / "asm3" / "shelter.py", "ASM3's shelter")
+    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+@contextlib.contextmanager
+def new_postgres_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at ``server_url``, dropped afterwards (with whatever still
+    holds it open): its URL as a user writes it, plain postgresql://."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    name = f"dogcat_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def hold_write_lock(path: Path, release: threading.Event, longest: float = 300) -> threading.Thread:
+    """Another writer: holds the catalog's write lock until ``release`` is set (at most ``longest`` s)."""
+    ready = threading.Event()
+
+    def hold():
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        ready.set()
+        release.wait(longest)
+        con.execute("ROLLBACK")
+        con.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    ready.wait()
+    return thread
 
 
 def needs_module(name: str) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, needs_env, needs_shared
+from conftest import SHARED, hold_write_lock, needs_env, needs_shared, new_postgres_database
+from conftest import shelter_py as shelter
 from typer.testing import CliRunner
 
 from dogcat import db
@@ -38,13 +38,6 @@ SUMMARY = re.compile(r"(\d+) animals \((\d+) new to ASM3\), (\d+) photos, (\d+) 
                      r"file (\d+)")
 
 
-def shelter(*args) -> dict:
-    """Run ../shared/asm3/shelter.py; its JSON answer (ASM3 logs a great deal on stderr)."""
-    script = needs_shared(SHARED / "asm3" / "shelter.py", "ASM3's shelter")
-    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def dogcat(*args, ok: bool = True):
@@ -149,24 +142,6 @@ def test_a_photo_asm3_has_is_never_sent_under_another_animal(tmp_path):
 
 # --- item 5: two exports at once -----------------------------------------------------------------------------
 
-def hold_sqlite(path: Path, seconds: float) -> threading.Thread:
-    """Another writer holding the catalog's write lock, so that two exports start while it is held."""
-    ready = threading.Event()
-
-    def hold():
-        con = sqlite3.connect(path, isolation_level=None)
-        con.execute("BEGIN IMMEDIATE")
-        ready.set()
-        time.sleep(seconds)
-        con.execute("ROLLBACK")
-        con.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    ready.wait()
-    return thread
-
-
 def hold_postgres(url: str, seconds: float) -> threading.Thread:
     """A PostgreSQL session holding asm3_files locked, so that two exports start while it is held."""
     from sqlalchemy import create_engine, text
@@ -197,22 +172,9 @@ def catalog_url(request, tmp_path) -> str:
 @pytest.fixture
 def postgres():
     """A new, empty database on the test server (as tests/test_postgres.py makes them), dropped afterwards."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = make_url(needs_env("DOGCAT_TEST_POSTGRES", "no PostgreSQL server to test against (. .ci/services.sh)"))
-    name = f"dogcat_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_postgres_database(needs_env("DOGCAT_TEST_POSTGRES",
+                                         "no PostgreSQL server to test against (. .ci/services.sh)")) as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -224,7 +186,8 @@ def test_two_exports_at_once_send_each_thing_once(catalog_url, tmp_path):
     dogcat("catalog", intake, "--db", catalog_url, "--quiet")
     dogcat("asm3", "pull", asm3 / "asm3-animals.csv", "--db", catalog_url)
     outputs = [tmp_path / "desk-a.csv", tmp_path / "desk-b.csv"]
-    holder = (hold_sqlite(Path(catalog_url), 8) if catalog_url.endswith(".db") else hold_postgres(catalog_url, 8))
+    holder = (hold_write_lock(Path(catalog_url), threading.Event(), longest=8) if catalog_url.endswith(".db")
+              else hold_postgres(catalog_url, 8))
     # Each export, once it holds the ASM3 export and has recorded its file, pauses 3 s (a big file's images):
     # the other then really finds it busy. (The code before had no pause, and no wait at all.)
     runs = [dogcat_process("export", "--db", catalog_url, "--format", "asm3", "--age", "2", "-o", out,
@@ -247,8 +210,9 @@ def test_two_exports_at_once_send_each_thing_once(catalog_url, tmp_path):
 
 # --- item 6: --all and forget ----------------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_all_never_writes_what_staff_own(tmp_path):
+def rex_and_pip_imported(tmp_path: Path, *age: str) -> tuple[Path, Path]:
+    """ASM3's six dogs (A1001 Rex among them), pulled; Rex and a new dog, Pip (A1007), catalogued, exported with
+    ``age`` and imported: ASM3 made Pip. (ASM3's folder, the catalog.)"""
     asm3, intake, shelter_db = tmp_path / "asm3", tmp_path / "intake", tmp_path / "shelter.db"
     shelter("make", asm3)
     photos(intake / "A1001-Rex", SHEPHERD, 1)
@@ -256,8 +220,14 @@ def test_all_never_writes_what_staff_own(tmp_path):
     dogcat("catalog", intake, "--db", shelter_db, "--quiet")
     dogcat("asm3", "pull", asm3 / "asm3-animals.csv", "--db", shelter_db)
     first = tmp_path / "asm3-import-1.csv"
-    dogcat("export", "--db", shelter_db, "--format", "asm3", "--dob", "2024-05-01", "-o", first)
+    dogcat("export", "--db", shelter_db, "--format", "asm3", *age, "-o", first)
     assert shelter("import", asm3, first)["new_animals"] == ["A1007"]
+    return asm3, shelter_db
+
+
+@pytest.mark.slow
+def test_all_never_writes_what_staff_own(tmp_path):
+    asm3, shelter_db = rex_and_pip_imported(tmp_path, "--dob", "2024-05-01")
     # Staff correct dates of birth in ASM3 (after the last pull): both are theirs now.
     shelter("edit", asm3, "A1001", "dob", "2020-02-02")
     shelter("edit", asm3, "A1007", "dob", "2024-03-03")
@@ -279,15 +249,7 @@ def test_all_never_writes_what_staff_own(tmp_path):
 
 @pytest.mark.slow
 def test_forget_takes_back_only_what_its_file_alone_sent(tmp_path):
-    asm3, intake, shelter_db = tmp_path / "asm3", tmp_path / "intake", tmp_path / "shelter.db"
-    shelter("make", asm3)
-    photos(intake / "A1001-Rex", SHEPHERD, 1)
-    photos(intake / "A1007-Pip", CHIHUAHUA, 1)
-    dogcat("catalog", intake, "--db", shelter_db, "--quiet")
-    dogcat("asm3", "pull", asm3 / "asm3-animals.csv", "--db", shelter_db)
-    first = tmp_path / "asm3-import-1.csv"
-    dogcat("export", "--db", shelter_db, "--format", "asm3", "--age", "2", "-o", first)
-    assert shelter("import", asm3, first)["new_animals"] == ["A1007"]
+    asm3, shelter_db = rex_and_pip_imported(tmp_path, "--age", "2")
     everything = tmp_path / "asm3-all.csv"
     dogcat("export", "--db", shelter_db, "--format", "asm3", "--all", "--age", "2", "-o", everything)
     # The --all file went nowhere: taken back. What the first, imported file sent stays sent: nothing to send.

@@ -18,7 +18,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, needs_shared
+from conftest import SHARED
+from conftest import shelter_py as shelter
 from typer.testing import CliRunner
 
 from dogcat.asm3_records import read_animals
@@ -51,12 +52,6 @@ shelter.export(folder)
 """
 
 
-def shelter(*args) -> dict:
-    script = needs_shared(ASM3 / "shelter.py", "ASM3's shelter")
-    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def export_in(folder: Path, locale: str) -> Path:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import SHARED, needs_shared
+from conftest import shelter_py as shelter
 from typer.testing import CliRunner
 
 from dogcat.cli import app
@@ -34,13 +33,6 @@ FOLDERS = {"A1001-Rex": "n02106662-German_shepherd", "A1002 Bella": "n02088364-b
 STAFF_FIELDS = ("name", "dob", "sex", "breed1", "breed2", "crossbreed", "comments", "hidden")
 
 
-def shelter(*args: str) -> dict:
-    """Run ../shared/asm3/shelter.py; its JSON answer (ASM3 logs a great deal on stderr)."""
-    script = needs_shared(SHARED / "asm3" / "shelter.py", "ASM3's shelter")
-    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def dogcat(*args: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED, needs_program, needs_shared
+from conftest import shelter_py as shelter
 from typer.testing import CliRunner
 
 from dogcat import asm3_api
@@ -106,12 +107,6 @@ def test_an_unverifiable_certificate_is_refused_and_nothing_sent(tmp_path):
 
 # --- against ASM3's own service ---------------------------------------------------------------------------
 
-def shelter(*args: str) -> dict:
-    script = needs_shared(SHARED / "asm3" / "shelter.py", "ASM3's shelter")
-    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def asm3_config(folder: Path, item: str, value: str):

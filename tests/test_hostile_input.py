@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from dogcat import corrections, db, naming, pathkeys
 from dogcat.cli import app
 from dogcat.shell import failures
-from tests.conftest import missing
+from tests.conftest import hold_write_lock, missing
 from tests.test_catalog import _as_anyone
 
 runner = CliRunner()
@@ -116,24 +116,6 @@ def test_correct_from_looks_up_in_batches_and_writes_once(tmp_path):
     finally:
         engine.dispose()
     assert count(shelter, "SELECT count(*) FROM corrections") == 3000
-
-
-def hold_write_lock(path: Path, release: threading.Event, longest: float = 300) -> threading.Thread:
-    """Another writer: holds the catalog's write lock until ``release`` is set (at most ``longest`` s)."""
-    ready = threading.Event()
-
-    def hold():
-        con = sqlite3.connect(path, isolation_level=None)
-        con.execute("BEGIN IMMEDIATE")
-        ready.set()
-        release.wait(longest)
-        con.execute("ROLLBACK")
-        con.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    ready.wait()
-    return thread
 
 
 def test_a_writer_waits_for_another_and_says_so(tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from typer.testing import CliRunner
 from dogcat import catalog, db
 from dogcat.cli import app
 from dogcat.model import BreedModel
-from tests.conftest import needs_env
+from tests.conftest import needs_env, new_postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = needs_env("DOGCAT_TEST_POSTGRES", "no PostgreSQL server to test against (.ci/run starts one; by hand: "
@@ -48,17 +47,8 @@ main()
 @pytest.fixture
 def postgres() -> str:
     """The URL of a new, empty database on the test server (as a user writes it: plain postgresql://)."""
-    server = make_url(SERVER)
-    name = f"dogcat_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_postgres_database(SERVER) as url:
+        yield url
 
 
 def pick(crops: Path, n: int) -> list[Path]:

@@ -9,15 +9,13 @@ import csv
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from dogcat.cli import app
-from tests.conftest import SHARED, needs_shared
+from tests.conftest import shelter_py as shelter
 
 runner = CliRunner()
 BEAGLE, GOLDEN, PUG = "n02088364-beagle", "n02099601-golden_retriever", "n02110958-pug"
@@ -173,13 +171,6 @@ def test_correct_from_a_spreadsheet_follows_merges(week, tmp_path):
 
 # --- with ASM3's own import --------------------------------------------------------------------------------------
 
-def shelter(*args) -> dict:
-    """../shared/asm3/shelter.py: a shelter that keeps its animals in ASM3 (its JSON answer)."""
-    script = needs_shared(SHARED / "asm3" / "shelter.py", "ASM3's shelter")
-    done = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 @pytest.mark.slow  # ASM3's own code, two imports
