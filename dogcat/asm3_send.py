@@ -23,8 +23,6 @@ Layer: a job. It writes the store and asks ASM3 through dogcat.asm3_api; the fa√
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,8 +39,7 @@ STOP_ENV = "DOGCAT_TEST_ASM3_SYNC_STOP"  # tests only: kill -9 this process at t
 def checkpoint(step: str):
     """Tests of a kill set DOGCAT_TEST_ASM3_SYNC_STOP to a step: ``begun`` (recorded, not sent), ``answered``
     (ASM3 imported and answered, nothing settled); the process kills itself there as kill -9 would."""
-    if os.environ.get(STOP_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    asm3_sync.checkpoint(step, STOP_ENV)
 
 
 @dataclass

@@ -555,11 +555,12 @@ STOP_ENV = "DOGCAT_TEST_ASM3_STOP"  # tests only: kill -9 this process at the na
 WRITING = "writing"
 
 
-def checkpoint(step: str):
-    """Tests of a kill at every step set DOGCAT_TEST_ASM3_STOP to a step's name: the process kills itself there,
-    as kill -9 would (no cleanup, no finally); ``STEP:pause=SECONDS`` sleeps there instead (two exports that
-    really overlap). Steps: planned, begun, half-written, written, placed, finished. Unset: nothing."""
-    wanted = os.environ.get(STOP_ENV)
+def checkpoint(step: str, env: str = STOP_ENV):
+    """Tests of a kill at every step set DOGCAT_TEST_ASM3_STOP (``env``: the sync's own variable) to a step's
+    name: the process kills itself there, as kill -9 would (no cleanup, no finally); ``STEP:pause=SECONDS``
+    sleeps there instead (two exports that really overlap). Steps: planned, begun, half-written, written,
+    placed, finished (the sync's: begun, answered). Unset: nothing."""
+    wanted = os.environ.get(env)
     if not wanted or wanted.split(":", 1)[0] != step:
         return
     if wanted.startswith(f"{step}:pause="):
