@@ -305,8 +305,7 @@ class Catalog:
         kill at any step leaves the file and the record agreeing (dogcat.asm3_sync). No file when there is
         nothing new. Raises UsageError when an animal new to ASM3 has no age (nothing written)."""
         facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
-        with asm3_sync.exclusive(self.engine, on_wait):
-            settled = asm3_sync.settle(self.engine)
+        with asm3_sync.exclusive(self.engine, on_wait) as settled:
             plan = asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts)
             asm3_sync.checkpoint("planned")
             pictures = asm3.attach_images(plan, asm3.image_for if images else None)
@@ -343,8 +342,8 @@ class Catalog:
         service = asm3_api.Service(url, auth, account, allow_http=allow_http, timeout_s=timeout_s)
         facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
         asm3_sync.estimated_age(age, dob)  # bad usage before ASM3 is asked
-        with asm3_sync.exclusive(self.engine, on_wait):  # one export or sync at a time, as export does
-            asm3_sync.settle(self.engine)  # a file export killed while writing
+        # One export or sync at a time, as export does (a file export killed while writing settled first).
+        with asm3_sync.exclusive(self.engine, on_wait):
             remote = service.shelter_animals()
             earlier = asm3_send.settle(self.engine, remote)
             pulled = asm3_sync.pull(self.engine, [r.animal for r in remote])
@@ -367,8 +366,7 @@ class Catalog:
     def asm3_forget(self, file_id: int) -> dict:
         """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``), once no export is writing
         one and what a killed export left is settled."""
-        with asm3_sync.exclusive(self.engine):
-            asm3_sync.settle(self.engine)
+        with asm3_sync.exclusive(self.engine):  # settles what a killed export left first
             return asm3_sync.forget(self.engine, file_id)
 
     def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,

@@ -570,10 +570,11 @@ def checkpoint(step: str, env: str = STOP_ENV):
 
 
 @contextmanager
-def exclusive(engine, on_wait: Callable[[str], None] | None = None, wait_s: float = 600.0) -> Iterator[str]:
+def exclusive(engine, on_wait: Callable[[str], None] | None = None, wait_s: float = 600.0) -> Iterator[list[str]]:
     """Hold the catalog's ASM3 export claim (dogcat.claims: a lease renewed while alive, ended at once when its
     process on this machine is gone): a second export, on this machine or another sharing a PostgreSQL
     catalog, waits here until the first has recorded its file, and then plans only what that one did not send.
+    Whoever holds it first settles what a killed export left (:func:`settle`; its lines are what this yields).
     ``on_wait`` is told once that it waits. Raises DatabaseError after ``wait_s``."""
     owner = claims.new_owner()
     key, kind = EXPORT_CLAIM
@@ -592,7 +593,7 @@ def exclusive(engine, on_wait: Callable[[str], None] | None = None, wait_s: floa
         time.sleep(0.25)
     try:
         with claims.Heartbeat(engine, owner, EXPORT_LEASE_S):
-            yield owner
+            yield settle(engine)
     finally:
         with db.writing(engine) as conn:
             claims.release_all(conn, owner)
