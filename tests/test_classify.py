@@ -13,11 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from dogcat.classifier import classify, expand
+from dogcat.cli import app
 from dogcat.model import BreedModel, ModelError
 
 ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,13 @@ def val_split(model):
 def dogcat(*args, env=None, input=None):
     return subprocess.run([sys.executable, "-m", "dogcat", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, **(env or {})}, input=input)
+
+
+def dogcat_here(*args: str, env: dict | None = None) -> Result:
+    """The command line in this process (typer's runner), for the tests of what it prints on stdout rather than
+    of the process (its stderr, its streams, its terminal): the same code without a process's start. An
+    exception is raised, not turned into an exit code, so a traceback still fails the test."""
+    return runner.invoke(app, list(args), env=env, prog_name="dogcat", catch_exceptions=False)
 
 
 def test_validation_crops_of_many_breeds(model, val_split, crops):
@@ -77,8 +88,8 @@ def test_probabilities_are_a_distribution(model, crops):
 
 def test_json_contract(crops, model):
     photo = crops / "n02099601-golden_retriever" / "n02099601_1010.jpg"
-    done = dogcat("classify", "--json", "--top-k", "4", str(photo))
-    assert done.returncode == 0, done.stderr
+    done = dogcat_here("classify", "--json", "--top-k", "4", str(photo))
+    assert done.exit_code == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
@@ -143,10 +154,6 @@ def test_paths_from_standard_input(crops, tmp_path):
 
 def test_a_folder_gives_the_files_catalog_takes(crops, tmp_path):
     """By content, as catalog does: a camera's extension-less IMG_0001 is a photo, notes.txt is not."""
-    from typer.testing import CliRunner
-
-    from dogcat.cli import app
-
     beagles = sorted((crops / "n02088364-beagle").iterdir())[:2]
     intake = tmp_path / "intake"
     (intake / "sub").mkdir(parents=True)
@@ -160,7 +167,7 @@ def test_a_folder_gives_the_files_catalog_takes(crops, tmp_path):
     import sqlite3
     with sqlite3.connect(shelter) as conn:
         catalogued = sorted(p for (p,) in conn.execute("select path from files"))
-    done = dogcat("classify", "--json", str(intake))
+    done = dogcat_here("classify", "--json", str(intake))
     classified = [json.loads(line)["path"] for line in done.stdout.splitlines()]
     assert sorted(classified) == catalogued == sorted(str(intake / n) for n in ("IMG_0001", "sub/b.jpg",
                                                                                "broken.jpg"))
@@ -177,8 +184,8 @@ def test_exit_code_when_nothing_could_be_classified(tmp_path):
 
 def test_table_output(crops):
     photo = crops / "n02110958-pug" / sorted(os.listdir(crops / "n02110958-pug"))[0]
-    done = dogcat("classify", str(photo))
-    assert done.returncode == 0 and "Pug" in done.stdout and "%" in done.stdout
+    done = dogcat_here("classify", str(photo))
+    assert done.exit_code == 0 and "Pug" in done.stdout and "%" in done.stdout
 
 
 def test_bad_model_is_one_line_error(tmp_path, crops):
@@ -319,8 +326,8 @@ def test_unsure_reads_as_a_mix_only_when_the_second_breed_is_a_contender(crops):
 
     photos = [crops / "n02088364-beagle" / "n02088364_10362.jpg", crops / "n02091635-otterhound" /
               "n02091635_1083.jpg", crops / "n02088364-beagle" / "n02088364_10108.jpg"]
-    records = [json.loads(line) for line in dogcat("classify", "--json", *map(str, photos)).stdout.splitlines()]
-    table = dogcat("classify", *map(str, photos), env={"COLUMNS": "200"}).stdout.splitlines()[2:]
+    records = [json.loads(line) for line in dogcat_here("classify", "--json", *map(str, photos)).stdout.splitlines()]
+    table = dogcat_here("classify", *map(str, photos), env={"COLUMNS": "200"}).stdout.splitlines()[2:]
     answers = {line.split("│")[0].strip(): line.split("│")[1].strip() for line in table}
     mixes = 0
     for r in records:

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from dogcat.cli import app
 from dogcat.db import SCHEMA_VERSION
 from dogcat.model import BreedModel
 from dogcat.status import Thresholds, decide
@@ -26,6 +28,14 @@ CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat", "lyn
 def dogcat(*args, env=None):
     return subprocess.run([sys.executable, "-m", "dogcat", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, **(env or {})})
+
+
+def dogcat_here(*args: str) -> subprocess.CompletedProcess:
+    """The command line in this process (typer's runner), for the tests of what it answers rather than of the
+    process (its whole stderr): the same code without a process's start. An exception is raised, not turned into
+    an exit code, so a traceback still fails the test."""
+    done = CliRunner().invoke(app, list(args), prog_name="dogcat", catch_exceptions=False)
+    return subprocess.CompletedProcess(["dogcat", *args], done.exit_code, done.stdout, done.stderr)
 
 
 def lines(stdout: str) -> list[dict]:
@@ -59,7 +69,7 @@ def dog_photos(model, crops, originals):
 def test_real_non_dog_photos_are_flagged_not_a_dog(tmp_path, model_args):
     folder = tmp_path / "not-dogs"
     not_dogs.link_into(folder)
-    r = dogcat("evaluate", str(folder), "--not-dogs", "--json", *model_args)
+    r = dogcat_here("evaluate", str(folder), "--not-dogs", "--json", *model_args)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["n"] == len(not_dogs.photos()) == 22
@@ -70,7 +80,7 @@ def test_real_non_dog_photos_are_flagged_not_a_dog(tmp_path, model_args):
 
 
 def test_dog_photos_are_not_flagged_and_keep_their_breed(dog_photos, model_args):
-    r = dogcat("classify", "--json", *model_args, *map(str, dog_photos))
+    r = dogcat_here("classify", "--json", *model_args, *map(str, dog_photos))
     assert r.returncode == 0, r.stderr
     results = lines(r.stdout)
     assert len(results) == len(dog_photos) == 20
@@ -87,7 +97,7 @@ def test_dog_photos_are_not_flagged_and_keep_their_breed(dog_photos, model_args)
 
 def test_statuses_follow_the_models_thresholds(dog_photos, model, model_args):
     photos = [str(p) for p in dog_photos[:6]] + [str(p) for p in not_dogs.photos()[:6]]
-    results = lines(dogcat("classify", "--json", *model_args, *photos).stdout)
+    results = lines(dogcat_here("classify", "--json", *model_args, *photos).stdout)
     thresholds = Thresholds.for_model(model)
     assert 0 < thresholds.not_a_dog_below < 1 and 0 < thresholds.unsure_below < 1
     assert "decision" in model.card, "the shipped model carries the thresholds chosen for it"
@@ -165,11 +175,11 @@ def test_readmes_status_table_names_every_rule():
 
 def test_unsure_shows_the_top_guesses_hedged(dog_photos, model_args):
     photo = str(dog_photos[0])
-    x = lines(dogcat("classify", "--json", "--unsure-below", "1", "--not-dog-below", "0", *model_args,
-                     photo).stdout)[0]
+    x = lines(dogcat_here("classify", "--json", "--unsure-below", "1", "--not-dog-below", "0", *model_args,
+                          photo).stdout)[0]
     assert x["status"] == "unsure" and x["breed"] == x["top_k"][0]["breed"] and len(x["top_k"]) == 3
     assert x["dog_probability"] is None  # --not-dog-below 0: no dog check at all
-    table = dogcat("classify", "--unsure-below", "1", *model_args, photo)
+    table = dogcat_here("classify", "--unsure-below", "1", *model_args, photo)
     first, second = x["top_k"][0]["breed"], x["top_k"][1]["breed"]
     flat = " ".join(table.stdout.split())
     # A confident photo called unsure: its second breed is no contender, so "probably", not "maybe a mix".
@@ -187,10 +197,10 @@ def test_catalog_records_every_status_and_export_filters_them(tmp_path, dog_phot
             shutil.copy(p, intake / p.name)
     (intake / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     db = tmp_path / "shelter.db"
-    r = dogcat("catalog", str(intake), "--db", str(db), *model_args)
+    r = dogcat_here("catalog", str(intake), "--db", str(db), *model_args)
     assert r.returncode == 0, r.stderr
     assert "photos by status" in r.stdout and "not_a_dog 2" in r.stdout
-    rows = {Path(x["path"]).name: x for x in lines(dogcat("export", "--db", str(db), "--format", "jsonl").stdout)}
+    rows = {Path(x["path"]).name: x for x in lines(dogcat_here("export", "--db", str(db), "--format", "jsonl").stdout)}
     assert len(rows) == 6
     assert rows["broken.jpg"]["status"] == "error" and rows["broken.jpg"]["error"]
     for name in ("chelsea.png", "coffee.png"):
@@ -199,9 +209,9 @@ def test_catalog_records_every_status_and_export_filters_them(tmp_path, dog_phot
     assert rows["chelsea.png"]["looks_like"] in CATS
     dogs = [x for x in rows.values() if x["status"] in ("dog", "unsure")]
     assert len(dogs) >= 2 and all(x["breed"] for x in dogs)
-    only = lines(dogcat("export", "--db", str(db), "--format", "jsonl", "--status", "not_a_dog").stdout)
+    only = lines(dogcat_here("export", "--db", str(db), "--format", "jsonl", "--status", "not_a_dog").stdout)
     assert sorted(Path(x["path"]).name for x in only) == ["chelsea.png", "coffee.png"]
-    bad = dogcat("export", "--db", str(db), "--status", "cat")
+    bad = dogcat_here("export", "--db", str(db), "--status", "cat")
     assert bad.returncode == 2 and "--status" in bad.stderr
     with sqlite3.connect(db) as conn:
         stored = dict(conn.execute("SELECT p.status, COUNT(*) FROM predictions p GROUP BY p.status").fetchall())
@@ -218,12 +228,12 @@ def test_a_catalog_from_before_statuses_is_upgraded_and_filled_in(tmp_path, mode
     intake.mkdir()
     shutil.copy(ROOT / "examples" / "beagle-crop.jpg", intake / "beagle.jpg")
     shutil.copy(next(p for p in not_dogs.photos() if p.name == "chelsea.png"), intake / "cat.png")
-    r = dogcat("catalog", str(intake), "--db", str(db), *model_args)
+    r = dogcat_here("catalog", str(intake), "--db", str(db), *model_args)
     assert r.returncode == 0, r.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 5
-    rows = {x["path"]: x for x in lines(dogcat("export", "--db", str(db), "--format", "jsonl").stdout)}
+    rows = {x["path"]: x for x in lines(dogcat_here("export", "--db", str(db), "--format", "jsonl").stdout)}
     assert rows["/tmp/v1photos/broken.jpg"]["status"] == "error"
     assert rows["/tmp/v1photos/chelsea.png"]["status"] == rows[str(intake / "cat.png")]["status"] == "not_a_dog"
     assert rows["/tmp/v1photos/beagle-crop.jpg"]["breed"] == "Beagle"
