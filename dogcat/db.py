@@ -1009,6 +1009,12 @@ def feature_row(sha256: str, backbone: str, looks: int, vector, at: str) -> dict
             "computed_at": at}
 
 
+def feature_backbones(conn: Connection) -> dict[str, int]:
+    """Each backbone that made features in this catalog → how many photos it made them for."""
+    q = select(features.c.backbone, func.count()).group_by(features.c.backbone)
+    return {r[0]: r[1] for r in conn.execute(q)}
+
+
 def features_of(conn: Connection, backbone: str, hashes: Iterable[str] | None = None) -> dict[str, bytes]:
     """sha256 → the stored features (:func:`feature_bytes`) made by ``backbone``, of ``hashes`` (default: all)."""
     q = select(features.c.sha256, features.c.vector).where(features.c.backbone == backbone)

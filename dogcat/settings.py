@@ -26,4 +26,7 @@ QUANTIZE_METHOD = "percentile"
 QUANTIZE_KEEP_FP32 = "add,stem"  # parts left in fp32 besides the head: add, depthwise, stem (comma-separated)
 QUANTIZE_PARTS = ("add", "depthwise", "stem")
 QUANTIZE_PER_BREED = 1  # calibration photos per breed, from the model's training split
+# Weights in 7 bits (-64..63): ONNX Runtime's AVX2 int8 kernel adds pairs of uint8 x int8 products in 16 bits,
+# which saturates with 8-bit weights where VNNI and AMX add exactly; with 7 it cannot (issue 32).
+QUANTIZE_REDUCE_RANGE = True
 QUANTIZE_HISTOGRAM_PHOTOS = 40  # at most this many for percentile/entropy (each holds ~150 MB of activations)

@@ -28,6 +28,16 @@ from dogcat.errors import DogcatError
 from dogcat.model import BreedModel, file_sha256
 from dogcat.status import Judge
 
+# A dogcat with another backbone (a new release's) finds the catalog's features made by the old one: they are
+# kept, not compared (features of two backbones are not alike), and the next catalog run makes the new ones.
+ANOTHER_MODEL = ("their features were made by an earlier version of dogcat's model; run dogcat catalog on your "
+                 "intake folder again to make them for this one (records and corrections stay as they are)")
+
+
+def _made_by_another(engine, backbone: str) -> bool:
+    with db.reading(engine) as conn:
+        return any(b != backbone for b in db.feature_backbones(conn))
+
 
 class NothingToCompare(DogcatError):
     """No animal with features to compare with, or a query without any."""
@@ -94,6 +104,8 @@ def gallery(engine, backbone: str) -> Gallery:
          .where(a.c.merged_into.is_(None)))
     with db.reading(engine) as conn:
         rows = list(conn.execute(q).all())
+    if not rows and _made_by_another(engine, backbone):
+        raise NothingToCompare(f"the catalog's photos: {ANOTHER_MODEL}")
     # Sorted here rather than by the database, which would sort the 4 kB vectors with the rows.
     rows.sort(key=lambda r: (r.code, r.path))
     codes: list[str] = []
@@ -147,6 +159,8 @@ def by_animal(engine, backbone: str, code: str, top: int = 5, retired: bool = Fa
         raise readmodel.NoSuchAnimal(f"{code}: no such animal in the catalog")
     g = gallery(engine, backbone)
     if found not in g.codes:
+        if _made_by_another(engine, backbone):
+            raise NothingToCompare(f"{found}: {ANOTHER_MODEL}")
         raise NothingToCompare(f"{found}: none of its photos has features yet (run dogcat catalog, or dogcat "
                                "teach, on a catalog made before dogcat kept them)")
     mine = g.codes.index(found)

@@ -201,9 +201,10 @@ def test_quantize_takes_the_commands_defaults():
 
     function = inspect.signature(quantize.quantize).parameters
     command = inspect.signature(train_cli.quantize).parameters
-    for name in ("per_breed", "method", "keep_fp32", "histogram_photos"):
+    for name in ("per_breed", "method", "keep_fp32", "histogram_photos", "reduce_range", "backbone_name"):
         assert function[name].default == command[name].default, name
     assert function["method"].default == settings.QUANTIZE_METHOD and not hasattr(quantize, "main")
+    assert function["reduce_range"].default is settings.QUANTIZE_REDUCE_RANGE is True  # issue 32
     with pytest.raises(ValueError, match="unknown calibration method"):
         quantize.quantize("x.onnx", "y.onnx", ".", method="median")
     with pytest.raises(ValueError, match="cannot keep conv in fp32"):

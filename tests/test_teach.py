@@ -491,3 +491,26 @@ def test_similar_reads_a_query_photo_within_classifys_limits(shelter, tmp_path):
     grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert "big.jpg" in result.output and "not a photo dogcat can read" in result.output
     assert grew_mb < 500 and time.perf_counter() - t0 < 5, (grew_mb, time.perf_counter() - t0)
+
+
+def test_a_catalog_made_by_an_earlier_model_keeps_working(shelter, db, tmp_path):
+    """Issue 32: a release with another backbone finds the catalog's features made by the old one. They are not
+    compared with the new one's (another model's features are not alike): similar says what to do in plain words,
+    teach computes what it needs, and the next catalog run makes the new features, losing nothing staff wrote."""
+    old = "xception-int8-backbone@0123456789ab"  # another release's backbone (its file's name@sha256 prefix)
+    assert BreedModel().backbone_id != old
+    with sqlite3.connect(db) as con:  # as the catalog of that release holds them
+        con.execute("UPDATE features SET backbone = ?", (old,))
+        photos = con.execute("SELECT count(*) FROM features").fetchone()[0]
+    said = dogcat("similar", "P00", "--db", db, code=1).output
+    assert "earlier version of dogcat's model" in said and "run dogcat catalog" in said and "Traceback" not in said
+    assert len(said.strip().splitlines()) == 1
+    taught = json.loads(dogcat("teach", "--db", db, "-o", tmp_path / "m.onnx", "--json").stdout)
+    assert taught["features_computed"] == photos  # made again by this backbone, not read from the old one's
+    dogcat("catalog", shelter["root"] / "intake", "--db", db, "--quiet")
+    with sqlite3.connect(db) as con:
+        kept = dict(con.execute("SELECT backbone, count(*) FROM features GROUP BY backbone").fetchall())
+        corrected = con.execute("SELECT count(*) FROM corrections").fetchone()[0]
+    assert kept[old] == photos and kept[BreedModel().backbone_id] == photos  # the old ones kept, as all history
+    assert corrected >= TAUGHT
+    assert [m.animal for m in Catalog(db).similar("P00", top=1)]

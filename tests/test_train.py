@@ -5,6 +5,7 @@ Small input (96 px), three breeds, a dozen photos each: it learns something real
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -157,6 +158,25 @@ def test_quantized_model_is_smaller_agrees_and_gets_thresholds(trained_run, tmp_
     a, b = BreedModel(fp32), BreedModel(int8)
     batch = images.load_batch(files, a.preprocessing)
     agree = np.mean(a.probabilities(batch).argmax(1) == b.probabilities(batch).argmax(1))
+    assert agree >= 0.8, agree
+
+    # A split model (the shipped kind): its backbone quantized, calibrated on each photo and its mirror image, in
+    # 7-bit weights; its head kept byte for byte, with a card naming the new backbone.
+    from dogcat.train import graph_split
+
+    fp32_head = graph_split.split_model(fp32, tmp_path / "split", "tiny-backbone.onnx", "tiny.onnx",
+                                        say=lambda *_: None)
+    split_int8 = quantize.quantize(fp32_head, tmp_path / "split8" / "tiny-int8.onnx", crops, per_breed=2,
+                                   backbone_name="tiny-int8-backbone.onnx", say=lambda *_: None)
+    split_card = json.loads(split_int8.with_suffix(".json").read_text())
+    backbone_file = split_int8.parent / "tiny-int8-backbone.onnx"
+    assert split_card["backbone"]["file"] == backbone_file.name
+    assert split_card["backbone"]["sha256"] == hashlib.sha256(backbone_file.read_bytes()).hexdigest()
+    assert split_int8.read_bytes() == fp32_head.read_bytes()
+    assert split_card["quantization"]["reduce_range"] is True and split_card["id"] != card["id"]
+    assert backbone_file.stat().st_size < (fp32_head.parent / "tiny-backbone.onnx").stat().st_size / 2
+    split_model = BreedModel(split_int8)
+    agree = np.mean(a.probabilities(batch).argmax(1) == split_model.probabilities(batch).argmax(1))
     assert agree >= 0.8, agree
 
     result = CliRunner().invoke(app, ["thresholds", "--model", str(int8), "--data", str(crops)])

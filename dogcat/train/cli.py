@@ -482,14 +482,23 @@ def quantize(
     histogram_photos: Annotated[int, typer.Option(min=1, help="At most this many photos for percentile/entropy "
                                                               "(each holds ~150 MB of "
                                                               "activations).")] = settings.QUANTIZE_HISTOGRAM_PHOTOS,
+    reduce_range: Annotated[bool, typer.Option("--reduce-range/--full-range",
+                                               help="Weights in 7 bits, so that AVX2 CPUs compute what VNNI and "
+                                                    "AMX ones do (ONNX Runtime's AVX2 int8 kernel saturates 16-bit "
+                                                    "pair sums of 8-bit weights).")] = settings.QUANTIZE_REDUCE_RANGE,
+    backbone_name: Annotated[str, typer.Option(help="A split model's int8 backbone: its file name, beside "
+                                                    "OUT.")] = "xception-int8-backbone.onnx",
 ):
     """Quantize an exported model to int8 (ONNX Runtime static quantization, QDQ), calibrated on real photos.
 
-    Needs no TensorFlow. Measure the result before shipping it: 'dogcat evaluate --model OUT --part val'.
+    A split model (dogcat train split) has its backbone quantized, calibrated on each photo and its mirror image;
+    OUT is then its head (fp32) with a card naming the int8 backbone written beside it. Needs no TensorFlow.
+    Measure the result before shipping it: 'dogcat train looks --model OUT' (a split model), 'dogcat evaluate
+    --model OUT --part val' (a transfer run's).
 
     [b]Example[/b]
 
-      dogcat train quantize models/xception-120.onnx -o dogcat/models/xception-120-int8.onnx
+      dogcat train quantize models/xception-120.onnx -o dogcat/models/xception-120-int8.onnx --histogram-photos 120
     """
     from dogcat.train import quantize as q
 
@@ -498,7 +507,8 @@ def quantize(
     if {k.strip() for k in keep_fp32.split(",") if k.strip()} - set(settings.QUANTIZE_PARTS):
         fail(f"--keep-fp32 takes {', '.join(settings.QUANTIZE_PARTS)} (comma-separated), or ''", 2)
     with failures(known=LAB_ERRORS):
-        q.quantize(model_path, out, data_dir, per_breed, method, keep_fp32, histogram_photos, say=err.print)
+        q.quantize(model_path, out, data_dir, per_breed, method, keep_fp32, histogram_photos, reduce_range,
+                   backbone_name, say=err.print)
 
 
 @app.command("split")
