@@ -373,8 +373,12 @@ def backbone_file(model_path: Path, block: dict, card: ModelCard) -> Path:
             shipped = ModelCard.read(bundled_path()).backbone or {}
             if shipped.get("file") == block["file"] and shipped.get("sha256") == block.get("sha256"):
                 return bundled
+    # A shelter's taught model names the backbone it was taught on: after an upgrade that shipped another one,
+    # it says how to make it again (dogcat teach computes the new backbone's features itself).
     raise ModelError(f"{beside}: no such file (the backbone that {card.source.name if card.source else 'the card'} "
-                     f"names{', and the bundled one is another' if bundled.is_file() else ''})")
+                     f"names{', and the bundled one is another' if bundled.is_file() else ''})"
+                     + (": a model taught with another version of dogcat's model; run dogcat teach again to "
+                        "make it for this one" if bundled.is_file() and bundled.name == block["file"] else ""))
 
 
 class DogDetector(OnnxModel):

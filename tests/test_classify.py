@@ -200,6 +200,7 @@ def test_bad_model_is_one_line_error(tmp_path, crops):
     done = dogcat("classify", "--model", str(fake), str(photo))  # a split model: its backbone is not beside it
     assert done.returncode == 1 and "the backbone that model.json names, and the bundled one is another" \
         in done.stderr
+    assert "run dogcat teach again" in done.stderr and len(done.stderr.strip().splitlines()) == 1  # issue 32
     # The bundled backbone itself (as a taught model names it) is found without a copy beside the model; the
     # card's SHA-256 is checked against the file (issue 31), then ONNX Runtime reads it.
     (tmp_path / "model.json").write_text(json.dumps(card))
