@@ -69,7 +69,7 @@ L2 = 3e-4  # the penalty on a new column's weights (benchmarks/teach.py: 1e-4 â€
 # and 0.227 % (over the 0.2 % target).
 NEGATIVES_SURE = 0.9
 FOLDS = 5  # the taught model's own figures: each photo answered by a head fitted without it
-STEPS = 200  # L-BFGS steps at most (it stops earlier, at its tolerance)
+STEPS = 200  # L-BFGS or Newton steps at most (they stop earlier, at their tolerance)
 KIND = "dogcat-teach/1"  # the card's "taught" block: a file teach wrote, and may write again
 # A share measured on fewer photos than this is not given as a figure ("too few photos to measure"): one photo
 # of 5 is 20 points.
