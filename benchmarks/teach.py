@@ -312,7 +312,8 @@ def many_words(x: np.ndarray, y: np.ndarray, labels: list[str], n_words: int = 1
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/stanford-dogs-crops-224")
-    parser.add_argument("--ks", default="3,5,10")
+    parser.add_argument("--ks", default="3,5,10", help="labelled photos per left-out breed ('': skip those "
+                        "figures, e.g. to run only the many-words timing with --mixed-share 0 --skip-similar)")
     parser.add_argument("--breeds", type=int, default=120, help="the first N breeds left out in turn")
     parser.add_argument("--l2", type=float, default=teach.L2)
     parser.add_argument("--no-renamed", action="store_true", help="keep the taken-over answers as negatives")
@@ -344,7 +345,7 @@ def main() -> None:
     print(f"half-A head: {time.time() - t0:.0f} s; top-1 on half B {top1:.4f}")
     rows = []
     if not args.skip_teach:
-        for k in [int(v) for v in args.ks.split(",")]:
+        for k in [int(v) for v in args.ks.split(",") if v.strip()]:
             rng = np.random.default_rng(k)
             got = []
             t0 = time.time()

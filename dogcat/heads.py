@@ -10,8 +10,9 @@ was, and a new column has to win its photos against the columns that were there.
 multinomial logistic regression in those columns (softmax over all columns, cross-entropy, an L2 penalty that
 pulls each column towards where it started), jointly; :func:`fit_new_columns`, what teach uses, fits each new
 column on its own against the frozen ones (the same problem for one column), on its photos and its hardest
-negatives, so that a thousand words cost a thousand times one. The problems are convex and small: L-BFGS in a
-few lines of numpy solves them, so teaching needs no solver library.
+negatives, so that a thousand words cost a thousand times one. The problems are convex and small: L-BFGS
+(:func:`fit_columns`) and Newton's method (:func:`fit_new_columns`, on each column's rows' Gram matrix, one
+product for the catalog) in a few lines of numpy solve them, so teaching needs no solver library.
 
 Needs numpy, and onnx to read or write a graph (imported inside the functions that do).
 
@@ -180,21 +181,28 @@ WORKING_ROWS = 160  # a new column's hardest negatives first fitted against (the
 # the joint fit over every photo (0.952 answered, 0.538 % taken); at 1e-2, 0.962 and 0.616 %.
 TAKES = 0.0001
 ROUNDS = 3  # fits of the rows, at most, until no negative outside them is taken
+# The catalog's Gram matrix (every used photo's features against every other's, float32) is made once for all
+# new columns when it has at most this many photos (12,000: 576 MB); a larger catalog gets each column's own.
+GRAM_PHOTOS = 12_000
+# Newton stops when half its decrement (what the step would still lower the loss by, in the loss's units: a
+# mean over the photos) is below this: the weights are then within ~1e-6 of the optimum.
+DECREMENT = 1e-14
 
 
 @dataclass
 class NewColumns:
     """New columns fitted one by one against a frozen head (:func:`fit_new_columns`): each one's weights and
-    bias, and the photos it was fitted on (its rows)."""
+    bias, the photos it was fitted on (its rows), and its weights as a combination of those rows' features."""
 
     weights: np.ndarray  # (n_features, n_new)
     bias: np.ndarray  # (n_new,)
     rows: list[np.ndarray]  # per column: its rows (indices into the features it was fitted on), positives first
+    alphas: list[np.ndarray] | None = None  # per column: weights = features[rows].T @ alpha
 
 
 def fit_new_columns(base: Head, features: np.ndarray, targets: np.ndarray, weights: np.ndarray, l2: float,
                     rows: list[np.ndarray] | None = None, steps: int = 200, n_new: int | None = None,
-                    progress=None, folds: list[np.ndarray] | None = None):
+                    progress=None, folds: list[np.ndarray] | None = None, start: NewColumns | None = None):
     """New columns after ``base``'s (which stay frozen), one per column index ``targets`` names beyond
     ``base.classes``, each fitted on its own.
 
@@ -202,12 +210,13 @@ def fit_new_columns(base: Head, features: np.ndarray, targets: np.ndarray, weigh
     weighted cross-entropy of "c or not c" under the softmax of base's columns and c, plus ``l2``/2 × |w_c|^2.
     Alone among new columns that is exactly :func:`fit_columns`'s problem; with several, each column is fitted
     against the frozen ones and against the other new columns' photos (as "not c"), not jointly with the others
-    — which is what makes the cost linear in the number of columns. The problem is convex; solved by L-BFGS on a
-    column's rows (its photos and its hardest negatives: those most like its photos, then any negative the
-    fitted column would give more than TAKES probability, until none is left out), so a step costs a few
-    hundred photos, not the catalog: a negative left out is one the column gives almost nothing. ``rows``: the
-    rows of a fit before (out-of-fold fits reuse the full fit's, checked there). ``progress(done, total)``:
-    columns fitted. ``folds``: masks of photos held out; then a list, the columns fitted without each."""
+    — which is what makes the cost linear in the number of columns. The problem is convex; solved on a column's
+    rows (its photos and its hardest negatives: those most like its photos, then any negative the fitted column
+    would give more than TAKES probability, until none is left out), so a step costs a few hundred photos, not
+    the catalog: a negative left out is one the column gives almost nothing. ``rows``: the rows of a fit before
+    (out-of-fold fits reuse the full fit's, checked there); ``start``: that fit, which the fits start from.
+    ``progress(done, total)``: columns fitted. ``folds``: masks of photos held out; then a list, the columns
+    fitted without each."""
     x = np.asarray(features, np.float32)
     if n_new is None:
         n_new = int(targets.max()) + 1 - base.classes if len(targets) and targets.max() >= base.classes else 0
@@ -225,22 +234,22 @@ def fit_new_columns(base: Head, features: np.ndarray, targets: np.ndarray, weigh
     fixed_rows = rows is not None
     if rows is None:
         rows = _hardest(x, used, positives, WORKING_ROWS)
-    bias = np.zeros(n_new)
+    gram = _gram(x, used)
     todo = list(range(n_new))
-    out_w = np.zeros((d, n_new), np.float32)
     if folds is not None:  # each fold's columns, fitted without its photos, on the rows given
-        fits = [(np.zeros((d, n_new), np.float32), np.zeros(n_new)) for _ in folds]
         kept = [np.where(held, 0.0, sample) for held in folds]
-        _fit_rows(x, offset, [k / max(float(k.sum()), 1e-30) for k in kept], targets, base.classes, rows,
-                  [b for _, b in fits], todo, l2, [w for w, _ in fits], steps, progress)
-        return [NewColumns(w, b.astype(np.float32), rows) for w, b in fits]
+        fits = [_Fits(d, n_new, start) for _ in folds]
+        _fit_rows(x, offset, [k / max(float(k.sum()), 1e-30) for k in kept], targets, base.classes, rows, fits,
+                  todo, l2, gram, steps, progress)
+        return [NewColumns(f.weights, f.bias.astype(np.float32), rows, f.alphas) for f in fits]
+    fit = _Fits(d, n_new, start)
     for round_ in range(1 if fixed_rows else ROUNDS):
-        _fit_rows(x, offset, [sample], targets, base.classes, rows, [bias], todo, l2, [out_w], steps,
+        _fit_rows(x, offset, [sample], targets, base.classes, rows, [fit], todo, l2, gram, steps,
                   progress if round_ == 0 else None)
         if fixed_rows or round_ == ROUNDS - 1:
             break
         # Any negative outside a column's rows that it would take joins them, and the column is fitted again.
-        u = x[used] @ out_w[:, todo] + bias[todo] + offset[used, None]
+        u = x[used] @ fit.weights[:, todo] + fit.bias[todo] + offset[used, None]
         where = np.flatnonzero(used)
         again = []
         for k, c in enumerate(todo):
@@ -255,7 +264,21 @@ def fit_new_columns(base: Head, features: np.ndarray, targets: np.ndarray, weigh
         if not again:
             break
         todo = again
-    return NewColumns(out_w, bias.astype(np.float32), rows)
+    return NewColumns(fit.weights, fit.bias.astype(np.float32), rows, fit.alphas)
+
+
+class _Fits:
+    """One fit's columns as they are being fitted: weights, biases, and each column's coefficients on its rows
+    (None: not fitted yet), started from ``start`` (a fit on the same or fewer rows) when given."""
+
+    def __init__(self, d: int, n_new: int, start: NewColumns | None):
+        self.weights = np.zeros((d, n_new), np.float32)
+        self.bias = np.zeros(n_new)
+        self.alphas: list = [None] * n_new
+        if start is not None and start.alphas is not None:
+            self.weights[:] = start.weights
+            self.bias[:] = start.bias
+            self.alphas = list(start.alphas)
 
 
 def _hardest(x: np.ndarray, used: np.ndarray, positives: list[np.ndarray], most: int) -> list[np.ndarray]:
@@ -276,73 +299,132 @@ def _hardest(x: np.ndarray, used: np.ndarray, positives: list[np.ndarray], most:
     return out
 
 
-def _fit_rows(x, offset, samples, targets, first_new, rows, biases, todo, l2, out_ws, steps, progress) -> None:
-    """L-BFGS for the columns ``todo``, once per sample weighting in ``samples`` (the full fit's, or each fold's:
-    the results go to the same place in ``biases`` and ``out_ws``), in chunks of columns with rows of similar
-    count: each chunk's columns are one problem (a sum of theirs, independent of each other).
+def _gram(x: np.ndarray, used: np.ndarray):
+    """rows → their features' Gram matrix (float64). Every column's rows are used photos: when there are at most
+    GRAM_PHOTOS of them, one matrix product for all (a column's is then a lookup: the columns' rows overlap, and
+    each round would otherwise compute theirs again); else each column's own."""
+    where = np.flatnonzero(used)
+    if len(where) > GRAM_PHOTOS:
+        return lambda r: (x[r] @ x[r].T).astype(np.float64)
+    position = np.full(len(x), -1)
+    position[where] = np.arange(len(where))
+    xu = x[where]
+    whole = xu @ xu.T
+    return lambda r: whole[np.ix_(position[r], position[r])].astype(np.float64)
+
+
+def _fit_rows(x, offset, samples, targets, first_new, rows, fits, todo, l2, gram, steps, progress) -> None:
+    """Fit the columns ``todo`` on their rows, once per sample weighting in ``samples`` (the full fit's, or each
+    fold's: the result goes to the same place in ``fits``), each column from where its fit in ``fits`` was.
 
     A column's loss sees its weights only through its rows' features, and its penalty is |w|^2, so the best
-    weights lie in the span of those rows: the problem is solved in the coordinates of that span given by the
-    Cholesky factor of the rows' Gram matrix (X_r = L·Q, Q orthonormal), a few hundred numbers a column instead
-    of 2,048, a step costing rows², not rows × features; the factor is made once a chunk for every fit."""
-    order = sorted(todo, key=lambda c: len(rows[c]))
-    d = x.shape[1]
-    done = 0
-    while order:
-        m = max(len(rows[order[0]]), 1)
-        most = max(1, 20_000_000 // (int(m * 1.25) * d))  # the chunk's features: at most ~80 MB
-        chunk = [c for c in order if len(rows[c]) <= m * 1.25][:most]
-        order = order[len(chunk):]
-        size = max(len(rows[c]) for c in chunk)
-        idx = np.zeros((len(chunk), size), int)
-        live = np.zeros((len(chunk), size), bool)
-        for k, c in enumerate(chunk):
-            idx[k, :len(rows[c])] = rows[c]
-            live[k, :len(rows[c])] = True
-        xr = x[idx] * live[..., None]
-        gram = np.matmul(xr, xr.transpose(0, 2, 1)).astype(np.float64)
-        jitter = 1e-7 * np.maximum(np.einsum("cii->c", gram) / size, 1e-12)
-        coords = np.linalg.cholesky(gram + jitter[:, None, None] * np.eye(size))  # rows in the span's basis
-        unfactor = np.linalg.inv(coords)  # L⁻¹: weights ↔ coordinates
-        y = ((targets[idx] == first_new + np.asarray(chunk)[:, None]) & live).astype(np.float64)
-        o = np.where(live, offset[idx], 0.0)
-        for sample, bias, out_w in zip(samples, biases, out_ws, strict=True):
-            s = np.where(live, sample[idx], 0.0)
-            b0 = bias[chunk].astype(np.float64)
-            w0 = out_w[:, chunk].T
-            start = np.zeros((len(chunk), size))
-            if w0.any():  # fitted before, on fewer rows
-                start = np.einsum("cij,cj->ci", unfactor, np.einsum("cmd,cd->cm", xr, w0).astype(np.float64))
-            for j in np.flatnonzero(~w0.any(axis=1)):  # a fresh column starts where its photos are at even odds
-                mine = (y[j] > 0) & (s[j] > 0)
-                b0[j] = -float(np.median(o[j][mine])) if mine.any() else 0.0
-            theta = _lbfgs(_chunk_loss(coords, y, s, o, l2), np.concatenate([start.ravel(), b0]), steps, 1e-6)
-            beta, b = theta[:-len(chunk)].reshape(len(chunk), size), theta[-len(chunk):]
-            along = np.einsum("cji,cj->ci", unfactor, beta).astype(np.float32)  # L⁻ᵀβ
-            out_w[:, chunk] = np.einsum("cmd,cm->dc", xr, along)
-            bias[chunk] = b
-        done += len(chunk)
-        if progress:
-            progress(done, len(todo))
+    weights lie in the span of those rows: w = X_rᵀα, and the problem is solved in α with the rows' Gram matrix
+    K = X_r X_rᵀ (looked up once a column for all its fits), by Newton's method (:func:`_newton`), all of a
+    column's fits (the folds) at once."""
+    for n, c in enumerate(todo):
+        r = rows[c]
+        k = gram(r)
+        y = (targets[r] == first_new + c).astype(np.float64)
+        o = offset[r]
+        s = np.stack([sample[r] for sample in samples])
+        alpha = np.zeros((len(samples), len(r)))
+        b = np.zeros(len(samples))
+        for f, fit in enumerate(fits):
+            before = fit.alphas[c]
+            if before is not None:  # fitted before on these rows, or on the first of them
+                alpha[f, :len(before)] = before
+                b[f] = fit.bias[c]
+            else:  # a fresh column starts where its photos are at even odds
+                mine = (y > 0) & (s[f] > 0)
+                b[f] = -float(np.median(o[mine])) if mine.any() else 0.0
+        # Fits that start from one fit (the folds from the full fit) start with one Hessian: the mean of theirs.
+        alpha, b = _newton(k, y, s, o, l2, alpha, b, steps,
+                           shared=len(fits) > 1 and all(f.alphas[c] is not None for f in fits))
+        weights = x[r].T @ alpha.T.astype(np.float32)
+        for f, fit in enumerate(fits):
+            fit.alphas[c] = alpha[f]
+            fit.bias[c] = b[f]
+            fit.weights[:, c] = weights[:, f]
+        if progress and (n + 1 == len(todo) or (n + 1) % 10 == 0):
+            progress(n + 1, len(todo))
 
 
-def _chunk_loss(coords: np.ndarray, y: np.ndarray, s: np.ndarray, o: np.ndarray, l2: float):
-    """θ → (loss, gradient) of a chunk's columns, each "its photos or not" on its own rows, given as
-    ``coords`` (columns × rows × basis), with targets ``y``, sample weights ``s`` and offsets ``o`` (-log of the
-    frozen columns' softmax sum) per row; θ: the columns' coordinates, then their biases."""
-    n_cols, _, k = coords.shape
+def _newton(k: np.ndarray, y: np.ndarray, s: np.ndarray, o: np.ndarray, l2: float, alpha: np.ndarray,
+            b: np.ndarray, steps: int, shared: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """For each fit f (the rows of ``s``: its sample weights on the same rows), minimise
+    Σ s_f·(log(1 + e^u) - y·u) + l2/2·αᵀKα, u = Kα + b + o, by Newton's method in (w, b) with a backtracking
+    line search, from ``alpha`` (fits × rows) and ``b``; returns them fitted.
 
-    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        beta = theta[:-n_cols].reshape(n_cols, k)
-        b = theta[-n_cols:]
-        u = np.minimum(np.matmul(coords, beta[:, :, None])[:, :, 0] + b[:, None] + o, 80.0)
+    A step needs the Hessian's inverse, (l2·I + D·K)⁻¹ in α (D: each row's curvature s·p·(1-p); the
+    push-through identity), an m³ inverse. A fit gets it again only when its last step did not cut the
+    decrement (what a step would still lower the loss by) by a fifth, or was shortened; else the one before
+    serves: the step is then a little off Newton's, a descent all the same, and the gradient is exact, so the
+    optimum is the problem's. Stops when half the decrement is below DECREMENT. ``shared``: the fits start at
+    one point (the folds, from the full fit): one Hessian for all to start, that of their mean weighting, kept
+    until a fit's decrement no longer falls by a tenth a step (a fold differs from the full fit by a fifth of the
+    rows: an inverse costs as much as ~20 steps)."""
+    n_fits, m = s.shape
+    ka = alpha @ k
+    eye = np.eye(m)
+
+    def losses(u: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+        return (s * (np.logaddexp(0.0, u) - y * u)).sum(axis=1) + 0.5 * l2 * penalty
+
+    u = ka + b[:, None] + o
+    loss = losses(u, (alpha * ka).sum(axis=1))
+    before = np.full(n_fits, np.inf)
+    going = np.ones(n_fits, bool)
+    stale = np.ones(n_fits, bool)
+    inverse = np.empty((n_fits, m, m), np.float32)  # an approximate inverse does: it only shapes the steps
+    curv = np.empty((n_fits, m))
+    slow = 0.8
+    if shared:
+        p = 0.5 * (1.0 + np.tanh(0.5 * u[0]))
+        curv[:] = s.mean(axis=0) * p * (1.0 - p)
+        inverse[:] = np.linalg.inv((l2 * eye + curv[0, :, None] * k).astype(np.float32))
+        stale[:] = False
+        slow = 0.9
+    for _ in range(steps):
         p = 0.5 * (1.0 + np.tanh(0.5 * u))  # the sigmoid, without overflow
-        loss = float((s * (np.logaddexp(0.0, u) - y * u)).sum()) + 0.5 * l2 * float((beta ** 2).sum())
         g = s * (p - y)
-        grad = np.matmul(g[:, None, :], coords)[:, 0, :] + l2 * beta
-        return loss, np.concatenate([grad.ravel(), g.sum(axis=1)])
-
-    return loss_and_gradient
+        v = g + l2 * alpha  # the gradient in w is X_rᵀv, in b Σg
+        redo = np.flatnonzero(stale & going)
+        if len(redo):
+            curv[redo] = s[redo] * p[redo] * (1.0 - p[redo])
+            inverse[redo] = np.linalg.inv((l2 * eye + curv[redo, :, None] * k).astype(np.float32))
+            stale[redo] = False
+        q = np.matmul(inverse, np.stack([v, curv], axis=2).astype(np.float32)).astype(np.float64)  # (l2·I + D·K)⁻¹
+        # for the gradient and the bias
+        kq = np.matmul(k, q)
+        schur = curv.sum(axis=1) - (curv * kq[:, :, 1]).sum(axis=1)
+        g_sum = g.sum(axis=1)
+        step_b = np.where(schur > 1e-300, ((curv * kq[:, :, 0]).sum(axis=1) - g_sum) / np.maximum(schur, 1e-300), 0)
+        step_a = -(q[:, :, 0] + step_b[:, None] * q[:, :, 1])
+        k_step = -(kq[:, :, 0] + step_b[:, None] * kq[:, :, 1])
+        decrement = -((v * k_step).sum(axis=1) + g_sum * step_b)
+        going &= decrement > 2 * DECREMENT  # converged (or no descent left that float64 can see)
+        if not going.any():
+            break
+        du = k_step + step_b[:, None]
+        a_ka, a_ks, s_ks = (alpha * ka).sum(axis=1), (alpha * k_step).sum(axis=1), (step_a * k_step).sum(axis=1)
+        t = going.astype(np.float64)
+        while True:
+            new_loss = losses(u + t[:, None] * du, a_ka + 2 * t * a_ks + t * t * s_ks)
+            short = going & (new_loss > loss - 1e-4 * t * decrement) & (t >= 1e-10)
+            if not short.any():
+                break
+            t[short] *= 0.5
+        worse = going & (new_loss > loss)  # no step lowers its loss: as low as float64 can tell
+        going &= ~worse
+        t[worse] = 0.0
+        stale |= going & ((decrement > slow * before) | (t < 0.25))  # slow: its next step gets a new Hessian
+        before = np.where(going, decrement, before)
+        alpha = alpha + t[:, None] * step_a
+        ka = ka + t[:, None] * k_step
+        b = b + t * step_b
+        u = ka + b[:, None] + o
+        loss = np.where(t > 0, new_loss, loss)
+    return alpha, b
 
 
 def _lbfgs(f, theta: np.ndarray, max_steps: int, tolerance: float, memory: int = 10) -> np.ndarray:

@@ -69,7 +69,7 @@ L2 = 3e-4  # the penalty on a new column's weights (benchmarks/teach.py: 1e-4 â€
 # and 0.227 % (over the 0.2 % target).
 NEGATIVES_SURE = 0.9
 FOLDS = 5  # the taught model's own figures: each photo answered by a head fitted without it
-STEPS = 200  # L-BFGS steps at most (it stops earlier, at its tolerance)
+STEPS = 200  # L-BFGS or Newton steps at most (they stop earlier, at their tolerance)
 KIND = "dogcat-teach/1"  # the card's "taught" block: a file teach wrote, and may write again
 # A share measured on fewer photos than this is not given as a figure ("too few photos to measure"): one photo
 # of 5 is 20 points.
@@ -161,6 +161,13 @@ def fit(base: heads.Head, lesson: Lesson, features: np.ndarray, l2: float = L2, 
 def _fitted(base: heads.Head, lesson: Lesson, features: np.ndarray, l2: float, steps: int, progress=None,
             rows: list[np.ndarray] | None = None) -> tuple[heads.Head, list[np.ndarray] | None]:
     """The taught head, and the rows each new column was fitted on (heads.fit_new_columns)."""
+    head, new = _fit_new(base, lesson, features, l2, steps, progress, rows)
+    return head, new.rows if new is not None else None
+
+
+def _fit_new(base: heads.Head, lesson: Lesson, features: np.ndarray, l2: float, steps: int, progress=None,
+             rows: list[np.ndarray] | None = None) -> tuple[heads.Head, heads.NewColumns | None]:
+    """The taught head, and its new columns as fitted (their rows, where the out-of-fold fits start from)."""
     head = base.with_columns(len(lesson.words))
     if lesson.refit:  # the model's own columns too: one joint fit (measured, not used: docs/teach.md)
         used = lesson.targets >= 0
@@ -174,7 +181,7 @@ def _fitted(base: heads.Head, lesson: Lesson, features: np.ndarray, l2: float, s
     assert isinstance(new, heads.NewColumns)
     head.weights[:, base.classes:] = new.weights
     head.bias[base.classes:] = new.bias
-    return head, new.rows
+    return head, new
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -184,7 +191,7 @@ def _share(part: int, whole: int) -> float | None:
 
 def out_of_fold(base: heads.Head, lesson: Lesson, features: np.ndarray, folds: int = FOLDS,
                 l2: float = L2, steps: int = STEPS, seed: int = 0, rows: list[np.ndarray] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> dict:
+                progress: Callable[[int, int], None] | None = None, start: heads.NewColumns | None = None) -> dict:
     """The taught model's figures, each photo answered by a head fitted without it (``folds`` folds; each
     word's photos spread over them): every catalog photo, the ones the model was not sure of and those left
     out of the lesson included.
@@ -215,7 +222,7 @@ def out_of_fold(base: heads.Head, lesson: Lesson, features: np.ndarray, folds: i
     else:  # every fold's new columns at once, on the full fit's rows (heads.fit_new_columns)
         held_out = [fold == k for k in range(folds)]
         fitted = heads.fit_new_columns(base, features, lesson.targets, lesson.weights, l2, rows=rows, steps=steps,
-                                       n_new=len(lesson.words), progress=progress, folds=held_out)
+                                       n_new=len(lesson.words), progress=progress, folds=held_out, start=start)
         for held, new_columns in zip(held_out, fitted, strict=True):
             new_logits = features[held] @ new_columns.weights + new_columns.bias
             answered[held] = np.concatenate([base_logits[held], new_logits], axis=1).argmax(axis=1)
@@ -385,9 +392,9 @@ def teach(engine, base: BreedModel, out: Path, *, min_photos: int = MIN_PHOTOS, 
         raise TeachError(f"{catalog or 'the catalog'}: no breed word of the shelter's has {min_photos} labelled "
                          f"photos yet (a new label needs {min_photos}; have: {waiting}); nothing taught")
     long = len(lesson.words) >= PROGRESS_WORDS
-    taught, rows = _fitted(head, lesson, photos.features, L2, STEPS,
+    taught, new = _fit_new(head, lesson, photos.features, L2, STEPS,
                            _phase(progress, "fitting the words") if long else None)
-    measured = out_of_fold(head, lesson, photos.features, rows=rows,
+    measured = out_of_fold(head, lesson, photos.features, rows=new.rows if new is not None else None, start=new,
                            progress=_phase(progress, "measuring out of fold") if long else None)
     over = {w: got for w, got in measured["labels"].items() if got["taken"] is not None and got["taken"] > MAX_TAKEN}
     if over and not anyway:
