@@ -1,0 +1,491 @@
+"""The read model's rules (dogcat.readmodel: whose word an animal's answer is, how its photos vote, how answers
+read) and the ASM3 plan's (dogcat.asm3_sync: what an import file says of an animal: breeds, log line, age, which
+photos, which corrections a person must make), case by case on plain records: no catalog, no model.
+
+These are the unit tests the mutation tests run for those modules (docs/development.md, "Mutation testing"); each
+assertion is one that a plausible slip in the rule makes fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+
+from dogcat import asm3_sync, fusion, readmodel
+from dogcat.asm3_sync import Handoff, Outgoing, Plan, Sent, breeds_key, estimated_age
+from dogcat.errors import UsageError
+from dogcat.readmodel import Answer, Correction, ModelInfo
+
+BEAGLE, PUG, LAB = "n02088364-beagle", "n02110958-pug", "n02099712-Labrador_retriever"
+BASSET, SPRINGER, POODLE = "n02088238-basset", "n02102040-English_springer", "n02113799-standard_poodle"
+NAMES = {BEAGLE: "Beagle", PUG: "Pug", LAB: "Labrador Retriever", BASSET: "Basset", SPRINGER: "English Springer",
+         POODLE: "Standard Poodle"}
+
+
+def guesses(*pairs) -> list[dict]:
+    return [{"label": label, "breed": NAMES[label], "confidence": p} for label, p in pairs]
+
+
+def photo(sha: str, *pairs, status: str | None = "dog", model: str | None = "m1", at: str | None = "2026-01-01",
+          path: str | None = None, **more) -> dict:
+    return {"path": path or f"A1/{sha}.jpg", "sha256": sha, "status": status, "top_k": guesses(*pairs),
+            "model": model, "classified_at": at, "animal": "A1", **more}
+
+
+def fix(id_: int, status: str = "dog", label: str | None = None, label2: str | None = None, breed: str | None = None,
+        breed2: str | None = None, source: str = "staff") -> Correction:
+    return Correction(id_, status, label, label2, "alice", "2026-12-04T10:11:12", breed, breed2, source, None)
+
+
+# --- dogcat.readmodel: a correction ---------------------------------------------------------------------------
+
+def test_a_corrections_asm3_breeds():
+    assert fix(1, label=BEAGLE).asm3_breeds() == ("Beagle", "Beagle")  # a purebred twice
+    assert fix(1, label=BEAGLE, label2=PUG).asm3_breeds() == ("Beagle", "Pug")
+    assert fix(1, label=BEAGLE, breed="Beagle", breed2="Mixed Breed").asm3_breeds() == ("Beagle", "Mixed Breed")
+    assert fix(1, breed="Pit Bull Terrier").asm3_breeds() == ("Pit Bull Terrier", "Pit Bull Terrier")
+    assert fix(1, label=SPRINGER).asm3_breeds() == ("English Springer Spaniel",) * 2  # ASM3's spelling
+
+
+def test_a_correction_as_a_record():
+    assert fix(7, label=BEAGLE, label2=PUG, breed="Beagle", breed2="Pug").to_dict() == {
+        "status": "dog", "label": BEAGLE, "breed": "Beagle", "label2": PUG, "breed2": "Pug", "by": "alice",
+        "at": "2026-12-04T10:11:12", "source": "staff", "note": None}
+    one = fix(8, label=BEAGLE, breed="Beagle").to_dict()
+    assert (one["breed"], one["breed2"]) == ("Beagle", None)
+    assert fix(9, "not_a_dog", source="asm3").to_dict()["breed"] is None
+    assert fix(9, "not_a_dog", source="asm3").to_dict()["source"] == "asm3"
+
+
+def row(**values):
+    base = {"id": 3, "status": "dog", "label": None, "label2": None, "corrected_by": "bob",
+            "corrected_at": "2026-05-06", "breed": None, "breed2": None, "source": None, "note": "seen twice"}
+    return SimpleNamespace(**{**base, **values})
+
+
+def test_a_corrections_row_read_as_outputs_read_it():
+    old = readmodel.correction_of(row(label=SPRINGER, label2=PUG))  # before schema 4: no breed words
+    assert old == Correction(3, "dog", SPRINGER, PUG, "bob", "2026-05-06", "English Springer Spaniel", "Pug",
+                             "staff", "seen twice")
+    assert readmodel.correction_of(row(label=BEAGLE)).breed2 is None
+    new = readmodel.correction_of(row(label=None, breed="Pit Bull Terrier", breed2="Mixed Breed", source="asm3"))
+    assert (new.breed, new.breed2, new.source) == ("Pit Bull Terrier", "Mixed Breed", "asm3")
+    assert readmodel.correction_of(row(status="not_a_dog")).breed is None
+
+
+def test_whose_word_a_photo_takes():
+    own, animals = fix(1, label=PUG), fix(2, label=LAB)
+    fixes = {("photo", "s1"): own, ("animal", "A1"): animals}
+    assert readmodel.photo_correction(photo("s1", (BEAGLE, 0.9)), fixes) is own
+    assert readmodel.photo_correction(photo("s1", status="error"), fixes) is None  # unreadable: its own is moot
+    assert readmodel.photo_correction(photo("s2", (BEAGLE, 0.9)), fixes) is animals
+    assert readmodel.photo_correction(photo("s2", (BEAGLE, 0.4), status="unsure"), fixes) is animals
+    assert readmodel.photo_correction(photo("s2", status="not_a_dog"), fixes) is None
+    assert readmodel.photo_correction(photo("s2", status="error"), fixes) is None
+    assert readmodel.photo_correction(photo("s2", status="not_a_dog"), {("photo", "s2"): own}) is own
+
+
+def test_a_correction_applied_to_a_photos_record():
+    record = photo("s1", (BEAGLE, 0.9), label=BEAGLE, breed="Beagle", confidence=0.9, source="model")
+    readmodel.apply_correction(record, fix(1, label=LAB, label2=PUG))
+    assert {k: record[k] for k in ("source", "status", "label", "breed", "confidence")} == {
+        "source": "correction", "status": "dog", "label": LAB, "breed": "Labrador Retriever / Pug",
+        "confidence": None}
+    readmodel.apply_correction(record, fix(2, "not_a_dog"))
+    assert (record["status"], record["label"], record["breed"]) == ("not_a_dog", None, None)
+
+
+# --- dogcat.readmodel: an animal's answer ---------------------------------------------------------------------
+
+def fixed_by(a: Answer) -> int | None:
+    return a.correction.id if a.correction is not None else None
+
+
+INFOS = {"m1": ModelInfo(None, 0.5), "m2": ModelInfo(None, 0.8)}
+
+
+def test_the_animals_own_correction_wins():
+    photos = [photo("s1", (BEAGLE, 0.9))]
+    a = readmodel.answer("A1", "Rex", photos, {("animal", "A1"): fix(4, label=LAB, label2=PUG),
+                                                ("photo", "s1"): fix(5, label=BASSET)}, INFOS)
+    assert (a.animal, a.name, a.photos, a.status, a.source, fixed_by(a)) == (
+        "A1", "Rex", photos, "dog", "correction", 4)
+    assert a.top_k == [{"label": LAB, "breed": "Labrador Retriever", "confidence": None},
+                       {"label": PUG, "breed": "Pug", "confidence": None}]
+    assert (a.votes, a.model, a.confidence, a.label, a.breed) == (0, None, None, LAB, "Labrador Retriever")
+    gone = readmodel.answer("A1", "Rex", photos, {("animal", "A1"): fix(4, "not_a_dog")}, INFOS)
+    assert (gone.status, gone.top_k, gone.source, gone.label) == ("not_a_dog", [], "correction", None)
+
+
+def test_staff_words_the_model_lacks_are_the_answer():
+    a = readmodel.answer("A1", "Rex", [], {("animal", "A1"): fix(4, breed="Pit Bull Terrier",
+                                                                 breed2="Mixed Breed")}, INFOS)
+    assert a.top_k == [{"label": None, "breed": "Pit Bull Terrier", "confidence": None},
+                       {"label": None, "breed": "Mixed Breed", "confidence": None}]
+    assert a.summary() == "Pit Bull Terrier / Mixed Breed (staff)"
+
+
+def test_the_newest_photo_correction_names_the_animal():
+    photos = [photo("s1", (BEAGLE, 0.9)), photo("s2", (BEAGLE, 0.9)), photo("s3", (BEAGLE, 0.9))]
+    fixes = {("photo", "s1"): fix(9, label=PUG), ("photo", "s2"): fix(5, label=LAB),
+             ("photo", "s3"): fix(12, "not_a_dog")}
+    a = readmodel.answer("A1", "Rex", photos, fixes, INFOS)
+    assert (a.status, a.source, fixed_by(a), a.label) == ("dog", "correction", 9, PUG)
+    a = readmodel.answer("A1", "Rex", photos[::-1], fixes, INFOS)  # by id, not by the photos' order
+    assert fixed_by(a) == 9
+
+
+def test_photos_corrected_as_not_dogs_do_not_vote():
+    photos = [photo("s1", (PUG, 0.9), (BEAGLE, 0.05)), photo("s2", (BEAGLE, 0.7), (PUG, 0.2))]
+    a = readmodel.answer("A1", "Rex", photos, {("photo", "s1"): fix(3, "not_a_dog")}, INFOS)
+    assert (a.source, a.votes, a.label, a.status) == ("model", 1, BEAGLE, "dog")
+    assert a.top_k[0]["confidence"] == pytest.approx(0.7 / 0.9, abs=1e-6)  # s2's alone, over the listed breeds
+
+
+def test_an_animal_whose_dogs_staff_all_called_not_dogs():
+    photos = [photo("s1", (PUG, 0.9)), photo("s2", (BEAGLE, 0.7)), photo("s3", status="error")]
+    fixes = {("photo", "s1"): fix(3, "not_a_dog"), ("photo", "s2"): fix(6, "not_a_dog")}
+    a = readmodel.answer("A1", "Rex", photos, fixes, INFOS)
+    assert (a.status, a.source, fixed_by(a), a.top_k) == ("not_a_dog", "correction", 6, [])
+    # a photo the model itself took for no dog: the model's word, not the staff's
+    cat = photo("s4", (PUG, 0.2), status="not_a_dog")
+    a = readmodel.answer("A1", "Rex", [*photos, cat], fixes, INFOS)
+    assert (a.status, a.source, a.correction) == ("not_a_dog", "model", None)
+
+
+def test_an_animal_with_no_dog_photo():
+    cat, broken = photo("s1", (PUG, 0.2), status="not_a_dog"), photo("s2", status="error")
+    a = readmodel.answer("A1", "Rex", [broken, cat], {}, INFOS)
+    assert (a.status, a.source, a.top_k, a.votes) == ("not_a_dog", "model", [], 0)
+    a = readmodel.answer("A1", "Rex", [broken], {}, INFOS)
+    assert (a.status, a.summary(), a.label, a.breed) == ("error", "no readable photo", None, None)
+    assert readmodel.answer("A1", "Rex", [], {}, INFOS).status == "error"
+
+
+def test_one_vote_per_photo_and_the_newest_models_rule():
+    same = [photo("s1", (BEAGLE, 0.9), (PUG, 0.1), path="A1/a.jpg", model="m2", at="2026-02-01"),
+            photo("s1", (BEAGLE, 0.9), (PUG, 0.1), path="A1/b.jpg", model="m2", at="2026-02-01"),
+            photo("s2", (BEAGLE, 0.6), (PUG, 0.4), model="m1", at="2026-01-01")]
+    a = readmodel.answer("A1", "Rex", same, {}, INFOS)
+    assert a.votes == 2 and a.model == "m2"
+    # s1 once and s2: Beagle 0.786, below m2's 0.8, so unsure (s1 counted twice: 0.832, and m1's 0.5: dog)
+    assert a.top_k[0]["confidence"] == pytest.approx(0.786, abs=1e-3) and a.status == "unsure"
+    older = [{**p, "model": "m2" if p["sha256"] == "s2" else "m1"} for p in same]
+    a = readmodel.answer("A1", "Rex", older, {}, INFOS)
+    assert (a.model, a.status) == ("m1", "dog")  # the newest photo's model, not the largest name
+    a = readmodel.answer("A1", "Rex", [photo("s1", (BEAGLE, 0.5), (PUG, 0.5), model="m9")], {}, INFOS)
+    assert (a.model, a.status) == ("m9", "dog")  # an unknown model: the default rule (dog from 0.5)
+    a = readmodel.answer("A1", "Rex", [photo("s1", (BEAGLE, 0.45), (PUG, 0.45), (LAB, 0.1), model="m9")], {}, INFOS)
+    assert a.status == "unsure"
+    a = readmodel.answer("A1", "Rex", [photo("s1", (BEAGLE, 0.9), model=None, at=None)], {}, INFOS)
+    assert a.model is None
+
+
+def test_k_guesses_and_the_unsure_photos_vote():
+    photos = [photo("s1", (BEAGLE, 0.4), (PUG, 0.3), (LAB, 0.2), status="unsure")]
+    a = readmodel.answer("A1", "Rex", photos, {}, INFOS, k=2)
+    assert [g["label"] for g in a.top_k] == [BEAGLE, PUG] and a.votes == 1
+
+
+def test_a_photos_distribution():
+    labels = [BEAGLE, LAB, PUG]
+    info = ModelInfo(labels, 0.5)
+    whole = photo("s1", (BEAGLE, 0.6), probabilities=[0.6, 0.3, 0.1])
+    assert readmodel._distribution(whole, info) == {BEAGLE: 0.6, LAB: 0.3, PUG: 0.1}
+    top_only = {None: pytest.approx(0.2), BEAGLE: 0.6, PUG: 0.2}
+    assert readmodel._distribution(photo("s1", (BEAGLE, 0.6), (PUG, 0.2)), info) == top_only
+    # probabilities of another label set, or no labels: the top-k alone
+    assert readmodel._distribution({**whole, "probabilities": [0.6, 0.4]}, info) == {BEAGLE: 0.6, None: 0.4}
+    assert readmodel._distribution(whole, ModelInfo(None, 0.5)) == {BEAGLE: 0.6, None: 0.4}
+    assert readmodel._distribution(whole, None) == {BEAGLE: 0.6, None: 0.4}
+    over = photo("s1", (BEAGLE, 0.7), (PUG, 0.5), (LAB, None))
+    assert readmodel._distribution(over, None) == {BEAGLE: 0.7, PUG: 0.5, None: 0.0}  # never below 0
+    assert readmodel._distribution({"top_k": None}, None) == {None: 1.0}
+
+
+def test_fused_photos_share_what_their_top_k_left_out():
+    one, two = photo("s1", (BEAGLE, 0.6), (PUG, 0.3)), photo("s2", (BEAGLE, 0.5), (LAB, 0.3))
+    # labels in order: beagle, Labrador, pug; each photo's 0.1 left out goes to the label it did not list and
+    # the labels nobody listed, in equal shares
+    want = fusion.ranked(fusion.fuse([[0.6, 0.05, 0.3], [0.5, 0.3, 0.1]]), [BEAGLE, LAB, PUG], 3)
+    got = readmodel.fuse_photos([one, two], {})
+    assert [(g["label"], g["confidence"]) for g in got] == [(label, round(p, 6)) for label, p in want]
+    assert [g["breed"] for g in got] == ["Beagle", "Pug", "Labrador Retriever"]
+    assert len(readmodel.fuse_photos([one, two], {}, k=2)) == 2
+    info = {"m1": ModelInfo([BEAGLE, LAB, PUG], 0.5)}
+    whole = [{**one, "probabilities": [0.2, 0.7, 0.1]}]
+    assert [g["label"] for g in readmodel.fuse_photos(whole, info)] == [LAB, BEAGLE, PUG]
+    assert [g["label"] for g in readmodel.fuse_photos([{**whole[0], "model": None}], info)] == [BEAGLE, PUG]
+
+
+def test_a_guess_rounds_its_confidence():
+    assert readmodel._guess(BEAGLE, 0.12345678) == {"label": BEAGLE, "breed": "Beagle", "confidence": 0.123457}
+    assert readmodel._guess(PUG, None) == {"label": PUG, "breed": "Pug", "confidence": None}
+
+
+# --- dogcat.readmodel: how an answer reads ----------------------------------------------------------------------
+
+def model_answer(status: str, *pairs, votes: int = 2, model: str | None = "m1") -> Answer:
+    return Answer("A1", "Rex", [photo("s1", (BEAGLE, 0.9))], status, guesses(*pairs), "model", None, votes, model)
+
+
+def test_how_a_models_answer_reads():
+    sure = model_answer("dog", (BEAGLE, 0.9), (PUG, 0.05))
+    assert (sure.summary(), sure.mix, sure.confidence, sure.label, sure.breed) == ("Beagle", None, 0.9, BEAGLE,
+                                                                                  "Beagle")
+    assert model_answer("dog", (BEAGLE, 0.6), (PUG, 0.3)).summary() == "Beagle"  # sure: no mix spoken of
+    mix = model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.25))
+    assert (mix.summary(), mix.mix) == ("maybe a mix: Beagle / Pug", ("Beagle", "Pug"))
+    unsure = model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.24))
+    assert (unsure.summary(), unsure.mix) == ("probably Beagle", None)
+    alone = model_answer("unsure", (BEAGLE, 0.45))
+    assert (alone.summary(), alone.mix) == ("probably Beagle", None)
+    assert model_answer("not_a_dog").summary() == "not a dog"
+    assert (model_answer("not_a_dog", (BEAGLE, 0.3)).label, model_answer("not_a_dog", (BEAGLE, 0.3)).breed,
+            model_answer("not_a_dog", (BEAGLE, 0.3)).confidence) == (None, None, None)
+    assert (model_answer("dog").label, model_answer("dog").confidence) == (None, None)
+
+
+def test_how_a_staff_answer_reads():
+    def staff(c: Correction) -> Answer:
+        return Answer("A1", "Rex", [], c.status, readmodel._staff_top_k(c) if c.status == "dog" else [],
+                      "correction", c)
+    two = staff(fix(1, label=BEAGLE, label2=PUG))
+    assert (two.summary(), two.mix, two.confidence) == ("Beagle / Pug (staff)", ("Beagle", "Pug"), None)
+    one = staff(fix(1, label=BEAGLE))
+    assert (one.summary(), one.mix) == ("Beagle (staff)", None)
+    assert staff(fix(1, "not_a_dog")).summary() == "not a dog (staff)"
+
+
+def test_an_answer_as_a_record():
+    a = model_answer("unsure", (BEAGLE, 0.4512345), (PUG, 0.3), votes=3)
+    assert a.to_dict() == {"animal": "A1", "name": "Rex", "photos": ["A1/s1.jpg"], "status": "unsure",
+                           "label": BEAGLE, "breed": "Beagle", "confidence": 0.451234, "breed2": "Pug",
+                           "summary": "maybe a mix: Beagle / Pug", "top_k": a.top_k, "source": "model",
+                           "corrected_by": None, "corrected_at": None, "votes": 3, "model": "m1"}
+    assert model_answer("dog", (BEAGLE, 0.9)).to_dict()["breed2"] is None
+    staff = Answer("A1", "Rex", [], "dog", readmodel._staff_top_k(fix(1, label=BEAGLE)), "correction",
+                   fix(1, label=BEAGLE))
+    d = staff.to_dict()
+    assert (d["confidence"], d["corrected_by"], d["corrected_at"], d["source"]) == (
+        None, "alice", "2026-12-04T10:11:12", "correction")
+
+
+@pytest.mark.parametrize("record, want", [
+    ({"error": "truncated JPEG", "top_k": []}, "could not be read: truncated JPEG"),
+    ({"status": "error"}, "could not be read: no prediction"),
+    ({"status": "not_a_dog", "looks_like": "tabby"}, "not a dog (looks like tabby)"),
+    ({"status": "not_a_dog", "looks_like": None}, "not a dog"),
+    ({"status": "unsure", "top_k": []}, "unsure"),
+    ({"status": "dog", "top_k": None}, "dog"),
+    ({"status": "unsure", "top_k": guesses((BEAGLE, 0.49), (LAB, 0.3))},
+     "maybe a mix: Beagle 49% / Labrador Retriever 30%"),
+    ({"status": "unsure", "top_k": guesses((BEAGLE, 0.49), (LAB, 0.1))}, "probably Beagle (49%)"),
+    ({"status": "dog", "top_k": guesses((BEAGLE, 0.96), (LAB, 0.3))}, "Beagle 96%"),
+    ({"top_k": guesses((BEAGLE, 0.004))}, "probably Beagle (<1%)"),  # schema 1: no status
+])
+def test_a_photos_own_answer_in_a_line(record, want):
+    assert readmodel.guess_summary(record) == want
+
+
+def test_a_photo_that_disagrees_with_its_animal():
+    beagle, pug = photo("s1", (BEAGLE, 0.9)), photo("s2", (PUG, 0.9))
+    sure = model_answer("dog", (BEAGLE, 0.8), (PUG, 0.3))
+    assert not readmodel.disagrees(beagle, sure) and readmodel.disagrees(pug, sure)
+    mix = model_answer("unsure", (BEAGLE, 0.4), (PUG, 0.3))  # either breed of a mix agrees
+    assert not readmodel.disagrees(pug, mix)
+    assert readmodel.disagrees(photo("s3", (LAB, 0.9)), mix)
+    assert readmodel.disagrees(pug, model_answer("unsure", (BEAGLE, 0.4), (PUG, 0.2)))  # no mix: its first only
+    assert not readmodel.disagrees(photo("s2", (PUG, 0.3), status="not_a_dog"), sure)
+    assert not readmodel.disagrees(photo("s2", status="error"), sure)
+    assert not readmodel.disagrees({**pug, "top_k": []}, sure)
+    assert not readmodel.disagrees(pug, model_answer("not_a_dog", (BEAGLE, 0.3)))
+    assert readmodel.disagrees(photo("s2", (PUG, 0.4), status="unsure"), sure)
+    staff = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, label=LAB, label2=PUG))
+    assert not readmodel.disagrees(pug, staff) and readmodel.disagrees(beagle, staff)
+    words = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, breed="Pit Bull Terrier"))
+    assert not readmodel.disagrees(pug, words)  # breeds the model does not have: it could never name them
+    assert not readmodel.disagrees(pug, model_answer("dog"))
+
+
+@pytest.mark.parametrize("asked, label, breed, want", [
+    ("golden retriever", "n02099601-golden_retriever", "Golden Retriever", True),
+    ("Golden_Retriever", "n02099601-golden_retriever", "Golden Retriever", True),
+    ("  GOLDEN RETRIEVER ", None, "Golden Retriever", True),
+    ("n02099601-golden_retriever", "n02099601-golden_retriever", "Golden Retriever", True),
+    ("golden retriever", "n02099601-golden_retriever", None, True),  # by the label's ending
+    ("retriever", "n02099601-golden_retriever", "Golden Retriever", False),
+    ("golden", "n02099601-golden_retriever", "Golden Retriever", False),
+    ("beagle", None, None, False),
+])
+def test_an_animal_matches_breed_as_a_photo_does(asked, label, breed, want):
+    assert readmodel._breed_matches(asked, label, breed) is want
+
+
+def test_history_and_files_as_records():
+    entry = readmodel.HistoryEntry(fix(2, label=BEAGLE, label2=PUG), "photo", "A1/a.jpg", "bob", "2026-12-05", False)
+    assert entry.said() == "Beagle / Pug"
+    assert readmodel.HistoryEntry(fix(2, "not_a_dog"), "animal", "A1", None, None, True).said() == "not a dog"
+    assert entry.to_dict() == {"kind": "photo", "target": "A1/a.jpg", **fix(2, label=BEAGLE, label2=PUG).to_dict(),
+                               "undone_by": "bob", "undone_at": "2026-12-05", "in_force": False}
+    sent = readmodel.SentFile(4, "/x/a.csv", "2026-12-01", "alice", None, [("photo", "abc"), ("log", "Beagle")])
+    assert sent.to_dict() == {"file": 4, "path": "/x/a.csv", "written_at": "2026-12-01", "written_by": "alice",
+                              "forgotten_at": None, "items": [{"kind": "photo", "item": "abc"},
+                                                              {"kind": "log", "item": "Beagle"}]}
+
+
+# --- dogcat.asm3_sync: the plan ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("first, second, want", [
+    ("Beagle", "Beagle", "Beagle"),
+    ("Beagle", "beagle ", "Beagle"),  # a purebred once, whatever the case
+    ("Beagle", None, "Beagle"),
+    (" Beagle ", "  ", "Beagle"),
+    ("Beagle", "Pug", "Beagle / Pug"),
+    (None, None, ""),
+])
+def test_one_text_for_a_pair_of_breeds(first, second, want):
+    assert breeds_key(first, second) == want
+
+
+def test_an_estimated_age_or_a_date_of_birth():
+    assert estimated_age() == {}
+    assert estimated_age("2") == {"ANIMALAGE": "2", "ANIMALDOB": ""}
+    assert estimated_age(0.5) == {"ANIMALAGE": "0.5", "ANIMALDOB": ""}
+    assert estimated_age("100") == {"ANIMALAGE": "100", "ANIMALDOB": ""}
+    assert estimated_age(None, "2020-02-29") == {"ANIMALAGE": "", "ANIMALDOB": "2020-02-29"}
+    today = dt.date.today().isoformat()
+    assert estimated_age(None, today) == {"ANIMALAGE": "", "ANIMALDOB": today}
+
+
+@pytest.mark.parametrize("age, dob, what, message", [
+    ("2", "2020-01-01", "--age", "--age: give an age or a date of birth, not both"),
+    ("two", None, "--age", "--age 'two': not a number of years"),
+    ("0", None, "--age", "--age 0: ASM3 accepts an estimated age above 0 and at most 100 years"),
+    ("100.5", None, "--age", "--age 100.5: ASM3 accepts an estimated age above 0 and at most 100 years"),
+    ("-1", None, "A7: age", "A7: age -1: ASM3 accepts an estimated age above 0 and at most 100 years"),
+    (None, "2020-13-01", "--age", "--dob '2020-13-01': not a date as YYYY-MM-DD"),
+    (None, "2020-13-01", "A7: age", "A7: dob '2020-13-01': not a date as YYYY-MM-DD"),
+    (None, "3000-01-01", "A7: age", "A7: dob 3000-01-01: in the future"),
+])
+def test_an_age_asm3_would_refuse(age, dob, what, message):
+    with pytest.raises(UsageError) as refused:
+        estimated_age(age, dob, what)
+    assert str(refused.value) == message
+
+
+def test_tomorrow_is_no_date_of_birth():
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    with pytest.raises(UsageError, match="in the future"):
+        estimated_age(None, tomorrow)
+
+
+def test_the_photos_to_attach():
+    photos = [photo("s1", (BEAGLE, 0.7), path="A1/a.jpg", confidence=0.7),
+              photo("s2", (BEAGLE, 0.9), path="A1/b.jpg", confidence=0.9),
+              photo("s2", (BEAGLE, 0.9), path="A1/b-copy.jpg", confidence=0.9),
+              photo("s3", status="not_a_dog", path="A1/cat.jpg", confidence=0.99),
+              photo("s4", status="error", path="A1/broken.jpg"),
+              photo("s5", (BEAGLE, 0.4), status="unsure", path="A1/c.jpg", confidence=None),
+              photo("s6", (BEAGLE, 0.45), status="unsure", path="A1/d.jpg", confidence=0.45)]
+    a = Answer("A1", "Rex", photos, "dog", guesses((BEAGLE, 0.9)))
+    # the most confident first (ASM3's preferred photo), each content once, no cat and nothing unreadable
+    assert [p["path"] for p in asm3_sync.photos_to_attach(a)] == ["A1/b.jpg", "A1/a.jpg", "A1/d.jpg", "A1/c.jpg"]
+
+
+def test_a_breed_as_asm3_spells_it():
+    def spelt(label):
+        return asm3_sync._asm3_spelling(guesses((label, 0.5))[0])
+    assert spelt(SPRINGER) == "English Springer Spaniel"  # ASM3's longer name
+    assert spelt(POODLE) == "Standard Poodle"  # ASM3's "Poodle" is wider than the model's breed
+    assert spelt(BASSET) == "Basset Hound"
+    assert spelt(BEAGLE) == "Beagle"
+    assert asm3_sync._asm3_spelling({"label": "n09999999-tanuki", "breed": "Tanuki"}) == "Tanuki"  # no ASM3 breed
+    assert asm3_sync._asm3_spelling({"label": None, "breed": "Dingo-like"}) == "Dingo-like"
+
+
+def test_the_log_line_of_a_models_answer():
+    a = model_answer("dog", (BEAGLE, 0.97), (BASSET, 0.02), (SPRINGER, None), votes=3, model="xception-120")
+    assert asm3_sync.log_text(a) == ("dogcat: Beagle 97% (then Basset Hound 2%, English Springer Spaniel ?); "
+                                     "from 3 photos; model xception-120.")
+    assert asm3_sync.log_text(model_answer("dog", (BEAGLE, 0.97), votes=1, model=None)) == (
+        "dogcat: Beagle 97%; from 1 photo.")
+    assert asm3_sync.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1), votes=0, model=None)) == (
+        "dogcat: probably Beagle 45% (then Pug 10%); from 0 photos.")
+    assert asm3_sync.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.3), (LAB, 0.1), model="m")) == (
+        "dogcat: mix? Beagle 45%, Pug 30%, Labrador Retriever 10%; from 2 photos; model m.")
+
+
+def test_the_log_line_of_a_staff_answer():
+    def staff(c: Correction) -> Answer:
+        return Answer("A1", "Rex", [], c.status, readmodel._staff_top_k(c) if c.status == "dog" else [],
+                      "correction", c)
+    assert asm3_sync.log_text(staff(fix(1, label=BEAGLE, label2=SPRINGER))) == (
+        "dogcat: staff said Beagle / English Springer Spaniel (alice, 2026-12-04).")
+    assert asm3_sync.log_text(staff(fix(1, label=BEAGLE))) == "dogcat: staff said Beagle (alice, 2026-12-04)."
+    assert asm3_sync.log_text(staff(fix(1, "not_a_dog"))) == "dogcat: staff said not a dog (alice, 2026-12-04)."
+
+
+def test_a_new_animals_breeds():
+    assert asm3_sync._breeds_of(model_answer("dog", (SPRINGER, 0.9), (PUG, 0.3))) == (
+        "English Springer Spaniel", "English Springer Spaniel")  # a purebred twice
+    assert asm3_sync._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (SPRINGER, 0.3))) == (
+        "Beagle", "English Springer Spaniel")
+    assert asm3_sync._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1))) == ("Beagle", "Beagle")
+    staff = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, breed="Pit Bull Terrier", breed2="Mixed Breed"))
+    assert asm3_sync._breeds_of(staff) == ("Pit Bull Terrier", "Mixed Breed")
+
+
+@pytest.mark.parametrize("key, grouped, loose", [
+    ("photo:abc", {"folder"}, True),  # intake/IMG_0042.jpg: an animal of its own only for want of a folder
+    ("file:/x/IMG_1.jpg", set(), True),
+    ("photo:abc", {"staff"}, False),  # staff put it there (animals move)
+    ("photo:abc", {"none", "folder"}, False),  # --animals none: one animal per photo on purpose
+    ("folder:rex", {"folder"}, False),
+    (None, {"folder"}, False),
+])
+def test_a_loose_photo(key, grouped, loose):
+    assert asm3_sync._loose(SimpleNamespace(key=key), grouped) is loose
+
+
+def test_no_catalogued_animal_is_loose():
+    assert asm3_sync._loose(None, {"staff"}) is True
+
+
+def test_a_staff_correction_asm3_cannot_take_is_handed_to_a_person():
+    staff = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, label=LAB, label2=PUG))
+    in_asm3 = SimpleNamespace(asm3_code="ASM-7", breed1="Beagle", breed2="Beagle")
+    sent = Sent(last={("A1", "animal"): "Beagle"})
+    h = asm3_sync._handoff(staff, in_asm3, sent)
+    assert h == Handoff("A1", "ASM-7", "Beagle", "Labrador Retriever / Pug", "alice", "2026-12-04T10:11:12")
+    assert h.to_dict() == {"animal": "A1", "asm3_code": "ASM-7", "in_asm3": "Beagle",
+                           "staff": "Labrador Retriever / Pug", "by": "alice", "at": "2026-12-04T10:11:12"}
+    assert h.line() == ("A1: ASM3 still says Beagle (dogcat's guess, sent before); staff said Labrador Retriever / "
+                        "Pug (alice, 2026-12-04). ASM3's import never changes a breed: in ASM3 open animal ASM-7, "
+                        "Details, Breed, and set Labrador Retriever / Pug (the next dogcat asm3 pull sees it)")
+    # none: ASM3 holds the staff's breeds already (any case), or holds what it was not sent by dogcat
+    took = SimpleNamespace(asm3_code="ASM-7", breed1="labrador retriever", breed2="PUG")
+    assert asm3_sync._handoff(staff, took, Sent(last={("A1", "animal"): "labrador retriever / PUG"})) is None
+    assert asm3_sync._handoff(staff, in_asm3, Sent(last={("A1", "animal"): "Basset Hound"})) is None
+    assert asm3_sync._handoff(staff, in_asm3, Sent()) is None
+    # none: not the staff's, or not a breed
+    assert asm3_sync._handoff(model_answer("dog", (LAB, 0.9)), in_asm3, sent) is None
+    pulled = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, label=LAB, source="asm3"))
+    assert asm3_sync._handoff(pulled, in_asm3, sent) is None
+    assert asm3_sync._handoff(Answer("A1", "Rex", [], "not_a_dog", [], "correction", fix(1, "not_a_dog")),
+                              in_asm3, sent) is None
+    assert asm3_sync._handoff(Answer("A1", "Rex", [], "dog", [], "correction", None), in_asm3, sent) is None
+
+
+def test_a_plan_counts_what_its_file_holds():
+    a = model_answer("dog", (BEAGLE, 0.9))
+    new = Outgoing(a, "A1", "Rex", True, [], "log", "Beagle")
+    photos = Outgoing(a, "A2", "Pip", False, [photo("s1"), photo("s2")], None, None)
+    logged = Outgoing(a, "A3", "Tom", False, [], "dogcat: Beagle", "Beagle")
+    empty = Outgoing(a, "A4", "Sam", False, [], None, None)
+    plan = Plan([new, photos, logged, empty], [], False)
+    assert (plan.photos, plan.new, plan.logs) == (2, 1, 2)
+    plan.drop_empty()
+    assert plan.animals == [new, photos, logged]
