@@ -21,7 +21,8 @@ from dogcat.readmodel import Answer, Correction, ModelInfo
 BEAGLE, PUG, LAB = "n02088364-beagle", "n02110958-pug", "n02099712-Labrador_retriever"
 BASSET, SPRINGER, POODLE = "n02088238-basset", "n02102040-English_springer", "n02113799-standard_poodle"
 NAMES = {BEAGLE: "Beagle", PUG: "Pug", LAB: "Labrador Retriever", BASSET: "Basset", SPRINGER: "English Springer",
-         POODLE: "Standard Poodle"}
+         POODLE: "Standard Poodle", "n02086240-Shih-Tzu": "Shih-Tzu",
+         "n02100236-German_short-haired_pointer": "German Short-haired Pointer"}
 
 
 def guesses(*pairs) -> list[dict]:
@@ -134,7 +135,9 @@ def test_the_newest_photo_correction_names_the_animal():
     a = readmodel.answer("A1", "Rex", photos, fixes, INFOS)
     assert (a.status, a.source, fixed_by(a), a.label) == ("dog", "correction", 9, PUG)
     a = readmodel.answer("A1", "Rex", photos[::-1], fixes, INFOS)  # by id, not by the photos' order
-    assert fixed_by(a) == 9
+    assert (fixed_by(a), a.animal, a.name, a.photos) == (9, "A1", "Rex", photos[::-1])
+    fixes[("photo", "s3")] = fix(7, label=BASSET)
+    assert fixed_by(readmodel.answer("A1", "Rex", photos, fixes, INFOS)) == 9  # the newest of three
 
 
 def test_photos_corrected_as_not_dogs_do_not_vote():
@@ -149,6 +152,7 @@ def test_an_animal_whose_dogs_staff_all_called_not_dogs():
     fixes = {("photo", "s1"): fix(3, "not_a_dog"), ("photo", "s2"): fix(6, "not_a_dog")}
     a = readmodel.answer("A1", "Rex", photos, fixes, INFOS)
     assert (a.status, a.source, fixed_by(a), a.top_k) == ("not_a_dog", "correction", 6, [])
+    assert (a.animal, a.name, a.photos) == ("A1", "Rex", photos)
     # a photo the model itself took for no dog: the model's word, not the staff's
     cat = photo("s4", (PUG, 0.2), status="not_a_dog")
     a = readmodel.answer("A1", "Rex", [*photos, cat], fixes, INFOS)
@@ -159,6 +163,7 @@ def test_an_animal_with_no_dog_photo():
     cat, broken = photo("s1", (PUG, 0.2), status="not_a_dog"), photo("s2", status="error")
     a = readmodel.answer("A1", "Rex", [broken, cat], {}, INFOS)
     assert (a.status, a.source, a.top_k, a.votes) == ("not_a_dog", "model", [], 0)
+    assert (a.animal, a.name, a.photos) == ("A1", "Rex", [broken, cat])
     a = readmodel.answer("A1", "Rex", [broken], {}, INFOS)
     assert (a.status, a.summary(), a.label, a.breed) == ("error", "no readable photo", None, None)
     assert readmodel.answer("A1", "Rex", [], {}, INFOS).status == "error"
@@ -169,7 +174,7 @@ def test_one_vote_per_photo_and_the_newest_models_rule():
             photo("s1", (BEAGLE, 0.9), (PUG, 0.1), path="A1/b.jpg", model="m2", at="2026-02-01"),
             photo("s2", (BEAGLE, 0.6), (PUG, 0.4), model="m1", at="2026-01-01")]
     a = readmodel.answer("A1", "Rex", same, {}, INFOS)
-    assert a.votes == 2 and a.model == "m2"
+    assert (a.votes, a.model, a.animal, a.name, a.photos) == (2, "m2", "A1", "Rex", same)
     # s1 once and s2: Beagle 0.786, below m2's 0.8, so unsure (s1 counted twice: 0.832, and m1's 0.5: dog)
     assert a.top_k[0]["confidence"] == pytest.approx(0.786, abs=1e-3) and a.status == "unsure"
     older = [{**p, "model": "m2" if p["sha256"] == "s2" else "m1"} for p in same]
@@ -181,12 +186,17 @@ def test_one_vote_per_photo_and_the_newest_models_rule():
     assert a.status == "unsure"
     a = readmodel.answer("A1", "Rex", [photo("s1", (BEAGLE, 0.9), model=None, at=None)], {}, INFOS)
     assert a.model is None
+    undated = [photo("s1", (BEAGLE, 0.6), (PUG, 0.4), model="m2", at=None), photo("s2", (BEAGLE, 0.9), (PUG, 0.1))]
+    assert readmodel.answer("A1", "Rex", undated, {}, INFOS).model == "m1"  # a dated photo is newer than none
 
 
 def test_k_guesses_and_the_unsure_photos_vote():
     photos = [photo("s1", (BEAGLE, 0.4), (PUG, 0.3), (LAB, 0.2), status="unsure")]
     a = readmodel.answer("A1", "Rex", photos, {}, INFOS, k=2)
     assert [g["label"] for g in a.top_k] == [BEAGLE, PUG] and a.votes == 1
+    four = [photo("s1", (BEAGLE, 0.4), (PUG, 0.3), (LAB, 0.2), (BASSET, 0.1), status="unsure")]
+    assert [g["label"] for g in readmodel.answer("A1", "Rex", four, {}, INFOS).top_k] == [BEAGLE, PUG, LAB]
+    assert len(readmodel.fuse_photos(four, {})) == 3
 
 
 def test_a_photos_distribution():
@@ -218,6 +228,19 @@ def test_fused_photos_share_what_their_top_k_left_out():
     whole = [{**one, "probabilities": [0.2, 0.7, 0.1]}]
     assert [g["label"] for g in readmodel.fuse_photos(whole, info)] == [LAB, BEAGLE, PUG]
     assert [g["label"] for g in readmodel.fuse_photos([{**whole[0], "model": None}], info)] == [BEAGLE, PUG]
+    modelless = {key: value for key, value in one.items() if key != "model"}
+    assert [g["label"] for g in readmodel.fuse_photos([modelless], info)] == [BEAGLE, PUG]
+
+
+def test_a_whole_distribution_fused_with_a_top_k_of_another_labels():
+    # the whole distribution lists every one of its labels: a label only the other photo has is 0 there
+    whole = photo("s1", (BEAGLE, 0.6), probabilities=[0.6, 0.3, 0.1])
+    top_only = photo("s2", (BASSET, 0.5), (BEAGLE, 0.4), model=None)
+    labels = [BASSET, BEAGLE, LAB, PUG]
+    want = fusion.ranked(fusion.fuse([[0.0, 0.6, 0.3, 0.1], [0.5, 0.4, 0.1 / 3, 0.1 / 3]]), labels, 3)
+    got = readmodel.fuse_photos([whole, top_only], {"m1": ModelInfo([BEAGLE, LAB, PUG], 0.5)})
+    assert [(g["label"], g["confidence"]) for g in got] == [(label, round(p, 6)) for label, p in want]
+    assert got[0]["label"] == BEAGLE
 
 
 def test_a_guess_rounds_its_confidence():
@@ -308,6 +331,10 @@ def test_a_photo_that_disagrees_with_its_animal():
     words = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, breed="Pit Bull Terrier"))
     assert not readmodel.disagrees(pug, words)  # breeds the model does not have: it could never name them
     assert not readmodel.disagrees(pug, model_answer("dog"))
+    third = model_answer("unsure", (BEAGLE, 0.4), (PUG, 0.3), (LAB, 0.2))  # a mix is its first two breeds
+    assert readmodel.disagrees(photo("s3", (LAB, 0.9)), third)
+    unlabelled = Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)  # staff's, no row
+    assert not readmodel.disagrees(pug, unlabelled) and readmodel.disagrees(beagle, unlabelled)
 
 
 @pytest.mark.parametrize("asked, label, breed, want", [
@@ -318,7 +345,9 @@ def test_a_photo_that_disagrees_with_its_animal():
     ("golden retriever", "n02099601-golden_retriever", None, True),  # by the label's ending
     ("retriever", "n02099601-golden_retriever", "Golden Retriever", False),
     ("golden", "n02099601-golden_retriever", "Golden Retriever", False),
+    ("golden_retriever", None, "Golden Retriever", True),  # the words, as a label writes them
     ("beagle", None, None, False),
+    ("xxxx", None, None, False),  # an animal with no breed matches no breed, whatever is asked
 ])
 def test_an_animal_matches_breed_as_a_photo_does(asked, label, breed, want):
     assert readmodel._breed_matches(asked, label, breed) is want
@@ -376,6 +405,13 @@ def test_an_age_asm3_would_refuse(age, dob, what, message):
     assert str(refused.value) == message
 
 
+def test_an_age_refused_names_the_option_by_default():
+    with pytest.raises(UsageError, match=r"^--age 0: ASM3 accepts"):
+        estimated_age("0")
+    with pytest.raises(UsageError, match=r"^--dob '2020-02-30': not a date"):
+        estimated_age(None, "2020-02-30")
+
+
 def test_tomorrow_is_no_date_of_birth():
     tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
     with pytest.raises(UsageError, match="in the future"):
@@ -402,6 +438,8 @@ def test_a_breed_as_asm3_spells_it():
     assert spelt(POODLE) == "Standard Poodle"  # ASM3's "Poodle" is wider than the model's breed
     assert spelt(BASSET) == "Basset Hound"
     assert spelt(BEAGLE) == "Beagle"
+    assert spelt("n02086240-Shih-Tzu") == "Shih-Tzu"  # the same words as ASM3's "Shih Tzu": the model's name
+    assert spelt("n02100236-German_short-haired_pointer") == "German Shorthaired Pointer"
     assert asm3_sync._asm3_spelling({"label": "n09999999-tanuki", "breed": "Tanuki"}) == "Tanuki"  # no ASM3 breed
     assert asm3_sync._asm3_spelling({"label": None, "breed": "Dingo-like"}) == "Dingo-like"
 
@@ -436,6 +474,10 @@ def test_a_new_animals_breeds():
     assert asm3_sync._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1))) == ("Beagle", "Beagle")
     staff = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, breed="Pit Bull Terrier", breed2="Mixed Breed"))
     assert asm3_sync._breeds_of(staff) == ("Pit Bull Terrier", "Mixed Breed")
+    unrecorded = Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)  # staff's, no row
+    assert asm3_sync._breeds_of(unrecorded) == ("Pug", "Pug")
+    assert asm3_sync.log_text(Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)) == (
+        "dogcat: Pug ?; from 0 photos.")
 
 
 @pytest.mark.parametrize("key, grouped, loose", [
@@ -470,6 +512,9 @@ def test_a_staff_correction_asm3_cannot_take_is_handed_to_a_person():
     assert asm3_sync._handoff(staff, took, Sent(last={("A1", "animal"): "labrador retriever / PUG"})) is None
     assert asm3_sync._handoff(staff, in_asm3, Sent(last={("A1", "animal"): "Basset Hound"})) is None
     assert asm3_sync._handoff(staff, in_asm3, Sent()) is None
+    mix = SimpleNamespace(asm3_code="ASM-7", breed1="Beagle", breed2="Basset Hound")  # dogcat sent a mix
+    h = asm3_sync._handoff(staff, mix, Sent(last={("A1", "animal"): "Beagle / Basset Hound"}))
+    assert h is not None and h.in_asm3 == "Beagle / Basset Hound"
     # none: not the staff's, or not a breed
     assert asm3_sync._handoff(model_answer("dog", (LAB, 0.9)), in_asm3, sent) is None
     pulled = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, label=LAB, source="asm3"))
