@@ -9,11 +9,13 @@ assertion is one that a plausible slip in the rule makes fail.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import insert
 
-from dogcat import asm3_sync, fusion, readmodel
+from dogcat import asm3_sync, db, fusion, readmodel
 from dogcat.asm3_sync import Handoff, Outgoing, Plan, Sent, breeds_key, estimated_age
 from dogcat.errors import UsageError
 from dogcat.readmodel import Answer, Correction, ModelInfo
@@ -454,6 +456,8 @@ def test_the_log_line_of_a_models_answer():
         "dogcat: probably Beagle 45% (then Pug 10%); from 0 photos.")
     assert asm3_sync.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.3), (LAB, 0.1), model="m")) == (
         "dogcat: mix? Beagle 45%, Pug 30%, Labrador Retriever 10%; from 2 photos; model m.")
+    unrecorded = Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)  # staff's, no row
+    assert asm3_sync.log_text(unrecorded) == "dogcat: Pug ?; from 0 photos."
 
 
 def test_the_log_line_of_a_staff_answer():
@@ -476,8 +480,6 @@ def test_a_new_animals_breeds():
     assert asm3_sync._breeds_of(staff) == ("Pit Bull Terrier", "Mixed Breed")
     unrecorded = Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)  # staff's, no row
     assert asm3_sync._breeds_of(unrecorded) == ("Pug", "Pug")
-    assert asm3_sync.log_text(Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)) == (
-        "dogcat: Pug ?; from 0 photos.")
 
 
 @pytest.mark.parametrize("key, grouped, loose", [
@@ -534,3 +536,223 @@ def test_a_plan_counts_what_its_file_holds():
     assert (plan.photos, plan.new, plan.logs) == (2, 1, 2)
     plan.drop_empty()
     assert plan.animals == [new, photos, logged]
+
+
+# --- dogcat.asm3_sync.plan: on a catalog written by hand (real SQLite, no model) ------------------------------
+
+class Shelter:
+    """A real SQLite catalog whose rows a test writes itself: animals, their photos (files on disk), the model's
+    answers, and what earlier ASM3 files sent."""
+
+    def __init__(self, tmp_path):
+        self.root = tmp_path
+        self.engine = db.connect(str(tmp_path / "catalog.db"))
+        with db.writing(self.engine) as conn:
+            conn.execute(insert(db.models).values(id="m1", name="m1", first_used_at="2026-01-01"))
+
+    def animal(self, code: str, name: str, *, key: str | None = None, **facts):
+        with db.writing(self.engine) as conn:
+            conn.execute(insert(db.animals).values(code=code, name=name, key=key or f"folder:/{code}",
+                                                   created_at="2026-01-01", **facts))
+
+    def photo(self, code: str, sha: str, *pairs, status: str = "dog", on_disk: bool = True,
+              grouped_by: str = "folder") -> str:
+        path = self.root / code / f"{sha}.jpg"
+        if on_disk:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(sha.encode())
+        top = guesses(*pairs)
+        with db.writing(self.engine) as conn:
+            db.insert_ignore(conn, db.photos, [{"sha256": sha, "size": 3, "first_seen_at": "2026-01-01"}])
+            conn.execute(insert(db.files).values(path=str(path), sha256=sha, size=3, catalogued_at="2026-01-01",
+                                                 updated_at="2026-01-01"))
+            db.insert_ignore(conn, db.predictions, [{
+                "sha256": sha, "model_id": "m1", "label": top[0]["label"], "breed": top[0]["breed"],
+                "confidence": top[0]["confidence"], "top_k": json.dumps(top), "catalogued_at": "2026-01-02",
+                "status": status}])
+            conn.execute(insert(db.animal_files).values(path=str(path), animal=code, grouped_by=grouped_by,
+                                                        grouped_at="2026-01-01"))
+        return str(path)
+
+    def in_asm3(self, code: str, asm3_code: str, name: str, breed1: str = "Beagle", breed2: str = "Beagle"):
+        with db.writing(self.engine) as conn:
+            conn.execute(insert(db.asm3_animals).values(animal=code, asm3_code=asm3_code, name=name, breed1=breed1,
+                                                        breed2=breed2, source="pull", updated_at="2026-01-03"))
+
+    def sent(self, *items: tuple[str, str, str], forgotten: bool = False):
+        with db.writing(self.engine) as conn:
+            file_id = conn.execute(insert(db.asm3_files).values(
+                path="/x/old.csv", written_at="2026-01-04", written_by="alice",
+                forgotten_at="2026-01-05" if forgotten else None)).inserted_primary_key[0]
+            conn.execute(insert(db.asm3_sent), [{"file": file_id, "animal": a, "kind": kind, "item": item}
+                                                for a, kind, item in items])
+
+    def correct(self, code: str, **what):
+        with db.writing(self.engine) as conn:
+            conn.execute(insert(db.corrections).values(target_kind="animal", target=code, corrected_by="alice",
+                                                       corrected_at="2026-12-04T10:11:12", **what))
+
+
+@pytest.fixture
+def shelter(tmp_path) -> Shelter:
+    return Shelter(tmp_path)
+
+
+def shas(outgoing: Outgoing) -> list[str]:
+    return [p["sha256"] for p in outgoing.photos]
+
+
+def test_a_new_animal_is_a_full_row_with_its_photos(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (BEAGLE, 0.7), (PUG, 0.2))
+    shelter.photo("A1", "s2", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.photo("A1", "s3", (PUG, 0.3), status="not_a_dog")
+    plan = asm3_sync.plan(shelter.engine, age="2")
+    [a] = plan.animals
+    assert (a.code, a.name, a.new, shas(a), a.born, a.sex, a.breeds) == (
+        "A1", "Rex", True, ["s2", "s1"], {"ANIMALAGE": "2", "ANIMALDOB": ""}, "", ("Beagle", "Beagle"))
+    assert (a.log, a.log_key) == (asm3_sync.log_text(a.answer), "Beagle")
+    assert a.log.startswith("dogcat: Beagle ") and a.answer.animal == "A1"
+    assert (plan.warnings, plan.not_sent, plan.handoff, plan.resend) == ([], [], [], False)
+    assert asm3_sync.plan(shelter.engine, dob="2020-02-29").animals[0].born == {"ANIMALAGE": "",
+                                                                               "ANIMALDOB": "2020-02-29"}
+
+
+def test_a_new_animals_facts_come_from_the_csv_then_the_catalog_then_the_default(shelter):
+    shelter.animal("A1", "Rex", dob="2019-05-01", sex="Male")
+    shelter.animal("A2", "Pip", age="3")
+    shelter.animal("A3", "Tom")
+    for code in ("A1", "A2", "A3"):
+        shelter.photo(code, f"s{code}", (BEAGLE, 0.9), (PUG, 0.05))
+    plan = asm3_sync.plan(shelter.engine, age="1")
+    got = {a.code: (a.name, a.born, a.sex) for a in plan.animals}
+    assert got == {"A1": ("Rex", {"ANIMALDOB": "2019-05-01", "ANIMALAGE": ""}, "Male"),
+                   "A2": ("Pip", {"ANIMALAGE": "3", "ANIMALDOB": ""}, ""),
+                   "A3": ("Tom", {"ANIMALAGE": "1", "ANIMALDOB": ""}, "")}
+    facts = {"a1": asm3_sync.ShelterFacts(name="Rex II", age="4", sex="Female"),
+             "A3": asm3_sync.ShelterFacts(dob="2021-01-01")}
+    got = {a.code: (a.name, a.born, a.sex) for a in asm3_sync.plan(shelter.engine, facts=facts).animals}
+    assert got == {"A1": ("Rex II", {"ANIMALAGE": "4", "ANIMALDOB": ""}, "Female"),
+                   "A2": ("Pip", {"ANIMALAGE": "3", "ANIMALDOB": ""}, ""),
+                   "A3": ("Tom", {"ANIMALAGE": "", "ANIMALDOB": "2021-01-01"}, "")}
+    with pytest.raises(UsageError, match=r"^A1: age 'x': not a number"):
+        asm3_sync.plan(shelter.engine, facts={"A1": asm3_sync.ShelterFacts(age="x")})
+
+
+def test_new_animals_with_no_age_are_refused_by_name(shelter):
+    for n in range(1, 23):
+        code = f"A{n:02d}"
+        shelter.animal(code, f"Dog {n}", age="2" if n == 1 else None)
+        shelter.photo(code, f"s{n}", (BEAGLE, 0.9), (PUG, 0.05))
+    with pytest.raises(UsageError) as refused:
+        asm3_sync.plan(shelter.engine)
+    listed = ", ".join(f"A{n:02d}" for n in range(2, 22))
+    assert str(refused.value) == (
+        f"ASM3 creates an animal only with a date of birth or an estimated age, and 21 animal(s) new to ASM3 have "
+        f"none: {listed} and 1 more. Give them in --animals-csv FILE (code,name,dob,age,sex), or a default with "
+        "--age YEARS or --dob YYYY-MM-DD; nothing was written")
+    assert len(asm3_sync.plan(shelter.engine, codes=["a02"], age="1").animals) == 1  # the one asked for
+
+
+def test_an_animal_asm3_has_gets_only_new_photos_and_a_changed_answer(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.photo("A1", "s2", (BEAGLE, 0.8), (PUG, 0.1))
+    shelter.in_asm3("A1", "ASM-1", "Rexy ")
+    shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Pug"))
+    [a] = asm3_sync.plan(shelter.engine).animals
+    assert (a.code, a.name, a.new, shas(a), a.log_key, a.born, a.breeds) == (
+        "ASM-1", "Rexy ", False, ["s2"], "Beagle", {}, ("", ""))
+    assert a.log is not None and a.log.startswith("dogcat: Beagle ")
+    shelter.sent(("A1", "log", "Beagle"))  # the answer as last sent: no log line
+    [a] = asm3_sync.plan(shelter.engine).animals
+    assert (shas(a), a.log, a.log_key) == (["s2"], None, None)
+    shelter.sent(("A1", "photo", "s2"))
+    assert asm3_sync.plan(shelter.engine).animals == []  # nothing new: no row
+    again = asm3_sync.plan(shelter.engine, resend=True)  # --all: every photo and the answer again
+    assert (shas(again.animals[0]), again.animals[0].log_key, again.resend) == (["s1", "s2"], "Beagle", True)
+
+
+def test_a_forgotten_file_counts_as_not_sent(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.in_asm3("A1", "ASM-1", "Rex")
+    shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Beagle"), forgotten=True)
+    [a] = asm3_sync.plan(shelter.engine).animals
+    assert (shas(a), a.log_key) == (["s1"], "Beagle")
+
+
+def test_a_photo_asm3_has_is_never_sent_under_another_animal(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.animal("A2", "Rex again")
+    shelter.animal("A3", "Pip")
+    shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.photo("A2", "s1", (BEAGLE, 0.9), (PUG, 0.05))  # a copy filed under another folder
+    shelter.photo("A3", "s1", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.photo("A3", "s3", (BEAGLE, 0.8), (PUG, 0.05))
+    shelter.in_asm3("A1", "ASM-1", "Rex")
+    shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Beagle"))
+    plan = asm3_sync.plan(shelter.engine, age="1")
+    assert [(a.code, shas(a)) for a in plan.animals] == [("A3", ["s3"])]
+    assert plan.warnings == [
+        "A2: not made a new ASM3 animal: every photo of it is ASM3's A1's (dogcat animals merge, or a new photo, "
+        "settles it)",
+        "A3: 1 photo(s) ASM3 has under A1 already; not sent again"]
+    resent = asm3_sync.plan(shelter.engine, age="1", resend=True)
+    assert [(a.code, shas(a)) for a in resent.animals] == [("ASM-1", ["s1"]), ("A3", ["s3"])]
+
+
+def test_photos_gone_from_disk_and_loose_photos(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.photo("A1", "s2", (BEAGLE, 0.8), (PUG, 0.05), on_disk=False)
+    shelter.animal("A2", "Pip")
+    shelter.photo("A2", "s3", (BEAGLE, 0.8), (PUG, 0.05), on_disk=False)
+    shelter.animal("IMG_1", "IMG 1", key="photo:s4")
+    loose = shelter.photo("IMG_1", "s4", (BEAGLE, 0.8), (PUG, 0.05))
+    shelter.animal("IMG_2", "IMG 2", key="photo:s5")
+    shelter.photo("IMG_2", "s5", (BEAGLE, 0.8), (PUG, 0.05), grouped_by="staff")  # staff made it an animal
+    plan = asm3_sync.plan(shelter.engine, age="1")
+    assert [(a.code, shas(a)) for a in plan.animals] == [("A1", ["s1"]), ("IMG_2", ["s5"])]
+    assert plan.warnings == ["A1: 1 photo(s) gone from disk, not attached",
+                             "A2: every photo is gone from disk; left out (dogcat animals prune retires it)"]
+    assert plan.not_sent == [f"{loose}: {asm3_sync.LOOSE}"]
+    shelter.in_asm3("IMG_1", "ASM-9", "IMG 1")  # a loose photo ASM3 has already is its animal
+    assert [a.code for a in asm3_sync.plan(shelter.engine, age="1").animals] == ["A1", "ASM-9", "IMG_2"]
+
+
+def test_what_is_no_animal_and_what_was_not_asked_for(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (PUG, 0.3), status="not_a_dog")
+    shelter.animal("A2", "Pip")
+    shelter.photo("A2", "s2", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.animal("A3", "Tom")
+    shelter.photo("A3", "s3", (BEAGLE, 0.9), (PUG, 0.05))
+    assert [a.code for a in asm3_sync.plan(shelter.engine, age="1").animals] == ["A2", "A3"]
+    assert [a.code for a in asm3_sync.plan(shelter.engine, age="1", codes=["a3"]).animals] == ["A3"]
+    assert asm3_sync.plan(shelter.engine, age="1", codes=["A9"]).animals == []
+
+
+def test_staff_words_in_the_plan(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.animal("A2", "Pip")
+    shelter.photo("A2", "s2", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.animal("A3", "Tom")
+    shelter.photo("A3", "s3", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.correct("A1", status="dog", label=LAB, label2=PUG, breed="Labrador Retriever", breed2="Pug",
+                    source="staff")
+    shelter.correct("A2", status="dog", label=PUG, breed="Pug", source="asm3")  # read from ASM3: not logged back
+    shelter.correct("A3", status="dog", label=PUG, breed="Pug", source="staff")
+    shelter.in_asm3("A1", "ASM-1", "Rex")
+    shelter.in_asm3("A2", "ASM-2", "Pip")
+    shelter.in_asm3("A3", "ASM-3", "Tom")
+    shelter.sent(("A1", "animal", "Beagle"), ("A2", "animal", "Beagle"), ("A2", "photo", "s2"),
+                 ("A3", "photo", "s3"), ("A3", "log", "Pug (staff)"))
+    plan = asm3_sync.plan(shelter.engine)
+    assert [(a.code, shas(a), a.log_key) for a in plan.animals] == [
+        ("ASM-1", ["s1"], "Labrador Retriever / Pug (staff)")]
+    assert plan.animals[0].log == "dogcat: staff said Labrador Retriever / Pug (alice, 2026-12-04)."
+    assert plan.handoff == [Handoff("A1", "ASM-1", "Beagle", "Labrador Retriever / Pug", "alice",
+                                    "2026-12-04T10:11:12")]
+    assert asm3_sync.handoffs(shelter.engine) == plan.handoff
