@@ -13,7 +13,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from dogcat import asm3_sync, db, fusion, readmodel
 from dogcat.asm3_sync import Handoff, Outgoing, Plan, Sent, breeds_key, estimated_age
@@ -652,6 +652,11 @@ def test_new_animals_with_no_age_are_refused_by_name(shelter):
         f"none: {listed} and 1 more. Give them in --animals-csv FILE (code,name,dob,age,sex), or a default with "
         "--age YEARS or --dob YYYY-MM-DD; nothing was written")
     assert len(asm3_sync.plan(shelter.engine, codes=["a02"], age="1").animals) == 1  # the one asked for
+    with db.writing(shelter.engine) as conn:
+        conn.execute(update(db.animals).where(db.animals.c.code == "A22").values(age="5"))
+    with pytest.raises(UsageError) as refused:  # twenty: every one named
+        asm3_sync.plan(shelter.engine)
+    assert f"20 animal(s) new to ASM3 have none: {listed}. Give them" in str(refused.value)
 
 
 def test_an_animal_asm3_has_gets_only_new_photos_and_a_changed_answer(shelter):
@@ -683,23 +688,30 @@ def test_a_forgotten_file_counts_as_not_sent(shelter):
 
 
 def test_a_photo_asm3_has_is_never_sent_under_another_animal(shelter):
-    shelter.animal("A1", "Rex")
-    shelter.animal("A2", "Rex again")
-    shelter.animal("A3", "Pip")
+    for code, name in (("A1", "Rex"), ("A2", "Rex again"), ("A3", "Pip"), ("A4", "Tom")):
+        shelter.animal(code, name)
     shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
-    shelter.photo("A2", "s1", (BEAGLE, 0.9), (PUG, 0.05))  # a copy filed under another folder
+    shelter.photo("A4", "s6", (BEAGLE, 0.9), (PUG, 0.05))
+    shelter.photo("A2", "s1", (BEAGLE, 0.9), (PUG, 0.05))  # copies filed under other folders
+    shelter.photo("A2", "s6", (BEAGLE, 0.9), (PUG, 0.05))
     shelter.photo("A3", "s1", (BEAGLE, 0.9), (PUG, 0.05))
     shelter.photo("A3", "s3", (BEAGLE, 0.8), (PUG, 0.05))
     shelter.in_asm3("A1", "ASM-1", "Rex")
-    shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Beagle"))
+    shelter.in_asm3("A4", "ASM-4", "Tom")
+    shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Beagle"), ("A4", "photo", "s6"), ("A4", "log", "Beagle"))
     plan = asm3_sync.plan(shelter.engine, age="1")
     assert [(a.code, shas(a)) for a in plan.animals] == [("A3", ["s3"])]
     assert plan.warnings == [
-        "A2: not made a new ASM3 animal: every photo of it is ASM3's A1's (dogcat animals merge, or a new photo, "
-        "settles it)",
+        "A2: not made a new ASM3 animal: every photo of it is ASM3's A1, A4's (dogcat animals merge, or a new "
+        "photo, settles it)",
         "A3: 1 photo(s) ASM3 has under A1 already; not sent again"]
+    shelter.photo("A3", "s7", (BEAGLE, 0.7), (PUG, 0.05))
+    shelter.sent(("A4", "photo", "s7"))
+    assert asm3_sync.plan(shelter.engine, age="1").warnings[1] == (
+        "A3: 2 photo(s) ASM3 has under A1, A4 already; not sent again")
     resent = asm3_sync.plan(shelter.engine, age="1", resend=True)
-    assert [(a.code, shas(a)) for a in resent.animals] == [("ASM-1", ["s1"]), ("A3", ["s3"])]
+    assert [(a.code, shas(a)) for a in resent.animals] == [("ASM-1", ["s1"]), ("A3", ["s3"]), ("ASM-4", ["s6"])]
+    assert [a.answer.animal for a in resent.animals] == ["A1", "A3", "A4"]
 
 
 def test_photos_gone_from_disk_and_loose_photos(shelter):
@@ -712,11 +724,13 @@ def test_photos_gone_from_disk_and_loose_photos(shelter):
     loose = shelter.photo("IMG_1", "s4", (BEAGLE, 0.8), (PUG, 0.05))
     shelter.animal("IMG_2", "IMG 2", key="photo:s5")
     shelter.photo("IMG_2", "s5", (BEAGLE, 0.8), (PUG, 0.05), grouped_by="staff")  # staff made it an animal
+    shelter.animal("IMG_3", "IMG 3", key="file:/IMG_3.jpg")
+    other = shelter.photo("IMG_3", "s6", (BEAGLE, 0.8), (PUG, 0.05))
     plan = asm3_sync.plan(shelter.engine, age="1")
     assert [(a.code, shas(a)) for a in plan.animals] == [("A1", ["s1"]), ("IMG_2", ["s5"])]
     assert plan.warnings == ["A1: 1 photo(s) gone from disk, not attached",
                              "A2: every photo is gone from disk; left out (dogcat animals prune retires it)"]
-    assert plan.not_sent == [f"{loose}: {asm3_sync.LOOSE}"]
+    assert plan.not_sent == [f"{loose}: {asm3_sync.LOOSE}", f"{other}: {asm3_sync.LOOSE}"]
     shelter.in_asm3("IMG_1", "ASM-9", "IMG 1")  # a loose photo ASM3 has already is its animal
     assert [a.code for a in asm3_sync.plan(shelter.engine, age="1").animals] == ["A1", "ASM-9", "IMG_2"]
 
