@@ -24,7 +24,8 @@ BEAGLE, PUG, LAB = "n02088364-beagle", "n02110958-pug", "n02099712-Labrador_retr
 BASSET, SPRINGER, POODLE = "n02088238-basset", "n02102040-English_springer", "n02113799-standard_poodle"
 NAMES = {BEAGLE: "Beagle", PUG: "Pug", LAB: "Labrador Retriever", BASSET: "Basset", SPRINGER: "English Springer",
          POODLE: "Standard Poodle", "n02086240-Shih-Tzu": "Shih-Tzu",
-         "n02100236-German_short-haired_pointer": "German Short-haired Pointer"}
+         "n02100236-German_short-haired_pointer": "German Short-haired Pointer",
+         "n02099712-Labrador%retriever": "Labrador%retriever"}
 
 
 def guesses(*pairs) -> list[dict]:
@@ -555,24 +556,32 @@ class Shelter:
             conn.execute(insert(db.animals).values(code=code, name=name, key=key or f"folder:/{code}",
                                                    created_at="2026-01-01", **facts))
 
-    def photo(self, code: str, sha: str, *pairs, status: str = "dog", on_disk: bool = True,
-              grouped_by: str = "folder") -> str:
-        path = self.root / code / f"{sha}.jpg"
+    def photo(self, code: str | None, sha: str, *pairs, status: str = "dog", on_disk: bool = True,
+              grouped_by: str = "folder", error: str | None = None, name: str | None = None, **prediction) -> str:
+        path = self.root / (code or "loose") / (name or f"{sha}.jpg")
         if on_disk:
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(sha.encode())
-        top = guesses(*pairs)
         with db.writing(self.engine) as conn:
-            db.insert_ignore(conn, db.photos, [{"sha256": sha, "size": 3, "first_seen_at": "2026-01-01"}])
+            db.insert_ignore(conn, db.photos, [{"sha256": sha, "size": 3, "first_seen_at": "2026-01-01",
+                                                "error": error}])
             conn.execute(insert(db.files).values(path=str(path), sha256=sha, size=3, catalogued_at="2026-01-01",
                                                  updated_at="2026-01-01"))
-            db.insert_ignore(conn, db.predictions, [{
-                "sha256": sha, "model_id": "m1", "label": top[0]["label"], "breed": top[0]["breed"],
-                "confidence": top[0]["confidence"], "top_k": json.dumps(top), "catalogued_at": "2026-01-02",
-                "status": status}])
-            conn.execute(insert(db.animal_files).values(path=str(path), animal=code, grouped_by=grouped_by,
-                                                        grouped_at="2026-01-01"))
+            if code is not None:
+                conn.execute(insert(db.animal_files).values(path=str(path), animal=code, grouped_by=grouped_by,
+                                                            grouped_at="2026-01-01"))
+        if pairs:
+            self.predict(sha, *pairs, status=status, **prediction)
         return str(path)
+
+    def predict(self, sha: str, *pairs, status: str = "dog", model: str = "m1", at: str = "2026-01-02", **more):
+        top = guesses(*pairs)
+        with db.writing(self.engine) as conn:
+            db.insert_ignore(conn, db.models, [{"id": model, "name": model, "first_used_at": "2026-01-01"}])
+            db.insert_ignore(conn, db.predictions, [{
+                "sha256": sha, "model_id": model, "label": top[0]["label"], "breed": top[0]["breed"],
+                "confidence": top[0]["confidence"], "top_k": json.dumps(top), "catalogued_at": at,
+                "status": status, **more}])
 
     def in_asm3(self, code: str, asm3_code: str, name: str, breed1: str = "Beagle", breed2: str = "Beagle"):
         with db.writing(self.engine) as conn:
@@ -587,9 +596,9 @@ class Shelter:
             conn.execute(insert(db.asm3_sent), [{"file": file_id, "animal": a, "kind": kind, "item": item}
                                                 for a, kind, item in items])
 
-    def correct(self, code: str, **what):
+    def correct(self, code: str, kind: str = "animal", **what):
         with db.writing(self.engine) as conn:
-            conn.execute(insert(db.corrections).values(target_kind="animal", target=code, corrected_by="alice",
+            conn.execute(insert(db.corrections).values(target_kind=kind, target=code, corrected_by="alice",
                                                        corrected_at="2026-12-04T10:11:12", **what))
 
 
@@ -770,3 +779,174 @@ def test_staff_words_in_the_plan(shelter):
     assert plan.handoff == [Handoff("A1", "ASM-1", "Beagle", "Labrador Retriever / Pug", "alice",
                                     "2026-12-04T10:11:12")]
     assert asm3_sync.handoffs(shelter.engine) == plan.handoff
+
+
+# --- dogcat.readmodel: what the catalog says, on a catalog written by hand --------------------------------------
+
+def paths(records) -> list[str]:
+    return [r["path"].rsplit("/", 1)[1] for r in records]
+
+
+@pytest.fixture
+def kennel(shelter) -> Shelter:
+    """A1: a sure Beagle and an unsure Pug; A2: a cat and an unreadable photo; a loose Pug in no animal yet."""
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (BEAGLE, 0.9123456), (PUG, 0.05), dog_probability=0.98765432,
+                  probabilities=json.dumps([0.9, 0.1]))
+    shelter.photo("A1", "s2", (PUG, 0.45), (BEAGLE, 0.3), status="unsure")
+    shelter.animal("A2", "Pip")
+    shelter.photo("A2", "s3", (PUG, 0.2), status="not_a_dog", looks_like="tabby")
+    shelter.photo("A2", "s4", error="truncated JPEG")
+    shelter.photo(None, "s5", (PUG, 0.8), (BEAGLE, 0.1), name="IMG_0042.jpg")
+    return shelter
+
+
+def test_the_catalogs_records(kennel):
+    got = list(readmodel.records(kennel.engine))
+    assert paths(got) == ["s1.jpg", "s2.jpg", "s3.jpg", "s4.jpg", "IMG_0042.jpg"]
+    s1 = got[0]
+    assert list(s1) == [name for name in readmodel.FIELDS if name in s1] and "probabilities" not in s1
+    assert {k: s1[k] for k in ("status", "label", "breed", "confidence", "dog_probability", "model", "animal",
+                               "source", "sha256", "classified_at")} == {
+        "status": "dog", "label": BEAGLE, "breed": "Beagle", "confidence": 0.912346, "dog_probability": 0.987654,
+        "model": "m1", "animal": "A1", "source": "model", "sha256": "s1", "classified_at": "2026-01-02"}
+    assert s1["top_k"] == guesses((BEAGLE, 0.9123456), (PUG, 0.05))
+    cat, broken, loose = got[2], got[3], got[4]
+    assert (cat["status"], cat["label"], cat["confidence"], cat["looks_like"]) == ("not_a_dog", None, None, "tabby")
+    assert (broken["status"], broken["error"], broken["top_k"], broken["animal"]) == (
+        "error", "truncated JPEG", [], "A2")
+    assert loose["animal"] is None
+    whole = list(readmodel.records(kennel.engine, probabilities=True))
+    assert (whole[0]["probabilities"], whole[1]["probabilities"]) == ([0.9, 0.1], None)
+
+
+@pytest.mark.parametrize("asked, want", [
+    ({"breed": "beagle"}, ["s1.jpg"]),
+    ({"breed": " PUG "}, ["s2.jpg", "IMG_0042.jpg"]),
+    ({"breed": "n02088364-beagle"}, ["s1.jpg"]),
+    ({"breed": "tabby"}, []),
+    ({"min_confidence": 0.8}, ["s1.jpg", "IMG_0042.jpg"]),
+    ({"min_confidence": 0.45}, ["s1.jpg", "s2.jpg", "IMG_0042.jpg"]),
+    ({"errors": True}, ["s4.jpg"]),
+    ({"status": "unsure"}, ["s2.jpg"]),
+    ({"status": "not_a_dog"}, ["s3.jpg"]),
+    ({"animal": "A2"}, ["s3.jpg", "s4.jpg"]),
+    ({"animal": ["A1", "A2"]}, ["s1.jpg", "s2.jpg", "s3.jpg", "s4.jpg"]),
+    ({"animal": "a1"}, []),  # the code as stored
+])
+def test_records_filtered(kennel, asked, want):
+    assert paths(readmodel.records(kennel.engine, **asked)) == want
+
+
+def test_breed_words_with_an_underscore_or_a_like_wildcard(shelter):
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", (LAB, 0.9), (PUG, 0.05))
+    shelter.photo("A1", "s2", ("n02099712-Labrador%retriever", 0.9), (PUG, 0.05))
+    assert paths(readmodel.records(shelter.engine, breed="labrador_retriever")) == ["s1.jpg"]
+    assert paths(readmodel.records(shelter.engine, breed="Labrador Retriever")) == ["s1.jpg"]
+    assert paths(readmodel.records(shelter.engine, breed="labrador%retriever")) == ["s2.jpg"]
+
+
+def test_a_records_newest_prediction_or_the_models_asked_for(kennel):
+    kennel.predict("s1", (PUG, 0.7), (BEAGLE, 0.2), model="m2", at="2026-02-01")
+    assert [r["label"] for r in readmodel.records(kennel.engine, animal="A1")] == [PUG, PUG]
+    assert [r["model"] for r in readmodel.records(kennel.engine, animal="A1", model_id="m1")] == ["m1", "m1"]
+
+
+def test_records_with_the_staffs_corrections(kennel):
+    kennel.correct("A1", status="dog", label=LAB, breed="Labrador Retriever", source="staff")
+    kennel.correct("s2", kind="photo", status="dog", label=BEAGLE, label2=PUG, breed="Beagle", breed2="Pug")
+    got = list(readmodel.records(kennel.engine))
+    assert [(r["source"], r["label"], r["breed"], r["confidence"]) for r in got[:2]] == [
+        ("correction", LAB, "Labrador Retriever", None), ("correction", BEAGLE, "Beagle / Pug", None)]
+    assert [r["source"] for r in got[2:]] == ["model", "model", "model"]
+    model = list(readmodel.records(kennel.engine, corrected=False))
+    assert [(r["source"], r["label"]) for r in model[:2]] == [("model", BEAGLE), ("model", PUG)]
+
+
+def test_the_corrections_in_force_and_the_models_rules(kennel):
+    kennel.correct("A1", status="dog", label=LAB)
+    kennel.correct("A1", status="dog", label=PUG)
+    kennel.correct("A2", status="dog", label=BEAGLE)
+    with db.writing(kennel.engine) as conn:
+        conn.execute(update(db.corrections).where(db.corrections.c.id == 3).values(undone_at="x", undone_by="b"))
+        conn.execute(update(db.models).where(db.models.c.id == "m1").values(
+            labels=json.dumps([BEAGLE, PUG]), decision=json.dumps({"unsure_below": 0.95})))
+        conn.execute(insert(db.models).values(id="m2", first_used_at="2026-01-01"))
+        fixes = readmodel.active_corrections(conn)
+        infos = readmodel.model_infos(conn)
+        assert readmodel.members(conn) == {str(kennel.root / "A1" / f"{s}.jpg"): "A1" for s in ("s1", "s2")} | {
+            str(kennel.root / "A2" / f"{s}.jpg"): "A2" for s in ("s3", "s4")}
+    assert {key: c.label for key, c in fixes.items()} == {("animal", "A1"): PUG}
+    assert (infos["m1"].labels, infos["m1"].unsure_below) == ([BEAGLE, PUG], 0.95)
+    assert (infos["m2"].labels, infos["m2"].unsure_below) == (None, 0.5)
+
+
+def test_every_animals_answer(kennel):
+    with db.writing(kennel.engine) as conn:
+        conn.execute(update(db.models).where(db.models.c.id == "m1").values(decision=json.dumps(
+            {"unsure_below": 0.6})))
+        conn.execute(insert(db.animals).values(code="A0", name="Empty", created_at="2026-01-01"))
+        conn.execute(insert(db.animals).values(code="A9", name="Merged", created_at="2026-01-01", merged_into="A1"))
+        conn.execute(insert(db.files).values(path=str(kennel.root / "notes.jpg"), error=readmodel.NOT_AN_IMAGE,
+                                             catalogued_at="2026-01-01", updated_at="2026-01-01"))
+    got = readmodel.answers(kennel.engine)
+    assert [(a.animal, a.name, a.status, a.source) for a in got] == [
+        ("A1", "Rex", "dog", "model"), ("A2", "Pip", "not_a_dog", "model"), ("IMG_0042", "IMG 0042", "dog", "model")]
+    assert (got[0].votes, got[0].model, len(got[0].photos), got[0].label) == (2, "m1", 2, BEAGLE)
+    assert got[0].top_k[0]["confidence"] > 0.6
+    assert [a.animal for a in readmodel.answers(kennel.engine, include_empty=True)] == ["A0", "A1", "A2",
+                                                                                        "IMG_0042"]
+    assert [len(a.top_k) for a in readmodel.answers(kennel.engine, k=1)][0] == 1
+    kennel.correct("A1", status="not_a_dog")
+    assert readmodel.answers(kennel.engine)[0].status == "not_a_dog"
+    model_only = readmodel.records(kennel.engine, probabilities=True, corrected=False)
+    assert readmodel.answers(kennel.engine, model_only, corrections={})[0].status == "dog"
+    only = readmodel.answers(kennel.engine, photos=readmodel.records(kennel.engine, animal="A2"))
+    assert [a.animal for a in only] == ["A2"]
+    with db.writing(kennel.engine) as conn:
+        conn.execute(update(db.animals).where(db.animals.c.code == "A2").values(retired_at="2026-03-01"))
+    assert [a.animal for a in readmodel.answers(kennel.engine)] == ["A1", "IMG_0042"]
+
+
+def test_the_animals_filtered_by_their_answer(kennel):
+    kennel.animal("A3", "Tom")
+    kennel.photo("A3", "s6", (PUG, 0.4), (BEAGLE, 0.35), (LAB, 0.25), status="unsure")
+    kennel.animal("A4", "Sam")
+    kennel.photo("A4", "s7", (BEAGLE, 0.3), (PUG, 0.3), status="unsure")
+    kennel.correct("A4", status="dog", label=BEAGLE)
+
+    def codes(**asked):
+        return [a.animal for a in readmodel.animal_answers(kennel.engine, **asked)]
+    assert codes() == ["A1", "A2", "A3", "A4", "IMG_0042"]
+    assert codes(status="unsure") == ["A3"]
+    assert codes(breed="pug") == ["A3", "IMG_0042"]
+    assert codes(breed="beagle") == ["A1", "A4"]
+    assert codes(min_confidence=0.5) == ["A1", "A4", "IMG_0042"]  # staff's word has no confidence: kept
+    assert codes(min_confidence=0.4) == ["A1", "A3", "A4", "IMG_0042"]
+    assert codes(include_empty=True, status="error") == []
+    assert [len(a.top_k) for a in readmodel.animal_answers(kennel.engine, k=1)] == [1, 0, 1, 1, 1]
+
+
+def test_animals_whose_photos_are_all_gone(kennel):
+    with db.reading(kennel.engine) as conn:
+        assert readmodel.gone(conn) == {}
+    (kennel.root / "A2" / "s3.jpg").unlink()
+    with db.reading(kennel.engine) as conn:
+        assert readmodel.gone(conn) == {}  # one photo is left
+    (kennel.root / "A2" / "s4.jpg").unlink()
+    (kennel.root / "A1" / "s1.jpg").unlink()
+    kennel.animal("B1", "Bo")
+    kennel.photo("B1", "s8", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False)
+    kennel.animal("a3", "Lo")
+    kennel.photo("a3", "s9", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False)
+    with db.reading(kennel.engine) as conn:
+        assert readmodel.gone(conn) == {"A2": [str(kennel.root / "A2" / f"{s}.jpg") for s in ("s3", "s4")],
+                                        "a3": [str(kennel.root / "a3" / "s9.jpg")],
+                                        "B1": [str(kennel.root / "B1" / "s8.jpg")]}
+        assert list(readmodel.gone(conn)) == ["A2", "a3", "B1"]
+    with db.writing(kennel.engine) as conn:
+        conn.execute(update(db.animals).where(db.animals.c.code == "B1").values(retired_at="2026-03-01"))
+        conn.execute(update(db.animals).where(db.animals.c.code == "a3").values(merged_into="A1"))
+    with db.reading(kennel.engine) as conn:
+        assert list(readmodel.gone(conn)) == ["A2"]
