@@ -25,7 +25,7 @@ BASSET, SPRINGER, POODLE = "n02088238-basset", "n02102040-English_springer", "n0
 NAMES = {BEAGLE: "Beagle", PUG: "Pug", LAB: "Labrador Retriever", BASSET: "Basset", SPRINGER: "English Springer",
          POODLE: "Standard Poodle", "n02086240-Shih-Tzu": "Shih-Tzu",
          "n02100236-German_short-haired_pointer": "German Short-haired Pointer",
-         "n02099712-Labrador%retriever": "Labrador%retriever"}
+         "n02099712-Labrador%retriever": "Labrador%retriever", "n09999999-x_dog": "Village Dog"}
 
 
 def guesses(*pairs) -> list[dict]:
@@ -847,6 +847,17 @@ def test_breed_words_with_an_underscore_or_a_like_wildcard(shelter):
     assert paths(readmodel.records(shelter.engine, breed="labrador%retriever")) == ["s2.jpg"]
 
 
+def test_breed_asked_by_words_that_are_not_the_labels(shelter):
+    # a model whose labels are codes: its breed words and its label say different things
+    shelter.animal("A1", "Rex")
+    shelter.photo("A1", "s1", ("n09999999-x_dog", 0.9), (PUG, 0.05))
+    shelter.photo("A1", "s2", (PUG, 0.9), (BEAGLE, 0.05))
+    for asked in ("village dog", "Village_Dog", "n09999999-X_DOG", "x dog", "X_Dog"):
+        assert paths(readmodel.records(shelter.engine, breed=asked)) == ["s1.jpg"], asked
+    for asked in ("village", "x", "dog", "09999999-x_dog"):
+        assert paths(readmodel.records(shelter.engine, breed=asked)) == [], asked
+
+
 def test_a_records_newest_prediction_or_the_models_asked_for(kennel):
     kennel.predict("s1", (PUG, 0.7), (BEAGLE, 0.2), model="m2", at="2026-02-01")
     assert [r["label"] for r in readmodel.records(kennel.engine, animal="A1")] == [PUG, PUG]
@@ -888,14 +899,18 @@ def test_every_animals_answer(kennel):
             {"unsure_below": 0.6})))
         conn.execute(insert(db.animals).values(code="A0", name="Empty", created_at="2026-01-01"))
         conn.execute(insert(db.animals).values(code="A9", name="Merged", created_at="2026-01-01", merged_into="A1"))
-        conn.execute(insert(db.files).values(path=str(kennel.root / "notes.jpg"), error=readmodel.NOT_AN_IMAGE,
+        conn.execute(insert(db.files).values(path=str(kennel.root / "aaa-notes.jpg"), error=readmodel.NOT_AN_IMAGE,
                                              catalogued_at="2026-01-01", updated_at="2026-01-01"))
+    kennel.animal("b0", "Lo")  # codes in order whatever their case
+    kennel.photo("b0", "s6", (PUG, 0.4), (BEAGLE, 0.3), (LAB, 0.2), (BASSET, 0.1), status="unsure")
     got = readmodel.answers(kennel.engine)
     assert [(a.animal, a.name, a.status, a.source) for a in got] == [
-        ("A1", "Rex", "dog", "model"), ("A2", "Pip", "not_a_dog", "model"), ("IMG_0042", "IMG 0042", "dog", "model")]
+        ("A1", "Rex", "dog", "model"), ("A2", "Pip", "not_a_dog", "model"), ("b0", "Lo", "unsure", "model"),
+        ("IMG_0042", "IMG 0042", "dog", "model")]
+    assert len(got[2].top_k) == 3
     assert (got[0].votes, got[0].model, len(got[0].photos), got[0].label) == (2, "m1", 2, BEAGLE)
     assert got[0].top_k[0]["confidence"] > 0.6
-    assert [a.animal for a in readmodel.answers(kennel.engine, include_empty=True)] == ["A0", "A1", "A2",
+    assert [a.animal for a in readmodel.answers(kennel.engine, include_empty=True)] == ["A0", "A1", "A2", "b0",
                                                                                         "IMG_0042"]
     assert [len(a.top_k) for a in readmodel.answers(kennel.engine, k=1)][0] == 1
     kennel.correct("A1", status="not_a_dog")
@@ -906,26 +921,45 @@ def test_every_animals_answer(kennel):
     assert [a.animal for a in only] == ["A2"]
     with db.writing(kennel.engine) as conn:
         conn.execute(update(db.animals).where(db.animals.c.code == "A2").values(retired_at="2026-03-01"))
-    assert [a.animal for a in readmodel.answers(kennel.engine)] == ["A1", "IMG_0042"]
+    assert [a.animal for a in readmodel.answers(kennel.engine)] == ["A1", "b0", "IMG_0042"]
+
+
+def test_answers_fuse_whole_distributions_of_the_model_asked_for(kennel):
+    with db.writing(kennel.engine) as conn:
+        conn.execute(update(db.models).where(db.models.c.id == "m1").values(labels=json.dumps([BEAGLE, PUG])))
+    kennel.predict("s1", (PUG, 0.7), (BEAGLE, 0.2), model="m2", at="2026-02-01")
+    kennel.predict("s2", (PUG, 0.7), (BEAGLE, 0.2), model="m2", at="2026-02-01")
+    assert readmodel.answers(kennel.engine)[0].label == PUG  # m2's, the newest
+    a1 = readmodel.answers(kennel.engine, model_id="m1")[0]
+    # s1's whole distribution (0.9, 0.1), not its top-k; s2 has none: its top-k
+    want = fusion.fuse([[0.9, 0.1], [0.3, 0.45]])[0]
+    assert (a1.label, a1.model, a1.top_k[0]["confidence"]) == (BEAGLE, "m1", round(want, 6))
+    assert readmodel.animal_answers(kennel.engine, model_id="m1")[0].top_k == a1.top_k
 
 
 def test_the_animals_filtered_by_their_answer(kennel):
     kennel.animal("A3", "Tom")
-    kennel.photo("A3", "s6", (PUG, 0.4), (BEAGLE, 0.35), (LAB, 0.25), status="unsure")
+    kennel.photo("A3", "s6", (PUG, 0.4), (BEAGLE, 0.3), (LAB, 0.2), (BASSET, 0.1), status="unsure")
     kennel.animal("A4", "Sam")
     kennel.photo("A4", "s7", (BEAGLE, 0.3), (PUG, 0.3), status="unsure")
     kennel.correct("A4", status="dog", label=BEAGLE)
+    kennel.animal("A5", "Bo")
+    kennel.photo("A5", "s8", (BEAGLE, 0.3), (PUG, 0.3), status="unsure")
+    kennel.correct("A5", status="dog", breed="Pit Bull Terrier")
+    kennel.animal("A0", "Nobody")
 
     def codes(**asked):
         return [a.animal for a in readmodel.animal_answers(kennel.engine, **asked)]
-    assert codes() == ["A1", "A2", "A3", "A4", "IMG_0042"]
+    assert codes() == ["A1", "A2", "A3", "A4", "A5", "IMG_0042"]
     assert codes(status="unsure") == ["A3"]
-    assert codes(breed="pug") == ["A3", "IMG_0042"]
+    assert codes(breed="pug") == codes(breed=PUG) == ["A3", "IMG_0042"]
     assert codes(breed="beagle") == ["A1", "A4"]
-    assert codes(min_confidence=0.5) == ["A1", "A4", "IMG_0042"]  # staff's word has no confidence: kept
-    assert codes(min_confidence=0.4) == ["A1", "A3", "A4", "IMG_0042"]
-    assert codes(include_empty=True, status="error") == []
-    assert [len(a.top_k) for a in readmodel.animal_answers(kennel.engine, k=1)] == [1, 0, 1, 1, 1]
+    assert codes(breed="pit bull terrier") == ["A5"]  # staff's words, no label
+    assert codes(min_confidence=0.5) == ["A1", "A4", "A5", "IMG_0042"]  # staff's word has no confidence: kept
+    assert codes(min_confidence=0.4) == ["A1", "A3", "A4", "A5", "IMG_0042"]
+    assert codes(include_empty=True, status="error") == ["A0"] and codes(status="error") == []
+    assert [len(a.top_k) for a in readmodel.animal_answers(kennel.engine)] == [2, 0, 3, 1, 1, 2]
+    assert [len(a.top_k) for a in readmodel.animal_answers(kennel.engine, k=1)] == [1, 0, 1, 1, 1, 1]
 
 
 def test_animals_whose_photos_are_all_gone(kennel):
@@ -937,16 +971,23 @@ def test_animals_whose_photos_are_all_gone(kennel):
     (kennel.root / "A2" / "s4.jpg").unlink()
     (kennel.root / "A1" / "s1.jpg").unlink()
     kennel.animal("B1", "Bo")
-    kennel.photo("B1", "s8", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False)
+    kennel.photo("B1", "s8", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False, name="z.jpg")
+    kennel.photo("B1", "s7", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False, name="y.jpg")
+    kennel.animal("C_1", "Cy")
+    kennel.photo("C_1", "s10", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False)
+    kennel.animal("Ca", "Ca")
+    kennel.photo("Ca", "s11", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False)
     kennel.animal("a3", "Lo")
     kennel.photo("a3", "s9", (PUG, 0.9), (BEAGLE, 0.05), on_disk=False)
     with db.reading(kennel.engine) as conn:
         assert readmodel.gone(conn) == {"A2": [str(kennel.root / "A2" / f"{s}.jpg") for s in ("s3", "s4")],
                                         "a3": [str(kennel.root / "a3" / "s9.jpg")],
-                                        "B1": [str(kennel.root / "B1" / "s8.jpg")]}
-        assert list(readmodel.gone(conn)) == ["A2", "a3", "B1"]
+                                        "B1": [str(kennel.root / "B1" / f"{s}.jpg") for s in ("y", "z")],
+                                        "C_1": [str(kennel.root / "C_1" / "s10.jpg")],
+                                        "Ca": [str(kennel.root / "Ca" / "s11.jpg")]}
+        assert list(readmodel.gone(conn)) == ["A2", "a3", "B1", "C_1", "Ca"]
     with db.writing(kennel.engine) as conn:
         conn.execute(update(db.animals).where(db.animals.c.code == "B1").values(retired_at="2026-03-01"))
         conn.execute(update(db.animals).where(db.animals.c.code == "a3").values(merged_into="A1"))
     with db.reading(kennel.engine) as conn:
-        assert list(readmodel.gone(conn)) == ["A2"]
+        assert list(readmodel.gone(conn)) == ["A2", "C_1", "Ca"]
