@@ -456,6 +456,9 @@ def test_an_unknown_breed_has_suggestions_or_none():
     with pytest.raises(breeds.UnknownBreed) as unknown:
         breeds.resolve("beagel")
     assert unknown.value.suggestions[0] == "Beagle"
+    with pytest.raises(breeds.UnknownBreed) as unknown:  # the four closest names, the closest first
+        breeds.resolve("terier")
+    assert unknown.value.suggestions == ["Terrier", "Toy Terrier", "Rat Terrier", "Fox Terrier"]
 
 
 def test_fusion_arithmetic_with_three_photos():
