@@ -30,25 +30,16 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from dogcat import animals as grouping
-from dogcat import (
-    asm3,
-    asm3_api,
-    asm3_records,
-    asm3_send,
-    asm3_sync,
-    catalog,
-    claims,
-    classifier,
-    corrections,
-    evaluate,
-    export,
-    readmodel,
-    report,
-    settings,
-    similar,
-    teach,
-)
+from dogcat import catalog, classifier, corrections, evaluate, export, readmodel, report, settings, similar, teach
 from dogcat import db as catdb
+from dogcat.asm3 import importfile as asm3
+from dogcat.asm3 import plan as asm3_planning
+from dogcat.asm3 import pull as asm3_pull
+from dogcat.asm3 import records as asm3_records
+from dogcat.asm3 import send as asm3_send
+from dogcat.asm3 import sent as asm3_sent
+from dogcat.asm3 import service as asm3_service
+from dogcat.db import leases
 from dogcat.evaluate import Evaluation
 from dogcat.model import BreedModel
 from dogcat.modelcard import ModelCard
@@ -63,8 +54,8 @@ class Asm3Synced:
     of ASM3's animals, the plan sent (its warnings), and what ASM3 took of it (None: nothing new to send)."""
 
     earlier: list[asm3_send.Settled]
-    pulled: asm3_sync.Pulled
-    plan: asm3_sync.Plan
+    pulled: asm3_pull.Pulled
+    plan: asm3_planning.Plan
     sent: asm3_send.Settled | None
 
 
@@ -74,7 +65,7 @@ class Asm3Export:
     corrections to hand to a person), the file's id (None: nothing new, no file), and files of killed exports
     it settled first."""
 
-    plan: asm3_sync.Plan
+    plan: asm3_planning.Plan
     file_id: int | None
     settled: list[str]
 
@@ -217,7 +208,7 @@ class Catalog:
 
     def add(self, *folders: str | Path, animals: str | None = None, pattern: str | None = None, top_k: int = 3,
             recursive: bool = True, follow_symlinks: bool = False, batch_size: int = settings.DEFAULT_BATCH,
-            lease_s: float = claims.DEFAULT_LEASE_S, progress=None,
+            lease_s: float = leases.DEFAULT_LEASE_S, progress=None,
             folder_pattern: str | None = None) -> catalog.Summary:
         """Catalog the photos under ``folders`` and group them into animals (``animals``: folder, pattern or
         none; ``folder_pattern``: how folder names hold codes and names; see dogcat.animals); returns the run's
@@ -290,11 +281,11 @@ class Catalog:
         return export.write_animals(readmodel.animal_answers(self.engine, **filters), fmt, stream)
 
     def asm3_plan(self, *, resend: bool = False, age: str | None = None, dob: str | None = None,
-                  animals_csv: str | Path | None = None, codes: list[str] | None = None) -> asm3_sync.Plan:
-        """What an ASM3 import file would hold now (dogcat.asm3_sync.plan): only what ASM3 has not been sent,
+                  animals_csv: str | Path | None = None, codes: list[str] | None = None) -> asm3_planning.Plan:
+        """What an ASM3 import file would hold now (dogcat.asm3_planning.plan): only what ASM3 has not been sent,
         or everything with ``resend``. Raises UsageError when an animal new to ASM3 has no age."""
-        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
-        return asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts, codes=codes)
+        facts = asm3_planning.read_facts(animals_csv) if animals_csv is not None else None
+        return asm3_planning.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts, codes=codes)
 
     def asm3_export(self, output: Path | None, *, resend: bool = False, age: str | None = None,
                     dob: str | None = None, animals_csv: str | Path | None = None, images: bool = True,
@@ -302,52 +293,52 @@ class Catalog:
                     on_wait: Callable[[str], None] | None = None) -> Asm3Export:
         """``dogcat export --format asm3``: one export at a time (a second waits, then writes only what the first
         did not), what ASM3 has not been sent yet written to ``output`` (None: ``stdout``) and recorded so that a
-        kill at any step leaves the file and the record agreeing (dogcat.asm3_sync). No file when there is
+        kill at any step leaves the file and the record agreeing (dogcat.asm3.sent). No file when there is
         nothing new. Raises UsageError when an animal new to ASM3 has no age (nothing written)."""
-        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
-        with asm3_sync.exclusive(self.engine, on_wait) as settled:
-            plan = asm3_sync.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts)
-            asm3_sync.checkpoint("planned")
+        facts = asm3_planning.read_facts(animals_csv) if animals_csv is not None else None
+        with asm3_sent.exclusive(self.engine, on_wait) as settled:
+            plan = asm3_planning.plan(self.engine, resend=resend, age=age, dob=dob, facts=facts)
+            asm3_sent.checkpoint("planned")
             pictures = asm3.attach_images(plan, asm3.image_for if images else None)
             plan.drop_empty()
             file_id = None
             if plan.animals:  # nothing new: no file at all (ASM3's import fails on one without rows)
                 content = asm3.content(plan, pictures)
-                file_id = asm3_sync.write_file(self.engine, plan, content, output, corrections.who(by), stdout)
+                file_id = asm3_sent.write_file(self.engine, plan, content, output, corrections.who(by), stdout)
         return Asm3Export(plan, file_id, settled)
 
-    def asm3_handoffs(self) -> list[asm3_sync.Handoff]:
+    def asm3_handoffs(self) -> list[asm3_planning.Handoff]:
         """Staff corrections a person must still make in ASM3 (its import cannot change a breed)."""
-        return asm3_sync.handoffs(self.engine)
+        return asm3_planning.handoffs(self.engine)
 
-    def asm3_pull(self, path: str | Path, *, day_first: bool | None = None) -> asm3_sync.Pulled:
+    def asm3_pull(self, path: str | Path, *, day_first: bool | None = None) -> asm3_pull.Pulled:
         """Read ASM3's animal export (``dogcat asm3 pull``); the first pull of a new shelter creates the catalog
         (a file that cannot be read creates nothing). ``day_first``: whether its DD/MM/YYYY-or-MM/DD/YYYY dates
         are day first; None: told from the file's own dates (ShelterFileError when they cannot tell)."""
         shelter = asm3_records.read_animals(path, day_first=day_first)
-        return asm3_sync.pull(self.engine, shelter)
+        return asm3_pull.pull(self.engine, shelter)
 
     def asm3_sync(self, url: str, *, username: str | None = None, account: str | None = None,
                   environ: dict[str, str] | None = None, allow_http: bool = False,
-                  timeout_s: float = asm3_api.DEFAULT_TIMEOUT_S, age: str | None = None, dob: str | None = None,
+                  timeout_s: float = asm3_service.DEFAULT_TIMEOUT_S, age: str | None = None, dob: str | None = None,
                   animals_csv: str | Path | None = None, by: str | None = None,
                   on_wait: Callable[[str], None] | None = None) -> Asm3Synced:
         """``dogcat asm3 sync``: over ASM3's service API, settle earlier sends whose answer never came, pull
         ASM3's animals (as :meth:`asm3_pull` does its export), then send what ASM3 has not taken yet (the rows
         ``export --format asm3`` would write) and keep as sent only what ASM3's answer says it took
-        (dogcat.asm3_send). Raises asm3_api.ServiceError (exit 1) when ASM3 cannot be used, UsageError when an
+        (dogcat.asm3.send). Raises asm3_service.ServiceError (exit 1) when ASM3 cannot be used, UsageError when an
         animal new to ASM3 has no age, for a bad URL and for missing credentials (DOGCAT_ASM3_PASSWORD with
         ``username``, or DOGCAT_ASM3_KEY, read from ``environ``, default os.environ): nothing sent."""
-        auth = asm3_api.credentials(username, dict(os.environ if environ is None else environ))
-        service = asm3_api.Service(url, auth, account, allow_http=allow_http, timeout_s=timeout_s)
-        facts = asm3_sync.read_facts(animals_csv) if animals_csv is not None else None
-        asm3_sync.estimated_age(age, dob)  # bad usage before ASM3 is asked
+        auth = asm3_service.credentials(username, dict(os.environ if environ is None else environ))
+        service = asm3_service.Service(url, auth, account, allow_http=allow_http, timeout_s=timeout_s)
+        facts = asm3_planning.read_facts(animals_csv) if animals_csv is not None else None
+        asm3_planning.estimated_age(age, dob)  # bad usage before ASM3 is asked
         # One export or sync at a time, as export does (a file export killed while writing settled first).
-        with asm3_sync.exclusive(self.engine, on_wait):
+        with asm3_sent.exclusive(self.engine, on_wait):
             remote = service.shelter_animals()
             earlier = asm3_send.settle(self.engine, remote)
-            pulled = asm3_sync.pull(self.engine, [r.animal for r in remote])
-            plan = asm3_sync.plan(self.engine, age=age, dob=dob, facts=facts)
+            pulled = asm3_pull.pull(self.engine, [r.animal for r in remote])
+            plan = asm3_planning.plan(self.engine, age=age, dob=dob, facts=facts)
             pictures = asm3.attach_images(plan, asm3.image_for)
             plan.drop_empty()
             rows = list(asm3.rows(plan, pictures))
@@ -361,13 +352,13 @@ class Catalog:
 
     def asm3_files(self) -> list[dict]:
         """The ASM3 import files written, with what each held (``dogcat asm3 files``)."""
-        return asm3_sync.files(self.engine)
+        return asm3_sent.files(self.engine)
 
     def asm3_forget(self, file_id: int) -> dict:
         """Take back an ASM3 file that was never imported (``dogcat asm3 forget ID``), once no export is writing
         one and what a killed export left is settled."""
-        with asm3_sync.exclusive(self.engine):  # settles what a killed export left first
-            return asm3_sync.forget(self.engine, file_id)
+        with asm3_sent.exclusive(self.engine):  # settles what a killed export left first
+            return asm3_sent.forget(self.engine, file_id)
 
     def teach(self, output: str | Path, *, model: str | Path | None = None, min_photos: int = teach.MIN_PHOTOS,
               progress=None, anyway: bool = False) -> teach.Taught:

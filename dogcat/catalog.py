@@ -7,7 +7,7 @@ recognised by its SHA-256 and recorded without being decoded or classified again
 the batch in flight; the next run picks up the rest. A bad file becomes a row with a one-line error.
 
 Runs at the same time (processes, or machines sharing one PostgreSQL) claim each batch's photos in the database
-before decoding them (:mod:`dogcat.claims`): a photo another run is classifying is left to it and looked at
+before decoding them (:mod:`dogcat.db.leases`): a photo another run is classifying is left to it and looked at
 again at the end, when it is recorded, or taken over once that run's lease is over (it died).
 
 Layer: a job (docs/architecture.md).
@@ -31,7 +31,8 @@ from typing import TypeGuard
 
 from sqlalchemy import Row, func, select
 
-from dogcat import animals, claims, db, images, settings
+from dogcat import animals, db, images, settings
+from dogcat.db import leases
 from dogcat.model import BreedModel
 from dogcat.status import Judge
 from dogcat.walk import NOT_AN_IMAGE, Entry, Scan, is_image_name, reason, scan
@@ -154,10 +155,10 @@ class Prepared:
 
 class _Run:
     def __init__(self, engine, judge: Judge, top_k: int, summary: Summary,
-                 lease_s: float = claims.DEFAULT_LEASE_S):
+                 lease_s: float = leases.DEFAULT_LEASE_S):
         self.engine, self.judge, self.model, self.top_k, self.s = engine, judge, judge.model, top_k, summary
         self.model_recorded = False
-        self.owner, self.lease_s = claims.new_owner(), lease_s
+        self.owner, self.lease_s = leases.new_owner(), lease_s
         self.deferred: list[Entry] = []  # photos another run had claimed: looked at again at the end
 
     def _file_row(self, e: Entry, sha256: str | None, error: str | None, now: str) -> dict:
@@ -272,12 +273,12 @@ class _Run:
         if not wanted:
             return set(), set(), set()
         with db.writing(self.engine) as conn:
-            mine = claims.claim(conn, wanted, self.model.id, self.owner, self.lease_s)
+            mine = leases.claim(conn, wanted, self.model.id, self.owner, self.lease_s)
             # Read again, after the claim: a run that finished one of these just before it was claimed (and so
             # deleted its claim) must not have it classified twice.
             finished = {sha: row for sha, row in db.known_photos(conn, mine, self.model.id).items() if _done(row)}
             if finished:
-                claims.release(conn, finished, self.model.id, self.owner)
+                leases.release(conn, finished, self.model.id, self.owner)
         seen.update(finished)
         return mine - set(finished), wanted - mine, set(finished)
 
@@ -330,8 +331,8 @@ class _Run:
         with db.writing(self.engine) as conn:
             _write_batch(conn, model_row, photo_rows, prediction_rows, file_rows, feature_rows)
             # In the same transaction: the claims on what is now recorded go, the others are renewed.
-            claims.release(conn, [row["sha256"] for row in photo_rows], model.id, self.owner)
-            claims.renew(conn, self.owner, self.lease_s)
+            leases.release(conn, [row["sha256"] for row in photo_rows], model.id, self.owner)
+            leases.renew(conn, self.owner, self.lease_s)
         self.model_recorded = self.model_recorded or model_row is not None
         s.batches += 1
 
@@ -341,7 +342,7 @@ def _release_all(engine, owner: str):
     effort: when the database itself is failing, the lease frees the claims instead."""
     try:
         with db.writing(engine) as conn:
-            claims.release_all(conn, owner)
+            leases.release_all(conn, owner)
     except Exception:  # noqa: BLE001 — the original error, not this one, is what the caller must see
         pass
 
@@ -359,13 +360,13 @@ def find(roots: Sequence[str | Path], grouping: animals.Grouping, *, recursive: 
 def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recursive: bool = True,
         follow_symlinks: bool = False, batch_size: int = DEFAULT_BATCH, top_k: int = settings.DEFAULT_TOP_K,
         progress: Callable[[int, int, int], None] | None = None,
-        lease_s: float = claims.DEFAULT_LEASE_S, grouping: animals.Grouping | None = None,
+        lease_s: float = leases.DEFAULT_LEASE_S, grouping: animals.Grouping | None = None,
         found: Scan | None = None) -> Summary:
     """Catalog every photo under ``roots`` into ``engine`` (see :func:`dogcat.db.connect`), then put the files
     in animals by ``grouping`` (default: :data:`dogcat.animals.DEFAULT_GROUPING`, see dogcat.animals).
 
     Several runs may catalog overlapping folders into one database at once, on one machine or several: each
-    photo is classified by one of them (see :mod:`dogcat.claims`); ``new`` counts what this run classified.
+    photo is classified by one of them (see :mod:`dogcat.db.leases`); ``new`` counts what this run classified.
     ``lease_s``: how long a claim of this run outlives it if it dies.
 
     ``progress(files done, files in all, photos classified)`` is called after each batch. Raises WalkError
@@ -390,8 +391,8 @@ def run(engine, roots: Sequence[str | Path], model: Judge | BreedModel, *, recur
         progress(0, total, 0)
     try:
         with db.writing(engine) as conn:  # a crashed run on this machine: take its work over now
-            claims.expire_dead_local(conn)
-        with claims.Heartbeat(engine, worker.owner, lease_s):  # the claims live as long as this run
+            leases.expire_dead_local(conn)
+        with leases.Heartbeat(engine, worker.owner, lease_s):  # the claims live as long as this run
             # A two-stage pipeline: batch i+1 is read, hashed, claimed and decoded in a worker thread while batch i is
             # classified and committed. Only two batches are ever held, so memory stays flat however large the folder.
             starts = range(0, total, batch_size)

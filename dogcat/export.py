@@ -1,5 +1,5 @@
 """The catalog's records → CSV or JSON Lines (one record per catalogued file, or per animal), or an ASM3
-import file (one animal per dog, see :mod:`dogcat.asm3`). The records come from the read model
+import file (one animal per dog, see :mod:`dogcat.asm3.importfile`). The records come from the read model
 (dogcat.readmodel), staff corrections already in force.
 
 Layer: an output. CSV is RFC 4180 (every field with a comma, quote or line break is quoted, so any file name
@@ -66,7 +66,7 @@ def write(rows, fmt: str, fp: IO[str]) -> int:
 
 def write_animals(answers, fmt: str, fp: IO[str]) -> int:
     """Write per-animal answers (dogcat.readmodel.answers); returns how many animals were written. (ASM3's
-    import file is written by dogcat.asm3, from what dogcat.asm3_sync plans.)"""
+    import file is written by dogcat.asm3.importfile, from what dogcat.asm3.plan plans.)"""
     dicts = (a.to_dict() for a in answers)
     if fmt == "csv":
         return write_csv(dicts, fp, ANIMAL_FIELDS)

@@ -1,5 +1,5 @@
 """The read model's rules (dogcat.readmodel: whose word an animal's answer is, how its photos vote, how answers
-read) and the ASM3 plan's (dogcat.asm3_sync: what an import file says of an animal: breeds, log line, age, which
+read) and the ASM3 plan's (dogcat.asm3: what an import file says of an animal: breeds, log line, age, which
 photos, which corrections a person must make), case by case on plain records: no catalog, no model.
 
 These are the unit tests the mutation tests run for those modules (docs/development.md, "Mutation testing"); each
@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import insert, update
 
-from dogcat import asm3_sync, db, fusion, readmodel
-from dogcat.asm3_sync import Handoff, Outgoing, Plan, Sent, breeds_key, estimated_age
+from dogcat import db, fusion, readmodel
+from dogcat.asm3 import plan as asm3_planning
+from dogcat.asm3.plan import Handoff, Outgoing, Plan, Sent, breeds_key, estimated_age
 from dogcat.errors import UsageError
 from dogcat.readmodel import Answer, Correction, ModelInfo
 
@@ -368,7 +369,7 @@ def test_history_and_files_as_records():
                                                               {"kind": "log", "item": "Beagle"}]}
 
 
-# --- dogcat.asm3_sync: the plan ---------------------------------------------------------------------------------
+# --- dogcat.asm3: the plan ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("first, second, want", [
     ("Beagle", "Beagle", "Beagle"),
@@ -431,56 +432,56 @@ def test_the_photos_to_attach():
               photo("s6", (BEAGLE, 0.45), status="unsure", path="A1/d.jpg", confidence=0.45)]
     a = Answer("A1", "Rex", photos, "dog", guesses((BEAGLE, 0.9)))
     # the most confident first (ASM3's preferred photo), each content once, no cat and nothing unreadable
-    assert [p["path"] for p in asm3_sync.photos_to_attach(a)] == ["A1/b.jpg", "A1/a.jpg", "A1/d.jpg", "A1/c.jpg"]
+    assert [p["path"] for p in asm3_planning.photos_to_attach(a)] == ["A1/b.jpg", "A1/a.jpg", "A1/d.jpg", "A1/c.jpg"]
 
 
 def test_a_breed_as_asm3_spells_it():
     def spelt(label):
-        return asm3_sync._asm3_spelling(guesses((label, 0.5))[0])
+        return asm3_planning._asm3_spelling(guesses((label, 0.5))[0])
     assert spelt(SPRINGER) == "English Springer Spaniel"  # ASM3's longer name
     assert spelt(POODLE) == "Standard Poodle"  # ASM3's "Poodle" is wider than the model's breed
     assert spelt(BASSET) == "Basset Hound"
     assert spelt(BEAGLE) == "Beagle"
     assert spelt("n02086240-Shih-Tzu") == "Shih-Tzu"  # the same words as ASM3's "Shih Tzu": the model's name
     assert spelt("n02100236-German_short-haired_pointer") == "German Shorthaired Pointer"
-    assert asm3_sync._asm3_spelling({"label": "n09999999-tanuki", "breed": "Tanuki"}) == "Tanuki"  # no ASM3 breed
-    assert asm3_sync._asm3_spelling({"label": None, "breed": "Dingo-like"}) == "Dingo-like"
+    assert asm3_planning._asm3_spelling({"label": "n09999999-tanuki", "breed": "Tanuki"}) == "Tanuki"  # no ASM3 breed
+    assert asm3_planning._asm3_spelling({"label": None, "breed": "Dingo-like"}) == "Dingo-like"
 
 
 def test_the_log_line_of_a_models_answer():
     a = model_answer("dog", (BEAGLE, 0.97), (BASSET, 0.02), (SPRINGER, None), votes=3, model="xception-120")
-    assert asm3_sync.log_text(a) == ("dogcat: Beagle 97% (then Basset Hound 2%, English Springer Spaniel ?); "
+    assert asm3_planning.log_text(a) == ("dogcat: Beagle 97% (then Basset Hound 2%, English Springer Spaniel ?); "
                                      "from 3 photos; model xception-120.")
-    assert asm3_sync.log_text(model_answer("dog", (BEAGLE, 0.97), votes=1, model=None)) == (
+    assert asm3_planning.log_text(model_answer("dog", (BEAGLE, 0.97), votes=1, model=None)) == (
         "dogcat: Beagle 97%; from 1 photo.")
-    assert asm3_sync.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1), votes=0, model=None)) == (
+    assert asm3_planning.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1), votes=0, model=None)) == (
         "dogcat: probably Beagle 45% (then Pug 10%); from 0 photos.")
-    assert asm3_sync.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.3), (LAB, 0.1), model="m")) == (
+    assert asm3_planning.log_text(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.3), (LAB, 0.1), model="m")) == (
         "dogcat: mix? Beagle 45%, Pug 30%, Labrador Retriever 10%; from 2 photos; model m.")
     unrecorded = Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)  # staff's, no row
-    assert asm3_sync.log_text(unrecorded) == "dogcat: Pug ?; from 0 photos."
+    assert asm3_planning.log_text(unrecorded) == "dogcat: Pug ?; from 0 photos."
 
 
 def test_the_log_line_of_a_staff_answer():
     def staff(c: Correction) -> Answer:
         return Answer("A1", "Rex", [], c.status, readmodel._staff_top_k(c) if c.status == "dog" else [],
                       "correction", c)
-    assert asm3_sync.log_text(staff(fix(1, label=BEAGLE, label2=SPRINGER))) == (
+    assert asm3_planning.log_text(staff(fix(1, label=BEAGLE, label2=SPRINGER))) == (
         "dogcat: staff said Beagle / English Springer Spaniel (alice, 2026-12-04).")
-    assert asm3_sync.log_text(staff(fix(1, label=BEAGLE))) == "dogcat: staff said Beagle (alice, 2026-12-04)."
-    assert asm3_sync.log_text(staff(fix(1, "not_a_dog"))) == "dogcat: staff said not a dog (alice, 2026-12-04)."
+    assert asm3_planning.log_text(staff(fix(1, label=BEAGLE))) == "dogcat: staff said Beagle (alice, 2026-12-04)."
+    assert asm3_planning.log_text(staff(fix(1, "not_a_dog"))) == "dogcat: staff said not a dog (alice, 2026-12-04)."
 
 
 def test_a_new_animals_breeds():
-    assert asm3_sync._breeds_of(model_answer("dog", (SPRINGER, 0.9), (PUG, 0.3))) == (
+    assert asm3_planning._breeds_of(model_answer("dog", (SPRINGER, 0.9), (PUG, 0.3))) == (
         "English Springer Spaniel", "English Springer Spaniel")  # a purebred twice
-    assert asm3_sync._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (SPRINGER, 0.3))) == (
+    assert asm3_planning._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (SPRINGER, 0.3))) == (
         "Beagle", "English Springer Spaniel")
-    assert asm3_sync._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1))) == ("Beagle", "Beagle")
+    assert asm3_planning._breeds_of(model_answer("unsure", (BEAGLE, 0.45), (PUG, 0.1))) == ("Beagle", "Beagle")
     staff = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, breed="Pit Bull Terrier", breed2="Mixed Breed"))
-    assert asm3_sync._breeds_of(staff) == ("Pit Bull Terrier", "Mixed Breed")
+    assert asm3_planning._breeds_of(staff) == ("Pit Bull Terrier", "Mixed Breed")
     unrecorded = Answer("A1", "Rex", [], "dog", guesses((PUG, None)), "correction", None)  # staff's, no row
-    assert asm3_sync._breeds_of(unrecorded) == ("Pug", "Pug")
+    assert asm3_planning._breeds_of(unrecorded) == ("Pug", "Pug")
 
 
 @pytest.mark.parametrize("key, grouped, loose", [
@@ -492,18 +493,18 @@ def test_a_new_animals_breeds():
     (None, {"folder"}, False),
 ])
 def test_a_loose_photo(key, grouped, loose):
-    assert asm3_sync._loose(SimpleNamespace(key=key), grouped) is loose
+    assert asm3_planning._loose(SimpleNamespace(key=key), grouped) is loose
 
 
 def test_no_catalogued_animal_is_loose():
-    assert asm3_sync._loose(None, {"staff"}) is True
+    assert asm3_planning._loose(None, {"staff"}) is True
 
 
 def test_a_staff_correction_asm3_cannot_take_is_handed_to_a_person():
     staff = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, label=LAB, label2=PUG))
     in_asm3 = SimpleNamespace(asm3_code="ASM-7", breed1="Beagle", breed2="Beagle")
     sent = Sent(last={("A1", "animal"): "Beagle"})
-    h = asm3_sync._handoff(staff, in_asm3, sent)
+    h = asm3_planning._handoff(staff, in_asm3, sent)
     assert h == Handoff("A1", "ASM-7", "Beagle", "Labrador Retriever / Pug", "alice", "2026-12-04T10:11:12")
     assert h.to_dict() == {"animal": "A1", "asm3_code": "ASM-7", "in_asm3": "Beagle",
                            "staff": "Labrador Retriever / Pug", "by": "alice", "at": "2026-12-04T10:11:12"}
@@ -512,19 +513,19 @@ def test_a_staff_correction_asm3_cannot_take_is_handed_to_a_person():
                         "Details, Breed, and set Labrador Retriever / Pug (the next dogcat asm3 pull sees it)")
     # none: ASM3 holds the staff's breeds already (any case), or holds what it was not sent by dogcat
     took = SimpleNamespace(asm3_code="ASM-7", breed1="labrador retriever", breed2="PUG")
-    assert asm3_sync._handoff(staff, took, Sent(last={("A1", "animal"): "labrador retriever / PUG"})) is None
-    assert asm3_sync._handoff(staff, in_asm3, Sent(last={("A1", "animal"): "Basset Hound"})) is None
-    assert asm3_sync._handoff(staff, in_asm3, Sent()) is None
+    assert asm3_planning._handoff(staff, took, Sent(last={("A1", "animal"): "labrador retriever / PUG"})) is None
+    assert asm3_planning._handoff(staff, in_asm3, Sent(last={("A1", "animal"): "Basset Hound"})) is None
+    assert asm3_planning._handoff(staff, in_asm3, Sent()) is None
     mix = SimpleNamespace(asm3_code="ASM-7", breed1="Beagle", breed2="Basset Hound")  # dogcat sent a mix
-    h = asm3_sync._handoff(staff, mix, Sent(last={("A1", "animal"): "Beagle / Basset Hound"}))
+    h = asm3_planning._handoff(staff, mix, Sent(last={("A1", "animal"): "Beagle / Basset Hound"}))
     assert h is not None and h.in_asm3 == "Beagle / Basset Hound"
     # none: not the staff's, or not a breed
-    assert asm3_sync._handoff(model_answer("dog", (LAB, 0.9)), in_asm3, sent) is None
+    assert asm3_planning._handoff(model_answer("dog", (LAB, 0.9)), in_asm3, sent) is None
     pulled = Answer("A1", "Rex", [], "dog", [], "correction", fix(1, label=LAB, source="asm3"))
-    assert asm3_sync._handoff(pulled, in_asm3, sent) is None
-    assert asm3_sync._handoff(Answer("A1", "Rex", [], "not_a_dog", [], "correction", fix(1, "not_a_dog")),
+    assert asm3_planning._handoff(pulled, in_asm3, sent) is None
+    assert asm3_planning._handoff(Answer("A1", "Rex", [], "not_a_dog", [], "correction", fix(1, "not_a_dog")),
                               in_asm3, sent) is None
-    assert asm3_sync._handoff(Answer("A1", "Rex", [], "dog", [], "correction", None), in_asm3, sent) is None
+    assert asm3_planning._handoff(Answer("A1", "Rex", [], "dog", [], "correction", None), in_asm3, sent) is None
 
 
 def test_a_plan_counts_what_its_file_holds():
@@ -539,7 +540,7 @@ def test_a_plan_counts_what_its_file_holds():
     assert plan.animals == [new, photos, logged]
 
 
-# --- dogcat.asm3_sync.plan: on a catalog written by hand (real SQLite, no model) ------------------------------
+# --- dogcat.asm3_planning.plan: on a catalog written by hand (real SQLite, no model) ------------------------------
 
 class Shelter:
     """A real SQLite catalog whose rows a test writes itself: animals, their photos (files on disk), the model's
@@ -616,14 +617,14 @@ def test_a_new_animal_is_a_full_row_with_its_photos(shelter):
     shelter.photo("A1", "s1", (BEAGLE, 0.7), (PUG, 0.2))
     shelter.photo("A1", "s2", (BEAGLE, 0.9), (PUG, 0.05))
     shelter.photo("A1", "s3", (PUG, 0.3), status="not_a_dog")
-    plan = asm3_sync.plan(shelter.engine, age="2")
+    plan = asm3_planning.plan(shelter.engine, age="2")
     [a] = plan.animals
     assert (a.code, a.name, a.new, shas(a), a.born, a.sex, a.breeds) == (
         "A1", "Rex", True, ["s2", "s1"], {"ANIMALAGE": "2", "ANIMALDOB": ""}, "", ("Beagle", "Beagle"))
-    assert (a.log, a.log_key) == (asm3_sync.log_text(a.answer), "Beagle")
+    assert (a.log, a.log_key) == (asm3_planning.log_text(a.answer), "Beagle")
     assert str(a.log).startswith("dogcat: Beagle ") and a.answer.animal == "A1"
     assert (plan.warnings, plan.not_sent, plan.handoff, plan.resend) == ([], [], [], False)
-    assert asm3_sync.plan(shelter.engine, dob="2020-02-29").animals[0].born == {"ANIMALAGE": "",
+    assert asm3_planning.plan(shelter.engine, dob="2020-02-29").animals[0].born == {"ANIMALAGE": "",
                                                                                "ANIMALDOB": "2020-02-29"}
 
 
@@ -633,19 +634,19 @@ def test_a_new_animals_facts_come_from_the_csv_then_the_catalog_then_the_default
     shelter.animal("A3", "Tom")
     for code in ("A1", "A2", "A3"):
         shelter.photo(code, f"s{code}", (BEAGLE, 0.9), (PUG, 0.05))
-    plan = asm3_sync.plan(shelter.engine, age="1")
+    plan = asm3_planning.plan(shelter.engine, age="1")
     got = {a.code: (a.name, a.born, a.sex) for a in plan.animals}
     assert got == {"A1": ("Rex", {"ANIMALDOB": "2019-05-01", "ANIMALAGE": ""}, "Male"),
                    "A2": ("Pip", {"ANIMALAGE": "3", "ANIMALDOB": ""}, ""),
                    "A3": ("Tom", {"ANIMALAGE": "1", "ANIMALDOB": ""}, "")}
-    facts = {"a1": asm3_sync.ShelterFacts(name="Rex II", age="4", sex="Female"),
-             "A3": asm3_sync.ShelterFacts(dob="2021-01-01")}
-    got = {a.code: (a.name, a.born, a.sex) for a in asm3_sync.plan(shelter.engine, facts=facts).animals}
+    facts = {"a1": asm3_planning.ShelterFacts(name="Rex II", age="4", sex="Female"),
+             "A3": asm3_planning.ShelterFacts(dob="2021-01-01")}
+    got = {a.code: (a.name, a.born, a.sex) for a in asm3_planning.plan(shelter.engine, facts=facts).animals}
     assert got == {"A1": ("Rex II", {"ANIMALAGE": "4", "ANIMALDOB": ""}, "Female"),
                    "A2": ("Pip", {"ANIMALAGE": "3", "ANIMALDOB": ""}, ""),
                    "A3": ("Tom", {"ANIMALAGE": "", "ANIMALDOB": "2021-01-01"}, "")}
     with pytest.raises(UsageError, match=r"^A1: age 'x': not a number"):
-        asm3_sync.plan(shelter.engine, facts={"A1": asm3_sync.ShelterFacts(age="x")})
+        asm3_planning.plan(shelter.engine, facts={"A1": asm3_planning.ShelterFacts(age="x")})
 
 
 def test_new_animals_with_no_age_are_refused_by_name(shelter):
@@ -654,17 +655,17 @@ def test_new_animals_with_no_age_are_refused_by_name(shelter):
         shelter.animal(code, f"Dog {n}", age="2" if n == 1 else None)
         shelter.photo(code, f"s{n}", (BEAGLE, 0.9), (PUG, 0.05))
     with pytest.raises(UsageError) as refused:
-        asm3_sync.plan(shelter.engine)
+        asm3_planning.plan(shelter.engine)
     listed = ", ".join(f"A{n:02d}" for n in range(2, 22))
     assert str(refused.value) == (
         f"ASM3 creates an animal only with a date of birth or an estimated age, and 21 animal(s) new to ASM3 have "
         f"none: {listed} and 1 more. Give them in --animals-csv FILE (code,name,dob,age,sex), or a default with "
         "--age YEARS or --dob YYYY-MM-DD; nothing was written")
-    assert len(asm3_sync.plan(shelter.engine, codes=["a02"], age="1").animals) == 1  # the one asked for
+    assert len(asm3_planning.plan(shelter.engine, codes=["a02"], age="1").animals) == 1  # the one asked for
     with db.writing(shelter.engine) as conn:
         conn.execute(update(db.animals).where(db.animals.c.code == "A22").values(age="5"))
     with pytest.raises(UsageError) as refused:  # twenty: every one named
-        asm3_sync.plan(shelter.engine)
+        asm3_planning.plan(shelter.engine)
     assert f"20 animal(s) new to ASM3 have none: {listed}. Give them" in str(refused.value)
 
 
@@ -674,16 +675,16 @@ def test_an_animal_asm3_has_gets_only_new_photos_and_a_changed_answer(shelter):
     shelter.photo("A1", "s2", (BEAGLE, 0.8), (PUG, 0.1))
     shelter.in_asm3("A1", "ASM-1", "Rexy ")
     shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Pug"))
-    [a] = asm3_sync.plan(shelter.engine).animals
+    [a] = asm3_planning.plan(shelter.engine).animals
     assert (a.code, a.name, a.new, shas(a), a.log_key, a.born, a.breeds) == (
         "ASM-1", "Rexy ", False, ["s2"], "Beagle", {}, ("", ""))
     assert a.log is not None and a.log.startswith("dogcat: Beagle ")
     shelter.sent(("A1", "log", "Beagle"))  # the answer as last sent: no log line
-    [a] = asm3_sync.plan(shelter.engine).animals
+    [a] = asm3_planning.plan(shelter.engine).animals
     assert (shas(a), a.log, a.log_key) == (["s2"], None, None)
     shelter.sent(("A1", "photo", "s2"))
-    assert asm3_sync.plan(shelter.engine).animals == []  # nothing new: no row
-    again = asm3_sync.plan(shelter.engine, resend=True)  # --all: every photo and the answer again
+    assert asm3_planning.plan(shelter.engine).animals == []  # nothing new: no row
+    again = asm3_planning.plan(shelter.engine, resend=True)  # --all: every photo and the answer again
     assert (shas(again.animals[0]), again.animals[0].log_key, again.resend) == (["s1", "s2"], "Beagle", True)
 
 
@@ -692,7 +693,7 @@ def test_a_forgotten_file_counts_as_not_sent(shelter):
     shelter.photo("A1", "s1", (BEAGLE, 0.9), (PUG, 0.05))
     shelter.in_asm3("A1", "ASM-1", "Rex")
     shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Beagle"), forgotten=True)
-    [a] = asm3_sync.plan(shelter.engine).animals
+    [a] = asm3_planning.plan(shelter.engine).animals
     assert (shas(a), a.log_key) == (["s1"], "Beagle")
 
 
@@ -708,7 +709,7 @@ def test_a_photo_asm3_has_is_never_sent_under_another_animal(shelter):
     shelter.in_asm3("A1", "ASM-1", "Rex")
     shelter.in_asm3("A4", "ASM-4", "Tom")
     shelter.sent(("A1", "photo", "s1"), ("A1", "log", "Beagle"), ("A4", "photo", "s6"), ("A4", "log", "Beagle"))
-    plan = asm3_sync.plan(shelter.engine, age="1")
+    plan = asm3_planning.plan(shelter.engine, age="1")
     assert [(a.code, shas(a)) for a in plan.animals] == [("A3", ["s3"])]
     assert plan.warnings == [
         "A2: not made a new ASM3 animal: every photo of it is ASM3's A1, A4's (dogcat animals merge, or a new "
@@ -716,9 +717,9 @@ def test_a_photo_asm3_has_is_never_sent_under_another_animal(shelter):
         "A3: 1 photo(s) ASM3 has under A1 already; not sent again"]
     shelter.photo("A3", "s7", (BEAGLE, 0.7), (PUG, 0.05))
     shelter.sent(("A4", "photo", "s7"))
-    assert asm3_sync.plan(shelter.engine, age="1").warnings[1] == (
+    assert asm3_planning.plan(shelter.engine, age="1").warnings[1] == (
         "A3: 2 photo(s) ASM3 has under A1, A4 already; not sent again")
-    resent = asm3_sync.plan(shelter.engine, age="1", resend=True)
+    resent = asm3_planning.plan(shelter.engine, age="1", resend=True)
     assert [(a.code, shas(a)) for a in resent.animals] == [("ASM-1", ["s1"]), ("A3", ["s3"]), ("ASM-4", ["s6"])]
     assert [a.answer.animal for a in resent.animals] == ["A1", "A3", "A4"]
 
@@ -735,13 +736,13 @@ def test_photos_gone_from_disk_and_loose_photos(shelter):
     shelter.photo("IMG_2", "s5", (BEAGLE, 0.8), (PUG, 0.05), grouped_by="staff")  # staff made it an animal
     shelter.animal("IMG_3", "IMG 3", key="file:/IMG_3.jpg")
     other = shelter.photo("IMG_3", "s6", (BEAGLE, 0.8), (PUG, 0.05))
-    plan = asm3_sync.plan(shelter.engine, age="1")
+    plan = asm3_planning.plan(shelter.engine, age="1")
     assert [(a.code, shas(a)) for a in plan.animals] == [("A1", ["s1"]), ("IMG_2", ["s5"])]
     assert plan.warnings == ["A1: 1 photo(s) gone from disk, not attached",
                              "A2: every photo is gone from disk; left out (dogcat animals prune retires it)"]
-    assert plan.not_sent == [f"{loose}: {asm3_sync.LOOSE}", f"{other}: {asm3_sync.LOOSE}"]
+    assert plan.not_sent == [f"{loose}: {asm3_planning.LOOSE}", f"{other}: {asm3_planning.LOOSE}"]
     shelter.in_asm3("IMG_1", "ASM-9", "IMG 1")  # a loose photo ASM3 has already is its animal
-    assert [a.code for a in asm3_sync.plan(shelter.engine, age="1").animals] == ["A1", "ASM-9", "IMG_2"]
+    assert [a.code for a in asm3_planning.plan(shelter.engine, age="1").animals] == ["A1", "ASM-9", "IMG_2"]
 
 
 def test_what_is_no_animal_and_what_was_not_asked_for(shelter):
@@ -751,9 +752,9 @@ def test_what_is_no_animal_and_what_was_not_asked_for(shelter):
     shelter.photo("A2", "s2", (BEAGLE, 0.9), (PUG, 0.05))
     shelter.animal("A3", "Tom")
     shelter.photo("A3", "s3", (BEAGLE, 0.9), (PUG, 0.05))
-    assert [a.code for a in asm3_sync.plan(shelter.engine, age="1").animals] == ["A2", "A3"]
-    assert [a.code for a in asm3_sync.plan(shelter.engine, age="1", codes=["a3"]).animals] == ["A3"]
-    assert asm3_sync.plan(shelter.engine, age="1", codes=["A9"]).animals == []
+    assert [a.code for a in asm3_planning.plan(shelter.engine, age="1").animals] == ["A2", "A3"]
+    assert [a.code for a in asm3_planning.plan(shelter.engine, age="1", codes=["a3"]).animals] == ["A3"]
+    assert asm3_planning.plan(shelter.engine, age="1", codes=["A9"]).animals == []
 
 
 def test_staff_words_in_the_plan(shelter):
@@ -772,13 +773,13 @@ def test_staff_words_in_the_plan(shelter):
     shelter.in_asm3("A3", "ASM-3", "Tom")
     shelter.sent(("A1", "animal", "Beagle"), ("A2", "animal", "Beagle"), ("A2", "photo", "s2"),
                  ("A3", "photo", "s3"), ("A3", "log", "Pug (staff)"))
-    plan = asm3_sync.plan(shelter.engine)
+    plan = asm3_planning.plan(shelter.engine)
     assert [(a.code, shas(a), a.log_key) for a in plan.animals] == [
         ("ASM-1", ["s1"], "Labrador Retriever / Pug (staff)")]
     assert plan.animals[0].log == "dogcat: staff said Labrador Retriever / Pug (alice, 2026-12-04)."
     assert plan.handoff == [Handoff("A1", "ASM-1", "Beagle", "Labrador Retriever / Pug", "alice",
                                     "2026-12-04T10:11:12")]
-    assert asm3_sync.handoffs(shelter.engine) == plan.handoff
+    assert asm3_planning.handoffs(shelter.engine) == plan.handoff
 
 
 # --- dogcat.readmodel: what the catalog says, on a catalog written by hand --------------------------------------

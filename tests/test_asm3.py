@@ -23,7 +23,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dogcat import animals, asm3, asm3_sync, breeds, catalog, db, naming, readmodel
+from dogcat import animals, breeds, catalog, db, naming, readmodel
+from dogcat.asm3 import importfile as asm3
+from dogcat.asm3 import plan as asm3_planning
 from dogcat.cli import app
 from dogcat.errors import UsageError
 from dogcat.model import BreedModel
@@ -312,15 +314,15 @@ def test_a_photo_too_detailed_for_a_csv_field_is_shrunk(tmp_path):
 # --- the rules for ages, mixes and names ---------------------------------------------------------------------
 
 def test_age_rules():
-    assert asm3_sync.estimated_age("2") == {"ANIMALAGE": "2", "ANIMALDOB": ""}
-    assert asm3_sync.estimated_age(0.5) == {"ANIMALAGE": "0.5", "ANIMALDOB": ""}
-    assert asm3_sync.estimated_age(dob="2020-02-29") == {"ANIMALAGE": "", "ANIMALDOB": "2020-02-29"}
-    assert asm3_sync.estimated_age() == {}  # none given: the animal needs one of its own
+    assert asm3_planning.estimated_age("2") == {"ANIMALAGE": "2", "ANIMALDOB": ""}
+    assert asm3_planning.estimated_age(0.5) == {"ANIMALAGE": "0.5", "ANIMALDOB": ""}
+    assert asm3_planning.estimated_age(dob="2020-02-29") == {"ANIMALAGE": "", "ANIMALDOB": "2020-02-29"}
+    assert asm3_planning.estimated_age() == {}  # none given: the animal needs one of its own
     for age, dob, why in (("0", None, "above 0"), ("101", None, "at most 100"), ("two", None, "not a number"),
                           (None, "29/02/2020", "YYYY-MM-DD"), (None, "2999-01-01", "in the future"),
                           ("2", "2020-01-01", "not both")):
         with pytest.raises(UsageError, match=why):
-            asm3_sync.estimated_age(age, dob)
+            asm3_planning.estimated_age(age, dob)
 
 
 def test_formula_looking_names_are_defused():

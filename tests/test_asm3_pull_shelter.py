@@ -22,7 +22,7 @@ from conftest import SHARED
 from conftest import shelter_py as shelter
 from typer.testing import CliRunner
 
-from dogcat.asm3_records import read_animals
+from dogcat.asm3.records import read_animals
 from dogcat.cli import app
 
 pytestmark = pytest.mark.slow  # ASM3's own code: a few seconds per export

@@ -1,4 +1,4 @@
-"""dogcat.asm3_records: the animals a shelter keeps in ASM3, read from ASM3's own "export animals as CSV".
+"""dogcat.asm3.records: the animals a shelter keeps in ASM3, read from ASM3's own "export animals as CSV".
 
 Fast tests write small files in the shape of a real export (its header, copied below from one that
 ``shelter.py make`` wrote; every field quoted; one full row per animal, then log rows with only code and name).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dogcat.asm3_records import ShelterAnimal, ShelterFileError, parse_date, read_animals
+from dogcat.asm3.records import ShelterAnimal, ShelterFileError, parse_date, read_animals
 from tests.conftest import SHARED, needs_shared
 
 # The header of ASM3's csvexport_animals (commit 625abaf7), as a stock database writes it (no additional fields).

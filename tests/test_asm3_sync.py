@@ -26,7 +26,7 @@ from conftest import SHARED, needs_program, needs_shared
 from conftest import shelter_py as shelter
 from typer.testing import CliRunner
 
-from dogcat import asm3_api
+from dogcat.asm3 import service as asm3_service
 from dogcat.cli import app
 from dogcat.errors import UsageError
 
@@ -43,25 +43,25 @@ STAFF_FIELDS = ("name", "dob", "sex", "breed1", "breed2", "crossbreed", "comment
 
 def test_plain_http_is_refused_except_to_this_machine_unless_asked():
     for local in ("http://localhost:8080/service", "http://127.0.0.1/service", "http://[::1]:5000/service"):
-        assert asm3_api.check_url(local).startswith("http://")
+        assert asm3_service.check_url(local).startswith("http://")
     with pytest.raises(UsageError, match="plain http.*--allow-http"):
-        asm3_api.check_url("http://asm.example.org/service")
-    assert asm3_api.check_url("http://asm.example.org/service", allow_http=True) == "http://asm.example.org/service"
-    assert asm3_api.check_url("https://service.sheltermanager.com/asmservice").startswith("https://")
+        asm3_service.check_url("http://asm.example.org/service")
+    assert asm3_service.check_url("http://asm.example.org/service", allow_http=True) == "http://asm.example.org/service"
+    assert asm3_service.check_url("https://service.sheltermanager.com/asmservice").startswith("https://")
 
 
 def test_a_secret_in_the_address_is_refused_without_repeating_it():
     for url in ("https://h.example/service?method=x&password=hunter2", "https://user:hunter2@h.example/service",
                 "https://h.example/service#hunter2"):
         with pytest.raises(UsageError) as refused:
-            asm3_api.check_url(url)
+            asm3_service.check_url(url)
         assert "hunter2" not in str(refused.value)
     with pytest.raises(UsageError, match="DOGCAT_ASM3_PASSWORD"):
-        asm3_api.credentials("user", {})
+        asm3_service.credentials("user", {})
     with pytest.raises(UsageError, match="--username"):
-        asm3_api.credentials(None, {"DOGCAT_ASM3_PASSWORD": "x"})
-    assert asm3_api.credentials(None, {"DOGCAT_ASM3_KEY": "k"}) == {"key": "k"}
-    service = asm3_api.Service("https://h.example/service", {"username": "u", "password": "hunter2"}, "acct")
+        asm3_service.credentials(None, {"DOGCAT_ASM3_PASSWORD": "x"})
+    assert asm3_service.credentials(None, {"DOGCAT_ASM3_KEY": "k"}) == {"key": "k"}
+    service = asm3_service.Service("https://h.example/service", {"username": "u", "password": "hunter2"}, "acct")
     assert "hunter2" not in repr(service) and "hunter2" not in service.where
 
 
@@ -97,9 +97,9 @@ def test_an_unverifiable_certificate_is_refused_and_nothing_sent(tmp_path):
             pass  # the client hangs up on the certificate
 
     threading.Thread(target=serve, daemon=True).start()
-    service = asm3_api.Service(f"https://127.0.0.1:{port}/service", {"username": "u", "password": "hunter2"},
+    service = asm3_service.Service(f"https://127.0.0.1:{port}/service", {"username": "u", "password": "hunter2"},
                                timeout_s=10)
-    with pytest.raises(asm3_api.NotSent, match="certificate cannot be verified") as refused:
+    with pytest.raises(asm3_service.NotSent, match="certificate cannot be verified") as refused:
         service.shelter_animals()
     assert "hunter2" not in str(refused.value)
     listener.close()

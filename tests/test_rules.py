@@ -15,7 +15,8 @@ from datetime import date
 
 import pytest
 
-from dogcat import asm3_records, breeds, decision, fusion, naming, pathkeys, patterns
+from dogcat import breeds, decision, fusion, naming, pathkeys, patterns
+from dogcat.asm3 import records as asm3_records
 from dogcat.decision import Thresholds, breed_status, decide, status_of
 
 # --- dogcat.decision --------------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def test_a_pattern_that_never_ends_is_refused(monkeypatch):
     assert quick.found == {"a" * 40 + "!": None, "aa": ("aa", (), {})}
 
 
-# --- dogcat.asm3_records: each malformed file's one line, whole -------------------------------------------------
+# --- dogcat.asm3.records: each malformed file's one line, whole -------------------------------------------------
 
 def asm3_file(tmp_path, text: str | bytes, name: str = "animals.csv"):
     path = tmp_path / name

@@ -1,4 +1,4 @@
-"""An ASM3 import plan (dogcat.asm3_sync) → the CSV that Animal Shelter Manager 3 imports.
+"""An ASM3 import plan (dogcat.asm3.plan) → the CSV that Animal Shelter Manager 3 imports.
 
 ASM3 (https://github.com/sheltermanager/asm3) reads it with Settings > Import a CSV file. What it expects, from
 its source (``src/asm3/csvimport.py``, ``src/asm3/animal.py``, ``src/asm3/dbupdate.py``) and measured with its
@@ -22,7 +22,7 @@ own import (docs/asm3-import-notes.md; docs/asm3.md has the breed table):
   never contains a double quote or a line break, and text that a spreadsheet would run as a formula is defused
   with a leading ``'`` as in dogcat's CSV export.
 
-Layer: an output. Writes what the plan says; dogcat.asm3_sync decides what that is and records it.
+Layer: ASM3. Writes what the plan says; dogcat.asm3.plan decides what that is and dogcat.asm3.sent records it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from dogcat import previews, settings
-from dogcat.asm3_sync import LOG_TYPE, Plan
+from dogcat.asm3.plan import LOG_TYPE, Plan
 from dogcat.naming import UNNAMED, one_line
 
 COLUMNS = ["ANIMALCODE", "ANIMALNAME", "ANIMALTYPE", "ANIMALSPECIES", "ANIMALBREED1", "ANIMALBREED2", "ANIMALSEX",
@@ -115,7 +115,7 @@ def rows(plan: Plan, images: dict[str, str], today: dt.date | None = None) -> It
 
 
 def content(plan: Plan, images: dict[str, str], today: dt.date | None = None) -> bytes:
-    """The whole file, as bytes (UTF-8): hashed and recorded before it is put in place (dogcat.asm3_sync)."""
+    """The whole file, as bytes (UTF-8): hashed and recorded before it is put in place (dogcat.asm3.sent)."""
     buffer = io.StringIO(newline="")
     write(rows(plan, images, today), buffer)
     return buffer.getvalue().encode("utf-8")

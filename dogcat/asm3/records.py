@@ -31,7 +31,7 @@ only in case, which ASM3 refuses as "already used") make the file malformed, not
 A malformed file raises :class:`ShelterFileError`, a one-line message naming the file and the line.
 Standard library only (and dogcat.text, itself pure Python).
 
-Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
+Layer: ASM3 (docs/architecture.md); it imports only leaves (names and rules).
 """
 
 from __future__ import annotations

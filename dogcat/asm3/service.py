@@ -18,7 +18,7 @@ ASM3, which would hide an import just made). Certificates are verified (the syst
 refused except to this machine unless the caller allows it. :class:`ServiceError` messages name the service by
 :attr:`Service.where` (scheme, host and path; never the query, never a user or password).
 
-Standard library only. Layer: a leaf (names and rules, no dogcat imports but other leaves) (docs/architecture.md).
+Standard library only. Layer: ASM3 (docs/architecture.md); it imports only leaves and asm3.records.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import date
 
-from dogcat.asm3_records import SEXES, ShelterAnimal
+from dogcat.asm3.records import SEXES, ShelterAnimal
 from dogcat.errors import DogcatError, UsageError
 
 PASSWORD_ENV = "DOGCAT_ASM3_PASSWORD"

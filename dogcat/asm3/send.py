@@ -18,7 +18,7 @@ does not send them again); :func:`settle` then reduces them to what ASM3 took:
 What was not taken is taken back (the next sync or export sends it again), an animal made new by a file that
 was not taken is new to ASM3 again, and a file of which nothing was taken is marked taken back.
 
-Layer: a job. It writes the store and asks ASM3 through dogcat.asm3_api; the façade (dogcat.api) makes the CSV.
+Layer: ASM3. It writes the store and asks ASM3 through dogcat.asm3.service; the façade (dogcat.api) makes the CSV.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from dogcat import asm3_sync, db
-from dogcat.asm3_api import AnswerLost, ImportAnswer, NotSent, RemoteAnimal, Service
+from dogcat import db
+from dogcat.asm3 import plan as asm3_planning
+from dogcat.asm3 import sent as asm3_sent
+from dogcat.asm3.service import AnswerLost, ImportAnswer, NotSent, RemoteAnimal, Service
 
 SENDING = "sending"
 STOP_ENV = "DOGCAT_TEST_ASM3_SYNC_STOP"  # tests only: kill -9 this process at the named step (docs/asm3.md)
@@ -39,7 +41,7 @@ STOP_ENV = "DOGCAT_TEST_ASM3_SYNC_STOP"  # tests only: kill -9 this process at t
 def checkpoint(step: str):
     """Tests of a kill set DOGCAT_TEST_ASM3_SYNC_STOP to a step: ``begun`` (recorded, not sent), ``answered``
     (ASM3 imported and answered, nothing settled); the process kills itself there as kill -9 would."""
-    asm3_sync.checkpoint(step, STOP_ENV)
+    asm3_sent.checkpoint(step, STOP_ENV)
 
 
 @dataclass
@@ -67,15 +69,15 @@ def media_high(remote: Sequence[RemoteAnimal]) -> int:
     return max((m for r in remote for m in r.media), default=0)
 
 
-def begin(engine, plan: asm3_sync.Plan, service: str, by: str, media_before: int) -> int:
+def begin(engine, plan: asm3_planning.Plan, service: str, by: str, media_before: int) -> int:
     """Record ``plan`` as a file being sent to ``service`` (one transaction); returns its id."""
     with db.writing(engine) as conn:
-        file_id = asm3_sync.record_in(conn, plan, service, by, state=SENDING)
+        file_id = asm3_sent.record_in(conn, plan, service, by, state=SENDING)
         conn.execute(insert(db.asm3_sends).values(file=file_id, service=service, media_before=media_before))
     return file_id
 
 
-def row_items(rows: Sequence[dict], plan: asm3_sync.Plan, images: dict[str, str]) -> list[list[Item]]:
+def row_items(rows: Sequence[dict], plan: asm3_planning.Plan, images: dict[str, str]) -> list[list[Item]]:
     """What each CSV row carries (rows as dogcat.asm3.rows makes them, in order), as asm3_sent items: its new
     animal (a row with a type), its log entry, its photo (by its ANIMALIMAGE)."""
     by_code = {a.code: a for a in plan.animals}
@@ -85,7 +87,7 @@ def row_items(rows: Sequence[dict], plan: asm3_sync.Plan, images: dict[str, str]
         a = by_code[row["ANIMALCODE"]]
         items: list[Item] = []
         if row.get("ANIMALTYPE") and a.new:
-            items.append((a.answer.animal, "animal", asm3_sync.breeds_key(*a.breeds)))
+            items.append((a.answer.animal, "animal", asm3_planning.breeds_key(*a.breeds)))
         if row.get("LOGCOMMENTS") and a.log_key:
             items.append((a.answer.animal, "log", a.log_key))
         if row.get("ANIMALIMAGE") in sha_of:
@@ -94,7 +96,7 @@ def row_items(rows: Sequence[dict], plan: asm3_sync.Plan, images: dict[str, str]
     return out
 
 
-def send(engine, service: Service, plan: asm3_sync.Plan, rows: Sequence[dict], images: dict[str, str],
+def send(engine, service: Service, plan: asm3_planning.Plan, rows: Sequence[dict], images: dict[str, str],
          content: bytes, by: str, media_before: int) -> Settled:
     """Send ``content`` (the CSV of ``rows``, made from ``plan``) to ASM3 and keep what it took. Raises the
     transport's ServiceError after taking back what certainly did not arrive (NotSent), or after settling from
