@@ -442,7 +442,7 @@ def test_a_breed_as_asm3_spells_it():
     assert spelt(POODLE) == "Standard Poodle"  # ASM3's "Poodle" is wider than the model's breed
     assert spelt(BASSET) == "Basset Hound"
     assert spelt(BEAGLE) == "Beagle"
-    assert spelt("n02086240-Shih-Tzu") == "Shih-Tzu"  # the same words as ASM3's "Shih Tzu": the model's name
+    assert spelt("n02086240-Shih-Tzu") == "Shih Tzu"  # the same words, ASM3's spelling (staff search for it)
     assert spelt("n02100236-German_short-haired_pointer") == "German Shorthaired Pointer"
     assert asm3_planning._asm3_spelling({"label": "n09999999-tanuki", "breed": "Tanuki"}) == "Tanuki"  # no ASM3 breed
     assert asm3_planning._asm3_spelling({"label": None, "breed": "Dingo-like"}) == "Dingo-like"

@@ -190,7 +190,9 @@ def _asm3_spelling(guess: dict) -> str:
     """A guess's breed as ASM3's breed list spells it ("English Springer Spaniel", not the model's "English
     Springer"), so that staff find it in ASM3; a label ASM3 has no breed for keeps the model's name."""
     name, model = breeds.asm3_name(guess.get("label")), guess["breed"]
-    general = set(name.casefold().replace("-", " ").split()) <= set(model.casefold().replace("-", " ").split())
+    # Strictly fewer words: ASM3's breed is wider than the model's ("Poodle" for "Standard Poodle"); the same
+    # words ("Shih Tzu" for the model's "Shih-Tzu") are ASM3's spelling, which staff search for.
+    general = set(name.casefold().replace("-", " ").split()) < set(model.casefold().replace("-", " ").split())
     return model if name == breeds.MIXED_BREED or general else name  # "Standard Poodle", not ASM3's "Poodle"
 
 
