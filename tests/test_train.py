@@ -179,6 +179,20 @@ def test_quantized_model_is_smaller_agrees_and_gets_thresholds(trained_run, tmp_
     agree = np.mean(a.probabilities(batch).argmax(1) == split_model.probabilities(batch).argmax(1))
     assert agree >= 0.8, agree
 
+    # The oracle (issue 32): that backbone computed in numpy with the kernels' arithmetic gives what ONNX Runtime
+    # gives here without its NCHWc layout, to the last pooling's rounding (a float32 step or two); an int8 value
+    # apart anywhere before it would put the features far apart (the 8-bit backbone on AVX2 was 15 % off).
+    import onnxruntime as ort
+
+    from dogcat.train import oracle
+
+    session = ort.InferenceSession(str(backbone_file), providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=["NchwcTransformer"])
+    here = session.run(None, {session.get_inputs()[0].name: batch[:3]})[0]
+    computed = oracle.features(backbone_file, batch[:3])
+    assert computed.shape == here.shape and np.abs(here).max() > 0.01
+    np.testing.assert_allclose(computed, here, rtol=3e-7, atol=1e-7)
+
     result = CliRunner().invoke(app, ["thresholds", "--model", str(int8), "--data", str(crops)])
     assert result.exit_code == 0, result.output
     decision = json.loads(int8.with_suffix(".json").read_text())["decision"]
