@@ -11,7 +11,7 @@ before ``x`` or another backslash is doubled. So:
 
 Keys of ordinary names are the names themselves, which is what people read in exports. Schema 2 wrote the
 first two alike (the bug of issue 13); :func:`old_key` is that rule, which the schema 3 migration reads.
-Pure Python: db.py (the migration) and previews.py import it.
+Pure Python: db/migrations.py and previews.py import it.
 
 Layer: a leaf (names and rules; no dogcat imports but other leaves) (docs/architecture.md).
 """
