@@ -25,7 +25,7 @@ LOG_TYPE = "History"  # ASM3's log type for dogcat's answers (matched by name; a
 NOT_ANIMALS = ("not_a_dog", "error")  # answers that make no ASM3 animal
 
 
-def _words(name: str | None) -> breeds.BreedWords | None:
+def breed_words(name: str | None) -> breeds.BreedWords | None:
     """An ASM3 breed name as breed words; one dogcat does not know (a shelter's own breed) stays as written."""
     if not name:
         return None
@@ -159,7 +159,7 @@ class Sent:
     photo_animal: dict[str, str] = field(default_factory=dict)
 
 
-def _sent(conn: Connection) -> Sent:
+def what_was_sent(conn: Connection) -> Sent:
     """Every ASM3 file not taken back, read once, oldest first: photos sent, and the breeds of the last full row
     and the answer last logged for each animal."""
     f, s = db.asm3_files, db.asm3_sent
@@ -254,7 +254,7 @@ def handoffs(engine) -> list[Handoff]:
     answers = readmodel.answers(engine)
     with db.reading(engine) as conn:
         known = {r.animal: r for r in conn.execute(select(db.asm3_animals))}
-        sent = _sent(conn)
+        sent = what_was_sent(conn)
     return [h for a in answers if a.animal in known and (h := _handoff(a, known[a.animal], sent)) is not None]
 
 
@@ -274,7 +274,7 @@ def plan(engine, *, resend: bool = False, age: str | None = None, dob: str | Non
         grouped: dict[str, set[str]] = {}
         for r in conn.execute(select(db.animal_files.c.animal, db.animal_files.c.grouped_by).distinct()):
             grouped.setdefault(r.animal, set()).add(r.grouped_by)
-        sent = _sent(conn)
+        sent = what_was_sent(conn)
     wanted = {c.casefold() for c in codes} if codes else None
     out, warnings, ageless, not_sent, handoff = [], [], [], [], []
     for a in answers:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from dogcat import db, readmodel
 from dogcat.asm3 import records as asm3_records
-from dogcat.asm3.plan import SOURCE, _sent, _words, breeds_key
+from dogcat.asm3.plan import SOURCE, breed_words, breeds_key, what_was_sent
 from dogcat.corrections import Change, apply
 from dogcat.errors import DogcatError
 
@@ -71,10 +71,10 @@ class Pulled:
 
 
 def _asm3_change(animal: asm3_records.ShelterAnimal) -> Change | None:
-    first = _words(animal.breed1)
+    first = breed_words(animal.breed1)
     if first is None:
         return None
-    second = _words(animal.breed2) if animal.breed2 and animal.breed2 != animal.breed1 else None
+    second = breed_words(animal.breed2) if animal.breed2 and animal.breed2 != animal.breed1 else None
     return Change.of_words(first, second, source=SOURCE)
 
 
@@ -115,7 +115,7 @@ def pull(engine, shelter: Sequence[asm3_records.ShelterAnimal]) -> Pulled:
     with db.writing(engine) as conn:
         live = select(db.animals).where(db.animals.c.merged_into.is_(None))
         ours = {r.code.casefold(): r for r in conn.execute(live)}
-        sent = _sent(conn)
+        sent = what_was_sent(conn)
         for animal in shelter:
             row = ours.get(animal.code.casefold())
             if row is None:

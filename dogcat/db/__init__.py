@@ -49,7 +49,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from dogcat import settings
-from dogcat.db.migrations import MIGRATIONS, _create_view
+from dogcat.db.migrations import MIGRATIONS, create_view
 from dogcat.db.queries import (  # noqa: F401  (db.FEATURE_DTYPE ... as before they had modules)
     FEATURE_DTYPE,
     PARAMS_PER_QUERY,
@@ -423,7 +423,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> int:
         if version is None:
             refuse_a_stranger(inspect(conn).get_table_names())
             metadata.create_all(conn)
-            _create_view(conn)
+            create_view(conn)
             version = SCHEMA_VERSION
             conn.execute(insert(schema_version).values(version=version, applied_at=now(),
                                                        dogcat=__version__))

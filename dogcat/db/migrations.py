@@ -47,7 +47,7 @@ from dogcat.db.tables import (
 
 # --- schema -------------------------------------------------------------------------------------------------
 
-def _create_view(conn: Connection):
+def create_view(conn: Connection):
     compiled = catalog_select().compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
     conn.execute(text(f"CREATE VIEW {CATALOG_VIEW} AS {compiled}"))
 
@@ -57,7 +57,7 @@ def _to_2(conn: Connection):
     for column in ("status TEXT", "dog_probability FLOAT", "looks_like TEXT", "detector_id TEXT"):
         conn.execute(text(f"ALTER TABLE predictions ADD COLUMN {column}"))
     conn.execute(text(f"DROP VIEW IF EXISTS {CATALOG_VIEW}"))
-    _create_view(conn)
+    create_view(conn)
 
 
 def _to_3_path_keys(conn: Connection):
