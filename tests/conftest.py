@@ -320,8 +320,9 @@ def _child_reports(config, module: str, items) -> dict[str, list]:
 def _run_child(config, module: str, items) -> tuple[dict[str, list], Path, int]:
     folder = config._tmp_path_factory.mktemp(f"own-process-{Path(module).stem}")
     reports_file, log = folder / "reports.pickle", folder / "output.txt"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={folder / 'tmp'}",
-               f"--tb={config.option.tbstyle}", *(i.nodeid for i in items)]
+    # -n 0: the child runs its module's tests itself, not on pytest-xdist's workers (pyproject's addopts: -n 2)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+               f"--basetemp={folder / 'tmp'}", f"--tb={config.option.tbstyle}", *(i.nodeid for i in items)]
     with log.open("w") as output:
         child = subprocess.run(command, cwd=config.rootpath, env=os.environ | {REPORTS: str(reports_file)},
                                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
