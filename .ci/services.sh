@@ -9,10 +9,12 @@
 dogcat_services() {
     local sudo="" pgbin pgroot port=${DOGCAT_CI_PGPORT:-54329} password=dogcat-ci
     [ "$(id -u)" = 0 ] || sudo=sudo
-    if ! command -v chromium >/dev/null 2>&1 || ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    # qemu-user: tests/test_same_answer.py runs the model on an emulated AVX2-only CPU (qemu-x86_64 -cpu Haswell).
+    if ! command -v chromium >/dev/null 2>&1 || ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+            || ! command -v qemu-x86_64 >/dev/null 2>&1; then
         $sudo apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            postgresql chromium fonts-dejavu-core >/dev/null
+            postgresql chromium fonts-dejavu-core qemu-user >/dev/null
     fi
     pgbin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d | sort -V | tail -n 1)
     pgroot=${DOGCAT_CI_PGDATA:-/tmp/dogcat-ci-postgres}

@@ -50,6 +50,15 @@ class Guess:
         return {"label": self.label, "breed": self.breed, "confidence": round(self.confidence, 6)}
 
 
+# ONNX Runtime's NCHWc layout rewrites its fp32 convolutions into blocks of 8 channels on AVX2 CPUs and of 16 on
+# AVX-512 ones, so their sums are rounded in another order. The int8 backbone's first two convolutions are fp32,
+# and a rounding that differs in the last bit there moves a few of the next layer's int8 values by one step,
+# which grows, layer by layer, into features 14 % apart (measured: 1e-3 added to every pixel does the same).
+# Without it (and with the backbone's weights in 7 bits, dogcat.train.quantize), a photo's features are the
+# same to the last bit on AVX2, AVX-512 VNNI and AMX CPUs (issue 32, docs/model.md).
+DISABLED_OPTIMIZERS = ["NchwcTransformer"]
+
+
 def open_session(path: Path, device_asked: str) -> tuple[ort.InferenceSession, str | None]:
     """An ONNX Runtime session of the graph at ``path`` on the device asked for, and the warning to show once
     when that device could not be used (None when it could)."""
@@ -73,13 +82,15 @@ def open_session(path: Path, device_asked: str) -> tuple[ort.InferenceSession, s
         cached = options()
         graph = optimized_graph(path, cached)
         try:
-            session = ort.InferenceSession(graph, cached, providers=wanted)
+            session = ort.InferenceSession(graph, cached, providers=wanted,
+                                           disabled_optimizers=DISABLED_OPTIMIZERS)
             keep_optimized(cached.optimized_model_filepath)
         except Exception:  # a copy that cannot be read or written: load the graph itself, as without a cache
             session = None
     if session is None:
         try:
-            session = ort.InferenceSession(str(path), options(), providers=wanted)
+            session = ort.InferenceSession(str(path), options(), providers=wanted,
+                                           disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as e:  # onnxruntime raises its own exception types for a corrupt graph
             raise ModelError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
     # ONNX Runtime drops a provider that fails to start (no driver, missing CUDA libraries) silently.
@@ -104,7 +115,7 @@ def optimized_graph(path: Path, options) -> str:
     try:
         stat = Path(path).stat()
         key = hashlib.sha256(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ort.__version__}|"
-                             f"{platform.machine()}|{_cpu()}".encode()).hexdigest()[:16]
+                             f"{platform.machine()}|{_cpu()}|{','.join(DISABLED_OPTIMIZERS)}".encode()).hexdigest()[:16]
         copy = folder / f"{Path(path).stem}-{key}.onnx"
         if copy.is_file():
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

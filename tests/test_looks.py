@@ -1,8 +1,9 @@
 """A second look only where the first is unsure (issue 24): the split model (backbone + head), --looks 1/2/auto.
 
 Fast tier: the bundled model on a few of tests/data's photos, no TensorFlow. tests/data/two-looks-answers.json
-holds the answers of the model before it was split (one graph, every photo and its mirror image), made with
-``git show 3676955:dogcat/models/xception-120-int8.onnx`` (and its .json) through OnnxModel.probabilities.
+holds the bundled model's answers with two looks at every photo, made once (docs/development.md says how) and true
+on every CPU: ONNX Runtime computes the same features to the last bit on AVX2, AVX-512 VNNI and AMX
+(tests/test_same_answer.py; issue 32).
 """
 
 from __future__ import annotations
@@ -19,18 +20,13 @@ import pytest
 
 from dogcat import images
 from dogcat.classifier import classify
-from dogcat.model import BreedModel, ModelError, int8_kernels, mirrored
+from dogcat.model import BreedModel, ModelError, mirrored
 from dogcat.status import Judge
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
-# The one-graph model's answers (git show 3676955:dogcat/models/xception-120-int8.onnx), made on two kinds of
-# ONNX Runtime int8 kernels (dogcat.model.int8_kernels): on these 20 photos their probabilities differ by up to
-# 0.134 (AVX2 against VNNI), and AMX's from VNNI's by up to 0.011 (ONNX Runtime 1.30, measured once).
-REFERENCES = {"vnni": "two-looks-answers.json", "avx2": "two-looks-answers-avx2.json"}
-KERNELS = int8_kernels()
-OLD_ANSWERS = json.loads((DATA / REFERENCES.get(KERNELS, REFERENCES["vnni"])).read_text())
+OLD_ANSWERS = json.loads((DATA / "two-looks-answers.json").read_text())
 PHOTOS = [DATA / p["path"] for p in OLD_ANSWERS["photos"]]
 
 
@@ -97,20 +93,14 @@ def test_the_card_has_the_rule_measured_out_of_fold(model):
     assert decision["second_look_below"] <= decision["unsure_below"] and "cascade" in decision["chosen_on"]
 
 
-def test_two_looks_reproduce_the_model_before_the_split(model, two_looks):
+def test_two_looks_give_the_reference_answers_on_every_cpu(model, two_looks):
     probs, looks, _ = two_looks
+    assert OLD_ANSWERS["model"] == model.card.id  # made by this model
     assert (looks == 2).all()
     for row, old in zip(probs, OLD_ANSWERS["photos"], strict=True):
         top = np.argsort(-row)[:3]
-        if KERNELS in REFERENCES:  # the same kernels as the reference: the same numbers
-            assert [model.labels[i] for i in top] == [label for label, _ in old["top"]]
-            np.testing.assert_allclose(row[top], [p for _, p in old["top"]], atol=2e-6)  # the fixture's rounding
-            continue
-        # Other kernels (AMX): the same clear answers, the probabilities within what kernels were seen to move them.
-        (label, p), *_ = old["top"]
-        if p >= 0.6:
-            assert model.labels[top[0]] == label
-        assert abs(row[model.labels.index(label)] - p) <= 0.15
+        assert [model.labels[i] for i in top] == [label for label, _ in old["top"]]
+        np.testing.assert_allclose(row[top], [p for _, p in old["top"]], atol=2e-6)  # the file's rounding
 
 
 def test_looks_per_photo(model, pixels, first_look, two_looks):
@@ -165,8 +155,8 @@ def test_looks_on_the_command_line():
 
 
 def test_two_looks_answer_from_the_mean_of_both_looks_features(model, first_look, mirror_look, two_looks):
-    """The expected answer made here from the two looks' features, on any CPU (the reference above only
-    binds on the kernels it was recorded with): the head on their mean, not on either look alone."""
+    """The expected answer made here from the two looks' features: the head on their mean, not on either look
+    alone."""
     expected = model.head((first_look + mirror_look) / 2)
     probs, looks, features = two_looks
     assert (looks == 2).all()

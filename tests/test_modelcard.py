@@ -62,7 +62,7 @@ def test_patches_keep_every_key_they_do_not_touch(tmp_path):
     again = json.loads((tmp_path / "m.json").read_text())
     assert again["shelter"] == {"notes": ["kept", 1]} and again["future_block"] == [1, 2, 3]
     assert again["metrics"]["someone_elses"] == {"top1": 0.5} and again["metrics"]["val"]["n"] == 3
-    assert again["metrics"]["oof_onnx"] == raw["metrics"]["oof_onnx"]
+    assert again["metrics"]["oof_looks"] == raw["metrics"]["oof_looks"]
     assert again["decision"]["extra_rule"] == "kept too" and again["decision"]["unsure_below"] == 0.6
     assert again["preprocessing"]["resize"] == "letterbox" and again["name"] == "renamed"
     assert list(again)[:len(raw)] == list(raw)  # keys stay where they were

@@ -80,7 +80,7 @@ class Looks(str, Enum):
 
 LooksOption = Annotated[Looks, typer.Option(
     "--looks", help="How many looks the breed model takes at a photo: auto (a second look, at the mirror image, "
-    "only when the first is unsure: the model card's rule, about 1.1 looks per photo), 1, or 2 (every photo "
+    "only when the first is unsure: the model card's rule, about 1.2 looks per photo), 1, or 2 (every photo "
     "twice: the slowest).")]
 DetectorOption = Annotated[Path | None, typer.Option(
     "--detector", show_default=False, help="The dog detector (an exported ImageNet-1k model). Default: "
