@@ -42,7 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dogcat import images  # noqa: E402
-from dogcat.model import BreedModel, DogDetector, ModelError, cpu_flags  # noqa: E402
+from dogcat.model import (  # noqa: E402
+    DISABLED_OPTIMIZERS,
+    BreedModel,
+    DogDetector,
+    ModelError,
+    cpu_flags,
+    int8_kernels,
+)
 from dogcat.status import Judge  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "stanford-dogs-crops-224"
@@ -190,6 +197,26 @@ def looks_section(shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> d
         looks_rates[looks] = (r, per_photo)
         add(f"ONNX Runtime shipped, --looks {looks} ({shipped.id})", r, f"{per_photo:.2f} looks per photo")
     return looks_rates
+
+
+def layout_section(shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> list[tuple[str, float]]:
+    """Issue 32's cost: the int8 backbone (one look) as dogcat runs it, without ONNX Runtime's NCHWc layout (the
+    same features on every CPU), and with ONNX Runtime's defaults (NCHWc on: faster, but its fp32 sums differ
+    between AVX2 and AVX-512 CPUs), on this CPU's kernels: the ratio, for the ratios' table."""
+    import onnxruntime as ort
+
+    if shipped.backbone is None:
+        return []
+    path = str(shipped.backbone.path)
+    name = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    rates = []
+    for disabled in (DISABLED_OPTIMIZERS, []):
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        rates.append(rate(lambda b: session.run(None, {name: b}), chunks(pixels, batch)))  # noqa: B023
+    kinds = int8_kernels()
+    add(f"backbone, one look, as dogcat runs it (no NCHWc; {kinds})", rates[0], "the same features on every CPU")
+    add(f"backbone, one look, ONNX Runtime's defaults ({kinds})", rates[1], "NCHWc on: its fp32 sums per CPU")
+    return [("backbone as dogcat runs it / ONNX Runtime's defaults (issue 32)", rates[0] / rates[1])]
 
 
 def catalog_section(photos: list[Path], model: Path | None, looks_list: list[str], add,
@@ -378,6 +405,7 @@ def main():
         add("Keras predict, Xception-299 fp32 (batch 32)", keras)
     fp32 = fp32_rate(args.fp32, shipped, pixels, args.batch, add)
     looks_rates = looks_section(shipped, pixels, args.batch, add)
+    layout = layout_section(shipped, pixels, args.batch, add)
     ship = looks_rates["auto"][0]
     baseline = None
     if args.baseline:
@@ -419,6 +447,7 @@ def main():
     print("\nratios")
     ratios = [("catalog / pure inference (--looks auto)", cat_rate / pure),
               ("catalog (start-up excluded) / pure inference", cat_rate_steady / pure)]
+    ratios += layout
     if "2" in catalog_rates:
         ratios += [("catalog --looks auto / --looks 2 (target >= 1.6)", catalog_rates["auto"] / catalog_rates["2"]),
                    ("breed model --looks auto / --looks 2", looks_rates["auto"][0] / looks_rates["2"][0]),
