@@ -43,7 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from dogcat import images  # noqa: E402
 from dogcat.model import (  # noqa: E402
-    DISABLED_OPTIMIZERS,
     BreedModel,
     DogDetector,
     ModelError,
@@ -207,12 +206,10 @@ def layout_section(shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> 
 
     if shipped.backbone is None:
         return []
-    path = str(shipped.backbone.path)
-    name = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    rates = []
-    for disabled in (DISABLED_OPTIMIZERS, []):
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
-        rates.append(rate(lambda b: session.run(None, {name: b}), chunks(pixels, batch)))  # noqa: B023
+    name = shipped.card.backbone["input"]
+    defaults = ort.InferenceSession(str(shipped.backbone.path), providers=["CPUExecutionProvider"])
+    rates = [rate(lambda b: session.run(None, {name: b}), chunks(pixels, batch))  # noqa: B023
+             for session in (shipped.backbone.session, defaults)]  # dogcat's own session, then the defaults
     kinds = int8_kernels()
     add(f"backbone, one look, as dogcat runs it (no NCHWc; {kinds})", rates[0], "the same features on every CPU")
     add(f"backbone, one look, ONNX Runtime's defaults ({kinds})", rates[1], "NCHWc on: its fp32 sums per CPU")

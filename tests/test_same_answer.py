@@ -30,11 +30,11 @@ SCRIPT = """
 import sys, numpy as np
 from pathlib import Path
 from dogcat import images
-from dogcat.model import BreedModel
+from dogcat.model import BreedModel, mirrored
 model = BreedModel(None, "cpu")
 photos = sorted(Path(sys.argv[1]).glob("*.jpg"))[:2]
 pixels = images.load_batch(photos, model.preprocessing)
-np.save(sys.argv[2], np.stack([model.features(pixels), model.features(pixels[:, :, ::-1].copy())]))
+np.save(sys.argv[2], np.stack([model.features(pixels), model.features(mirrored(pixels))]))
 """
 
 

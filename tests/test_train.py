@@ -184,10 +184,11 @@ def test_quantized_model_is_smaller_agrees_and_gets_thresholds(trained_run, tmp_
     # apart anywhere before it would put the features far apart (the 8-bit backbone on AVX2 was 15 % off).
     import onnxruntime as ort
 
+    from dogcat.model import DISABLED_OPTIMIZERS
     from dogcat.train import oracle
 
     session = ort.InferenceSession(str(backbone_file), providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=["NchwcTransformer"])
+                                   disabled_optimizers=DISABLED_OPTIMIZERS)
     here = session.run(None, {session.get_inputs()[0].name: batch[:3]})[0]
     computed = oracle.features(backbone_file, batch[:3])
     assert computed.shape == here.shape and np.abs(here).max() > 0.01
