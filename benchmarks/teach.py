@@ -26,7 +26,7 @@ similarity of the catalog's features: of the top 5, the share of the query's bre
 10,000 photos in a SQLite catalog made for it (dogcat.similar, the command's own path).
 
 Features: the int8 backbone's, one look (what the catalog keeps for ~88 % of photos), computed once into
-~/.cache/dogcat/bench-teach (about 25 min for 17,456 crops on 2 cores, AVX2).
+~/.cache/dogcat/bench-teach/<backbone id> (about 25 min for 17,456 crops on 2 cores, AVX2).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def features(data: Path, model: BreedModel, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """First-look features of every crop (one .npy per breed under the cache: a killed run resumes)."""
-    folder = cache_root() / "bench-teach"
+    # One folder per backbone: features from another backbone are another model's (issue 32 changed it).
+    folder = cache_root() / "bench-teach" / model.id.split("@")[-1]
     folder.mkdir(parents=True, exist_ok=True)
     xs, ys = [], []
     t0 = time.time()
@@ -78,9 +79,9 @@ def halves(y: np.ndarray, seed: int = 0) -> np.ndarray:
     return a
 
 
-def base_head(x: np.ndarray, y: np.ndarray) -> heads.Head:
-    """The shipped head's recipe on half A (cached: a few minutes of L-BFGS)."""
-    cache = cache_root() / "bench-teach" / f"head-A-{len(y)}.npz"
+def base_head(x: np.ndarray, y: np.ndarray, backbone: str) -> heads.Head:
+    """The shipped head's recipe on half A (cached per backbone: a few minutes of L-BFGS)."""
+    cache = cache_root() / "bench-teach" / backbone / f"head-A-{len(y)}.npz"
     if cache.exists():
         got = np.load(cache)
         return heads.Head(got["w"], got["b"])
@@ -251,11 +252,13 @@ def teach_speed(x: np.ndarray, y: np.ndarray, labels: list[str], n: int = 5000, 
     return {"photos": n, "seconds": seconds, "added": taught.added}
 
 
-def mixed_breed(head: heads.Head, xa, ya, xb, yb, b: int, k: int, rng, share: float, l2: float) -> dict:
+def mixed_breed(head: heads.Head, xa, ya, xb, yb, b: int, k: int, rng, share: float, l2: float,
+                old_rule: bool = True) -> dict:
     """Leave breed b out as leave_one_out does (k of its half-A photos carry its word), and label ``share`` of
     the other half-A photos "Mixed Breed" (each an animal of its own): others' top-1 on half B under the
     shipped rule (a word of no look is not taught: dogcat.breeds.look_word), and under the old one ("Mixed
-    Breed" a column, as teach did before issue 31)."""
+    Breed" a column, as teach did before issue 31: a column of thousands of photos, minutes a breed on 2 cores;
+    ``old_rule=False`` leaves it out)."""
     from dogcat import breeds
 
     keep = np.setdiff1d(np.arange(head.classes), [b])
@@ -267,8 +270,8 @@ def mixed_breed(head: heads.Head, xa, ya, xb, yb, b: int, k: int, rng, share: fl
     mixed = rng.choice(others, size=int(round(share * len(others))), replace=False)
     probs = base.probabilities(xa)
     out = {}
-    for rule, word in (("shipped", breeds.look_word(breeds.MIXED_BREED, breeds.MIXED_BREED)),
-                       ("old", breeds.MIXED_BREED)):
+    rules = (("shipped", breeds.look_word(breeds.MIXED_BREED, breeds.MIXED_BREED)), ("old", breeds.MIXED_BREED))
+    for rule, word in rules[:2 if old_rule else 1]:
         words: list[str | None] = [None] * len(ya)
         for i in mixed:
             words[i] = word
@@ -329,6 +332,8 @@ def main() -> None:
                              "take too long)")
     parser.add_argument("--mixed-share", type=float, default=0.6,
                         help="the share of other photos labelled Mixed Breed in the mixed-breed figure")
+    parser.add_argument("--no-old-rule", action="store_true", help="in the mixed-breed figure, leave out "
+                        "\"Mixed Breed\" taught as a column (the rule before issue 31: minutes a breed)")
     parser.add_argument("--words", type=int, default=1000, help="words in the many-words timing (0: skip it)")
     args = parser.parse_args()
     model = BreedModel()
@@ -340,7 +345,7 @@ def main() -> None:
     print(f"{len(y)} crops, {int(y.max()) + 1} breeds; half A {a.sum()} (the catalog), half B {(~a).sum()}; "
           f"CPU: {platform.machine()} {os.cpu_count()} cores, flags {' '.join(cpu_flags())}")
     t0 = time.time()
-    head = base_head(x[a], y[a])
+    head = base_head(x[a], y[a], model.id.split("@")[-1])
     top1 = (head.logits(x[~a]).argmax(1) == y[~a]).mean()
     print(f"half-A head: {time.time() - t0:.0f} s; top-1 on half B {top1:.4f}")
     rows = []
@@ -368,10 +373,10 @@ def main() -> None:
                   flush=True)
     if not args.skip_teach and args.mixed_share > 0:
         rng = np.random.default_rng(99)
-        mixes = [mixed_breed(head, x[a], y[a], x[~a], y[~a], b, 5, rng, args.mixed_share, args.l2)
-                 for b in range(min(args.breeds, head.classes))]
+        mixes = [mixed_breed(head, x[a], y[a], x[~a], y[~a], b, 5, rng, args.mixed_share, args.l2,
+                             old_rule=not args.no_old_rule) for b in range(min(args.breeds, head.classes))]
         full = np.mean([g["full_top1"] for g in mixes])
-        for rule in ("shipped", "old"):
+        for rule in ("shipped",) if args.no_old_rule else ("shipped", "old"):
             top = np.mean([g[rule] for g in mixes])
             print(f"mixed breed: {args.mixed_share:.0%} of other photos labelled Mixed Breed, k=5, rule {rule}: "
                   f"others' top-1 {top:.4f} vs {full:.4f} (a drop of {100 * (full - top):.3f} points)", flush=True)
