@@ -216,6 +216,68 @@ def layout_section(shipped: BreedModel, pixels: np.ndarray, batch: int, add) -> 
     return [("backbone as dogcat runs it / ONNX Runtime's defaults (issue 32)", rates[0] / rates[1])]
 
 
+KERNEL_TIMING = """
+import sys, time, numpy as np
+from dogcat.model import BreedModel, int8_kernels
+pixels, batch = np.load(sys.argv[1]), int(sys.argv[2])
+model = BreedModel(sys.argv[3] or None)
+model.features(pixels[:batch])  # warm-up: the session's first run
+t = time.perf_counter()
+for i in range(0, len(pixels), batch):
+    model.features(pixels[i:i + batch])
+print(len(pixels) / (time.perf_counter() - t), int8_kernels())
+"""
+
+
+def kernels_section(model: Path | None, pixels: np.ndarray, batch: int, repeats: int, add) -> list[tuple[str, float]]:
+    """Issue 32: the int8 backbone (one look, as dogcat runs it) on this CPU's int8 kernels and, on an AMX CPU
+    under Linux, on its AVX-512 VNNI kernels too (a process refused AMX: dogcat.train.kernels), the same photos,
+    each in a fresh process, taking turns ``repeats`` times, each kind its best: two kinds on one machine in one
+    run. (AVX2's kernels need a CPU without AVX-512: their speed is measured only where one runs this.)"""
+    pythons = {"this CPU's": [sys.executable]}
+    if "amx_int8" in cpu_flags() and sys.platform == "linux":
+        pythons["AMX refused"] = [sys.executable, "-m", "dogcat.train.kernels", "--no-amx"]
+    best: dict[str, tuple[float, str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "pixels.npy", pixels)
+        for _ in range(repeats):
+            for name, python in pythons.items():
+                done = subprocess.run([*python, "-c", KERNEL_TIMING, str(Path(tmp) / "pixels.npy"), str(batch),
+                                       str(model or "")], capture_output=True, text=True, check=True)
+                r, kinds = done.stdout.split()
+                if float(r) > best.get(name, (0.0, ""))[0]:
+                    best[name] = float(r), kinds
+    for name, (r, kinds) in best.items():
+        add(f"backbone, one look, {kinds} kernels ({name})", r, f"best of {repeats}, a fresh process each")
+    if len(best) < 2:
+        return []
+    return [("backbone: VNNI kernels / AMX kernels, same CPU (issue 32)",
+             best["AMX refused"][0] / best["this CPU's"][0])]
+
+
+def heic_only(args, shipped: BreedModel, load_before: float) -> None:
+    """--heic: heic_section alone, on --photos validation photos."""
+    photos = val_photos(shipped, args.photos)
+    print(f"{len(photos)} photos, {machine()}", flush=True)
+    ratios = heic_section(photos, args.model, (shipped.preprocessing, DogDetector().preprocessing), args.repeats,
+                          lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True),
+                          args.heic_12mp)
+    for name, r in ratios:
+        print(f"{name:<52} {r:6.2f}")
+    print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+
+
+def kernels_only(args, shipped: BreedModel, load_before: float) -> None:
+    """--kernels: kernels_section alone, on --photos validation photos."""
+    photos = val_photos(shipped, args.photos)
+    print(f"{len(photos)} photos, batch {args.batch}, {machine()}", flush=True)
+    pixels = np.stack([images.decode(p, shipped.preprocessing).views[0] for p in photos])
+    for name, r in kernels_section(args.model, pixels, args.batch, max(args.repeats, 1),
+                                   lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True)):
+        print(f"{name:<52} {r:6.2f}")
+    print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+
+
 def catalog_section(photos: list[Path], model: Path | None, looks_list: list[str], add,
                     repeats: int = 1) -> tuple[dict, float]:
     """`dogcat catalog` end to end in a new process at each number of looks, the same photos into a new
@@ -366,21 +428,17 @@ def main():
                     "catalog); needs pillow-heif to encode them (see above)")
     ap.add_argument("--heic-12mp", type=int, default=10, help="with --heic: photos also timed and catalogued at 12 "
                     "megapixels (x265 takes a while to encode each)")
+    ap.add_argument("--kernels", action="store_true", help="only time the int8 backbone on this CPU's kernels "
+                    "and, on an AMX CPU, on its VNNI kernels (AMX refused: dogcat.train.kernels), --repeats turns")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown section for RESULTS.md")
     args = ap.parse_args()
 
     load_before = os.getloadavg()[0]
     shipped = BreedModel(args.model)
+    if args.kernels:
+        return kernels_only(args, shipped, load_before)
     if args.heic:
-        photos = val_photos(shipped, args.photos)
-        print(f"{len(photos)} photos, {machine()}", flush=True)
-        ratios = heic_section(photos, args.model, (shipped.preprocessing, DogDetector().preprocessing), args.repeats,
-                              lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True),
-                              args.heic_12mp)
-        for name, r in ratios:
-            print(f"{name:<52} {r:6.2f}")
-        print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
-        return
+        return heic_only(args, shipped, load_before)
     detector = DogDetector()
     photos = val_photos(shipped, args.photos)
     prep, dprep = shipped.preprocessing, detector.preprocessing
@@ -403,6 +461,7 @@ def main():
     fp32 = fp32_rate(args.fp32, shipped, pixels, args.batch, add)
     looks_rates = looks_section(shipped, pixels, args.batch, add)
     layout = layout_section(shipped, pixels, args.batch, add)
+    layout += kernels_section(args.model, pixels, args.batch, 1, add)
     ship = looks_rates["auto"][0]
     baseline = None
     if args.baseline:

@@ -172,15 +172,14 @@ def cpu_flags() -> list[str]:
 
 
 def int8_kernels() -> str:
-    """Which of ONNX Runtime's int8 kernels this CPU runs: "amx" (AMX-INT8), "vnni" (AVX-512 VNNI or AVX-VNNI)
-    or "avx2". They give the int8 backbone's features 15 % apart (mean relative difference, AVX2 against AMX, on
-    175 crops; issue 21) and probabilities up to 0.43 apart on a photo, the same top-1 on 170 of 175: ONNX
-    Runtime's AVX2 kernel multiplies uint8 activations by int8 weights in 16-bit pairs, which can saturate where
-    VNNI's and AMX's cannot. Outputs recorded on one kind are compared exactly only on that kind."""
+    """Which of ONNX Runtime's int8 kernels this process runs: "amx" (AMX-INT8), "vnni" (AVX-512 VNNI or
+    AVX-VNNI; also on an AMX CPU in a process refused AMX, dogcat.train.kernels) or "avx2": what benchmarks print
+    beside their speeds. Since issue 32 all three compute the bundled backbone's features to the same bit
+    (tests/test_same_answer.py); they differ in speed."""
     if "flags" not in _cpuinfo():  # not x86, or no /proc/cpuinfo
         return platform.machine()
     flags = set(cpu_flags())
-    if "amx_int8" in flags:
+    if "amx_int8" in flags and not os.environ.get("DOGCAT_NO_AMX"):  # dogcat.train.kernels.NO_AMX
         return "amx"
     return "vnni" if {"avx512_vnni", "avx_vnni"} & flags else "avx2"
 

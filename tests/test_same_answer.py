@@ -30,24 +30,25 @@ SCRIPT = """
 import sys, numpy as np
 from pathlib import Path
 from dogcat import images
-from dogcat.model import BreedModel, mirrored
+from dogcat.model import BreedModel, int8_kernels, mirrored
 model = BreedModel(None, "cpu")
 photos = sorted(Path(sys.argv[1]).glob("*.jpg"))[:2]
 pixels = images.load_batch(photos, model.preprocessing)
 np.save(sys.argv[2], np.stack([model.features(pixels), model.features(mirrored(pixels))]))
+print(int8_kernels())
 """
 
 
-def features(tmp_path: Path, name: str, prefix: list[str]) -> np.ndarray:
-    """The features of two photos and their mirror images, computed by a fresh process (run under ``prefix``),
-    with a cache of its own: an optimized graph is made for the CPU that made it, and under qemu-user
-    /proc/cpuinfo still names the host's."""
+def features(tmp_path: Path, name: str, python: list[str]) -> tuple[np.ndarray, str]:
+    """The features of two photos and their mirror images, computed by a fresh process (``python`` then
+    ``-c SCRIPT``), with a cache of its own: an optimized graph is made for the CPU that made it, and under
+    qemu-user /proc/cpuinfo still names the host's; and the int8 kernels the process says it ran."""
     out = tmp_path / f"{name}.npy"
     env = dict(os.environ, DOGCAT_CACHE=str(tmp_path / f"cache-{name}"))
-    done = subprocess.run([*prefix, sys.executable, "-c", SCRIPT, str(PHOTO), str(out)], capture_output=True,
-                          text=True, timeout=900, env=env)
+    done = subprocess.run([*python, "-c", SCRIPT, str(PHOTO), str(out)], capture_output=True, text=True,
+                          timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    return np.load(out)
+    return np.load(out), done.stdout.split()[-1]
 
 
 @pytest.mark.slow
@@ -55,10 +56,25 @@ def test_an_avx2_cpu_computes_the_same_features_to_the_last_bit(tmp_path):
     if platform.machine() not in ("x86_64", "AMD64"):
         missing("an x86-64 CPU (qemu-user emulates an AVX2 one beside it)")
     qemu = needs_program(shutil.which("qemu-x86_64"), "qemu-user (qemu-x86_64), to emulate an AVX2-only CPU")
-    here = features(tmp_path, "here", [])
-    avx2 = features(tmp_path, "avx2", [qemu, "-cpu", "Haswell"])
+    here, _ = features(tmp_path, "here", [sys.executable])
+    avx2, _ = features(tmp_path, "avx2", [qemu, "-cpu", "Haswell", sys.executable])
     assert here.shape == (2, 2, 2048)
     assert np.array_equal(here, avx2), f"max |diff| {np.abs(here - avx2).max()}"
+
+
+@pytest.mark.slow
+def test_the_vnni_kernels_compute_the_same_features_to_the_last_bit(tmp_path):
+    """On an AMX CPU, a process refused AMX (dogcat.train.kernels) runs ONNX Runtime's AVX-512 VNNI int8
+    kernels on the same CPU: a real VNNI run beside the AMX one, which must give the same bits. (On a CPU
+    without AMX both processes run the same kernels, and the test checks that the refusal changes nothing.)"""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        missing("Linux on x86-64 (refusing AMX to a process is a Linux seccomp filter)")
+    here, kernels = features(tmp_path, "here", [sys.executable])
+    refused, refused_kernels = features(tmp_path, "no-amx", [sys.executable, "-m", "dogcat.train.kernels",
+                                                             "--no-amx"])
+    assert refused_kernels == ("vnni" if kernels == "amx" else kernels)
+    assert np.array_equal(here, refused), f"{kernels} against {refused_kernels}: max |diff| " \
+                                          f"{np.abs(here - refused).max()}"
 
 
 @pytest.mark.slow
