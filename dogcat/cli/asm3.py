@@ -22,7 +22,17 @@ from dogcat.text import visible
 if TYPE_CHECKING:
     pass
 
-from dogcat.cli.common import DbOption, app, not_the_catalog, open_catalog, path_table, print_whole
+from dogcat.cli.common import (
+    AgeOption,
+    AnimalsCsvOption,
+    DbOption,
+    DobOption,
+    app,
+    not_the_catalog,
+    open_catalog,
+    path_table,
+    print_whole,
+)
 
 
 def export_asm3_file(db: str, output: Path | None, images: bool, age: str | None, dob: str | None,
@@ -148,14 +158,9 @@ def asm3_sync(
                         "DOGCAT_ASM3_KEY.", show_default=False)] = None,
     account: Annotated[str | None, typer.Option("--account", help="The hosted ASM3 account (database) name.",
                        show_default=False)] = None,
-    age: Annotated[str | None, typer.Option("--age", help="The estimated age in years ASM3 needs for an animal "
-                   "new to it, for those with no age of their own (as export --format asm3).",
-                   show_default=False)] = None,
-    dob: Annotated[str | None, typer.Option("--dob", help="A date of birth (YYYY-MM-DD) instead of --age.",
-                   show_default=False)] = None,
-    animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="Each new animal's name, date of "
-                           "birth or age, and sex: a CSV with columns code,name,dob,age,sex.",
-                           show_default=False)] = None,
+    age: AgeOption = None,
+    dob: DobOption = None,
+    animals_csv: AnimalsCsvOption = None,
     allow_http: Annotated[bool, typer.Option("--allow-http", help="Allow a plain http:// address to another "
                           "machine (the password then crosses the network unencrypted).")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds to wait for each of ASM3's "

@@ -30,6 +30,9 @@ from dogcat.cli.common import (
     DetectorOption,
     Device,
     DeviceOption,
+    ExportAgeOption,
+    ExportAnimalsCsvOption,
+    ExportDobOption,
     Looks,
     LooksOption,
     ModelIdOption,
@@ -260,14 +263,9 @@ def export(
     per: Annotated[str | None, typer.Option("--per", help="photo (one record per catalogued file; the default) "
                    "or animal (one per animal, its photos fused into one answer). asm3 is always per animal.",
                    show_default=False)] = None,
-    age: Annotated[str | None, typer.Option("--age", help="asm3: the estimated age in years ASM3 needs for an "
-                   "animal new to it (e.g. 2, or 0.5), for those with no age from a pull or --animals-csv.",
-                   show_default=False)] = None,
-    dob: Annotated[str | None, typer.Option("--dob", help="asm3: a date of birth (YYYY-MM-DD) instead of --age.",
-                   show_default=False)] = None,
-    animals_csv: Annotated[Path | None, typer.Option("--animals-csv", help="asm3: each new animal's name, date "
-                           "of birth or age, and sex: a CSV with columns code,name,dob,age,sex (comma, semicolon "
-                           "or tab).", show_default=False)] = None,
+    age: ExportAgeOption = None,
+    dob: ExportDobOption = None,
+    animals_csv: ExportAnimalsCsvOption = None,
     everything: Annotated[bool, typer.Option("--all", help="asm3: every photo and answer, also what was sent "
                           "before (importing it again attaches those photos again); never a field staff own of an "
                           "animal ASM3 has.")] = False,

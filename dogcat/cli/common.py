@@ -98,6 +98,29 @@ OutputOption = Annotated[Path | None, typer.Option(
 ModelIdOption = Annotated[str | None, typer.Option(
     "--model-id", show_default=False, help="That model's predictions (its id, as in the model column) instead "
     "of the newest.")]
+# What ASM3 needs of an animal new to it, given once for `export --format asm3` and `asm3 sync` (each text
+# prefixed "asm3: " where the command has other formats).
+AGE_HELP = ("the estimated age in years ASM3 needs for an animal new to it (e.g. 2, or 0.5), for those with no "
+            "age from a pull or --animals-csv.")
+DOB_HELP = "a date of birth (YYYY-MM-DD) instead of --age."
+ANIMALS_CSV_HELP = ("each new animal's name, date of birth or age, and sex: a CSV with columns "
+                    "code,name,dob,age,sex (comma, semicolon or tab).")
+
+
+def _first_up(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+AgeOption = Annotated[str | None, typer.Option("--age", help=_first_up(AGE_HELP), show_default=False)]
+DobOption = Annotated[str | None, typer.Option("--dob", help=_first_up(DOB_HELP), show_default=False)]
+AnimalsCsvOption = Annotated[Path | None, typer.Option("--animals-csv", help=_first_up(ANIMALS_CSV_HELP),
+                                                       show_default=False)]
+ExportAgeOption = Annotated[str | None, typer.Option("--age", help="asm3: " + AGE_HELP, show_default=False)]
+ExportDobOption = Annotated[str | None, typer.Option("--dob", help="asm3: " + DOB_HELP, show_default=False)]
+ExportAnimalsCsvOption = Annotated[Path | None, typer.Option("--animals-csv", help="asm3: " + ANIMALS_CSV_HELP,
+                                                             show_default=False)]
+
+
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show the details of an unexpected failure "
                                                                       "(and, for catalog, every file with an error).")]
 
