@@ -255,16 +255,22 @@ def kernels_section(model: Path | None, pixels: np.ndarray, batch: int, repeats:
              best["AMX refused"][0] / best["this CPU's"][0])]
 
 
+def print_rate(name: str, r: float, note: str = "") -> None:
+    print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True)
+
+
+def print_ratios(ratios: list[tuple[str, float]], load_before: float) -> None:
+    for name, r in ratios:
+        print(f"{name:<52} {r:6.2f}")
+    print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+
+
 def heic_only(args, shipped: BreedModel, load_before: float) -> None:
     """--heic: heic_section alone, on --photos validation photos."""
     photos = val_photos(shipped, args.photos)
     print(f"{len(photos)} photos, {machine()}", flush=True)
-    ratios = heic_section(photos, args.model, (shipped.preprocessing, DogDetector().preprocessing), args.repeats,
-                          lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True),
-                          args.heic_12mp)
-    for name, r in ratios:
-        print(f"{name:<52} {r:6.2f}")
-    print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    print_ratios(heic_section(photos, args.model, (shipped.preprocessing, DogDetector().preprocessing),
+                              args.repeats, print_rate, args.heic_12mp), load_before)
 
 
 def kernels_only(args, shipped: BreedModel, load_before: float) -> None:
@@ -272,10 +278,7 @@ def kernels_only(args, shipped: BreedModel, load_before: float) -> None:
     photos = val_photos(shipped, args.photos)
     print(f"{len(photos)} photos, batch {args.batch}, {machine()}", flush=True)
     pixels = np.stack([images.decode(p, shipped.preprocessing).views[0] for p in photos])
-    for name, r in kernels_section(args.model, pixels, args.batch, max(args.repeats, 1),
-                                   lambda name, r, note="": print(f"{name:<52} {r:7.2f} photos/s  {note}", flush=True)):
-        print(f"{name:<52} {r:6.2f}")
-    print(f"load average (1 min) {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    print_ratios(kernels_section(args.model, pixels, args.batch, max(args.repeats, 1), print_rate), load_before)
 
 
 def catalog_section(photos: list[Path], model: Path | None, looks_list: list[str], add,

@@ -47,11 +47,19 @@ from dogcat.model import BreedModel, cache_root, cpu_flags
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cache_folder(model: BreedModel) -> Path:
+    """Where this benchmark keeps what it computed from the model's backbone (its features, the half-A head):
+    one folder per backbone (the first 12 hex digits of its SHA-256, as `dogcat train looks` names its cache),
+    since another backbone's features are another model's (issue 32 changed it)."""
+    backbone = (model.card.backbone or {}).get("sha256", "")[:12] or model.id.split("@")[-1]  # a one-graph model
+    folder = cache_root() / "bench-teach" / backbone
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def features(data: Path, model: BreedModel, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """First-look features of every crop (one .npy per breed under the cache: a killed run resumes)."""
-    # One folder per backbone: features from another backbone are another model's (issue 32 changed it).
-    folder = cache_root() / "bench-teach" / model.id.split("@")[-1]
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = cache_folder(model)
     xs, ys = [], []
     t0 = time.time()
     for i, label in enumerate(labels):
@@ -79,9 +87,9 @@ def halves(y: np.ndarray, seed: int = 0) -> np.ndarray:
     return a
 
 
-def base_head(x: np.ndarray, y: np.ndarray, backbone: str) -> heads.Head:
-    """The shipped head's recipe on half A (cached per backbone: a few minutes of L-BFGS)."""
-    cache = cache_root() / "bench-teach" / backbone / f"head-A-{len(y)}.npz"
+def base_head(x: np.ndarray, y: np.ndarray, folder: Path) -> heads.Head:
+    """The shipped head's recipe on half A (cached in the backbone's ``folder``: a few minutes of L-BFGS)."""
+    cache = folder / f"head-A-{len(y)}.npz"
     if cache.exists():
         got = np.load(cache)
         return heads.Head(got["w"], got["b"])
@@ -345,7 +353,7 @@ def main() -> None:
     print(f"{len(y)} crops, {int(y.max()) + 1} breeds; half A {a.sum()} (the catalog), half B {(~a).sum()}; "
           f"CPU: {platform.machine()} {os.cpu_count()} cores, flags {' '.join(cpu_flags())}")
     t0 = time.time()
-    head = base_head(x[a], y[a], model.id.split("@")[-1])
+    head = base_head(x[a], y[a], cache_folder(model))
     top1 = (head.logits(x[~a]).argmax(1) == y[~a]).mean()
     print(f"half-A head: {time.time() - t0:.0f} s; top-1 on half B {top1:.4f}")
     rows = []
@@ -376,7 +384,7 @@ def main() -> None:
         mixes = [mixed_breed(head, x[a], y[a], x[~a], y[~a], b, 5, rng, args.mixed_share, args.l2,
                              old_rule=not args.no_old_rule) for b in range(min(args.breeds, head.classes))]
         full = np.mean([g["full_top1"] for g in mixes])
-        for rule in ("shipped",) if args.no_old_rule else ("shipped", "old"):
+        for rule in [r for r in ("shipped", "old") if mixes and r in mixes[0]]:  # "old": unless --no-old-rule
             top = np.mean([g[rule] for g in mixes])
             print(f"mixed breed: {args.mixed_share:.0%} of other photos labelled Mixed Breed, k=5, rule {rule}: "
                   f"others' top-1 {top:.4f} vs {full:.4f} (a drop of {100 * (full - top):.3f} points)", flush=True)
